@@ -1,0 +1,103 @@
+/*
+ * Copyright (C) Nexus authors
+ *
+ * nexusctl option parsing: getopt_long with the tool's own messages.
+ * Every verb takes long options only ("--name acme" or "--name=acme"),
+ * plus -h / --help.
+ */
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nexusctl.h"
+#include "cli_opt.h"
+#include "cli_out.h"
+
+
+#define CLI_OPT_MAX  16
+
+
+int
+cli_getopt(int argc, char **argv, const struct option *opts)
+{
+    int             c, n;
+    struct option   all[CLI_OPT_MAX + 2];
+    const char     *arg;
+
+    for (n = 0; opts[n].name != NULL; n++) {
+        if (n == CLI_OPT_MAX) {
+            break;
+        }
+
+        all[n] = opts[n];
+    }
+
+    all[n].name = "help";
+    all[n].has_arg = no_argument;
+    all[n].flag = NULL;
+    all[n].val = CLI_OPT_HELP;
+
+    memset(&all[n + 1], 0, sizeof(struct option));
+
+    /*
+     * '+': stop at the first operand rather than permute, so that a stray
+     * operand is reported by cli_opt_end(); ':': report a missing value
+     * apart from an unknown option.
+     */
+    opterr = 0;
+
+    c = getopt_long(argc, argv, "+:h", all, NULL);
+
+    switch (c) {
+
+    case ':':
+        cli_error("%s: option \"%s\" needs a value", argv[0],
+                  cli_quote(argv[optind - 1]));
+        return CLI_OPT_BAD;
+
+    case '?':
+        /* an unknown option, or a value given to a flag (--platform=x) */
+        arg = argv[optind - 1];
+
+        if (strncmp(arg, "--", 2) != 0 && optopt > 0x20 && optopt < 0x7f) {
+            cli_error("%s: invalid option \"-%c\"", argv[0], optopt);
+
+        } else {
+            cli_error("%s: invalid option \"%s\"", argv[0], cli_quote(arg));
+        }
+
+        return CLI_OPT_BAD;
+
+    default:
+        return c;
+    }
+}
+
+
+int
+cli_opt_end(int argc, char **argv)
+{
+    if (optind < argc) {
+        cli_error("%s: unexpected argument \"%s\"", argv[0],
+                  cli_quote(argv[optind]));
+        cli_verb_usage(argv[0], stderr);
+        return -1;
+    }
+
+    return 0;
+}
+
+
+int
+cli_opt_usage(const char *verb, int c)
+{
+    if (c == CLI_OPT_HELP) {
+        cli_verb_usage(verb, stdout);
+        return CLI_OK;
+    }
+
+    cli_verb_usage(verb, stderr);
+    return CLI_USAGE;
+}

@@ -1,0 +1,37 @@
+/*
+ * Copyright (C) Nexus authors
+ *
+ * nexusctl option parsing: getopt_long with the tool's own messages.
+ */
+
+#ifndef CLI_OPT_H
+#define CLI_OPT_H
+
+#include <getopt.h>
+
+
+#define CLI_OPT_HELP  'h'       /* -h or --help */
+#define CLI_OPT_BAD   '?'       /* unknown option or missing value */
+
+
+/*
+ * Returns the next option's val (its value in optarg), -1 when the options
+ * are done, CLI_OPT_HELP, or CLI_OPT_BAD after printing why. argv[0] is the
+ * verb; opts need not list "help".
+ */
+int cli_getopt(int argc, char **argv, const struct option *opts);
+
+/*
+ * To call once cli_getopt returned -1: 0 if no arguments are left, -1
+ * (with a message) if some are, since no verb takes operands.
+ */
+int cli_opt_end(int argc, char **argv);
+
+/*
+ * Handles a CLI_OPT_HELP or CLI_OPT_BAD from cli_getopt: prints the verb's
+ * usage and returns the exit code (0 for help, 2 otherwise).
+ */
+int cli_opt_usage(const char *verb, int c);
+
+
+#endif /* CLI_OPT_H */

@@ -1,0 +1,193 @@
+/*
+ * Copyright (C) Nexus authors
+ *
+ * nexusctl tenants: create-tenant and list-tenants.
+ */
+
+#include <stdio.h>
+#include <string.h>
+
+#include <nx_name.h>
+
+#include "nexusctl.h"
+#include "cli_db.h"
+#include "cli_opt.h"
+#include "cli_out.h"
+#include "cli_tenant.h"
+
+
+static const struct option  cli_create_tenant_opts[] = {
+    { "name",       required_argument,  NULL,  'n' },
+    { "platform",   no_argument,        NULL,  'p' },
+    { NULL,         0,                  NULL,  0 }
+};
+
+static const struct option  cli_list_tenants_opts[] = {
+    { NULL,         0,                  NULL,  0 }
+};
+
+
+int
+cli_create_tenant(int argc, char **argv)
+{
+    int          c, rc, platform;
+    PGconn      *conn;
+    PGresult    *res;
+    const char  *name, *values[2];
+
+    name = NULL;
+    platform = 0;
+
+    while ((c = cli_getopt(argc, argv, cli_create_tenant_opts)) != -1) {
+
+        switch (c) {
+
+        case 'n':
+            name = optarg;
+            break;
+
+        case 'p':
+            platform = 1;
+            break;
+
+        default:
+            return cli_opt_usage(argv[0], c);
+        }
+    }
+
+    if (cli_opt_end(argc, argv) != 0) {
+        return CLI_USAGE;
+    }
+
+    if (name == NULL) {
+        cli_error("%s: --name is required", argv[0]);
+        cli_verb_usage(argv[0], stderr);
+        return CLI_USAGE;
+    }
+
+    if (cli_tenant_name_check(name) != 0) {
+        return CLI_USAGE;
+    }
+
+    conn = cli_db_connect(&rc);
+    if (conn == NULL) {
+        return rc;
+    }
+
+    values[0] = name;
+    values[1] = platform ? "true" : "false";
+
+    res = cli_db_exec(conn,
+              "INSERT INTO tenants (name, platform) VALUES ($1, $2) "
+              "RETURNING id, name",
+              2, values);
+
+    if (cli_db_ok(res)) {
+        printf("tenant %s %s\n", PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1));
+        rc = (cli_flush() == 0) ? CLI_OK : CLI_FAILED;
+
+    } else if (cli_db_state(res, CLI_DB_UNIQUE_VIOLATION)) {
+        cli_error("tenant \"%s\" already exists", name);
+        rc = CLI_FAILED;
+
+    } else {
+        rc = cli_db_fail(conn, res, "cannot create tenant");
+    }
+
+    PQclear(res);
+    cli_db_close(conn);
+
+    return rc;
+}
+
+
+int
+cli_list_tenants(int argc, char **argv)
+{
+    int        c, rc;
+    PGconn    *conn;
+    PGresult  *res;
+
+    c = cli_getopt(argc, argv, cli_list_tenants_opts);
+    if (c != -1) {
+        return cli_opt_usage(argv[0], c);
+    }
+
+    if (cli_opt_end(argc, argv) != 0) {
+        return CLI_USAGE;
+    }
+
+    conn = cli_db_connect(&rc);
+    if (conn == NULL) {
+        return rc;
+    }
+
+    res = cli_db_exec(conn,
+              "SELECT id, name, status,"
+              " CASE WHEN platform THEN 'yes' ELSE 'no' END AS platform, "
+              CLI_DB_TS("created_at") " AS created_at "
+              "FROM tenants ORDER BY id",
+              0, NULL);
+
+    if (cli_db_ok(res)) {
+        rc = (cli_table_print(res) == 0 && cli_flush() == 0)
+             ? CLI_OK : CLI_FAILED;
+
+    } else {
+        rc = cli_db_fail(conn, res, "cannot list tenants");
+    }
+
+    PQclear(res);
+    cli_db_close(conn);
+
+    return rc;
+}
+
+
+int
+cli_tenant_name_check(const char *name)
+{
+    if (nx_tenant_name_valid(name, strlen(name)) != 0) {
+        cli_error("invalid tenant name \"%s\": 1 to 63 of a-z 0-9 _ -, "
+                  "starting with a letter or digit", cli_quote(name));
+        return -1;
+    }
+
+    return 0;
+}
+
+
+int
+cli_tenant_find(PGconn *conn, const char *name, cli_tenant_t *t)
+{
+    int          rc;
+    PGresult    *res;
+    const char  *values[1];
+
+    if (cli_tenant_name_check(name) != 0) {
+        return CLI_USAGE;
+    }
+
+    values[0] = name;
+
+    res = cli_db_exec(conn,
+              "SELECT id, status = 'active' FROM tenants WHERE name = $1",
+              1, values);
+
+    if (!cli_db_ok(res)) {
+        rc = cli_db_fail(conn, res, "cannot look up tenant");
+
+    } else if (PQntuples(res) == 0) {
+        cli_error("tenant \"%s\" not found", name);
+        rc = CLI_FAILED;
+
+    } else {
+        snprintf(t->id, sizeof(t->id), "%s", PQgetvalue(res, 0, 0));
+        t->active = (PQgetvalue(res, 0, 1)[0] == 't');
+        rc = CLI_OK;
+    }
+
+    PQclear(res);
+
+    return rc;
+}

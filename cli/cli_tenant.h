@@ -1,0 +1,31 @@
+/*
+ * Copyright (C) Nexus authors
+ *
+ * nexusctl tenants: what other verbs need to know about them.
+ */
+
+#ifndef CLI_TENANT_H
+#define CLI_TENANT_H
+
+#include <libpq-fe.h>
+
+
+typedef struct {
+    char  id[24];               /* bigint as text, as PostgreSQL prints it */
+    int   active;               /* status = 'active' */
+} cli_tenant_t;
+
+
+/*
+ * Validates the tenant name given with --tenant and finds the tenant.
+ * Returns CLI_OK and fills t, or prints why and returns the exit code:
+ * CLI_USAGE for an invalid name, CLI_FAILED for an unknown tenant,
+ * CLI_FAILED or CLI_UNREACHABLE if the query failed.
+ */
+int cli_tenant_find(PGconn *conn, const char *name, cli_tenant_t *t);
+
+/* Validates a tenant name; prints why and returns -1 if it is invalid. */
+int cli_tenant_name_check(const char *name);
+
+
+#endif /* CLI_TENANT_H */

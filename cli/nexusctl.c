@@ -1,0 +1,187 @@
+/*
+ * Copyright (C) Nexus authors
+ *
+ * nexusctl: the operator's command-line tool. This file holds main(), the
+ * usage text and the dispatch to one handler per verb; each verb lives in
+ * its own file (cli_migrate.c, cli_tenant.c, cli_key.c).
+ */
+
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "nexusctl.h"
+#include "cli_out.h"
+
+
+typedef struct {
+    const char   *name;
+    cli_verb_pt   handler;
+    const char   *synopsis;
+    const char   *summary;
+} cli_verb_t;
+
+
+static void cli_std_fds(void);
+static const cli_verb_t *cli_verb_find(const char *name);
+static void cli_usage(FILE *f);
+
+
+static const cli_verb_t  cli_verbs[] = {
+
+    { "migrate", cli_migrate,
+      "[--dir DIR]",
+      "apply pending database migrations" },
+
+    { "create-tenant", cli_create_tenant,
+      "--name NAME [--platform]",
+      "create a tenant" },
+
+    { "list-tenants", cli_list_tenants,
+      "",
+      "list tenants" },
+
+    { "create-key", cli_create_key,
+      "--tenant NAME --name NAME [--role reader|editor|admin]\n"
+      "                           [--scopes S1,S2] [--expires-in DURATION]",
+      "create an API key and print it once" },
+
+    { "list-keys", cli_list_keys,
+      "--tenant NAME",
+      "list the API keys of a tenant" },
+
+    { "revoke-key", cli_revoke_key,
+      "--prefix PREFIX",
+      "revoke an API key" },
+
+    { NULL, NULL, NULL, NULL }
+};
+
+
+int
+main(int argc, char **argv)
+{
+    const cli_verb_t  *v;
+
+    cli_std_fds();
+
+    /* a closed pipe must fail a write, not kill us mid-transaction */
+    signal(SIGPIPE, SIG_IGN);
+
+    if (argc < 2) {
+        cli_usage(stderr);
+        return CLI_USAGE;
+    }
+
+    if (strcmp(argv[1], "help") == 0
+        || strcmp(argv[1], "--help") == 0
+        || strcmp(argv[1], "-h") == 0)
+    {
+        if (argc > 2 && strcmp(argv[1], "help") == 0) {
+            v = cli_verb_find(argv[2]);
+            if (v == NULL) {
+                cli_error("unknown command \"%s\"", cli_quote(argv[2]));
+                return CLI_USAGE;
+            }
+
+            cli_verb_usage(v->name, stdout);
+            return CLI_OK;
+        }
+
+        cli_usage(stdout);
+        return CLI_OK;
+    }
+
+    v = cli_verb_find(argv[1]);
+    if (v == NULL) {
+        cli_error("unknown command \"%s\" (see \"nexusctl help\")",
+                  cli_quote(argv[1]));
+        return CLI_USAGE;
+    }
+
+    return v->handler(argc - 1, argv + 1);
+}
+
+
+void
+cli_verb_usage(const char *verb, FILE *f)
+{
+    const cli_verb_t  *v;
+
+    v = cli_verb_find(verb);
+    if (v == NULL) {
+        return;
+    }
+
+    fprintf(f, "usage: nexusctl %s%s%s\n", v->name,
+            v->synopsis[0] ? " " : "", v->synopsis);
+}
+
+
+/*
+ * If nexusctl is started with fd 0, 1 or 2 closed, the database socket
+ * would take that number and printf() would write into it: a new key
+ * would go to the server instead of the operator. Plug the gaps with
+ * /dev/null opened read-only, so that writing output fails (and
+ * create-key rolls back) rather than silently vanishing.
+ */
+
+static void
+cli_std_fds(void)
+{
+    int  fd;
+
+    for (fd = 0; fd <= 2; fd++) {
+        if (fcntl(fd, F_GETFD) == -1) {
+            if (open("/dev/null", O_RDONLY) != fd) {
+                _exit(CLI_USAGE);
+            }
+        }
+    }
+}
+
+
+static const cli_verb_t *
+cli_verb_find(const char *name)
+{
+    const cli_verb_t  *v;
+
+    for (v = cli_verbs; v->name != NULL; v++) {
+        if (strcmp(v->name, name) == 0) {
+            return v;
+        }
+    }
+
+    return NULL;
+}
+
+
+static void
+cli_usage(FILE *f)
+{
+    const cli_verb_t  *v;
+
+    fprintf(f, "usage: nexusctl <command> [options]\n\ncommands:\n");
+
+    for (v = cli_verbs; v->name != NULL; v++) {
+        fprintf(f, "  %-14s %s\n", v->name, v->summary);
+    }
+
+    fprintf(f,
+        "\n"
+        "Run \"nexusctl help <command>\" or \"nexusctl <command> --help\""
+        " for its options.\n"
+        "\n"
+        "environment:\n"
+        "  NEXUS_DATABASE_URL      libpq connection string or URI"
+        " (required)\n"
+        "  NEXUS_KEY_PEPPER_FILE   file holding the key pepper"
+        " (create-key)\n"
+        "  NEXUS_MIGRATIONS_DIR    migrations directory (migrate)\n"
+        "\n"
+        "exit status: 0 ok, 1 operation failed, 2 usage or configuration"
+        " error,\n"
+        "             3 database unreachable\n");
+}

@@ -1,0 +1,38 @@
+/*
+ * Copyright (C) Nexus authors
+ *
+ * nexusctl: exit codes, verb entry points and the usage helpers that the
+ * verbs share with main().
+ */
+
+#ifndef NEXUSCTL_H
+#define NEXUSCTL_H
+
+#include <stdio.h>
+
+
+#define CLI_OK           0      /* done */
+#define CLI_FAILED       1      /* not found, duplicate, constraint, ... */
+#define CLI_USAGE        2      /* bad arguments or configuration */
+#define CLI_UNREACHABLE  3      /* PostgreSQL cannot be reached */
+
+
+/*
+ * A verb receives its own argument vector: argv[0] is the verb name,
+ * options follow. It returns one of the exit codes above.
+ */
+typedef int (*cli_verb_pt)(int argc, char **argv);
+
+
+int cli_migrate(int argc, char **argv);
+int cli_create_tenant(int argc, char **argv);
+int cli_list_tenants(int argc, char **argv);
+int cli_create_key(int argc, char **argv);
+int cli_list_keys(int argc, char **argv);
+int cli_revoke_key(int argc, char **argv);
+
+/* Prints "usage: nexusctl <verb> <synopsis>" for one verb. */
+void cli_verb_usage(const char *verb, FILE *f);
+
+
+#endif /* NEXUSCTL_H */
