@@ -1,0 +1,724 @@
+
+/*
+ * Copyright (C) Nexus authors
+ *
+ * nexus_admin: tenants and API keys over HTTP.
+ *
+ *   GET  /v1/admin/tenants
+ *   POST /v1/admin/tenants                  platform admins only
+ *   GET  /v1/admin/api-keys[?tenant=T]
+ *   POST /v1/admin/api-keys
+ *   POST /v1/admin/api-keys/{id}/revoke
+ *
+ * The access phase already required the admin role.  A tenant's admin
+ * sees and changes its own tenant only; a platform admin (an admin key of
+ * a platform tenant) sees every tenant.  PostgreSQL renders the JSON rows
+ * (json_build_object), so values are always correctly escaped.
+ */
+
+
+#include "ngx_nexus_module.h"
+#include "ngx_nexus_pg.h"
+#include "ngx_nexus_reply.h"
+#include "ngx_nexus_body.h"
+
+#include <nx_json.h>
+#include <nx_name.h>
+#include <nx_duration.h>
+
+
+#define NGX_NEXUS_ADMIN_LIST_TENANTS    0
+#define NGX_NEXUS_ADMIN_CREATE_TENANT   1
+#define NGX_NEXUS_ADMIN_LIST_KEYS       2
+#define NGX_NEXUS_ADMIN_CREATE_KEY      3
+#define NGX_NEXUS_ADMIN_REVOKE_KEY      4
+#define NGX_NEXUS_ADMIN_NOPS            5
+
+
+typedef struct {
+    ngx_uint_t                  op;
+    u_char                      key[NX_KEY_LEN];
+} ngx_nexus_admin_ctx_t;
+
+
+static ngx_int_t ngx_nexus_admin_query(ngx_http_request_t *r,
+    ngx_nexus_pg_query_t *q);
+static void ngx_nexus_admin_done(ngx_nexus_pg_query_t *q, PGresult *res,
+    ngx_int_t rc);
+static ngx_int_t ngx_nexus_admin_list_tenants(ngx_http_request_t *r);
+static void ngx_nexus_admin_create_tenant(ngx_http_request_t *r,
+    yajl_val v);
+static ngx_int_t ngx_nexus_admin_list_keys(ngx_http_request_t *r);
+static void ngx_nexus_admin_create_key(ngx_http_request_t *r, yajl_val v);
+static ngx_int_t ngx_nexus_admin_revoke_key(ngx_http_request_t *r,
+    ngx_str_t *id);
+static ngx_int_t ngx_nexus_admin_scopes(ngx_http_request_t *r, yajl_val v,
+    ngx_str_t *out);
+static void ngx_nexus_admin_invalid(ngx_http_request_t *r,
+    const char *message);
+
+
+static ngx_uint_t  ngx_nexus_admin_stmts[NGX_NEXUS_ADMIN_NOPS];
+
+
+#define NGX_NEXUS_TENANT_JSON                                                 \
+    "json_build_object('id', t.id, 'name', t.name, 'status', t.status,"      \
+    " 'platform', t.platform, 'created_at', t.created_at)"
+
+#define NGX_NEXUS_KEY_JSON                                                    \
+    "json_build_object('id', k.id, 'tenant', t.name, 'name', k.name,"        \
+    " 'prefix', k.prefix, 'role', k.role, 'scopes', k.scopes,"               \
+    " 'status', k.status, 'expires_at', k.expires_at,"                       \
+    " 'last_used_at', k.last_used_at, 'created_at', k.created_at,"           \
+    " 'revoked_at', k.revoked_at)"
+
+
+static const struct {
+    const char  *name;
+    const char  *sql;
+    int          nparams;
+} ngx_nexus_admin_sql[NGX_NEXUS_ADMIN_NOPS] = {
+
+    { "nexus_admin_list_tenants",
+      "SELECT coalesce(json_agg(" NGX_NEXUS_TENANT_JSON " ORDER BY t.id),"
+      " '[]')::text FROM (SELECT * FROM tenants"
+      " WHERE $1::bigint = 0 OR id = $1::bigint ORDER BY id LIMIT 1000) t",
+      1 },
+
+    { "nexus_admin_create_tenant",
+      "INSERT INTO tenants AS t (name, platform) VALUES ($1, $2::boolean)"
+      " RETURNING " NGX_NEXUS_TENANT_JSON "::text",
+      2 },
+
+    { "nexus_admin_list_keys",
+      "SELECT coalesce(json_agg(" NGX_NEXUS_KEY_JSON " ORDER BY k.id),"
+      " '[]')::text FROM (SELECT * FROM api_keys"
+      " WHERE $1::bigint = 0 OR tenant_id = $1::bigint"
+      " ORDER BY id LIMIT 1000) k JOIN tenants t ON t.id = k.tenant_id"
+      " WHERE $2::text = '' OR t.name = $2::text",
+      2 },
+
+    { "nexus_admin_create_key",
+      "INSERT INTO api_keys AS k (tenant_id, name, prefix, key_hash, role,"
+      " scopes, expires_at)"
+      " SELECT t.id, $3, $4, decode($5, 'hex'), $6,"
+      " string_to_array($7, ',')::text[],"
+      " CASE WHEN $8::bigint = 0 THEN NULL"
+      " ELSE now() + make_interval(secs => $8::bigint) END"
+      " FROM tenants t WHERE ($1::bigint = 0 OR t.id = $1::bigint)"
+      " AND t.name = $2"
+      " RETURNING (SELECT " NGX_NEXUS_KEY_JSON "::text"
+      " FROM tenants t WHERE t.id = k.tenant_id)",
+      8 },
+
+    { "nexus_admin_revoke_key",
+      "UPDATE api_keys AS k SET status = 'revoked',"
+      " revoked_at = coalesce(k.revoked_at, now())"
+      " FROM tenants t WHERE t.id = k.tenant_id AND k.id = $1::bigint"
+      " AND ($2::bigint = 0 OR k.tenant_id = $2::bigint)"
+      " RETURNING " NGX_NEXUS_KEY_JSON "::text",
+      2 },
+};
+
+
+ngx_int_t
+ngx_nexus_admin_init_statements(ngx_conf_t *cf)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < NGX_NEXUS_ADMIN_NOPS; i++) {
+        if (ngx_nexus_pg_statement(cf, ngx_nexus_admin_sql[i].name,
+                                   ngx_nexus_admin_sql[i].sql,
+                                   ngx_nexus_admin_sql[i].nparams,
+                                   &ngx_nexus_admin_stmts[i])
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_nexus_admin_handler(ngx_http_request_t *r)
+{
+    u_char     *p;
+    ngx_str_t   rest, id;
+
+    if (ngx_nexus_route(r, &rest) != NGX_OK
+        || rest.len < 6 || ngx_strncmp(rest.data, "admin/", 6) != 0)
+    {
+        return ngx_nexus_not_found(r);
+    }
+
+    rest.data += 6;
+    rest.len -= 6;
+
+    if (rest.len == 7 && ngx_strncmp(rest.data, "tenants", 7) == 0) {
+
+        if (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) {
+            return ngx_nexus_admin_list_tenants(r);
+        }
+
+        if (r->method == NGX_HTTP_POST) {
+            return ngx_nexus_read_json(r, ngx_nexus_admin_create_tenant);
+        }
+
+        return ngx_nexus_method_not_allowed(r);
+    }
+
+    if (rest.len == 8 && ngx_strncmp(rest.data, "api-keys", 8) == 0) {
+
+        if (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) {
+            return ngx_nexus_admin_list_keys(r);
+        }
+
+        if (r->method == NGX_HTTP_POST) {
+            return ngx_nexus_read_json(r, ngx_nexus_admin_create_key);
+        }
+
+        return ngx_nexus_method_not_allowed(r);
+    }
+
+    /* api-keys/{id}/revoke */
+
+    if (rest.len > 9 + 7 && ngx_strncmp(rest.data, "api-keys/", 9) == 0
+        && ngx_strncmp(rest.data + rest.len - 7, "/revoke", 7) == 0)
+    {
+        id.data = rest.data + 9;
+        id.len = rest.len - 9 - 7;
+
+        for (p = id.data; p < id.data + id.len; p++) {
+            if (*p < '0' || *p > '9') {
+                return ngx_nexus_not_found(r);
+            }
+        }
+
+        if (r->method != NGX_HTTP_POST) {
+            return ngx_nexus_method_not_allowed(r);
+        }
+
+        return ngx_nexus_admin_revoke_key(r, &id);
+    }
+
+    return ngx_nexus_not_found(r);
+}
+
+
+/* the tenant a request is confined to: 0 for a platform admin */
+
+static int64_t
+ngx_nexus_admin_scope(ngx_http_request_t *r)
+{
+    ngx_nexus_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
+
+    return ctx->principal.platform ? 0 : ctx->principal.tenant_id;
+}
+
+
+static ngx_nexus_pg_query_t *
+ngx_nexus_admin_prepare(ngx_http_request_t *r, ngx_uint_t op, size_t size)
+{
+    ngx_nexus_ctx_t        *ctx;
+    ngx_nexus_pg_query_t   *q;
+    ngx_nexus_admin_ctx_t  *actx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
+
+    actx = ngx_pcalloc(r->pool, sizeof(ngx_nexus_admin_ctx_t));
+    if (actx == NULL) {
+        return NULL;
+    }
+
+    actx->op = op;
+    ctx->handler_ctx = actx;
+
+    q = ngx_nexus_pg_query(ngx_nexus_admin_stmts[op], size);
+    if (q == NULL) {
+        return NULL;
+    }
+
+    q->handler = ngx_nexus_admin_done;
+    q->data = r;
+
+    return q;
+}
+
+
+static ngx_int_t
+ngx_nexus_admin_param_int(ngx_nexus_pg_query_t *q, int64_t n)
+{
+    u_char  buf[NGX_INT64_LEN + 1];
+
+    return ngx_nexus_pg_param(q, buf, ngx_sprintf(buf, "%L", n) - buf);
+}
+
+
+/*
+ * Sends q for r.  Returns NGX_DONE when the answer will come from
+ * ngx_nexus_admin_done(), or the rc of an error response sent now.
+ */
+
+static ngx_int_t
+ngx_nexus_admin_query(ngx_http_request_t *r, ngx_nexus_pg_query_t *q)
+{
+    ngx_nexus_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
+
+    if (ngx_nexus_pg_send(q) != NGX_OK) {
+        return ngx_nexus_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                    "DEPENDENCY_UNAVAILABLE",
+                                    "the database is unavailable, "
+                                    "try again", NULL);
+    }
+
+    ctx->pgq = q;
+    ngx_nexus_wait(r);
+
+    return NGX_DONE;
+}
+
+
+static ngx_int_t
+ngx_nexus_admin_list_tenants(ngx_http_request_t *r)
+{
+    ngx_int_t              rc;
+    ngx_nexus_pg_query_t  *q;
+
+    q = ngx_nexus_admin_prepare(r, NGX_NEXUS_ADMIN_LIST_TENANTS, 32);
+    if (q == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    (void) ngx_nexus_admin_param_int(q, ngx_nexus_admin_scope(r));
+
+    rc = ngx_nexus_admin_query(r, q);
+
+    if (rc == NGX_DONE) {
+        r->main->count++;
+    }
+
+    return rc;
+}
+
+
+static void
+ngx_nexus_admin_create_tenant(ngx_http_request_t *r, yajl_val v)
+{
+    int                    platform;
+    ngx_int_t              rc;
+    const char            *name;
+    ngx_nexus_ctx_t       *ctx;
+    ngx_nexus_pg_query_t  *q;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
+
+    if (!ctx->principal.platform) {
+        ngx_http_finalize_request(r,
+            ngx_nexus_send_error(r, NGX_HTTP_FORBIDDEN, "FORBIDDEN",
+                                 "only a platform admin can create tenants",
+                                 "{\"required\":\"platform_admin\"}"));
+        return;
+    }
+
+    if (nx_json_string(nx_json_get(v, "name"), &name) != 0
+        || nx_tenant_name_valid(name, ngx_strlen(name)) != 0)
+    {
+        ngx_nexus_admin_invalid(r, "\"name\" must be 1-63 characters of "
+                                   "[a-z0-9_-], starting with [a-z0-9]");
+        return;
+    }
+
+    platform = 0;
+
+    if (nx_json_get(v, "platform") != NULL
+        && nx_json_bool(nx_json_get(v, "platform"), &platform) != 0)
+    {
+        ngx_nexus_admin_invalid(r, "\"platform\" must be a boolean");
+        return;
+    }
+
+    q = ngx_nexus_admin_prepare(r, NGX_NEXUS_ADMIN_CREATE_TENANT, 80);
+    if (q == NULL) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    (void) ngx_nexus_pg_param(q, (u_char *) name, ngx_strlen(name));
+    (void) ngx_nexus_pg_param(q, (u_char *) (platform ? "t" : "f"), 1);
+
+    rc = ngx_nexus_admin_query(r, q);
+
+    if (rc != NGX_DONE) {
+        ngx_http_finalize_request(r, rc);
+    }
+}
+
+
+static ngx_int_t
+ngx_nexus_admin_list_keys(ngx_http_request_t *r)
+{
+    ngx_int_t              rc;
+    ngx_str_t              tenant;
+    ngx_nexus_pg_query_t  *q;
+
+    ngx_str_null(&tenant);
+
+    if (ngx_http_arg(r, (u_char *) "tenant", 6, &tenant) == NGX_OK
+        && nx_tenant_name_valid((char *) tenant.data, tenant.len) != 0)
+    {
+        return ngx_nexus_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                    "VALIDATION_ERROR",
+                                    "\"tenant\" is not a valid tenant name",
+                                    NULL);
+    }
+
+    q = ngx_nexus_admin_prepare(r, NGX_NEXUS_ADMIN_LIST_KEYS,
+                                32 + tenant.len);
+    if (q == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    (void) ngx_nexus_admin_param_int(q, ngx_nexus_admin_scope(r));
+    (void) ngx_nexus_pg_param(q, tenant.data, tenant.len);
+
+    rc = ngx_nexus_admin_query(r, q);
+
+    if (rc == NGX_DONE) {
+        r->main->count++;
+    }
+
+    return rc;
+}
+
+
+static void
+ngx_nexus_admin_create_key(ngx_http_request_t *r, yajl_val v)
+{
+    int                     role;
+    int64_t                 expires;
+    ngx_int_t               rc;
+    nx_key_t                key;
+    ngx_str_t               scopes;
+    yajl_val                f;
+    const char             *name, *tenant, *s;
+    ngx_nexus_ctx_t        *ctx;
+    ngx_nexus_pg_query_t   *q;
+    ngx_nexus_admin_ctx_t  *actx;
+    ngx_nexus_main_conf_t  *nmcf;
+    u_char                  hex[2 * NX_HASH_LEN];
+
+    ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
+    nmcf = ngx_http_get_module_main_conf(r, ngx_nexus_module);
+
+    if (v == NULL) {
+        ngx_nexus_admin_invalid(r, "a JSON body with \"name\" is required");
+        return;
+    }
+
+    if (nx_json_string(nx_json_get(v, "name"), &name) != 0
+        || nx_key_name_valid(name, ngx_strlen(name)) != 0)
+    {
+        ngx_nexus_admin_invalid(r, "\"name\" must be 1-128 printable "
+                                   "ASCII characters");
+        return;
+    }
+
+    role = NGX_NEXUS_ROLE_READER;
+    f = nx_json_get(v, "role");
+
+    if (f != NULL
+        && (nx_json_string(f, &s) != 0
+            || (role = nx_role_parse(s, ngx_strlen(s))) < 0))
+    {
+        ngx_nexus_admin_invalid(r, "\"role\" must be \"reader\", "
+                                   "\"editor\" or \"admin\"");
+        return;
+    }
+
+    if (ngx_nexus_admin_scopes(r, nx_json_get(v, "scopes"), &scopes)
+        != NGX_OK)
+    {
+        ngx_nexus_admin_invalid(r, "\"scopes\" must be an array of at most "
+                                   "32 scopes of [a-z0-9_:.*-]");
+        return;
+    }
+
+    expires = 0;
+    f = nx_json_get(v, "expires_in");
+
+    if (f != NULL
+        && (nx_json_string(f, &s) != 0
+            || nx_duration_parse(s, ngx_strlen(s), &expires) != 0))
+    {
+        ngx_nexus_admin_invalid(r, "\"expires_in\" must be a duration "
+                                   "such as \"30d\", \"12h\" or \"90m\"");
+        return;
+    }
+
+    tenant = (const char *) ctx->principal.tenant.data;
+    rc = ctx->principal.tenant.len;
+    f = nx_json_get(v, "tenant");
+
+    if (f != NULL) {
+        if (nx_json_string(f, &tenant) != 0
+            || nx_tenant_name_valid(tenant, ngx_strlen(tenant)) != 0)
+        {
+            ngx_nexus_admin_invalid(r, "\"tenant\" is not a valid name");
+            return;
+        }
+
+        rc = ngx_strlen(tenant);
+    }
+
+    if (nx_key_generate(nmcf->pepper, nmcf->pepper_len, &key) != 0) {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "nexus: no randomness for a new API key");
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    q = ngx_nexus_admin_prepare(r, NGX_NEXUS_ADMIN_CREATE_KEY,
+                                512 + scopes.len);
+    if (q == NULL) {
+        ngx_explicit_memzero(&key, sizeof(nx_key_t));
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    ngx_hex_dump(hex, key.hash, NX_HASH_LEN);
+
+    (void) ngx_nexus_admin_param_int(q, ngx_nexus_admin_scope(r));
+    (void) ngx_nexus_pg_param(q, (u_char *) tenant, rc);
+    (void) ngx_nexus_pg_param(q, (u_char *) name, ngx_strlen(name));
+    (void) ngx_nexus_pg_param(q, (u_char *) key.prefix, NX_KEY_PREFIX_LEN);
+    (void) ngx_nexus_pg_param(q, hex, sizeof(hex));
+    s = nx_role_name(role);
+    (void) ngx_nexus_pg_param(q, (u_char *) s, ngx_strlen(s));
+    (void) ngx_nexus_pg_param(q, scopes.data, scopes.len);
+    (void) ngx_nexus_admin_param_int(q, expires);
+
+    /* the key itself is kept only to be shown once, in the response */
+    actx = ctx->handler_ctx;
+    ngx_memcpy(actx->key, key.key, NX_KEY_LEN);
+    ngx_explicit_memzero(&key, sizeof(nx_key_t));
+
+    rc = ngx_nexus_admin_query(r, q);
+
+    if (rc != NGX_DONE) {
+        ngx_http_finalize_request(r, rc);
+    }
+}
+
+
+static ngx_int_t
+ngx_nexus_admin_scopes(ngx_http_request_t *r, yajl_val v, ngx_str_t *out)
+{
+    u_char      *p;
+    size_t       i, len;
+    const char  *s;
+
+    if (v == NULL) {
+        ngx_str_set(out, "chat,embeddings");
+        return NGX_OK;
+    }
+
+    if (!YAJL_IS_ARRAY(v) || v->u.array.len > 32) {
+        return NGX_ERROR;
+    }
+
+    len = 0;
+
+    for (i = 0; i < v->u.array.len; i++) {
+        if (nx_json_string(v->u.array.values[i], &s) != 0) {
+            return NGX_ERROR;
+        }
+        len += ngx_strlen(s) + 1;
+    }
+
+    if (len > NGX_NEXUS_SCOPES_MAX + 1) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_pnalloc(r->pool, len + 1);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    out->data = p;
+
+    for (i = 0; i < v->u.array.len; i++) {
+        (void) nx_json_string(v->u.array.values[i], &s);
+        if (i) {
+            *p++ = ',';
+        }
+        p = ngx_cpymem(p, s, ngx_strlen(s));
+    }
+
+    out->len = p - out->data;
+
+    if (out->len && nx_scopes_valid((char *) out->data, out->len) != 0) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_nexus_admin_revoke_key(ngx_http_request_t *r, ngx_str_t *id)
+{
+    ngx_int_t              rc;
+    ngx_nexus_pg_query_t  *q;
+
+    if (id->len == 0 || id->len > 18) {
+        return ngx_nexus_not_found(r);
+    }
+
+    q = ngx_nexus_admin_prepare(r, NGX_NEXUS_ADMIN_REVOKE_KEY, 64);
+    if (q == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    (void) ngx_nexus_pg_param(q, id->data, id->len);
+    (void) ngx_nexus_admin_param_int(q, ngx_nexus_admin_scope(r));
+
+    /* a body, if any, is not needed */
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        ngx_nexus_pg_free(q);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_nexus_admin_query(r, q);
+
+    if (rc == NGX_DONE) {
+        r->main->count++;
+    }
+
+    return rc;
+}
+
+
+static void
+ngx_nexus_admin_done(ngx_nexus_pg_query_t *q, PGresult *res, ngx_int_t rc)
+{
+    u_char                 *json, *buf, *p;
+    size_t                  len;
+    ngx_uint_t              status;
+    const char             *state;
+    ngx_http_request_t     *r;
+    ngx_nexus_ctx_t        *ctx;
+    ngx_nexus_admin_ctx_t  *actx;
+
+    r = q->data;
+    ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
+    actx = ctx->handler_ctx;
+
+    ctx->pgq = NULL;
+    r->read_event_handler = ngx_http_block_reading;
+
+    if (rc == NGX_DECLINED) {
+        rc = ngx_nexus_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                  "DEPENDENCY_UNAVAILABLE",
+                                  "the database is unavailable, try again",
+                                  NULL);
+        goto done;
+    }
+
+    if (rc == NGX_ERROR) {
+        state = ngx_nexus_pg_sqlstate(res);
+
+        if (ngx_strcmp(state, "23505") == 0
+            && actx->op == NGX_NEXUS_ADMIN_CREATE_TENANT)
+        {
+            rc = ngx_nexus_send_error(r, NGX_HTTP_CONFLICT, "TENANT_EXISTS",
+                                      "a tenant with this name exists",
+                                      NULL);
+            goto done;
+        }
+
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "nexus admin query failed: %s",
+                      PQresultErrorMessage(res));
+
+        rc = ngx_nexus_send_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                  "INTERNAL_ERROR",
+                                  "the request could not be completed",
+                                  NULL);
+        goto done;
+    }
+
+    if (PQntuples(res) != 1 || PQnfields(res) != 1
+        || PQgetisnull(res, 0, 0))
+    {
+        switch (actx->op) {
+
+        case NGX_NEXUS_ADMIN_CREATE_KEY:
+            rc = ngx_nexus_send_error(r, NGX_HTTP_NOT_FOUND,
+                                      "TENANT_NOT_FOUND",
+                                      "no such tenant", NULL);
+            break;
+
+        default:
+            rc = ngx_nexus_send_error(r, NGX_HTTP_NOT_FOUND,
+                                      "KEY_NOT_FOUND", "no such API key",
+                                      NULL);
+            break;
+        }
+
+        goto done;
+    }
+
+    json = (u_char *) PQgetvalue(res, 0, 0);
+    len = PQgetlength(res, 0, 0);
+    status = NGX_HTTP_OK;
+
+    if (actx->op == NGX_NEXUS_ADMIN_CREATE_TENANT
+        || actx->op == NGX_NEXUS_ADMIN_CREATE_KEY)
+    {
+        status = NGX_HTTP_CREATED;
+    }
+
+    /* the result is freed after this handler: copy it */
+
+    buf = ngx_pnalloc(r->pool, len + sizeof("{\"key\":\"\",") + NX_KEY_LEN);
+    if (buf == NULL) {
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        goto done;
+    }
+
+    p = buf;
+
+    if (actx->op == NGX_NEXUS_ADMIN_CREATE_KEY && json[0] == '{') {
+        /* the only time the whole key is ever shown */
+        p = ngx_cpymem(p, "{\"key\":\"", sizeof("{\"key\":\"") - 1);
+        p = ngx_cpymem(p, actx->key, NX_KEY_LEN);
+        p = ngx_cpymem(p, "\",", 2);
+        p = ngx_cpymem(p, json + 1, len - 1);
+
+        ngx_explicit_memzero(actx->key, NX_KEY_LEN);
+
+    } else {
+        p = ngx_cpymem(p, json, len);
+    }
+
+    rc = ngx_nexus_send_data(r, status, buf, p - buf);
+
+done:
+
+    ngx_http_finalize_request(r, rc);
+}
+
+
+static void
+ngx_nexus_admin_invalid(ngx_http_request_t *r, const char *message)
+{
+    ngx_http_finalize_request(r,
+        ngx_nexus_send_error(r, NGX_HTTP_BAD_REQUEST, "VALIDATION_ERROR",
+                             message, NULL));
+}

@@ -1,0 +1,156 @@
+
+/*
+ * Copyright (C) Nexus authors
+ *
+ * nexus_api and nexus_ops: the tenant-facing and operator-facing API
+ * families.  Routes are matched on the part of the URI after "/v1/", so
+ * the same handler serves /v1/... and a tenant's own /acme/v1/....
+ */
+
+
+#include "ngx_nexus_module.h"
+#include "ngx_nexus_reply.h"
+
+#include <nx_name.h>
+
+
+static ngx_int_t ngx_nexus_api_me(ngx_http_request_t *r);
+
+
+ngx_int_t
+ngx_nexus_route(ngx_http_request_t *r, ngx_str_t *rest)
+{
+    u_char  *p, *last;
+
+    p = r->uri.data;
+    last = r->uri.data + r->uri.len;
+
+    while (last - p >= 4) {
+        if (ngx_strncmp(p, "/v1/", 4) == 0) {
+            rest->data = p + 4;
+            rest->len = last - p - 4;
+            return NGX_OK;
+        }
+
+        p++;
+    }
+
+    return NGX_DECLINED;
+}
+
+
+ngx_int_t
+ngx_nexus_not_found(ngx_http_request_t *r)
+{
+    return ngx_nexus_send_error(r, NGX_HTTP_NOT_FOUND, "NOT_FOUND",
+                                "no such endpoint", NULL);
+}
+
+
+ngx_int_t
+ngx_nexus_method_not_allowed(ngx_http_request_t *r)
+{
+    return ngx_nexus_send_error(r, NGX_HTTP_NOT_ALLOWED,
+                                "METHOD_NOT_ALLOWED",
+                                "this method is not allowed here", NULL);
+}
+
+
+ngx_int_t
+ngx_nexus_api_handler(ngx_http_request_t *r)
+{
+    ngx_str_t  rest;
+
+    if (ngx_nexus_route(r, &rest) != NGX_OK) {
+        return ngx_nexus_not_found(r);
+    }
+
+    if (rest.len == 2 && ngx_strncmp(rest.data, "me", 2) == 0) {
+        if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+            return ngx_nexus_method_not_allowed(r);
+        }
+
+        return ngx_nexus_api_me(r);
+    }
+
+    return ngx_nexus_not_found(r);
+}
+
+
+/* GET /v1/me: what the presented key is, never what it contains */
+
+static ngx_int_t
+ngx_nexus_api_me(ngx_http_request_t *r)
+{
+    u_char                 *json, *p;
+    size_t                  len;
+    const char             *role;
+    ngx_nexus_ctx_t        *ctx;
+    ngx_nexus_principal_t  *pr;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
+    pr = &ctx->principal;
+
+    role = nx_role_name((int) pr->role);
+
+    len = sizeof("{\"tenant\":\"\",\"tenant_id\":,\"key_id\":,"
+                 "\"key_prefix\":\"\",\"role\":\"\",\"scopes\":[],"
+                 "\"platform\":false,\"expires_at\":}") - 1
+          + pr->tenant.len + 2 * NGX_INT64_LEN + pr->prefix.len
+          + ngx_strlen(role) + 3 * pr->scopes.len + NGX_INT64_LEN + 8;
+
+    json = ngx_pnalloc(r->pool, len);
+    if (json == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* tenant names, prefixes and scopes are validated: no escaping */
+    p = ngx_sprintf(json, "{\"tenant\":\"%V\",\"tenant_id\":%L,"
+                    "\"key_id\":%L,\"key_prefix\":\"%V\",\"role\":\"%s\","
+                    "\"scopes\":[",
+                    &pr->tenant, pr->tenant_id, pr->key_id, &pr->prefix,
+                    role);
+
+    if (pr->scopes.len) {
+        *p++ = '"';
+        for (len = 0; len < pr->scopes.len; len++) {
+            if (pr->scopes.data[len] == ',') {
+                p = ngx_cpymem(p, "\",\"", 3);
+            } else {
+                *p++ = pr->scopes.data[len];
+            }
+        }
+        *p++ = '"';
+    }
+
+    p = ngx_sprintf(p, "],\"platform\":%s,\"expires_at\":",
+                    pr->platform ? "true" : "false");
+
+    if (pr->expires_at) {
+        p = ngx_sprintf(p, "%L}", pr->expires_at);
+    } else {
+        p = ngx_cpymem(p, "null}", 5);
+    }
+
+    return ngx_nexus_send_data(r, NGX_HTTP_OK, json, p - json);
+}
+
+
+ngx_int_t
+ngx_nexus_ops_handler(ngx_http_request_t *r)
+{
+    ngx_str_t  rest;
+
+    if (ngx_nexus_route(r, &rest) == NGX_OK
+        && rest.len == sizeof("ops/health") - 1
+        && ngx_strncmp(rest.data, "ops/health", rest.len) == 0)
+    {
+        if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+            return ngx_nexus_method_not_allowed(r);
+        }
+
+        return ngx_nexus_health_ready(r);
+    }
+
+    return ngx_nexus_not_found(r);
+}

@@ -1,0 +1,498 @@
+
+/*
+ * Copyright (C) Nexus authors
+ *
+ * API key authentication, in the ACCESS phase.
+ *
+ * The presented key is checked for shape first (a malformed key never
+ * costs a lookup), hashed with the pepper, then looked up in the shared
+ * zone; on a miss the request is suspended while PostgreSQL answers by
+ * prefix, and the stored hash is compared in constant time.  A dependency
+ * that cannot answer denies (503), it never allows.
+ */
+
+
+#include "ngx_nexus_module.h"
+#include "ngx_nexus_pg.h"
+#include "ngx_nexus_keycache.h"
+#include "ngx_nexus_reply.h"
+
+#include <nx_bearer.h>
+#include <nx_name.h>
+
+
+static ngx_int_t ngx_nexus_auth_start(ngx_http_request_t *r,
+    ngx_nexus_ctx_t *ctx);
+static ngx_int_t ngx_nexus_auth_lookup(ngx_http_request_t *r,
+    ngx_nexus_ctx_t *ctx);
+static void ngx_nexus_auth_pg_handler(ngx_nexus_pg_query_t *q,
+    PGresult *res, ngx_int_t rc);
+static ngx_int_t ngx_nexus_auth_row(PGresult *res,
+    ngx_nexus_key_data_t *kd, u_char *hash);
+static ngx_int_t ngx_nexus_auth_unhex(u_char *dst, u_char *src, size_t n);
+static void ngx_nexus_auth_decide(ngx_http_request_t *r,
+    ngx_nexus_ctx_t *ctx, ngx_nexus_key_data_t *kd);
+static void ngx_nexus_auth_set(ngx_nexus_ctx_t *ctx, ngx_int_t status,
+    const char *code, const char *message);
+static ngx_int_t ngx_nexus_auth_finish(ngx_http_request_t *r,
+    ngx_nexus_ctx_t *ctx);
+
+
+static ngx_uint_t  ngx_nexus_auth_stmt;
+
+
+static const char  ngx_nexus_auth_sql[] =
+    "SELECT k.id, encode(k.key_hash, 'hex'), k.status, k.role,"
+    " array_to_string(k.scopes, ','),"
+    " COALESCE(extract(epoch FROM k.expires_at)::bigint, 0),"
+    " t.id, t.name, t.status, t.platform"
+    " FROM api_keys k JOIN tenants t ON t.id = k.tenant_id"
+    " WHERE k.prefix = $1";
+
+
+ngx_int_t
+ngx_nexus_auth_init_statements(ngx_conf_t *cf)
+{
+    return ngx_nexus_pg_statement(cf, "nexus_key_lookup", ngx_nexus_auth_sql,
+                                  1, &ngx_nexus_auth_stmt);
+}
+
+
+ngx_int_t
+ngx_nexus_access_handler(ngx_http_request_t *r)
+{
+    ngx_nexus_ctx_t       *ctx;
+    ngx_nexus_loc_conf_t  *nlcf;
+
+    nlcf = ngx_http_get_module_loc_conf(r, ngx_nexus_module);
+
+    if (nlcf->auth != 1 || r != r->main) {
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_nexus_get_ctx(r);
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    switch (ctx->auth_state) {
+
+    case NGX_NEXUS_AUTH_WAITING:
+        return NGX_AGAIN;
+
+    case NGX_NEXUS_AUTH_DONE:
+        return ngx_nexus_auth_finish(r, ctx);
+
+    default:
+        break;
+    }
+
+    if (ctx->authenticated) {
+        /* an internal redirect into another nexus location */
+        ctx->auth_status = NGX_OK;
+        return ngx_nexus_auth_finish(r, ctx);
+    }
+
+    return ngx_nexus_auth_start(r, ctx);
+}
+
+
+static ngx_int_t
+ngx_nexus_auth_start(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
+{
+    size_t                  toklen;
+    ngx_uint_t              found;
+    const char             *tok;
+    nx_bearer_rc_t          brc;
+    ngx_table_elt_t        *h;
+    ngx_nexus_key_data_t    kd;
+    ngx_nexus_main_conf_t  *nmcf;
+    char                    prefix[NX_KEY_PREFIX_LEN + 1];
+
+    nmcf = ngx_http_get_module_main_conf(r, ngx_nexus_module);
+
+    ctx->auth_state = NGX_NEXUS_AUTH_DONE;
+
+    h = r->headers_in.authorization;
+
+    if (h == NULL) {
+        ngx_nexus_auth_set(ctx, NGX_HTTP_UNAUTHORIZED, "AUTH_MISSING",
+                           "an API key is required: "
+                           "Authorization: Bearer <key>");
+        return ngx_nexus_auth_finish(r, ctx);
+    }
+
+    brc = nx_bearer_parse((const char *) h->value.data, h->value.len,
+                          NGX_NEXUS_TOKEN_MAX, &tok, &toklen);
+
+    switch (brc) {
+
+    case NX_BEARER_OK:
+        break;
+
+    case NX_BEARER_EMPTY:
+        ngx_nexus_auth_set(ctx, NGX_HTTP_UNAUTHORIZED, "AUTH_MISSING",
+                           "the Authorization header is empty");
+        return ngx_nexus_auth_finish(r, ctx);
+
+    case NX_BEARER_NOT_BEARER:
+        ngx_nexus_auth_set(ctx, NGX_HTTP_UNAUTHORIZED, "AUTH_INVALID",
+                           "the Authorization scheme must be Bearer");
+        return ngx_nexus_auth_finish(r, ctx);
+
+    default:
+        ngx_nexus_auth_set(ctx, NGX_HTTP_UNAUTHORIZED, "AUTH_INVALID",
+                           "the API key is malformed");
+        return ngx_nexus_auth_finish(r, ctx);
+    }
+
+    if (nx_key_parse(tok, toklen, prefix) != 0) {
+        ngx_nexus_auth_set(ctx, NGX_HTTP_UNAUTHORIZED, "AUTH_INVALID",
+                           "the API key is malformed");
+        return ngx_nexus_auth_finish(r, ctx);
+    }
+
+    if (nx_key_hash(nmcf->pepper, nmcf->pepper_len, tok, toklen,
+                    ctx->key_hash)
+        != 0)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memcpy(ctx->key_prefix, prefix, NX_KEY_PREFIX_LEN);
+
+    found = ngx_nexus_keycache_lookup(nmcf->shm_zone, ctx->key_hash, &kd);
+
+    if (found == NGX_NEXUS_KEY_FOUND) {
+        ngx_nexus_auth_decide(r, ctx, &kd);
+        return ngx_nexus_auth_finish(r, ctx);
+    }
+
+    if (found == NGX_NEXUS_KEY_UNKNOWN) {
+        ngx_nexus_auth_set(ctx, NGX_HTTP_UNAUTHORIZED, "AUTH_INVALID",
+                           "the API key is not valid");
+        return ngx_nexus_auth_finish(r, ctx);
+    }
+
+    return ngx_nexus_auth_lookup(r, ctx);
+}
+
+
+static ngx_int_t
+ngx_nexus_auth_lookup(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
+{
+    ngx_nexus_pg_query_t   *q;
+    ngx_nexus_main_conf_t  *nmcf;
+
+    nmcf = ngx_http_get_module_main_conf(r, ngx_nexus_module);
+
+    /* anything evicted after this point must not be cached by us */
+    ctx->auth_epoch = ngx_nexus_keycache_epoch(nmcf->shm_zone);
+
+    q = ngx_nexus_pg_query(ngx_nexus_auth_stmt, NX_KEY_PREFIX_LEN + 1);
+    if (q == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    (void) ngx_nexus_pg_param(q, ctx->key_prefix, NX_KEY_PREFIX_LEN);
+
+    q->handler = ngx_nexus_auth_pg_handler;
+    q->data = r;
+
+    if (ngx_nexus_pg_send(q) != NGX_OK) {
+        ngx_nexus_auth_set(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                           "DEPENDENCY_UNAVAILABLE",
+                           "the key store is unavailable, try again");
+        return ngx_nexus_auth_finish(r, ctx);
+    }
+
+    ctx->pgq = q;
+    ctx->auth_state = NGX_NEXUS_AUTH_WAITING;
+
+    ngx_nexus_wait(r);
+
+    return NGX_AGAIN;
+}
+
+
+static void
+ngx_nexus_auth_pg_handler(ngx_nexus_pg_query_t *q, PGresult *res,
+    ngx_int_t rc)
+{
+    ngx_http_request_t     *r;
+    ngx_nexus_ctx_t        *ctx;
+    ngx_nexus_key_data_t    kd;
+    ngx_nexus_main_conf_t  *nmcf;
+    u_char                  hash[NX_HASH_LEN];
+
+    r = q->data;
+    ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
+    nmcf = ngx_http_get_module_main_conf(r, ngx_nexus_module);
+
+    ctx->pgq = NULL;
+    ctx->auth_state = NGX_NEXUS_AUTH_DONE;
+
+    if (rc != NGX_OK) {
+        if (rc == NGX_ERROR) {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "nexus key lookup failed: %s",
+                          PQresultErrorMessage(res));
+        }
+
+        ngx_nexus_auth_set(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                           "DEPENDENCY_UNAVAILABLE",
+                           "the key store is unavailable, try again");
+        goto resume;
+    }
+
+    if (PQntuples(res) != 1) {
+        ngx_nexus_keycache_insert(nmcf->shm_zone, ctx->key_hash, NULL,
+                                  nmcf->key_negative_ttl, ctx->auth_epoch);
+        ngx_nexus_auth_set(ctx, NGX_HTTP_UNAUTHORIZED, "AUTH_INVALID",
+                           "the API key is not valid");
+        goto resume;
+    }
+
+    if (ngx_nexus_auth_row(res, &kd, hash) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "nexus key lookup returned an unexpected row");
+        ngx_nexus_auth_set(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                           "DEPENDENCY_UNAVAILABLE",
+                           "the key store is unavailable, try again");
+        goto resume;
+    }
+
+    ngx_memcpy(kd.prefix, ctx->key_prefix, NX_KEY_PREFIX_LEN);
+
+    if (!nx_ct_equal(hash, ctx->key_hash, NX_HASH_LEN)) {
+        /* the right prefix with the wrong secret */
+        ngx_nexus_keycache_insert(nmcf->shm_zone, ctx->key_hash, NULL,
+                                  nmcf->key_negative_ttl, ctx->auth_epoch);
+        ngx_nexus_auth_set(ctx, NGX_HTTP_UNAUTHORIZED, "AUTH_INVALID",
+                           "the API key is not valid");
+        goto resume;
+    }
+
+    ngx_nexus_keycache_insert(nmcf->shm_zone, ctx->key_hash, &kd,
+                              nmcf->key_cache_ttl, ctx->auth_epoch);
+
+    ngx_nexus_auth_decide(r, ctx, &kd);
+
+resume:
+
+    ngx_nexus_resume(r);
+}
+
+
+static ngx_int_t
+ngx_nexus_auth_row(PGresult *res, ngx_nexus_key_data_t *kd, u_char *hash)
+{
+    int        len;
+    char      *v;
+    ngx_int_t  n;
+
+    if (PQnfields(res) != 10) {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(kd, sizeof(ngx_nexus_key_data_t));
+
+    kd->key_id = ngx_atoof((u_char *) PQgetvalue(res, 0, 0),
+                           PQgetlength(res, 0, 0));
+
+    if (PQgetlength(res, 0, 1) != 2 * NX_HASH_LEN
+        || ngx_nexus_auth_unhex(hash, (u_char *) PQgetvalue(res, 0, 1),
+                                NX_HASH_LEN)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    kd->revoked = (ngx_strcmp(PQgetvalue(res, 0, 2), "active") != 0);
+
+    n = nx_role_parse(PQgetvalue(res, 0, 3), PQgetlength(res, 0, 3));
+    if (n < 0) {
+        return NGX_ERROR;
+    }
+    kd->role = (u_char) n;
+
+    len = PQgetlength(res, 0, 4);
+    if (len > NGX_NEXUS_SCOPES_MAX) {
+        return NGX_ERROR;
+    }
+    ngx_memcpy(kd->scopes, PQgetvalue(res, 0, 4), len);
+    kd->scopes_len = (u_char) len;
+
+    v = PQgetvalue(res, 0, 5);
+    kd->expires_at = (v[0] == '-') ? 1 : ngx_atoof((u_char *) v,
+                                                   PQgetlength(res, 0, 5));
+
+    kd->tenant_id = ngx_atoof((u_char *) PQgetvalue(res, 0, 6),
+                              PQgetlength(res, 0, 6));
+
+    len = PQgetlength(res, 0, 7);
+    if (len == 0 || len > NGX_NEXUS_TENANT_MAX) {
+        return NGX_ERROR;
+    }
+    ngx_memcpy(kd->tenant, PQgetvalue(res, 0, 7), len);
+    kd->tenant_len = (u_char) len;
+
+    kd->tenant_suspended = (ngx_strcmp(PQgetvalue(res, 0, 8), "active") != 0);
+    kd->platform = (PQgetvalue(res, 0, 9)[0] == 't');
+
+    if (kd->key_id <= 0 || kd->tenant_id <= 0 || kd->expires_at < 0) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_nexus_auth_unhex(u_char *dst, u_char *src, size_t n)
+{
+    ngx_int_t  hi, lo;
+
+    while (n--) {
+        hi = ngx_hextoi(src, 1);
+        lo = ngx_hextoi(src + 1, 1);
+
+        if (hi == NGX_ERROR || lo == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        *dst++ = (u_char) (hi << 4 | lo);
+        src += 2;
+    }
+
+    return NGX_OK;
+}
+
+
+/* the decision for a key that exists: the same from cache or database */
+
+static void
+ngx_nexus_auth_decide(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx,
+    ngx_nexus_key_data_t *kd)
+{
+    u_char  *p;
+
+    if (kd->revoked) {
+        ngx_nexus_auth_set(ctx, NGX_HTTP_UNAUTHORIZED, "AUTH_REVOKED_KEY",
+                           "the API key has been revoked");
+        return;
+    }
+
+    if (kd->expires_at && kd->expires_at <= ngx_time()) {
+        ngx_nexus_auth_set(ctx, NGX_HTTP_UNAUTHORIZED, "AUTH_EXPIRED_KEY",
+                           "the API key has expired");
+        return;
+    }
+
+    if (kd->tenant_suspended) {
+        ngx_nexus_auth_set(ctx, NGX_HTTP_FORBIDDEN, "TENANT_SUSPENDED",
+                           "the tenant of this API key is suspended");
+        return;
+    }
+
+    p = ngx_pnalloc(r->pool, kd->tenant_len + NX_KEY_PREFIX_LEN
+                             + kd->scopes_len);
+    if (p == NULL) {
+        ngx_nexus_auth_set(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                           "INTERNAL_ERROR", "out of memory");
+        return;
+    }
+
+    ctx->principal.key_id = kd->key_id;
+    ctx->principal.tenant_id = kd->tenant_id;
+    ctx->principal.expires_at = kd->expires_at;
+    ctx->principal.role = kd->role;
+    ctx->principal.platform = kd->platform;
+
+    ctx->principal.tenant.data = p;
+    ctx->principal.tenant.len = kd->tenant_len;
+    p = ngx_cpymem(p, kd->tenant, kd->tenant_len);
+
+    ctx->principal.prefix.data = p;
+    ctx->principal.prefix.len = NX_KEY_PREFIX_LEN;
+    p = ngx_cpymem(p, kd->prefix, NX_KEY_PREFIX_LEN);
+
+    ctx->principal.scopes.data = p;
+    ctx->principal.scopes.len = kd->scopes_len;
+    ngx_memcpy(p, kd->scopes, kd->scopes_len);
+
+    /* the key is genuine: from here on it may appear in logs */
+    ctx->authenticated = 1;
+
+    ngx_nexus_last_used_touch(kd->key_id);
+
+    ngx_nexus_auth_set(ctx, NGX_OK, NULL, NULL);
+}
+
+
+static void
+ngx_nexus_auth_set(ngx_nexus_ctx_t *ctx, ngx_int_t status, const char *code,
+    const char *message)
+{
+    ctx->auth_status = status;
+    ctx->auth_code = code;
+    ctx->auth_message = message;
+}
+
+
+/*
+ * Checks that depend on the location (tenant binding, role) come last, so
+ * that a cached principal is judged by the location it arrives at.
+ */
+
+static ngx_int_t
+ngx_nexus_auth_finish(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
+{
+    ngx_int_t              rc;
+    ngx_nexus_loc_conf_t  *nlcf;
+
+    nlcf = ngx_http_get_module_loc_conf(r, ngx_nexus_module);
+
+    if (ctx->auth_status == NGX_OK) {
+
+        if (nlcf->tenant.len
+            && (nlcf->tenant.len != ctx->principal.tenant.len
+                || ngx_strncmp(nlcf->tenant.data, ctx->principal.tenant.data,
+                               nlcf->tenant.len) != 0))
+        {
+            rc = ngx_nexus_send_error(r, NGX_HTTP_FORBIDDEN, "FORBIDDEN",
+                                      "this route belongs to another tenant",
+                                      "{\"reason\":\"tenant_mismatch\"}");
+            goto done;
+        }
+
+        if ((nlcf->handler == NGX_NEXUS_HANDLER_ADMIN
+             || nlcf->handler == NGX_NEXUS_HANDLER_OPS)
+            && ctx->principal.role != NGX_NEXUS_ROLE_ADMIN)
+        {
+            rc = ngx_nexus_send_error(r, NGX_HTTP_FORBIDDEN, "FORBIDDEN",
+                                      "this route requires the admin role",
+                                      "{\"required_role\":\"admin\"}");
+            goto done;
+        }
+
+        return NGX_OK;
+    }
+
+    if (ctx->auth_status == NGX_HTTP_INTERNAL_SERVER_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_nexus_send_error(r, ctx->auth_status, ctx->auth_code,
+                              ctx->auth_message, NULL);
+
+done:
+
+    /*
+     * the response is complete: finalize here and stop the phases, rather
+     * than return a status that nginx would answer with its HTML page
+     */
+    ngx_http_finalize_request(r, rc);
+
+    return NGX_DONE;
+}

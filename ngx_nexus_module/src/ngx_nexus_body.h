@@ -1,0 +1,34 @@
+
+/*
+ * Copyright (C) Nexus authors
+ *
+ * Reading a JSON request body.
+ */
+
+
+#ifndef _NGX_NEXUS_BODY_H_INCLUDED_
+#define _NGX_NEXUS_BODY_H_INCLUDED_
+
+
+#include "ngx_nexus_module.h"
+
+#include <yajl/yajl_tree.h>
+
+
+#define NGX_NEXUS_BODY_MAX          65536
+
+
+/* v is the parsed object, or NULL for an empty body */
+typedef void (*ngx_nexus_body_pt)(ngx_http_request_t *r, yajl_val v);
+
+
+/*
+ * Reads and parses the body, then calls handler; errors are answered
+ * here.  Returns what a content handler returns.  The handler finalizes
+ * the request.
+ */
+ngx_int_t ngx_nexus_read_json(ngx_http_request_t *r,
+    ngx_nexus_body_pt handler);
+
+
+#endif /* _NGX_NEXUS_BODY_H_INCLUDED_ */

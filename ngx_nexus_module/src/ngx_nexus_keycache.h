@@ -1,0 +1,55 @@
+
+/*
+ * Copyright (C) Nexus authors
+ *
+ * The API key cache in the shared zone: what a key hash resolved to, for
+ * every worker of a node, with a TTL, a short negative TTL, and eviction
+ * by prefix or tenant when PostgreSQL announces a change.
+ */
+
+
+#ifndef _NGX_NEXUS_KEYCACHE_H_INCLUDED_
+#define _NGX_NEXUS_KEYCACHE_H_INCLUDED_
+
+
+#include "ngx_nexus_module.h"
+
+
+#define NGX_NEXUS_KEY_MISS          0
+#define NGX_NEXUS_KEY_FOUND         1
+#define NGX_NEXUS_KEY_UNKNOWN       2   /* cached "no such key" */
+
+
+typedef struct {
+    int64_t                     key_id;
+    int64_t                     tenant_id;
+    int64_t                     expires_at;
+    u_char                      prefix[NX_KEY_PREFIX_LEN];
+    u_char                      tenant_len;
+    u_char                      scopes_len;
+    u_char                      role;
+    u_char                      revoked;
+    u_char                      tenant_suspended;
+    u_char                      platform;
+    u_char                      tenant[NGX_NEXUS_TENANT_MAX];
+    u_char                      scopes[NGX_NEXUS_SCOPES_MAX];
+} ngx_nexus_key_data_t;
+
+
+ngx_int_t ngx_nexus_keycache_init_zone(ngx_shm_zone_t *shm_zone,
+    void *data);
+
+ngx_uint_t ngx_nexus_keycache_lookup(ngx_shm_zone_t *zone,
+    const u_char *hash, ngx_nexus_key_data_t *out);
+uint64_t ngx_nexus_keycache_epoch(ngx_shm_zone_t *zone);
+void ngx_nexus_keycache_insert(ngx_shm_zone_t *zone, const u_char *hash,
+    ngx_nexus_key_data_t *data, ngx_msec_t ttl, uint64_t epoch);
+
+void ngx_nexus_keycache_evict_prefix(ngx_shm_zone_t *zone,
+    const u_char *prefix, size_t len);
+void ngx_nexus_keycache_evict_tenant(ngx_shm_zone_t *zone,
+    int64_t tenant_id);
+void ngx_nexus_keycache_flush(ngx_shm_zone_t *zone);
+
+
+#endif /* _NGX_NEXUS_KEYCACHE_H_INCLUDED_ */

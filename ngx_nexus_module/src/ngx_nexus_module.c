@@ -1,0 +1,745 @@
+
+/*
+ * Copyright (C) Nexus authors
+ *
+ * ngx_nexus_module: directives, configuration, phase registration and the
+ * worker lifecycle.  The work itself lives in the other ngx_nexus_*.c
+ * files, one concern each.
+ */
+
+
+#include "ngx_nexus_module.h"
+#include "ngx_nexus_pg.h"
+#include "ngx_nexus_redis.h"
+#include "ngx_nexus_keycache.h"
+#include "ngx_nexus_reply.h"
+
+#include <nx_name.h>
+
+
+#define NGX_NEXUS_ZONE_DEFAULT      (32 * 1024 * 1024)
+
+
+static void *ngx_nexus_create_main_conf(ngx_conf_t *cf);
+static char *ngx_nexus_init_main_conf(ngx_conf_t *cf, void *conf);
+static void *ngx_nexus_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_nexus_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static ngx_int_t ngx_nexus_preconfiguration(ngx_conf_t *cf);
+static ngx_int_t ngx_nexus_postconfiguration(ngx_conf_t *cf);
+static ngx_int_t ngx_nexus_init_process(ngx_cycle_t *cycle);
+static void ngx_nexus_exit_process(ngx_cycle_t *cycle);
+
+static char *ngx_nexus_postgres(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_nexus_redis(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_nexus_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static char *ngx_nexus_pepper_file(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_nexus_handler(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_nexus_health(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_nexus_tenant(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_shm_zone_t *ngx_nexus_add_zone(ngx_conf_t *cf, ngx_str_t *name,
+    size_t size);
+static void ngx_nexus_cleanup(void *data);
+
+
+static ngx_conf_enum_t  ngx_nexus_route_classes[] = {
+    { ngx_string("run"), NGX_NEXUS_CLASS_RUN },
+    { ngx_string("mutation"), NGX_NEXUS_CLASS_MUTATION },
+    { ngx_string("read"), NGX_NEXUS_CLASS_READ },
+    { ngx_string("ops"), NGX_NEXUS_CLASS_OPS },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_command_t  ngx_nexus_commands[] = {
+
+    { ngx_string("nexus_postgres"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_nexus_postgres,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("nexus_redis"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_nexus_redis,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("nexus_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2,
+      ngx_nexus_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("nexus_key_pepper_file"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_nexus_pepper_file,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("nexus_key_cache_ttl"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_nexus_main_conf_t, key_cache_ttl),
+      NULL },
+
+    { ngx_string("nexus_key_negative_ttl"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_nexus_main_conf_t, key_negative_ttl),
+      NULL },
+
+    { ngx_string("nexus_key_last_used_flush"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_nexus_main_conf_t, last_used_flush),
+      NULL },
+
+    { ngx_string("nexus_api"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_nexus_handler,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      NGX_NEXUS_HANDLER_API,
+      NULL },
+
+    { ngx_string("nexus_admin"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_nexus_handler,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      NGX_NEXUS_HANDLER_ADMIN,
+      NULL },
+
+    { ngx_string("nexus_ops"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_nexus_handler,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      NGX_NEXUS_HANDLER_OPS,
+      NULL },
+
+    { ngx_string("nexus_health"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_nexus_health,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("nexus_auth"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_nexus_loc_conf_t, auth),
+      NULL },
+
+    { ngx_string("nexus_tenant"),
+      NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_nexus_tenant,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("nexus_route_class"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_nexus_loc_conf_t, route_class),
+      &ngx_nexus_route_classes },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_nexus_module_ctx = {
+    ngx_nexus_preconfiguration,            /* preconfiguration */
+    ngx_nexus_postconfiguration,           /* postconfiguration */
+
+    ngx_nexus_create_main_conf,            /* create main configuration */
+    ngx_nexus_init_main_conf,              /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_nexus_create_loc_conf,             /* create location configuration */
+    ngx_nexus_merge_loc_conf               /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_nexus_module = {
+    NGX_MODULE_V1,
+    &ngx_nexus_module_ctx,                 /* module context */
+    ngx_nexus_commands,                    /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    ngx_nexus_init_process,                /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    ngx_nexus_exit_process,                /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static void *
+ngx_nexus_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_nexus_main_conf_t  *nmcf;
+
+    nmcf = ngx_pcalloc(cf->pool, sizeof(ngx_nexus_main_conf_t));
+    if (nmcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     nmcf->pg = NULL;
+     *     nmcf->redis = NULL;
+     *     nmcf->shm_zone = NULL;
+     *     nmcf->pepper_len = 0;
+     *     nmcf->used = 0;
+     */
+
+    nmcf->key_cache_ttl = NGX_CONF_UNSET_MSEC;
+    nmcf->key_negative_ttl = NGX_CONF_UNSET_MSEC;
+    nmcf->last_used_flush = NGX_CONF_UNSET_MSEC;
+    nmcf->request_id_index = NGX_ERROR;
+
+    return nmcf;
+}
+
+
+static char *
+ngx_nexus_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_nexus_main_conf_t *nmcf = conf;
+
+    ngx_conf_init_msec_value(nmcf->key_cache_ttl, 60000);
+    ngx_conf_init_msec_value(nmcf->key_negative_ttl, 5000);
+    ngx_conf_init_msec_value(nmcf->last_used_flush, 10000);
+
+    if (nmcf->last_used_flush == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"nexus_key_last_used_flush\" must be positive");
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_nexus_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_nexus_loc_conf_t  *nlcf;
+
+    nlcf = ngx_pcalloc(cf->pool, sizeof(ngx_nexus_loc_conf_t));
+    if (nlcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     nlcf->handler = NGX_NEXUS_HANDLER_NONE;
+     *     nlcf->tenant = { 0, NULL };
+     */
+
+    nlcf->auth = NGX_CONF_UNSET;
+    nlcf->route_class = NGX_CONF_UNSET_UINT;
+
+    return nlcf;
+}
+
+
+static char *
+ngx_nexus_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_nexus_loc_conf_t *prev = parent;
+    ngx_nexus_loc_conf_t *conf = child;
+
+    ngx_nexus_main_conf_t  *nmcf;
+    ngx_uint_t              dflt;
+
+    /* handlers are not inherited: they belong to one location */
+
+    switch (conf->handler) {
+
+    case NGX_NEXUS_HANDLER_API:
+    case NGX_NEXUS_HANDLER_ADMIN:
+    case NGX_NEXUS_HANDLER_OPS:
+        /* tenant- and operator-facing handlers always authenticate */
+        if (conf->auth == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"nexus_auth off\" cannot be used with "
+                               "a nexus API handler");
+            return NGX_CONF_ERROR;
+        }
+        conf->auth = 1;
+        break;
+
+    case NGX_NEXUS_HANDLER_LIVE:
+    case NGX_NEXUS_HANDLER_READY:
+        ngx_conf_merge_value(conf->auth, 0, 0);
+        break;
+
+    default:
+        ngx_conf_merge_value(conf->auth, prev->auth, 0);
+        break;
+    }
+
+    ngx_conf_merge_str_value(conf->tenant, prev->tenant, "");
+
+    switch (conf->handler) {
+    case NGX_NEXUS_HANDLER_ADMIN:
+        dflt = NGX_NEXUS_CLASS_MUTATION;
+        break;
+    case NGX_NEXUS_HANDLER_OPS:
+        dflt = NGX_NEXUS_CLASS_OPS;
+        break;
+    default:
+        dflt = NGX_NEXUS_CLASS_READ;
+        break;
+    }
+
+    ngx_conf_merge_uint_value(conf->route_class, prev->route_class, dflt);
+
+    if (conf->auth == 1) {
+        nmcf = ngx_http_conf_get_module_main_conf(cf, ngx_nexus_module);
+        nmcf->used = 1;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_nexus_preconfiguration(ngx_conf_t *cf)
+{
+    return ngx_nexus_add_variables(cf);
+}
+
+
+static ngx_int_t
+ngx_nexus_postconfiguration(ngx_conf_t *cf)
+{
+    ngx_str_t                   name;
+    ngx_http_handler_pt        *h;
+    ngx_nexus_main_conf_t      *nmcf;
+    ngx_http_core_main_conf_t  *cmcf;
+
+    nmcf = ngx_http_conf_get_module_main_conf(cf, ngx_nexus_module);
+
+    if (ngx_nexus_request_id_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (nmcf->used) {
+        if (nmcf->pepper_len == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "nexus authentication is enabled but "
+                               "\"nexus_key_pepper_file\" is not set");
+            return NGX_ERROR;
+        }
+
+        if (nmcf->pg == NULL) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "nexus authentication is enabled but "
+                               "\"nexus_postgres\" is not set");
+            return NGX_ERROR;
+        }
+
+        if (nmcf->shm_zone == NULL) {
+            ngx_str_set(&name, "nexus");
+            nmcf->shm_zone = ngx_nexus_add_zone(cf, &name,
+                                                NGX_NEXUS_ZONE_DEFAULT);
+            if (nmcf->shm_zone == NULL) {
+                return NGX_ERROR;
+            }
+        }
+    }
+
+    if (ngx_nexus_auth_init_statements(cf) != NGX_OK
+        || ngx_nexus_admin_init_statements(cf) != NGX_OK
+        || ngx_nexus_last_used_init_statements(cf) != NGX_OK
+        || ngx_nexus_health_init(cf) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_ACCESS_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_nexus_access_handler;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_nexus_init_process(ngx_cycle_t *cycle)
+{
+    ngx_nexus_main_conf_t  *nmcf;
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    nmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_nexus_module);
+    if (nmcf == NULL) {
+        return NGX_OK;
+    }
+
+    ngx_nexus_revoke_init_process(cycle);
+
+    if (ngx_nexus_pg_init_process(cycle, nmcf->pg) != NGX_OK
+        || ngx_nexus_redis_init_process(cycle, nmcf->redis) != NGX_OK
+        || ngx_nexus_last_used_init_process(cycle) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_nexus_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_nexus_pg_exit_process(cycle);
+    ngx_nexus_redis_exit_process(cycle);
+}
+
+
+static char *
+ngx_nexus_postgres(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_nexus_main_conf_t *nmcf = conf;
+
+    if (nmcf->pg) {
+        return "is duplicate";
+    }
+
+    nmcf->pg = ngx_pcalloc(cf->pool, sizeof(ngx_nexus_pg_conf_t));
+    if (nmcf->pg == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    nmcf->pg->size = 4;
+    nmcf->pg->queue = 1024;
+    nmcf->pg->connect_timeout = 3000;
+    nmcf->pg->query_timeout = 5000;
+
+    return ngx_nexus_pg_conf(cf, nmcf->pg, cf->args->elts, cf->args->nelts);
+}
+
+
+static char *
+ngx_nexus_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_nexus_main_conf_t *nmcf = conf;
+
+    if (nmcf->redis) {
+        return "is duplicate";
+    }
+
+    nmcf->redis = ngx_pcalloc(cf->pool, sizeof(ngx_nexus_redis_conf_t));
+    if (nmcf->redis == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    nmcf->redis->size = 2;
+    nmcf->redis->timeout = 100;
+    nmcf->redis->connect_timeout = 1000;
+
+    return ngx_nexus_redis_conf(cf, nmcf->redis, cf->args->elts,
+                                cf->args->nelts);
+}
+
+
+static ngx_shm_zone_t *
+ngx_nexus_add_zone(ngx_conf_t *cf, ngx_str_t *name, size_t size)
+{
+    void            *kc;
+    ngx_shm_zone_t  *shm_zone;
+
+    shm_zone = ngx_shared_memory_add(cf, name, size, &ngx_nexus_module);
+    if (shm_zone == NULL) {
+        return NULL;
+    }
+
+    if (shm_zone->data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "duplicate zone \"%V\"", name);
+        return NULL;
+    }
+
+    /* the zone's context: see ngx_nexus_keycache_t */
+    kc = ngx_pcalloc(cf->pool, 2 * sizeof(void *));
+    if (kc == NULL) {
+        return NULL;
+    }
+
+    shm_zone->init = ngx_nexus_keycache_init_zone;
+    shm_zone->data = kc;
+
+    return shm_zone;
+}
+
+
+static char *
+ngx_nexus_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_nexus_main_conf_t *nmcf = conf;
+
+    ssize_t     size;
+    ngx_str_t  *value;
+
+    if (nmcf->shm_zone) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    size = ngx_parse_size(&value[2]);
+
+    if (size == NGX_ERROR || size < (ssize_t) (8 * ngx_pagesize)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid zone size \"%V\"", &value[2]);
+        return NGX_CONF_ERROR;
+    }
+
+    nmcf->shm_zone = ngx_nexus_add_zone(cf, &value[1], size);
+    if (nmcf->shm_zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_nexus_pepper_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_nexus_main_conf_t *nmcf = conf;
+
+    int         n;
+    ngx_str_t  *value, path;
+    char        err[256];
+
+    if (nmcf->pepper_len) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    path = value[1];
+
+    if (ngx_conf_full_name(cf->cycle, &path, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    n = nx_pepper_load((char *) path.data, nmcf->pepper, sizeof(nmcf->pepper),
+                       err, sizeof(err));
+    if (n < 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "cannot load key pepper \"%V\": %s", &path, err);
+        return NGX_CONF_ERROR;
+    }
+
+    nmcf->pepper_len = n;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_nexus_handler(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_nexus_loc_conf_t *nlcf = conf;
+
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (nlcf->handler != NGX_NEXUS_HANDLER_NONE) {
+        return "is duplicate";
+    }
+
+    nlcf->handler = cmd->offset;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    switch (nlcf->handler) {
+    case NGX_NEXUS_HANDLER_API:
+        clcf->handler = ngx_nexus_api_handler;
+        break;
+    case NGX_NEXUS_HANDLER_ADMIN:
+        clcf->handler = ngx_nexus_admin_handler;
+        break;
+    default:
+        clcf->handler = ngx_nexus_ops_handler;
+        break;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_nexus_health(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_nexus_loc_conf_t *nlcf = conf;
+
+    ngx_str_t                 *value;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (nlcf->handler != NGX_NEXUS_HANDLER_NONE) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "live") == 0) {
+        nlcf->handler = NGX_NEXUS_HANDLER_LIVE;
+
+    } else if (ngx_strcmp(value[1].data, "ready") == 0) {
+        nlcf->handler = NGX_NEXUS_HANDLER_READY;
+
+    } else {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\", "
+                           "it must be \"live\" or \"ready\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_nexus_health_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_nexus_tenant(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_nexus_loc_conf_t *nlcf = conf;
+
+    ngx_str_t  *value;
+
+    if (nlcf->tenant.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (nx_tenant_name_valid((char *) value[1].data, value[1].len) != 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid tenant name \"%V\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    nlcf->tenant = value[1];
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * The per-request context.  Its pool cleanup detaches whatever the request
+ * still waits on, so that no callback can reach freed memory.
+ */
+
+ngx_nexus_ctx_t *
+ngx_nexus_get_ctx(ngx_http_request_t *r)
+{
+    ngx_nexus_ctx_t     *ctx;
+    ngx_pool_cleanup_t  *cln;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
+    if (ctx) {
+        return ctx;
+    }
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_nexus_ctx_t));
+    if (ctx == NULL) {
+        return NULL;
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    cln->handler = ngx_nexus_cleanup;
+    cln->data = ctx;
+
+    ngx_http_set_ctx(r, ctx, ngx_nexus_module);
+
+    return ctx;
+}
+
+
+static void
+ngx_nexus_cleanup(void *data)
+{
+    ngx_nexus_ctx_t *ctx = data;
+
+    ngx_uint_t  i;
+
+    if (ctx->pgq) {
+        ngx_nexus_pg_cancel(ctx->pgq);
+        ctx->pgq = NULL;
+    }
+
+    for (i = 0; i < 2; i++) {
+        if (ctx->rcmd[i]) {
+            ngx_nexus_redis_cancel(ctx->rcmd[i]);
+            ctx->rcmd[i] = NULL;
+        }
+    }
+}
+
+
+/*
+ * A request now waits on a dependency: watch the client so that an abort
+ * finalizes the request (and the cleanup above detaches the wait).
+ */
+
+void
+ngx_nexus_wait(ngx_http_request_t *r)
+{
+    r->read_event_handler = ngx_http_test_reading;
+}
+
+
+/* resume a request suspended in a phase handler */
+
+void
+ngx_nexus_resume(ngx_http_request_t *r)
+{
+    ngx_connection_t  *c;
+
+    c = r->connection;
+
+    r->read_event_handler = ngx_http_block_reading;
+    r->write_event_handler = ngx_http_core_run_phases;
+
+    ngx_http_core_run_phases(r);
+    ngx_http_run_posted_requests(c);
+}

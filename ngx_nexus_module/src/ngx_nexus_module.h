@@ -1,0 +1,169 @@
+
+/*
+ * Copyright (C) Nexus authors
+ *
+ * Types shared by the files of ngx_nexus_module: configuration, the
+ * per-request context and the principal an API key resolves to.
+ */
+
+
+#ifndef _NGX_NEXUS_MODULE_H_INCLUDED_
+#define _NGX_NEXUS_MODULE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <nx_key.h>
+
+
+#define NGX_NEXUS_HANDLER_NONE          0
+#define NGX_NEXUS_HANDLER_API           1
+#define NGX_NEXUS_HANDLER_ADMIN         2
+#define NGX_NEXUS_HANDLER_OPS           3
+#define NGX_NEXUS_HANDLER_LIVE          4
+#define NGX_NEXUS_HANDLER_READY         5
+
+#define NGX_NEXUS_CLASS_RUN             0
+#define NGX_NEXUS_CLASS_MUTATION        1
+#define NGX_NEXUS_CLASS_READ            2
+#define NGX_NEXUS_CLASS_OPS             3
+
+#define NGX_NEXUS_ROLE_READER           0
+#define NGX_NEXUS_ROLE_EDITOR           1
+#define NGX_NEXUS_ROLE_ADMIN            2
+
+#define NGX_NEXUS_TENANT_MAX            63
+#define NGX_NEXUS_SCOPES_MAX            255
+
+/* a presented key is never longer than this: anything longer is invalid */
+#define NGX_NEXUS_TOKEN_MAX             256
+
+
+typedef struct ngx_nexus_pg_pool_s     ngx_nexus_pg_pool_t;
+typedef struct ngx_nexus_pg_query_s    ngx_nexus_pg_query_t;
+typedef struct ngx_nexus_redis_pool_s  ngx_nexus_redis_pool_t;
+typedef struct ngx_nexus_redis_cmd_s   ngx_nexus_redis_cmd_t;
+
+
+typedef struct {
+    ngx_str_t                   conninfo;   /* hostaddr resolved */
+    ngx_uint_t                  size;
+    ngx_uint_t                  queue;
+    ngx_msec_t                  connect_timeout;
+    ngx_msec_t                  query_timeout;
+} ngx_nexus_pg_conf_t;
+
+
+typedef struct {
+    ngx_addr_t                  addr;
+    ngx_str_t                   name;       /* host:port, for logs */
+    ngx_uint_t                  size;
+    ngx_msec_t                  timeout;
+    ngx_msec_t                  connect_timeout;
+    ngx_uint_t                  db;
+    ngx_str_t                   password;
+} ngx_nexus_redis_conf_t;
+
+
+typedef struct {
+    ngx_nexus_pg_conf_t        *pg;
+    ngx_nexus_redis_conf_t     *redis;
+    ngx_shm_zone_t             *shm_zone;
+
+    u_char                      pepper[NX_PEPPER_MAX];
+    size_t                      pepper_len;
+
+    ngx_msec_t                  key_cache_ttl;
+    ngx_msec_t                  key_negative_ttl;
+    ngx_msec_t                  last_used_flush;
+
+    ngx_int_t                   request_id_index;
+
+    unsigned                    used:1;     /* a location uses nexus */
+} ngx_nexus_main_conf_t;
+
+
+typedef struct {
+    ngx_uint_t                  handler;
+    ngx_flag_t                  auth;
+    ngx_str_t                   tenant;
+    ngx_uint_t                  route_class;
+} ngx_nexus_loc_conf_t;
+
+
+typedef struct {
+    int64_t                     key_id;
+    int64_t                     tenant_id;
+    time_t                      expires_at;     /* 0: never */
+    ngx_uint_t                  role;
+    ngx_str_t                   tenant;
+    ngx_str_t                   prefix;
+    ngx_str_t                   scopes;         /* comma-separated */
+    unsigned                    platform:1;
+} ngx_nexus_principal_t;
+
+
+#define NGX_NEXUS_AUTH_NONE         0
+#define NGX_NEXUS_AUTH_WAITING      1
+#define NGX_NEXUS_AUTH_DONE         2
+
+
+typedef struct {
+    ngx_nexus_principal_t       principal;
+    unsigned                    authenticated:1;
+
+    ngx_uint_t                  auth_state;
+    ngx_int_t                   auth_status;    /* HTTP status or NGX_OK */
+    const char                 *auth_code;
+    const char                 *auth_message;
+    uint64_t                    auth_epoch;
+    u_char                      key_hash[NX_HASH_LEN];
+    u_char                      key_prefix[NX_KEY_PREFIX_LEN];
+
+    /* dependencies this request is waiting on, cancelled on cleanup */
+    ngx_nexus_pg_query_t       *pgq;
+    ngx_nexus_redis_cmd_t      *rcmd[2];
+
+    /* content handlers' own state */
+    void                       *handler_ctx;
+    void                       *body_handler;
+    ngx_int_t                   pending;
+} ngx_nexus_ctx_t;
+
+
+ngx_nexus_ctx_t *ngx_nexus_get_ctx(ngx_http_request_t *r);
+void ngx_nexus_resume(ngx_http_request_t *r);
+void ngx_nexus_wait(ngx_http_request_t *r);
+
+ngx_int_t ngx_nexus_access_handler(ngx_http_request_t *r);
+ngx_int_t ngx_nexus_api_handler(ngx_http_request_t *r);
+ngx_int_t ngx_nexus_admin_handler(ngx_http_request_t *r);
+ngx_int_t ngx_nexus_ops_handler(ngx_http_request_t *r);
+ngx_int_t ngx_nexus_health_handler(ngx_http_request_t *r);
+ngx_int_t ngx_nexus_health_ready(ngx_http_request_t *r);
+
+ngx_int_t ngx_nexus_route(ngx_http_request_t *r, ngx_str_t *rest);
+ngx_int_t ngx_nexus_not_found(ngx_http_request_t *r);
+ngx_int_t ngx_nexus_method_not_allowed(ngx_http_request_t *r);
+
+ngx_int_t ngx_nexus_add_variables(ngx_conf_t *cf);
+ngx_int_t ngx_nexus_request_id(ngx_http_request_t *r, ngx_str_t *id);
+ngx_int_t ngx_nexus_request_id_init(ngx_conf_t *cf);
+
+ngx_int_t ngx_nexus_auth_init_statements(ngx_conf_t *cf);
+ngx_int_t ngx_nexus_admin_init_statements(ngx_conf_t *cf);
+ngx_int_t ngx_nexus_health_init(ngx_conf_t *cf);
+
+ngx_int_t ngx_nexus_last_used_init_process(ngx_cycle_t *cycle);
+void ngx_nexus_last_used_touch(int64_t key_id);
+ngx_int_t ngx_nexus_last_used_init_statements(ngx_conf_t *cf);
+
+void ngx_nexus_revoke_init_process(ngx_cycle_t *cycle);
+
+
+extern ngx_module_t  ngx_nexus_module;
+
+
+#endif /* _NGX_NEXUS_MODULE_H_INCLUDED_ */

@@ -1,0 +1,85 @@
+
+/*
+ * Copyright (C) Nexus authors
+ *
+ * Revocation.  PostgreSQL triggers NOTIFY nexus_keys on every change that
+ * can alter an authentication decision; each worker LISTENs and evicts the
+ * named key (or tenant) from the shared cache, so a revoked key stops
+ * working on every worker of every node as soon as the notification
+ * arrives.  Whenever the LISTEN connection is (re)established the whole
+ * cache is dropped: notifications sent while nobody listened are lost.
+ */
+
+
+#include "ngx_nexus_module.h"
+#include "ngx_nexus_pg.h"
+#include "ngx_nexus_keycache.h"
+
+
+static void ngx_nexus_revoke_notify(ngx_cycle_t *cycle, const char *channel,
+    const char *payload);
+static void ngx_nexus_revoke_listening(ngx_cycle_t *cycle);
+
+
+void
+ngx_nexus_revoke_init_process(ngx_cycle_t *cycle)
+{
+    ngx_nexus_pg_listen_handler(ngx_nexus_revoke_notify,
+                                ngx_nexus_revoke_listening);
+}
+
+
+static void
+ngx_nexus_revoke_notify(ngx_cycle_t *cycle, const char *channel,
+    const char *payload)
+{
+    size_t                  len;
+    int64_t                 tenant_id;
+    ngx_nexus_main_conf_t  *nmcf;
+
+    nmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_nexus_module);
+
+    if (nmcf->shm_zone == NULL || ngx_strcmp(channel, "nexus_keys") != 0) {
+        return;
+    }
+
+    len = ngx_strlen(payload);
+
+    if (len > 2 && payload[0] == 'k' && payload[1] == ':') {
+        ngx_log_error(NGX_LOG_INFO, cycle->log, 0,
+                      "nexus: key %s changed, evicted from cache",
+                      payload + 2);
+        ngx_nexus_keycache_evict_prefix(nmcf->shm_zone,
+                                        (const u_char *) payload + 2,
+                                        len - 2);
+        return;
+    }
+
+    if (len > 2 && payload[0] == 't' && payload[1] == ':') {
+        tenant_id = ngx_atoof((u_char *) payload + 2, len - 2);
+
+        if (tenant_id > 0) {
+            ngx_log_error(NGX_LOG_INFO, cycle->log, 0,
+                          "nexus: tenant %L changed, its keys evicted",
+                          tenant_id);
+            ngx_nexus_keycache_evict_tenant(nmcf->shm_zone, tenant_id);
+            return;
+        }
+    }
+
+    /* something we do not understand: be safe */
+    ngx_nexus_keycache_flush(nmcf->shm_zone);
+}
+
+
+static void
+ngx_nexus_revoke_listening(ngx_cycle_t *cycle)
+{
+    ngx_nexus_main_conf_t  *nmcf;
+
+    nmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_nexus_module);
+
+    if (nmcf->shm_zone) {
+        ngx_nexus_keycache_flush(nmcf->shm_zone);
+    }
+}
