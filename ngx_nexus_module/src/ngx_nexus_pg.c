@@ -723,7 +723,9 @@ ngx_nexus_pg_unwrap(ngx_nexus_pg_conn_t *pc, ngx_uint_t closed)
 static void
 ngx_nexus_pg_close(ngx_nexus_pg_conn_t *pc)
 {
-    ngx_nexus_pg_unwrap(pc, 0);
+    /* libpq closes the socket itself when it sees the connection drop */
+    ngx_nexus_pg_unwrap(pc, pc->c && (pc->pgconn == NULL
+                                      || PQsocket(pc->pgconn) != pc->c->fd));
 
     if (pc->res) {
         PQclear(pc->res);

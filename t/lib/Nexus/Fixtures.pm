@@ -1,0 +1,80 @@
+package Nexus::Fixtures;
+
+# Shared fixtures for the module's integration tests: the usual nexus
+# http{} configuration, and tenants and keys made with nexusctl.
+
+use strict;
+use warnings;
+
+use Exporter 'import';
+use Test::More;
+use Nexus::Test;
+
+our @EXPORT = qw(nexus_conf make_tenant make_key key_prefix);
+
+# nexus_conf(%opt): the http{} body used by most tests.
+#   redis_timeout => '100ms', pg => 'pool=2 ...', extra => "http-level text",
+#   locations => "extra location blocks"
+sub nexus_conf {
+    my (%opt) = @_;
+    my $rt = $opt{redis_timeout} // '100ms';
+    my $pg = $opt{pg} // 'pool=2 query_timeout=5s';
+    my $extra = $opt{extra} // '';
+    my $locs = $opt{locations} // '';
+    return <<"EOF";
+    log_format nexus '\$nexus_request_id \$nexus_tenant \$nexus_key_prefix '
+                     '\$nexus_key_role \$status';
+    access_log %%DIR%%/nexus.log nexus;
+
+    nexus_postgres "%%PG%%" $pg;
+    nexus_redis %%REDIS%% pool=2 timeout=$rt;
+    nexus_zone nexus 4m;
+    nexus_key_pepper_file %%PEPPER%%;
+    $extra
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+
+        location /v1/        { nexus_api; }
+        location /v1/admin/  { nexus_admin; }
+        location /v1/ops/    { nexus_ops; }
+        location = /healthz  { nexus_health live; }
+        location = /readyz   { nexus_health ready; }
+        $locs
+    }
+EOF
+}
+
+# make_tenant($base, platform => 1): creates a uniquely named tenant with
+# nexusctl; returns its name.
+sub make_tenant {
+    my ($base, %opt) = @_;
+    my $name = unique_name($base);
+    my ($code, $out, $err) = nexusctl('create-tenant', '--name', $name,
+        $opt{platform} ? ('--platform') : ());
+    die "create-tenant $name: $err" if $code;
+    return $name;
+}
+
+# make_key($tenant, role => 'admin', expires_in => '1h', scopes => 'a,b'):
+# creates a key with nexusctl; returns the full key.
+sub make_key {
+    my ($tenant, %opt) = @_;
+    my @args = ('create-key', '--tenant', $tenant,
+        '--name', $opt{name} // 'test key');
+    push @args, '--role', $opt{role} if $opt{role};
+    push @args, '--expires-in', $opt{expires_in} if $opt{expires_in};
+    push @args, '--scopes', $opt{scopes} if defined $opt{scopes};
+    my ($code, $out, $err) = nexusctl(@args);
+    die "create-key: $err" if $code;
+    my @lines = split /\n/, $out;
+    return $lines[-1];
+}
+
+# key_prefix($key): the 12-hex prefix of a key.
+sub key_prefix {
+    my ($key) = @_;
+    return $key =~ /^nx_([0-9a-f]{12})_/ ? $1 : undef;
+}
+
+1;
