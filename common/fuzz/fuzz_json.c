@@ -1,0 +1,201 @@
+/*
+ * Copyright (C) Nexus authors
+ *
+ * libFuzzer harness for nx_json: the input is parsed as a document (the
+ * tree is walked with the accessors and must be at most 32 deep), and is
+ * escaped as a string body that must parse back, byte for byte when the
+ * input is valid UTF-8 without NUL.
+ */
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nx_json.h"
+
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+
+/* an independent UTF-8 check: decode, then test the code point */
+
+static int
+utf8_valid(const uint8_t *s, size_t n)
+{
+    size_t    i, k, len;
+    uint32_t  cp, min;
+
+    for (i = 0; i < n; i += len) {
+        if (s[i] < 0x80) {
+            len = 1;
+            continue;
+        }
+
+        if ((s[i] & 0xe0) == 0xc0) {
+            len = 2;
+            cp = s[i] & 0x1f;
+            min = 0x80;
+
+        } else if ((s[i] & 0xf0) == 0xe0) {
+            len = 3;
+            cp = s[i] & 0x0f;
+            min = 0x800;
+
+        } else if ((s[i] & 0xf8) == 0xf0) {
+            len = 4;
+            cp = s[i] & 0x07;
+            min = 0x10000;
+
+        } else {
+            return 0;
+        }
+
+        if (n - i < len) {
+            return 0;
+        }
+
+        for (k = 1; k < len; k++) {
+            if ((s[i + k] & 0xc0) != 0x80) {
+                return 0;
+            }
+
+            cp = cp << 6 | (s[i + k] & 0x3f);
+        }
+
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+static size_t
+walk(yajl_val v, size_t depth)
+{
+    int          b;
+    size_t       i, d, max;
+    int64_t      n;
+    const char  *s;
+
+    if (v == NULL) {
+        abort();
+    }
+
+    max = depth;
+
+    (void) nx_json_string(v, &s);
+    (void) nx_json_int(v, &n);
+    (void) nx_json_bool(v, &b);
+
+    if (YAJL_IS_STRING(v) && nx_json_string(v, &s) != 0) {
+        abort();
+    }
+
+    if ((YAJL_IS_TRUE(v) || YAJL_IS_FALSE(v)) && nx_json_bool(v, &b) != 0) {
+        abort();
+    }
+
+    if (YAJL_IS_OBJECT(v)) {
+        for (i = 0; i < v->u.object.len; i++) {
+            if (nx_json_get(v, v->u.object.keys[i]) == NULL) {
+                abort();
+            }
+
+            d = walk(v->u.object.values[i], depth + 1);
+            max = d > max ? d : max;
+        }
+
+        max = depth + 1 > max ? depth + 1 : max;
+
+    } else if (YAJL_IS_ARRAY(v)) {
+        if (nx_json_get(v, "x") != NULL) {
+            abort();
+        }
+
+        for (i = 0; i < v->u.array.len; i++) {
+            d = walk(v->u.array.values[i], depth + 1);
+            max = d > max ? d : max;
+        }
+
+        max = depth + 1 > max ? depth + 1 : max;
+    }
+
+    return max;
+}
+
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    char         *esc, *doc, err[128];
+    size_t        n, w, i;
+    yajl_val      v;
+    const char   *s;
+
+    /* as a document */
+
+    memset(err, 'x', sizeof(err));
+    v = nx_json_parse((const char *) data, size, err, sizeof(err));
+
+    if (v == NULL) {
+        if (memchr(err, '\0', sizeof(err)) == NULL || err[0] == '\0'
+            || strchr(err, '\n') != NULL)
+        {
+            abort();
+        }
+
+    } else {
+        if (walk(v, 0) > 32) {
+            abort();
+        }
+
+        yajl_tree_free(v);
+    }
+
+    /* as a string to escape */
+
+    n = nx_json_escape_len((const char *) data, size);
+    esc = malloc(n + 1);
+    doc = malloc(n + 2);
+    if (esc == NULL || doc == NULL) {
+        abort();
+    }
+
+    w = nx_json_escape(esc, (const char *) data, size);
+    if (w != n || n < size) {
+        abort();
+    }
+
+    for (i = 0; i < n; i++) {
+        if ((unsigned char) esc[i] < 0x20) {
+            abort();
+        }
+
+        if (esc[i] == '"' && (i == 0 || esc[i - 1] != '\\')) {
+            abort();
+        }
+    }
+
+    doc[0] = '"';
+    memcpy(doc + 1, esc, n);
+    doc[n + 1] = '"';
+
+    v = nx_json_parse(doc, n + 2, err, sizeof(err));
+    if (v == NULL || nx_json_string(v, &s) != 0) {
+        abort();
+    }
+
+    if (memchr(data, '\0', size) == NULL && utf8_valid(data, size)
+        && (strlen(s) != size || memcmp(s, data, size) != 0))
+    {
+        abort();
+    }
+
+    yajl_tree_free(v);
+    free(doc);
+    free(esc);
+
+    return 0;
+}

@@ -1,0 +1,47 @@
+/*
+ * Copyright (C) Nexus authors
+ *
+ * Small JSON helpers: string escaping for output, and thin accessors over
+ * yajl's tree API for input.
+ */
+
+#ifndef NX_JSON_H
+#define NX_JSON_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <yajl/yajl_tree.h>
+
+/*
+ * Bytes needed to write src[0..len) as a JSON string body (without the
+ * surrounding quotes). Control characters become \u00XX, '"' and '\\' are
+ * escaped, invalid UTF-8 bytes become \ufffd.
+ */
+size_t nx_json_escape_len(const char *src, size_t len);
+
+/* Writes the escaped form into dst (which has escape_len bytes); returns
+ * the number of bytes written. */
+size_t nx_json_escape(char *dst, const char *src, size_t len);
+
+/*
+ * Parses a JSON document of at most len bytes (need not be NUL-terminated;
+ * the function copies). Returns NULL and fills errbuf on error. The caller
+ * frees with yajl_tree_free. Nesting deeper than 32 levels is refused, as
+ * are NUL bytes, comments, and member names containing \u0000. The error
+ * message never quotes the document.
+ */
+yajl_val nx_json_parse(const char *buf, size_t len, char *errbuf,
+    size_t errlen);
+
+/* Object member lookup by name; NULL when v is not an object or the member
+ * is absent. With duplicate names the last one wins. */
+yajl_val nx_json_get(yajl_val v, const char *name);
+
+/* Typed accessors: return 0 and set *out on success, -1 if v is NULL or of
+ * another type (integers must be integral and fit int64; "2.0" and "1e3"
+ * are integral). */
+int nx_json_string(yajl_val v, const char **out);
+int nx_json_int(yajl_val v, int64_t *out);
+int nx_json_bool(yajl_val v, int *out);
+
+#endif /* NX_JSON_H */

@@ -1,0 +1,814 @@
+/*
+ * Copyright (C) Nexus authors
+ *
+ * Unit tests for nx_json: escaping of arbitrary bytes, the guarded yajl
+ * parser (depth, NUL, comments, unterminated input) and the accessors.
+ */
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nx_json.h"
+
+
+/* escapes src[0..len) into a NUL-terminated heap string */
+
+static char *
+escape(const char *src, size_t len)
+{
+    char    *dst;
+    size_t   n, w;
+
+    n = nx_json_escape_len(src, len);
+    dst = malloc(n + 1);
+    assert_non_null(dst);
+
+    w = nx_json_escape(dst, src, len);
+    assert_int_equal(w, n);
+    dst[n] = '\0';
+
+    return dst;
+}
+
+
+static void
+expect_escape(const char *src, size_t len, const char *expect)
+{
+    char  *e;
+
+    e = escape(src, len);
+    assert_string_equal(e, expect);
+    free(e);
+}
+
+
+#define ESC(s, expect)  expect_escape(s, sizeof(s) - 1, expect)
+
+
+/* parses "<escaped>" and returns the tree (asserting success) */
+
+static yajl_val
+parse_quoted(const char *src, size_t len)
+{
+    char      *e, *doc, err[128];
+    size_t     n;
+    yajl_val   v;
+
+    e = escape(src, len);
+    n = strlen(e);
+    doc = malloc(n + 2);
+    assert_non_null(doc);
+    doc[0] = '"';
+    memcpy(doc + 1, e, n);
+    doc[n + 1] = '"';
+
+    v = nx_json_parse(doc, n + 2, err, sizeof(err));
+    if (v == NULL) {
+        print_error("parse of \"%s\" failed: %s\n", e, err);
+    }
+
+    assert_non_null(v);
+    assert_true(YAJL_IS_STRING(v));
+
+    free(doc);
+    free(e);
+
+    return v;
+}
+
+
+static yajl_val
+parse_ok(const char *s)
+{
+    char      err[128];
+    yajl_val  v;
+
+    v = nx_json_parse(s, strlen(s), err, sizeof(err));
+    if (v == NULL) {
+        print_error("parse of %s failed: %s\n", s, err);
+    }
+
+    assert_non_null(v);
+
+    return v;
+}
+
+
+static void
+parse_bad(const char *s, size_t len)
+{
+    char      err[128];
+    yajl_val  v;
+
+    memset(err, 0, sizeof(err));
+    v = nx_json_parse(s, len, err, sizeof(err));
+    assert_null(v);
+    assert_true(strlen(err) > 0);
+    assert_null(strchr(err, '\n'));
+}
+
+
+#define BAD(s)  parse_bad(s, sizeof(s) - 1)
+
+
+static void
+test_escape_plain(void **state)
+{
+    (void) state;
+
+    ESC("", "");
+    ESC("hello world", "hello world");
+    ESC("/path/~!@#$%^&*()", "/path/~!@#$%^&*()");
+    ESC("\x7f", "\x7f");
+    assert_int_equal(nx_json_escape_len("", 0), 0);
+}
+
+
+static void
+test_escape_specials(void **state)
+{
+    (void) state;
+
+    ESC("\"", "\\\"");
+    ESC("\\", "\\\\");
+    ESC("a\"b\\c", "a\\\"b\\\\c");
+    ESC("\n", "\\u000a");
+    ESC("\r\n", "\\u000d\\u000a");
+    ESC("\t", "\\u0009");
+    ESC("\x1f", "\\u001f");
+    ESC("\x01\x02", "\\u0001\\u0002");
+    ESC("\b\f", "\\u0008\\u000c");
+}
+
+
+static void
+test_escape_nul(void **state)
+{
+    (void) state;
+
+    ESC("\0", "\\u0000");
+    ESC("a\0b", "a\\u0000b");
+    ESC("\0\0", "\\u0000\\u0000");
+}
+
+
+static void
+test_escape_utf8_valid(void **state)
+{
+    (void) state;
+
+    ESC("caf\xc3\xa9", "caf\xc3\xa9");                 /* U+00E9 */
+    ESC("\xc2\x80", "\xc2\x80");                       /* U+0080 */
+    ESC("\xdf\xbf", "\xdf\xbf");                       /* U+07FF */
+    ESC("\xe0\xa0\x80", "\xe0\xa0\x80");               /* U+0800 */
+    ESC("\xe2\x82\xac", "\xe2\x82\xac");               /* euro */
+    ESC("\xed\x9f\xbf", "\xed\x9f\xbf");               /* U+D7FF */
+    ESC("\xee\x80\x80", "\xee\x80\x80");               /* U+E000 */
+    ESC("\xef\xbf\xbd", "\xef\xbf\xbd");               /* U+FFFD */
+    ESC("\xf0\x90\x80\x80", "\xf0\x90\x80\x80");       /* U+10000 */
+    ESC("\xf0\x9f\x98\x80", "\xf0\x9f\x98\x80");       /* emoji */
+    ESC("\xf4\x8f\xbf\xbf", "\xf4\x8f\xbf\xbf");       /* U+10FFFF */
+}
+
+
+static void
+test_escape_utf8_invalid(void **state)
+{
+    (void) state;
+
+    ESC("\x80", "\\ufffd");
+    ESC("\xbf", "\\ufffd");
+    ESC("\xff", "\\ufffd");
+    ESC("\xfe", "\\ufffd");
+    ESC("a\xff" "b", "a\\ufffdb");
+
+    /* overlong forms */
+    ESC("\xc0\x80", "\\ufffd\\ufffd");
+    ESC("\xc1\xbf", "\\ufffd\\ufffd");
+    ESC("\xe0\x80\x80", "\\ufffd\\ufffd\\ufffd");
+    ESC("\xe0\x9f\xbf", "\\ufffd\\ufffd\\ufffd");
+    ESC("\xf0\x80\x80\x80", "\\ufffd\\ufffd\\ufffd\\ufffd");
+    ESC("\xf0\x8f\xbf\xbf", "\\ufffd\\ufffd\\ufffd\\ufffd");
+
+    /* surrogates */
+    ESC("\xed\xa0\x80", "\\ufffd\\ufffd\\ufffd");
+    ESC("\xed\xbf\xbf", "\\ufffd\\ufffd\\ufffd");
+
+    /* above U+10FFFF */
+    ESC("\xf4\x90\x80\x80", "\\ufffd\\ufffd\\ufffd\\ufffd");
+    ESC("\xf5\x80\x80\x80", "\\ufffd\\ufffd\\ufffd\\ufffd");
+
+    /* truncated, at the end and before ASCII */
+    ESC("\xe2\x82", "\\ufffd\\ufffd");
+    ESC("\xe2\x82" "a", "\\ufffd\\ufffda");
+    ESC("\xf0\x9f\x98", "\\ufffd\\ufffd\\ufffd");
+    ESC("\xc3", "\\ufffd");
+    ESC("\xc3\"", "\\ufffd\\\"");
+
+    /* a valid character right after an invalid byte survives */
+    ESC("\xff\xc3\xa9", "\\ufffd\xc3\xa9");
+}
+
+
+static void
+test_escape_len_respected(void **state)
+{
+    char  *src;
+
+    (void) state;
+
+    /* a truncated sequence at len is invalid even if the buffer goes on */
+    expect_escape("\xc3\xa9", 1, "\\ufffd");
+    expect_escape("\xe2\x82\xac", 2, "\\ufffd\\ufffd");
+    expect_escape("ab\"", 2, "ab");
+
+    src = malloc(2);
+    assert_non_null(src);
+    memcpy(src, "\xf0\x9f", 2);
+    expect_escape(src, 2, "\\ufffd\\ufffd");
+    free(src);
+}
+
+
+static void
+test_escape_roundtrip_all_bytes(void **state)
+{
+    int         c;
+    char        buf[256];
+    yajl_val    v;
+    const char  *s;
+
+    (void) state;
+
+    /* each byte alone */
+    for (c = 0; c < 256; c++) {
+        buf[0] = (char) c;
+        v = parse_quoted(buf, 1);
+        assert_int_equal(nx_json_string(v, &s), 0);
+
+        if (c >= 0x01 && c < 0x80) {
+            assert_int_equal(strlen(s), 1);
+            assert_int_equal((unsigned char) s[0], c);
+
+        } else if (c >= 0x80) {
+            assert_string_equal(s, "\xef\xbf\xbd");
+        }
+
+        yajl_tree_free(v);
+    }
+
+    /* all of them in one string */
+    for (c = 0; c < 256; c++) {
+        buf[c] = (char) c;
+    }
+
+    v = parse_quoted(buf, 256);
+    yajl_tree_free(v);
+}
+
+
+static void
+test_escape_roundtrip_utf8(void **state)
+{
+    yajl_val     v;
+    const char  *s;
+    const char  *text = "na\xc3\xafve \"quoted\" \\ tab\there "
+                        "\xe2\x82\xac \xf0\x9f\x98\x80 \xf4\x8f\xbf\xbf";
+
+    (void) state;
+
+    v = parse_quoted(text, strlen(text));
+    assert_int_equal(nx_json_string(v, &s), 0);
+    assert_string_equal(s, text);
+    yajl_tree_free(v);
+}
+
+
+static void
+test_parse_object(void **state)
+{
+    int          b;
+    int64_t      i;
+    yajl_val     v, m;
+    const char  *s;
+
+    (void) state;
+
+    v = parse_ok("{\"model\":\"gpt-4o\",\"max_tokens\":512,"
+                 "\"stream\":true,\"echo\":false,\"x\":null,"
+                 "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}");
+
+    assert_int_equal(nx_json_string(nx_json_get(v, "model"), &s), 0);
+    assert_string_equal(s, "gpt-4o");
+
+    assert_int_equal(nx_json_int(nx_json_get(v, "max_tokens"), &i), 0);
+    assert_int_equal(i, 512);
+
+    assert_int_equal(nx_json_bool(nx_json_get(v, "stream"), &b), 0);
+    assert_int_equal(b, 1);
+    assert_int_equal(nx_json_bool(nx_json_get(v, "echo"), &b), 0);
+    assert_int_equal(b, 0);
+
+    m = nx_json_get(v, "x");
+    assert_non_null(m);
+    assert_true(YAJL_IS_NULL(m));
+
+    m = nx_json_get(v, "messages");
+    assert_true(YAJL_IS_ARRAY(m));
+    assert_int_equal(m->u.array.len, 1);
+    assert_int_equal(nx_json_string(nx_json_get(m->u.array.values[0],
+                                                "content"), &s), 0);
+    assert_string_equal(s, "hi");
+
+    assert_null(nx_json_get(v, "missing"));
+    assert_null(nx_json_get(v, "Model"));
+    assert_null(nx_json_get(v, ""));
+    assert_null(nx_json_get(v, NULL));
+    assert_null(nx_json_get(m, "model"));
+    assert_null(nx_json_get(NULL, "model"));
+
+    yajl_tree_free(v);
+}
+
+
+static void
+test_accessor_types(void **state)
+{
+    int          b;
+    int64_t      i;
+    yajl_val     v;
+    const char  *s;
+
+    (void) state;
+
+    v = parse_ok("{\"s\":\"1\",\"n\":1,\"t\":true,\"z\":null,\"a\":[],"
+                 "\"o\":{}}");
+
+    assert_int_equal(nx_json_string(nx_json_get(v, "n"), &s), -1);
+    assert_int_equal(nx_json_string(nx_json_get(v, "t"), &s), -1);
+    assert_int_equal(nx_json_string(nx_json_get(v, "z"), &s), -1);
+    assert_int_equal(nx_json_string(nx_json_get(v, "a"), &s), -1);
+    assert_int_equal(nx_json_string(NULL, &s), -1);
+
+    assert_int_equal(nx_json_int(nx_json_get(v, "s"), &i), -1);
+    assert_int_equal(nx_json_int(nx_json_get(v, "t"), &i), -1);
+    assert_int_equal(nx_json_int(nx_json_get(v, "z"), &i), -1);
+    assert_int_equal(nx_json_int(nx_json_get(v, "o"), &i), -1);
+    assert_int_equal(nx_json_int(NULL, &i), -1);
+
+    assert_int_equal(nx_json_bool(nx_json_get(v, "s"), &b), -1);
+    assert_int_equal(nx_json_bool(nx_json_get(v, "n"), &b), -1);
+    assert_int_equal(nx_json_bool(nx_json_get(v, "z"), &b), -1);
+    assert_int_equal(nx_json_bool(NULL, &b), -1);
+
+    yajl_tree_free(v);
+}
+
+
+static int
+int_of(const char *doc, int64_t *out)
+{
+    int       rc;
+    yajl_val  v;
+
+    v = parse_ok(doc);
+    rc = nx_json_int(v, out);
+    yajl_tree_free(v);
+
+    return rc;
+}
+
+
+static void
+test_int(void **state)
+{
+    int64_t  i;
+
+    (void) state;
+
+    assert_int_equal(int_of("0", &i), 0);
+    assert_int_equal(i, 0);
+    assert_int_equal(int_of("-0", &i), 0);
+    assert_int_equal(i, 0);
+    assert_int_equal(int_of("42", &i), 0);
+    assert_int_equal(i, 42);
+    assert_int_equal(int_of("-42", &i), 0);
+    assert_int_equal(i, -42);
+
+    assert_int_equal(int_of("9223372036854775807", &i), 0);
+    assert_true(i == INT64_MAX);
+    assert_int_equal(int_of("-9223372036854775808", &i), 0);
+    assert_true(i == INT64_MIN);
+
+    assert_int_equal(int_of("9223372036854775808", &i), -1);
+    assert_int_equal(int_of("-9223372036854775809", &i), -1);
+    assert_int_equal(int_of("99999999999999999999", &i), -1);
+    assert_int_equal(int_of("18446744073709551616", &i), -1);
+}
+
+
+static void
+test_int_integral(void **state)
+{
+    int64_t  i;
+
+    (void) state;
+
+    /* integral values written as decimals or with exponents */
+    assert_int_equal(int_of("1.0", &i), 0);
+    assert_int_equal(i, 1);
+    assert_int_equal(int_of("1e3", &i), 0);
+    assert_int_equal(i, 1000);
+    assert_int_equal(int_of("1E+2", &i), 0);
+    assert_int_equal(i, 100);
+    assert_int_equal(int_of("12.50e1", &i), 0);
+    assert_int_equal(i, 125);
+    assert_int_equal(int_of("100e-2", &i), 0);
+    assert_int_equal(i, 1);
+    assert_int_equal(int_of("-2.000", &i), 0);
+    assert_int_equal(i, -2);
+    assert_int_equal(int_of("0e999999999999999999999", &i), 0);
+    assert_int_equal(i, 0);
+    assert_int_equal(int_of("0.0", &i), 0);
+    assert_int_equal(i, 0);
+    assert_int_equal(int_of("9.223372036854775807e18", &i), 0);
+    assert_true(i == INT64_MAX);
+
+    /* fractions, out of range, huge exponents */
+    assert_int_equal(int_of("1.5", &i), -1);
+    assert_int_equal(int_of("0.1", &i), -1);
+    assert_int_equal(int_of("1e-1", &i), -1);
+    assert_int_equal(int_of("15e-1", &i), -1);
+    assert_int_equal(int_of("1e19", &i), -1);
+    assert_int_equal(int_of("1e18", &i), 0);
+    assert_true(i == 1000000000000000000LL);
+    assert_int_equal(int_of("9.223372036854775808e18", &i), -1);
+    assert_int_equal(int_of("1e999999999999999999999", &i), -1);
+    assert_int_equal(int_of("1e-999999999999999999999", &i), -1);
+}
+
+
+static void
+test_duplicate_members(void **state)
+{
+    int64_t   i;
+    yajl_val  v;
+
+    (void) state;
+
+    v = parse_ok("{\"a\":1,\"b\":2,\"a\":3}");
+    assert_int_equal(nx_json_int(nx_json_get(v, "a"), &i), 0);
+    assert_int_equal(i, 3);
+    yajl_tree_free(v);
+}
+
+
+static void
+nest(char *buf, size_t depth, const char *open, const char *close,
+    size_t *len)
+{
+    size_t  i, n, o, c;
+
+    o = strlen(open);
+    c = strlen(close);
+    n = 0;
+
+    for (i = 0; i < depth; i++) {
+        memcpy(buf + n, open, o);
+        n += o;
+    }
+
+    buf[n++] = '1';
+
+    for (i = 0; i < depth; i++) {
+        memcpy(buf + n, close, c);
+        n += c;
+    }
+
+    buf[n] = '\0';
+    *len = n;
+}
+
+
+static void
+test_depth(void **state)
+{
+    char      buf[1024], err[128];
+    size_t    len;
+    yajl_val  v;
+
+    (void) state;
+
+    nest(buf, 32, "[", "]", &len);
+    v = nx_json_parse(buf, len, err, sizeof(err));
+    assert_non_null(v);
+    yajl_tree_free(v);
+
+    nest(buf, 33, "[", "]", &len);
+    v = nx_json_parse(buf, len, err, sizeof(err));
+    assert_null(v);
+    assert_non_null(strstr(err, "32"));
+
+    nest(buf, 32, "{\"k\":", "}", &len);
+    v = nx_json_parse(buf, len, err, sizeof(err));
+    assert_non_null(v);
+    yajl_tree_free(v);
+
+    nest(buf, 33, "{\"k\":", "}", &len);
+    assert_null(nx_json_parse(buf, len, err, sizeof(err)));
+
+    nest(buf, 16, "{\"k\":[", "]}", &len);
+    v = nx_json_parse(buf, len, err, sizeof(err));
+    assert_non_null(v);
+    yajl_tree_free(v);
+
+    nest(buf, 17, "[{\"k\":", "}]", &len);
+    assert_null(nx_json_parse(buf, len, err, sizeof(err)));
+
+    /* siblings do not add up */
+    v = parse_ok("[[[[1]]],[[[2]]],[[[3]]],{\"a\":{\"b\":{}}}]");
+    yajl_tree_free(v);
+}
+
+
+static void
+test_depth_huge(void **state)
+{
+    char      *buf;
+    size_t     n;
+    yajl_val   v;
+
+    (void) state;
+
+    /* far too deep, unbalanced, would exhaust a recursive free */
+    n = 1000000;
+    buf = malloc(n);
+    assert_non_null(buf);
+    memset(buf, '[', n);
+    v = nx_json_parse(buf, n, NULL, 0);
+    assert_null(v);
+
+    memset(buf, '{', n);
+    parse_bad(buf, n);
+
+    free(buf);
+}
+
+
+static void
+test_depth_strings(void **state)
+{
+    char      buf[256];
+    size_t    n;
+    yajl_val  v;
+
+    (void) state;
+
+    /* brackets inside strings are not nesting */
+    n = (size_t) snprintf(buf, sizeof(buf), "[\"%s\"]",
+                          "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[{{{{{{{{");
+    v = nx_json_parse(buf, n, NULL, 0);
+    assert_non_null(v);
+    yajl_tree_free(v);
+
+    /* nor after an escaped quote */
+    v = parse_ok("{\"a\\\"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\":"
+                 "\"\\\\\",\"b\":\"]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]\"}");
+    yajl_tree_free(v);
+}
+
+
+static void
+test_not_terminated(void **state)
+{
+    char      *buf;
+    int64_t    i;
+    yajl_val   v;
+
+    (void) state;
+
+    /* exact-size heap buffer, no NUL after it */
+    buf = malloc(7);
+    assert_non_null(buf);
+    memcpy(buf, "{\"a\":7}", 7);
+    v = nx_json_parse(buf, 7, NULL, 0);
+    assert_non_null(v);
+    assert_int_equal(nx_json_int(nx_json_get(v, "a"), &i), 0);
+    assert_int_equal(i, 7);
+    yajl_tree_free(v);
+    free(buf);
+
+    /* bytes after len are ignored */
+    v = nx_json_parse("[1,2]garbage", 5, NULL, 0);
+    assert_non_null(v);
+    yajl_tree_free(v);
+
+    v = nx_json_parse("[1,2][[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[", 5, NULL, 0);
+    assert_non_null(v);
+    yajl_tree_free(v);
+}
+
+
+static void
+test_invalid(void **state)
+{
+    (void) state;
+
+    BAD("");
+    BAD(" ");
+    BAD("{");
+    BAD("}");
+    BAD("[1,2");
+    BAD("[1,]");
+    BAD("{\"a\":1,}");
+    BAD("{\"a\"}");
+    BAD("{a:1}");
+    BAD("'a'");
+    BAD("\"abc");
+    BAD("tru");
+    BAD("nul");
+    BAD("[1] [2]");
+    BAD("{} x");
+    BAD("01");
+    BAD("1.");
+    BAD("-");
+    BAD("NaN");
+    BAD("\"\\x41\"");
+    BAD("\"\\u12\"");
+    BAD("\"\\ud800\\u\"");
+    BAD("\"a\tb\"");
+    parse_bad(NULL, 3);
+}
+
+
+static void
+test_invalid_bytes(void **state)
+{
+    (void) state;
+
+    /* NUL anywhere, even where yajl would have stopped reading */
+    BAD("{}\0");
+    BAD("{\"a\":\"b\0c\"}");
+    BAD("\0{}");
+    BAD("[1,\0 2]");
+
+    /* invalid UTF-8 inside a string */
+    BAD("[\"\xff\"]");
+    BAD("[\"\xc3\"]");
+    BAD("[\"a\x80\"]");
+
+    /* non-ASCII outside strings */
+    BAD("[1,\xc2\xa0" "2]");
+}
+
+
+static void
+test_comments_refused(void **state)
+{
+    yajl_val  v;
+
+    (void) state;
+
+    BAD("/* c */ {}");
+    BAD("{} // c");
+    BAD("[1, /* [[[[ */ 2]");
+    BAD("/* \" */ [1]");
+
+    /* a slash inside a string is fine */
+    v = parse_ok("{\"url\":\"http://x/y\",\"c\":\"/* no */\"}");
+    yajl_tree_free(v);
+}
+
+
+static void
+test_nul_in_member_name(void **state)
+{
+    const char  *s;
+    yajl_val     v;
+
+    (void) state;
+
+    BAD("{\"model\\u0000x\":\"a\"}");
+    BAD("{\"a\":1, \"model\\u0000\" \n : 2}");
+
+    /* in a value it is kept (the C string ends there) */
+    v = parse_ok("{\"model\":\"a\\u0000b\"}");
+    assert_int_equal(nx_json_string(nx_json_get(v, "model"), &s), 0);
+    assert_string_equal(s, "a");
+    yajl_tree_free(v);
+
+    v = parse_ok("[\"\\u0000\", \"x\"]");
+    yajl_tree_free(v);
+
+    /* an escaped backslash before u0000 is not \u0000 */
+    v = parse_ok("{\"a\\\\u0000\":1}");
+    assert_non_null(nx_json_get(v, "a\\u0000"));
+    yajl_tree_free(v);
+}
+
+
+static void
+test_error_buffer(void **state)
+{
+    char         err[8], big[512];
+    yajl_val     v;
+    const char  *doc = "{\"secret\":\"sk-live-123\" oops}";
+
+    (void) state;
+
+    memset(err, 'x', sizeof(err));
+    v = nx_json_parse(doc, strlen(doc), err, sizeof(err));
+    assert_null(v);
+    assert_true(memchr(err, '\0', sizeof(err)) != NULL);
+
+    /* the message never quotes the document */
+    v = nx_json_parse(doc, strlen(doc), big, sizeof(big));
+    assert_null(v);
+    assert_true(strlen(big) > 0);
+    assert_null(strstr(big, "sk-live"));
+    assert_null(strchr(big, '\n'));
+
+    v = nx_json_parse("[", 1, NULL, 0);
+    assert_null(v);
+
+    err[0] = 'x';
+    v = nx_json_parse("[", 1, err, 1);
+    assert_null(v);
+    assert_int_equal(err[0], '\0');
+}
+
+
+static void
+test_scalars_and_whitespace(void **state)
+{
+    int          b;
+    int64_t      i;
+    yajl_val     v;
+    const char  *s;
+
+    (void) state;
+
+    v = parse_ok(" \t\r\n 17 \n");
+    assert_int_equal(nx_json_int(v, &i), 0);
+    assert_int_equal(i, 17);
+    yajl_tree_free(v);
+
+    v = parse_ok("\"str\"");
+    assert_int_equal(nx_json_string(v, &s), 0);
+    assert_string_equal(s, "str");
+    yajl_tree_free(v);
+
+    v = parse_ok("true");
+    assert_int_equal(nx_json_bool(v, &b), 0);
+    assert_int_equal(b, 1);
+    yajl_tree_free(v);
+
+    v = parse_ok("null");
+    assert_true(YAJL_IS_NULL(v));
+    yajl_tree_free(v);
+
+    v = parse_ok("\"\\ud83d\\ude00 \\u00e9\"");
+    assert_int_equal(nx_json_string(v, &s), 0);
+    assert_string_equal(s, "\xf0\x9f\x98\x80 \xc3\xa9");
+    yajl_tree_free(v);
+}
+
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_escape_plain),
+        cmocka_unit_test(test_escape_specials),
+        cmocka_unit_test(test_escape_nul),
+        cmocka_unit_test(test_escape_utf8_valid),
+        cmocka_unit_test(test_escape_utf8_invalid),
+        cmocka_unit_test(test_escape_len_respected),
+        cmocka_unit_test(test_escape_roundtrip_all_bytes),
+        cmocka_unit_test(test_escape_roundtrip_utf8),
+        cmocka_unit_test(test_parse_object),
+        cmocka_unit_test(test_accessor_types),
+        cmocka_unit_test(test_int),
+        cmocka_unit_test(test_int_integral),
+        cmocka_unit_test(test_duplicate_members),
+        cmocka_unit_test(test_depth),
+        cmocka_unit_test(test_depth_huge),
+        cmocka_unit_test(test_depth_strings),
+        cmocka_unit_test(test_not_terminated),
+        cmocka_unit_test(test_invalid),
+        cmocka_unit_test(test_invalid_bytes),
+        cmocka_unit_test(test_comments_refused),
+        cmocka_unit_test(test_nul_in_member_name),
+        cmocka_unit_test(test_error_buffer),
+        cmocka_unit_test(test_scalars_and_whitespace),
+    };
+
+    return cmocka_run_group_tests_name("json", tests, NULL, NULL);
+}
