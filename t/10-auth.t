@@ -17,6 +17,7 @@ my $acme = make_tenant('acme');
 my $beta = make_tenant('beta');
 
 my $t = nexus_nginx(nexus_conf(
+    listen => 'reuseport',
     extra => "nexus_key_last_used_flush 500ms;\n    large_client_header_buffers 4 16k;",
     locations => <<"EOF"), workers => 2);
         location /acme/v1/ { nexus_api; nexus_tenant $acme;

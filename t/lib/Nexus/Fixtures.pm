@@ -14,13 +14,14 @@ our @EXPORT = qw(nexus_conf make_tenant make_key key_prefix);
 
 # nexus_conf(%opt): the http{} body used by most tests.
 #   redis_timeout => '100ms', pg => 'pool=2 ...', extra => "http-level text",
-#   locations => "extra location blocks"
+#   locations => "extra location blocks", listen => "reuseport"
 sub nexus_conf {
     my (%opt) = @_;
     my $rt = $opt{redis_timeout} // '100ms';
     my $pg = $opt{pg} // 'pool=2 query_timeout=5s';
     my $extra = $opt{extra} // '';
     my $locs = $opt{locations} // '';
+    my $listen = $opt{listen} // '';
     return <<"EOF";
     log_format nexus '\$nexus_request_id \$nexus_tenant \$nexus_key_prefix '
                      '\$nexus_key_role \$status';
@@ -33,7 +34,7 @@ sub nexus_conf {
     $extra
 
     server {
-        listen 127.0.0.1:%%PORT%%;
+        listen 127.0.0.1:%%PORT%% $listen;
 
         location /v1/        { nexus_api; }
         location /v1/admin/  { nexus_admin; }
