@@ -25,7 +25,7 @@ my $t = nexus_nginx(nexus_conf(
         location /pid/v1/  { nexus_api; add_header X-Pid \$pid always; }
 EOF
 
-nexus_plan(53);
+nexus_plan(57);
 
 my $port = $t->port;
 my $key = make_key($acme, name => 'lifecycle');
@@ -156,10 +156,16 @@ my $junk2 = make_key($beta, name => 'junk2');
 $r = me(undef, headers => [Authorization => "Bearer $junk1\x00"]);
 ok($r->{status} == 400 || $r->{status} == 401, "NUL byte: $r->{status}, not 500");
 ok(defined $r->{headers}{'x-request-id'}, 'NUL byte answer has X-Request-Id');
+is(code($r), 'BAD_REQUEST', 'NUL byte: JSON error via nexus_error');
 $r = me(undef, headers => [Authorization => "Bearer $junk1",
     Authorization => "Bearer $junk2"]);
 is($r->{status}, 400, 'duplicate Authorization: 400 (nginx core)');
-ok(defined $r->{headers}{'x-request-id'}, 'duplicate header answer has X-Request-Id');
+is(code($r), 'BAD_REQUEST', 'duplicate Authorization: JSON BAD_REQUEST');
+is($r->{json}{meta}{request_id}, $r->{headers}{'x-request-id'},
+    'duplicate header answer carries the request id');
+$r = me(undef, headers => [Authorization => 'Bearer ' . ('B' x 20000)]);
+is($r->{status}, 400, '20 KB header: 400');
+is(code($r), 'HEADER_TOO_LARGE', '20 KB header: HEADER_TOO_LARGE');
 
 # the right prefix with a wrong secret, and an unknown prefix
 (my $forged = $akey) =~ s/_([0-9a-f])([0-9a-f]{63})$/'_' . ($1 eq 'a' ? 'b' : 'a') . $2/e;

@@ -154,3 +154,57 @@ ngx_nexus_ops_handler(ngx_http_request_t *r)
 
     return ngx_nexus_not_found(r);
 }
+
+
+/*
+ * nexus_error: the JSON answer for errors nginx itself raises before any
+ * Nexus handler runs (a duplicate Authorization header, a header line too
+ * long, a body over client_max_body_size), wired with error_page to a
+ * named location.
+ */
+
+ngx_int_t
+ngx_nexus_error_handler(ngx_http_request_t *r)
+{
+    u_char                *code;
+    const char            *message;
+    ngx_nexus_loc_conf_t  *nlcf;
+
+    nlcf = ngx_http_get_module_loc_conf(r, ngx_nexus_module);
+
+    switch (nlcf->error_status) {
+    case NGX_HTTP_BAD_REQUEST:
+        message = "the request is malformed";
+        break;
+    case NGX_HTTP_REQUEST_ENTITY_TOO_LARGE:
+        message = "the request body is too large";
+        break;
+    case NGX_HTTP_REQUEST_URI_TOO_LARGE:
+        message = "the request URI is too long";
+        break;
+    case 431:
+    case 494:
+        message = "the request headers are too large";
+        break;
+    default:
+        message = "the request cannot be served";
+        break;
+    }
+
+    code = ngx_pnalloc(r->pool, nlcf->error_code.len + 1);
+    if (code == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_cpystrn(code, nlcf->error_code.data, nlcf->error_code.len + 1);
+
+    if (nlcf->error_message.len) {
+        message = (const char *) nlcf->error_message.data;
+    }
+
+    /* whatever nginx rejected, the connection is not to be trusted */
+    r->keepalive = 0;
+
+    return ngx_nexus_send_error(r, nlcf->error_status, (char *) code,
+                                message, NULL);
+}

@@ -43,6 +43,8 @@ static char *ngx_nexus_health(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_nexus_tenant(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_nexus_error(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static ngx_shm_zone_t *ngx_nexus_add_zone(ngx_conf_t *cf, ngx_str_t *name,
     size_t size);
 static void ngx_nexus_cleanup(void *data);
@@ -132,6 +134,13 @@ static ngx_command_t  ngx_nexus_commands[] = {
     { ngx_string("nexus_health"),
       NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_nexus_health,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("nexus_error"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE23,
+      ngx_nexus_error,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -292,6 +301,7 @@ ngx_nexus_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     case NGX_NEXUS_HANDLER_LIVE:
     case NGX_NEXUS_HANDLER_READY:
+    case NGX_NEXUS_HANDLER_ERROR:
         ngx_conf_merge_value(conf->auth, 0, 0);
         break;
 
@@ -655,6 +665,58 @@ ngx_nexus_tenant(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     nlcf->tenant = value[1];
+
+    return NGX_CONF_OK;
+}
+
+
+/* nexus_error STATUS CODE [MESSAGE]; */
+
+static char *
+ngx_nexus_error(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_nexus_loc_conf_t *nlcf = conf;
+
+    u_char                    *p;
+    ngx_int_t                  status;
+    ngx_str_t                 *value;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (nlcf->handler != NGX_NEXUS_HANDLER_NONE) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    status = ngx_atoi(value[1].data, value[1].len);
+    if (status < 400 || status > 599) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid status \"%V\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    for (p = value[2].data; p < value[2].data + value[2].len; p++) {
+        if (!((*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9')
+              || *p == '_'))
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid error code \"%V\", it must be "
+                               "of [A-Z0-9_]", &value[2]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    nlcf->handler = NGX_NEXUS_HANDLER_ERROR;
+    nlcf->error_status = status;
+    nlcf->error_code = value[2];
+
+    if (cf->args->nelts == 4) {
+        /* NUL-terminated by the configuration parser */
+        nlcf->error_message = value[3];
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_nexus_error_handler;
 
     return NGX_CONF_OK;
 }

@@ -24,6 +24,7 @@
 #define NGX_NEXUS_HANDLER_OPS           3
 #define NGX_NEXUS_HANDLER_LIVE          4
 #define NGX_NEXUS_HANDLER_READY         5
+#define NGX_NEXUS_HANDLER_ERROR         6
 
 #define NGX_NEXUS_CLASS_RUN             0
 #define NGX_NEXUS_CLASS_MUTATION        1
@@ -90,6 +91,9 @@ typedef struct {
     ngx_flag_t                  auth;
     ngx_str_t                   tenant;
     ngx_uint_t                  route_class;
+    ngx_uint_t                  error_status;   /* nexus_error */
+    ngx_str_t                   error_code;
+    ngx_str_t                   error_message;
 } ngx_nexus_loc_conf_t;
 
 
@@ -143,6 +147,7 @@ ngx_int_t ngx_nexus_admin_handler(ngx_http_request_t *r);
 ngx_int_t ngx_nexus_ops_handler(ngx_http_request_t *r);
 ngx_int_t ngx_nexus_health_handler(ngx_http_request_t *r);
 ngx_int_t ngx_nexus_health_ready(ngx_http_request_t *r);
+ngx_int_t ngx_nexus_error_handler(ngx_http_request_t *r);
 
 ngx_int_t ngx_nexus_route(ngx_http_request_t *r, ngx_str_t *rest);
 ngx_int_t ngx_nexus_not_found(ngx_http_request_t *r);

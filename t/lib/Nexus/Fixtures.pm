@@ -41,6 +41,15 @@ sub nexus_conf {
         location /v1/ops/    { nexus_ops; }
         location = /healthz  { nexus_health live; }
         location = /readyz   { nexus_health ready; }
+
+        # errors nginx raises itself, answered in the Nexus envelope
+        error_page 400 = \@nexus_400;
+        error_page 413 = \@nexus_413;
+        error_page 494 = \@nexus_494;
+        location \@nexus_400 { nexus_error 400 BAD_REQUEST; }
+        location \@nexus_413 { nexus_error 413 PAYLOAD_TOO_LARGE; }
+        location \@nexus_494 { nexus_error 400 HEADER_TOO_LARGE
+                                  "the request headers are too large"; }
         $locs
     }
 EOF
