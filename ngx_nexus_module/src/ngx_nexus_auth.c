@@ -44,7 +44,7 @@ static ngx_uint_t  ngx_nexus_auth_stmt;
 static const char  ngx_nexus_auth_sql[] =
     "SELECT k.id, encode(k.key_hash, 'hex'), k.status, k.role,"
     " array_to_string(k.scopes, ','),"
-    " COALESCE(extract(epoch FROM k.expires_at)::bigint, 0),"
+    " COALESCE(floor(extract(epoch FROM k.expires_at) * 1000)::bigint, 0),"
     " t.id, t.name, t.status, t.platform"
     " FROM api_keys k JOIN tenants t ON t.id = k.tenant_id"
     " WHERE k.prefix = $1";
@@ -375,7 +375,8 @@ static void
 ngx_nexus_auth_decide(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx,
     ngx_nexus_key_data_t *kd)
 {
-    u_char  *p;
+    u_char      *p;
+    ngx_time_t  *tp;
 
     if (kd->revoked) {
         ngx_nexus_auth_set(ctx, NGX_HTTP_UNAUTHORIZED, "AUTH_REVOKED_KEY",
@@ -383,7 +384,11 @@ ngx_nexus_auth_decide(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx,
         return;
     }
 
-    if (kd->expires_at && kd->expires_at <= ngx_time()) {
+    tp = ngx_timeofday();
+
+    if (kd->expires_at
+        && kd->expires_at <= (int64_t) tp->sec * 1000 + (int64_t) tp->msec)
+    {
         ngx_nexus_auth_set(ctx, NGX_HTTP_UNAUTHORIZED, "AUTH_EXPIRED_KEY",
                            "the API key has expired");
         return;
@@ -405,7 +410,7 @@ ngx_nexus_auth_decide(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx,
 
     ctx->principal.key_id = kd->key_id;
     ctx->principal.tenant_id = kd->tenant_id;
-    ctx->principal.expires_at = kd->expires_at;
+    ctx->principal.expires_at = kd->expires_at / 1000;
     ctx->principal.role = kd->role;
     ctx->principal.platform = kd->platform;
 

@@ -23,7 +23,7 @@
 typedef struct {
     int64_t                     key_id;
     int64_t                     tenant_id;
-    int64_t                     expires_at;
+    int64_t                     expires_at;     /* ms since epoch, 0 never */
     u_char                      prefix[NX_KEY_PREFIX_LEN];
     u_char                      tenant_len;
     u_char                      scopes_len;
