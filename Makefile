@@ -87,7 +87,8 @@ $(NGX_BUILD)/objs/Makefile: ngx_nexus_module/config $(BUILD)/module.files
 $(BUILD)/ngx_nexus_module.so: $(NGX_BUILD)/objs/Makefile $(MOD_SRCS) \
         $(MOD_HDRS) $(COMMON_SRCS) $(COMMON_HDRS)
 	$(MAKE) -s -C $(NGX_BUILD) -f objs/Makefile modules
-	cp $(NGX_BUILD)/objs/ngx_nexus_module.so $@
+	@# a new inode: a running nginx keeps the copy it mapped
+	cp $(NGX_BUILD)/objs/ngx_nexus_module.so $@.tmp && mv -f $@.tmp $@
 
 FORCE:
 
@@ -122,7 +123,7 @@ demo-down:
 	@scripts/demo.sh down
 
 bench: all
-	@bench/run
+	@NEXUS_RUN=bench/auth.pl t/run
 
 clean:
 	rm -rf $(BUILD)
