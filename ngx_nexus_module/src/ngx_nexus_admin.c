@@ -92,10 +92,11 @@ static const struct {
 
     { "nexus_admin_list_keys",
       "SELECT coalesce(json_agg(" NGX_NEXUS_KEY_JSON " ORDER BY k.id),"
-      " '[]')::text FROM (SELECT * FROM api_keys"
-      " WHERE $1::bigint = 0 OR tenant_id = $1::bigint"
-      " ORDER BY id LIMIT 1000) k JOIN tenants t ON t.id = k.tenant_id"
-      " WHERE $2::text = '' OR t.name = $2::text",
+      " '[]')::text FROM (SELECT k.* FROM api_keys k"
+      " JOIN tenants t ON t.id = k.tenant_id"
+      " WHERE ($1::bigint = 0 OR k.tenant_id = $1::bigint)"
+      " AND ($2::text = '' OR t.name = $2::text)"
+      " ORDER BY k.id LIMIT 1000) k JOIN tenants t ON t.id = k.tenant_id",
       2 },
 
     { "nexus_admin_create_key",

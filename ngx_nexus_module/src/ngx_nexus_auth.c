@@ -471,8 +471,18 @@ ngx_nexus_auth_finish(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
             goto done;
         }
 
-        if ((nlcf->handler == NGX_NEXUS_HANDLER_ADMIN
-             || nlcf->handler == NGX_NEXUS_HANDLER_OPS)
+        if (nlcf->handler == NGX_NEXUS_HANDLER_OPS
+            && (ctx->principal.role != NGX_NEXUS_ROLE_ADMIN
+                || !ctx->principal.platform))
+        {
+            /* operators see every tenant's traffic: platform admins only */
+            rc = ngx_nexus_send_error(r, NGX_HTTP_FORBIDDEN, "FORBIDDEN",
+                                      "this route requires a platform admin",
+                                      "{\"required\":\"platform_admin\"}");
+            goto done;
+        }
+
+        if (nlcf->handler == NGX_NEXUS_HANDLER_ADMIN
             && ctx->principal.role != NGX_NEXUS_ROLE_ADMIN)
         {
             rc = ngx_nexus_send_error(r, NGX_HTTP_FORBIDDEN, "FORBIDDEN",

@@ -248,11 +248,12 @@ ngx_nexus_ready_redis(ngx_nexus_redis_cmd_t *cmd, redisReply *reply,
 static void
 ngx_nexus_ready_done(ngx_http_request_t *r)
 {
-    u_char             *p, *json;
-    ngx_int_t           rc;
-    ngx_nexus_ctx_t    *ctx;
-    ngx_nexus_ready_t  *rd;
-    u_char              msg[64];
+    u_char                *p, *json, *body;
+    ngx_int_t              rc;
+    ngx_nexus_ctx_t       *ctx;
+    ngx_nexus_ready_t     *rd;
+    ngx_nexus_loc_conf_t  *nlcf;
+    u_char                 msg[64];
 
     ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
     rd = ctx->handler_ctx;
@@ -270,10 +271,17 @@ ngx_nexus_ready_done(ngx_http_request_t *r)
                     ngx_nexus_dep_names[rd->redis]);
 
     if (rd->pg != NGX_NEXUS_DEP_DOWN && rd->redis != NGX_NEXUS_DEP_DOWN) {
-        p = ngx_sprintf(json + 128, "{\"status\":\"ready\",\"checks\":%*s}",
+        body = json + 128;
+        p = ngx_sprintf(body, "{\"status\":\"ready\",\"checks\":%*s}",
                         p - json, json);
-        rc = ngx_nexus_send_json(r, NGX_HTTP_OK, json + 128,
-                                 p - (json + 128));
+
+        nlcf = ngx_http_get_module_loc_conf(r, ngx_nexus_module);
+
+        /* /readyz answers load balancers; the ops API speaks the envelope */
+        rc = (nlcf->handler == NGX_NEXUS_HANDLER_OPS)
+             ? ngx_nexus_send_data(r, NGX_HTTP_OK, body, p - body)
+             : ngx_nexus_send_json(r, NGX_HTTP_OK, body, p - body);
+
         ngx_http_finalize_request(r, rc);
         return;
     }

@@ -15,6 +15,9 @@
 #include "ngx_nexus_keycache.h"
 
 
+#define NGX_NEXUS_MAX_LISTENERS     64
+
+
 typedef struct {
     ngx_rbtree_node_t           node;       /* by hash */
     ngx_rbtree_node_t           pnode;      /* by prefix, found entries */
@@ -34,6 +37,7 @@ typedef struct {
     ngx_queue_t                 lru;
     uint64_t                    epoch;
     ngx_uint_t                  entries;
+    ngx_pid_t                   listeners[NGX_NEXUS_MAX_LISTENERS];
 } ngx_nexus_keycache_sh_t;
 
 
@@ -56,6 +60,7 @@ static void ngx_nexus_keycache_delete(ngx_nexus_keycache_t *kc,
     ngx_nexus_key_node_t *kn);
 static void ngx_nexus_keycache_expire(ngx_nexus_keycache_t *kc,
     ngx_uint_t n);
+static void ngx_nexus_keycache_drop(ngx_nexus_keycache_t *kc);
 static ngx_nexus_key_node_t *ngx_nexus_keycache_find_prefix(
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel,
     ngx_rbtree_key_t key, const u_char *prefix);
@@ -98,6 +103,7 @@ ngx_nexus_keycache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     ngx_queue_init(&kc->sh->lru);
     kc->sh->epoch = 1;
     kc->sh->entries = 0;
+    ngx_memzero(kc->sh->listeners, sizeof(kc->sh->listeners));
 
     len = sizeof(" in nexus zone \"\"") + shm_zone->shm.name.len;
 
@@ -512,13 +518,23 @@ ngx_nexus_keycache_evict_tenant(ngx_shm_zone_t *zone, int64_t tenant_id)
 void
 ngx_nexus_keycache_flush(ngx_shm_zone_t *zone)
 {
-    ngx_queue_t           *q;
     ngx_nexus_keycache_t  *kc;
-    ngx_nexus_key_node_t  *kn;
 
     kc = zone->data;
 
     ngx_shmtx_lock(&kc->shpool->mutex);
+    ngx_nexus_keycache_drop(kc);
+    ngx_shmtx_unlock(&kc->shpool->mutex);
+}
+
+
+/* drops every entry; the caller holds the lock */
+
+static void
+ngx_nexus_keycache_drop(ngx_nexus_keycache_t *kc)
+{
+    ngx_queue_t           *q;
+    ngx_nexus_key_node_t  *kn;
 
     kc->sh->epoch++;
 
@@ -526,6 +542,62 @@ ngx_nexus_keycache_flush(ngx_shm_zone_t *zone)
         q = ngx_queue_head(&kc->sh->lru);
         kn = ngx_queue_data(q, ngx_nexus_key_node_t, lru);
         ngx_nexus_keycache_delete(kc, kn);
+    }
+}
+
+
+/*
+ * Workers register here while their LISTEN connection is up.  The cache
+ * can only have missed a notification while no process of the node was
+ * listening, so a worker that starts listening drops the cache only then:
+ * a reload, where the old workers listen until the new ones do, keeps it.
+ * A crashed worker never deregisters; its pid no longer exists, which is
+ * what kill(pid, 0) tells.
+ */
+
+void
+ngx_nexus_keycache_listening(ngx_shm_zone_t *zone, ngx_uint_t on)
+{
+    ngx_uint_t             i, others;
+    ngx_pid_t             *l;
+    ngx_nexus_keycache_t  *kc;
+
+    kc = zone->data;
+    l = kc->sh->listeners;
+    others = 0;
+
+    ngx_shmtx_lock(&kc->shpool->mutex);
+
+    for (i = 0; i < NGX_NEXUS_MAX_LISTENERS; i++) {
+
+        if (l[i] == ngx_pid) {
+            l[i] = 0;
+            continue;
+        }
+
+        if (l[i] == 0) {
+            continue;
+        }
+
+        if (kill(l[i], 0) == -1 && ngx_errno == NGX_ESRCH) {
+            l[i] = 0;
+            continue;
+        }
+
+        others++;
+    }
+
+    if (on) {
+        for (i = 0; i < NGX_NEXUS_MAX_LISTENERS; i++) {
+            if (l[i] == 0) {
+                l[i] = ngx_pid;
+                break;
+            }
+        }
+
+        if (others == 0 || i == NGX_NEXUS_MAX_LISTENERS) {
+            ngx_nexus_keycache_drop(kc);
+        }
     }
 
     ngx_shmtx_unlock(&kc->shpool->mutex);

@@ -50,6 +50,7 @@ void ngx_nexus_keycache_evict_prefix(ngx_shm_zone_t *zone,
 void ngx_nexus_keycache_evict_tenant(ngx_shm_zone_t *zone,
     int64_t tenant_id);
 void ngx_nexus_keycache_flush(ngx_shm_zone_t *zone);
+void ngx_nexus_keycache_listening(ngx_shm_zone_t *zone, ngx_uint_t on);
 
 
 #endif /* _NGX_NEXUS_KEYCACHE_H_INCLUDED_ */

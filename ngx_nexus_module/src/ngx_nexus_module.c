@@ -280,7 +280,6 @@ ngx_nexus_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_nexus_loc_conf_t *conf = child;
 
     ngx_nexus_main_conf_t  *nmcf;
-    ngx_uint_t              dflt;
 
     /* handlers are not inherited: they belong to one location */
 
@@ -312,19 +311,15 @@ ngx_nexus_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     ngx_conf_merge_str_value(conf->tenant, prev->tenant, "");
 
-    switch (conf->handler) {
-    case NGX_NEXUS_HANDLER_ADMIN:
-        dflt = NGX_NEXUS_CLASS_MUTATION;
-        break;
-    case NGX_NEXUS_HANDLER_OPS:
-        dflt = NGX_NEXUS_CLASS_OPS;
-        break;
-    default:
-        dflt = NGX_NEXUS_CLASS_READ;
-        break;
+    /* an ops location is of the ops class unless it says otherwise */
+    if (conf->route_class == NGX_CONF_UNSET_UINT
+        && conf->handler == NGX_NEXUS_HANDLER_OPS)
+    {
+        conf->route_class = NGX_NEXUS_CLASS_OPS;
     }
 
-    ngx_conf_merge_uint_value(conf->route_class, prev->route_class, dflt);
+    ngx_conf_merge_uint_value(conf->route_class, prev->route_class,
+                              NGX_NEXUS_CLASS_READ);
 
     if (conf->auth == 1) {
         nmcf = ngx_http_conf_get_module_main_conf(cf, ngx_nexus_module);

@@ -96,7 +96,7 @@ static ngx_cycle_t             *ngx_nexus_pg_cycle;
 static ngx_event_t              ngx_nexus_pg_dispatch_ev;
 
 static ngx_nexus_pg_notify_pt     ngx_nexus_pg_on_notify;
-static ngx_nexus_pg_listen_up_pt  ngx_nexus_pg_on_listen;
+static ngx_nexus_pg_listen_pt     ngx_nexus_pg_on_listen;
 
 
 /*
@@ -136,10 +136,10 @@ ngx_nexus_pg_statement(ngx_conf_t *cf, const char *name, const char *sql,
 
 void
 ngx_nexus_pg_listen_handler(ngx_nexus_pg_notify_pt notify,
-    ngx_nexus_pg_listen_up_pt up)
+    ngx_nexus_pg_listen_pt listen)
 {
     ngx_nexus_pg_on_notify = notify;
-    ngx_nexus_pg_on_listen = up;
+    ngx_nexus_pg_on_listen = listen;
 }
 
 
@@ -218,9 +218,16 @@ ngx_nexus_pg_conf(ngx_conf_t *cf, ngx_nexus_pg_conf_t *pgcf,
     pgcf->conninfo.data = p;
     p = ngx_cpymem(p, value[1].data, value[1].len);
 
-    if (hostaddr.len == 0 && host.len && host.data[0] != '/'
-        && ngx_strchr(host.data, ',') == NULL)
-    {
+    if (hostaddr.len == 0 && host.len && ngx_strchr(host.data, ',')) {
+        /* libpq would resolve the others inside a worker */
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "PostgreSQL host lists are not supported, "
+                           "use one host or hostaddr=");
+        PQconninfoFree(opts);
+        return NGX_CONF_ERROR;
+    }
+
+    if (hostaddr.len == 0 && host.len && host.data[0] != '/') {
         ngx_memzero(&u, sizeof(ngx_url_t));
 
         u.url = host;
@@ -265,7 +272,7 @@ ngx_nexus_pg_conf(ngx_conf_t *cf, ngx_nexus_pg_conf_t *pgcf,
 
         if (ngx_strncmp(value[i].data, "queue=", 6) == 0) {
             num = ngx_atoi(value[i].data + 6, value[i].len - 6);
-            if (num < 0 || num > 65536) {
+            if (num <= 0 || num > 65536) {
                 goto invalid;
             }
             pgcf->queue = num;
@@ -391,6 +398,12 @@ ngx_nexus_pg_exit_process(ngx_cycle_t *cycle)
         if (pc->q) {
             ngx_nexus_pg_free(pc->q);
             pc->q = NULL;
+        }
+
+        if (pc->listener && pc->state == NGX_NEXUS_PG_IDLE
+            && ngx_nexus_pg_on_listen)
+        {
+            ngx_nexus_pg_on_listen(cycle, 0);
         }
 
         ngx_nexus_pg_close(pc);
@@ -759,6 +772,12 @@ ngx_nexus_pg_fail(ngx_nexus_pg_conn_t *pc, const char *what)
     q = pc->q;
     pc->q = NULL;
 
+    if (pc->listener && pc->state == NGX_NEXUS_PG_IDLE
+        && ngx_nexus_pg_on_listen)
+    {
+        ngx_nexus_pg_on_listen(ngx_nexus_pg_cycle, 0);
+    }
+
     ngx_nexus_pg_close(pc);
 
     if (ngx_exiting || ngx_quit || ngx_terminate) {
@@ -1124,9 +1143,8 @@ ngx_nexus_pg_complete(ngx_nexus_pg_conn_t *pc)
         PQclear(res);
         pc->state = NGX_NEXUS_PG_IDLE;
 
-        /* notifications may have been missed while we were not listening */
         if (ngx_nexus_pg_on_listen) {
-            ngx_nexus_pg_on_listen(ngx_nexus_pg_cycle);
+            ngx_nexus_pg_on_listen(ngx_nexus_pg_cycle, 1);
         }
 
         return;

@@ -32,7 +32,7 @@ typedef void (*ngx_nexus_pg_handler_pt)(ngx_nexus_pg_query_t *q,
 
 typedef void (*ngx_nexus_pg_notify_pt)(ngx_cycle_t *cycle,
     const char *channel, const char *payload);
-typedef void (*ngx_nexus_pg_listen_up_pt)(ngx_cycle_t *cycle);
+typedef void (*ngx_nexus_pg_listen_pt)(ngx_cycle_t *cycle, ngx_uint_t on);
 
 
 struct ngx_nexus_pg_query_s {
@@ -61,7 +61,7 @@ ngx_int_t ngx_nexus_pg_statement(ngx_conf_t *cf, const char *name,
 char *ngx_nexus_pg_conf(ngx_conf_t *cf, ngx_nexus_pg_conf_t *pgcf,
     ngx_str_t *value, ngx_uint_t n);
 void ngx_nexus_pg_listen_handler(ngx_nexus_pg_notify_pt notify,
-    ngx_nexus_pg_listen_up_pt up);
+    ngx_nexus_pg_listen_pt listen);
 
 /* process */
 ngx_int_t ngx_nexus_pg_init_process(ngx_cycle_t *cycle,

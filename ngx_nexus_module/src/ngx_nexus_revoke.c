@@ -18,7 +18,7 @@
 
 static void ngx_nexus_revoke_notify(ngx_cycle_t *cycle, const char *channel,
     const char *payload);
-static void ngx_nexus_revoke_listening(ngx_cycle_t *cycle);
+static void ngx_nexus_revoke_listening(ngx_cycle_t *cycle, ngx_uint_t on);
 
 
 void
@@ -73,13 +73,13 @@ ngx_nexus_revoke_notify(ngx_cycle_t *cycle, const char *channel,
 
 
 static void
-ngx_nexus_revoke_listening(ngx_cycle_t *cycle)
+ngx_nexus_revoke_listening(ngx_cycle_t *cycle, ngx_uint_t on)
 {
     ngx_nexus_main_conf_t  *nmcf;
 
     nmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_nexus_module);
 
     if (nmcf->shm_zone) {
-        ngx_nexus_keycache_flush(nmcf->shm_zone);
+        ngx_nexus_keycache_listening(nmcf->shm_zone, on);
     }
 }
