@@ -63,6 +63,8 @@ static void ngx_nexus_redis_deliver(ngx_nexus_redis_cmd_t *cmd,
     redisReply *reply, ngx_int_t rc);
 static ngx_nexus_redis_cmd_t *ngx_nexus_redis_alloc(int argc,
     const char **argv, const size_t *argvlen, ngx_uint_t keep);
+static ngx_int_t ngx_nexus_redis_setup(ngx_nexus_redis_conn_t *rc,
+    const char **argv, size_t *argvlen);
 static void ngx_nexus_redis_setup_handler(ngx_nexus_redis_cmd_t *cmd,
     redisReply *reply, ngx_int_t rc);
 
@@ -604,11 +606,9 @@ ngx_nexus_redis_connect(ngx_nexus_redis_conn_t *rc)
 static void
 ngx_nexus_redis_connected(ngx_nexus_redis_conn_t *rc)
 {
-    int                     argc;
-    u_char                  db[NGX_INT_T_LEN];
-    const char             *argv[2];
-    size_t                  argvlen[2];
-    ngx_nexus_redis_cmd_t  *cmd;
+    u_char      db[NGX_INT_T_LEN];
+    const char *argv[2];
+    size_t      argvlen[2];
 
     if (rc->timer.timer_set) {
         ngx_del_timer(&rc->timer);
@@ -631,40 +631,47 @@ ngx_nexus_redis_connected(ngx_nexus_redis_conn_t *rc)
         argv[1] = (const char *) db;
         argvlen[1] = ngx_sprintf(db, "%ui", ngx_nexus_redis_cf->db) - db;
 
-        cmd = ngx_nexus_redis_command(2, argv, argvlen);
-        if (cmd == NULL) {
-            ngx_nexus_redis_fail(rc, "SELECT", 0);
+        if (ngx_nexus_redis_setup(rc, argv, argvlen) != NGX_OK) {
             return;
         }
-
-        cmd->internal = 1;
-        cmd->handler = ngx_nexus_redis_setup_handler;
-        cmd->data = rc;
-        ngx_nexus_redis_enqueue(rc, cmd, 1);
-        cmd->timer.cancelable = 1;
     }
 
     if (ngx_nexus_redis_cf->password.len) {
-        argc = 2;
         argv[0] = "AUTH";
         argvlen[0] = 4;
         argv[1] = (const char *) ngx_nexus_redis_cf->password.data;
         argvlen[1] = ngx_nexus_redis_cf->password.len;
 
-        cmd = ngx_nexus_redis_command(argc, argv, argvlen);
-        if (cmd == NULL) {
-            ngx_nexus_redis_fail(rc, "AUTH", 0);
+        if (ngx_nexus_redis_setup(rc, argv, argvlen) != NGX_OK) {
             return;
         }
-
-        cmd->internal = 1;
-        cmd->handler = ngx_nexus_redis_setup_handler;
-        cmd->data = rc;
-        ngx_nexus_redis_enqueue(rc, cmd, 1);
-        cmd->timer.cancelable = 1;
     }
 
     ngx_nexus_redis_write(rc);
+}
+
+
+/* a two-argument command of the connection's own, sent before any other */
+
+static ngx_int_t
+ngx_nexus_redis_setup(ngx_nexus_redis_conn_t *rc, const char **argv,
+    size_t *argvlen)
+{
+    ngx_nexus_redis_cmd_t  *cmd;
+
+    cmd = ngx_nexus_redis_command(2, argv, argvlen);
+    if (cmd == NULL) {
+        ngx_nexus_redis_fail(rc, argv[0], 0);
+        return NGX_ERROR;
+    }
+
+    cmd->internal = 1;
+    cmd->handler = ngx_nexus_redis_setup_handler;
+    cmd->data = rc;
+    ngx_nexus_redis_enqueue(rc, cmd, 1);
+    cmd->timer.cancelable = 1;
+
+    return NGX_OK;
 }
 
 
