@@ -59,8 +59,9 @@ int nx_ct_equal(const void *a, const void *b, size_t n);
 /*
  * Loads a pepper from a file: either raw bytes or a hex string (optionally
  * followed by a newline); hex is decoded. A file whose content (less one
- * trailing "\n" or "\r\n") is all hex digits, either case, is hex. The decoded pepper must be
- * NX_PEPPER_MIN..NX_PEPPER_MAX bytes. Reads at most 4 KiB.
+ * trailing "\n" or "\r\n") is all hex digits, either case, is hex. The
+ * decoded pepper must be NX_PEPPER_MIN..NX_PEPPER_MAX bytes. Reads at most
+ * 4 KiB.
  * Returns the pepper length, or -1 with errbuf (errlen bytes) describing
  * the problem; the error never contains pepper material.
  */
