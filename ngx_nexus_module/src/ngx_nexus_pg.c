@@ -449,7 +449,11 @@ ngx_nexus_pg_param_add(ngx_nexus_pg_query_t *q, u_char *data, size_t len,
     q->formats[q->nparams] = format;
     q->nparams++;
 
-    q->last = ngx_cpymem(q->last, data, len);
+    if (len) {
+        /* an empty parameter may come with data == NULL */
+        q->last = ngx_cpymem(q->last, data, len);
+    }
+
     *q->last++ = '\0';
 
     return NGX_OK;
