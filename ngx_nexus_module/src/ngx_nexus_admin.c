@@ -167,7 +167,7 @@ ngx_nexus_admin_handler(ngx_http_request_t *r)
             return ngx_nexus_read_json(r, ngx_nexus_admin_create_tenant);
         }
 
-        return ngx_nexus_method_not_allowed(r);
+        return ngx_nexus_method_not_allowed(r, "GET, HEAD, POST");
     }
 
     if (rest.len == 8 && ngx_strncmp(rest.data, "api-keys", 8) == 0) {
@@ -180,7 +180,7 @@ ngx_nexus_admin_handler(ngx_http_request_t *r)
             return ngx_nexus_read_json(r, ngx_nexus_admin_create_key);
         }
 
-        return ngx_nexus_method_not_allowed(r);
+        return ngx_nexus_method_not_allowed(r, "GET, HEAD, POST");
     }
 
     /* api-keys/{id}/revoke */
@@ -198,7 +198,7 @@ ngx_nexus_admin_handler(ngx_http_request_t *r)
         }
 
         if (r->method != NGX_HTTP_POST) {
-            return ngx_nexus_method_not_allowed(r);
+            return ngx_nexus_method_not_allowed(r, "POST");
         }
 
         return ngx_nexus_admin_revoke_key(r, &id);

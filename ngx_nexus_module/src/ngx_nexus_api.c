@@ -48,8 +48,12 @@ ngx_nexus_not_found(ngx_http_request_t *r)
 
 
 ngx_int_t
-ngx_nexus_method_not_allowed(ngx_http_request_t *r)
+ngx_nexus_method_not_allowed(ngx_http_request_t *r, const char *allow)
 {
+    if (ngx_nexus_add_header(r, "Allow", allow) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     return ngx_nexus_send_error(r, NGX_HTTP_NOT_ALLOWED,
                                 "METHOD_NOT_ALLOWED",
                                 "this method is not allowed here", NULL);
@@ -67,7 +71,7 @@ ngx_nexus_api_handler(ngx_http_request_t *r)
 
     if (rest.len == 2 && ngx_strncmp(rest.data, "me", 2) == 0) {
         if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
-            return ngx_nexus_method_not_allowed(r);
+            return ngx_nexus_method_not_allowed(r, "GET, HEAD");
         }
 
         return ngx_nexus_api_me(r);
@@ -146,7 +150,7 @@ ngx_nexus_ops_handler(ngx_http_request_t *r)
         && ngx_strncmp(rest.data, "ops/health", rest.len) == 0)
     {
         if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
-            return ngx_nexus_method_not_allowed(r);
+            return ngx_nexus_method_not_allowed(r, "GET, HEAD");
         }
 
         return ngx_nexus_health_ready(r);

@@ -38,7 +38,7 @@ ngx_nexus_read_json(ngx_http_request_t *r, ngx_nexus_body_pt handler)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ctx->body_handler = (void *) handler;
+    ctx->body_handler = handler;
 
     r->request_body_in_single_buf = 1;
 
@@ -104,7 +104,7 @@ ngx_nexus_body_read(ngx_http_request_t *r)
         return;
     }
 
-    ((ngx_nexus_body_pt) ctx->body_handler)(r, v);
+    ctx->body_handler(r, v);
 }
 
 

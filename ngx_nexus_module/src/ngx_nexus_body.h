@@ -18,10 +18,6 @@
 #define NGX_NEXUS_BODY_MAX          65536
 
 
-/* v is the parsed object, or NULL for an empty body */
-typedef void (*ngx_nexus_body_pt)(ngx_http_request_t *r, yajl_val v);
-
-
 /*
  * Reads and parses the body, then calls handler; errors are answered
  * here.  Returns what a content handler returns.  The handler finalizes

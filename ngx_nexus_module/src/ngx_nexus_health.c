@@ -68,9 +68,7 @@ ngx_nexus_health_handler(ngx_http_request_t *r)
     static u_char  live[] = "{\"status\":\"ok\"}";
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
-        return ngx_nexus_send_error(r, NGX_HTTP_NOT_ALLOWED,
-                                    "METHOD_NOT_ALLOWED",
-                                    "use GET or HEAD", NULL);
+        return ngx_nexus_method_not_allowed(r, "GET, HEAD");
     }
 
     nlcf = ngx_http_get_module_loc_conf(r, ngx_nexus_module);

@@ -46,6 +46,11 @@ typedef struct ngx_nexus_pg_pool_s     ngx_nexus_pg_pool_t;
 typedef struct ngx_nexus_pg_query_s    ngx_nexus_pg_query_t;
 typedef struct ngx_nexus_redis_pool_s  ngx_nexus_redis_pool_t;
 typedef struct ngx_nexus_redis_cmd_s   ngx_nexus_redis_cmd_t;
+struct yajl_val_s;
+
+/* a parsed JSON request body (yajl_val), or NULL for an empty body */
+typedef void (*ngx_nexus_body_pt)(ngx_http_request_t *r,
+    struct yajl_val_s *v);
 
 
 typedef struct {
@@ -132,7 +137,7 @@ typedef struct {
 
     /* content handlers' own state */
     void                       *handler_ctx;
-    void                       *body_handler;
+    ngx_nexus_body_pt           body_handler;
     ngx_int_t                   pending;
 } ngx_nexus_ctx_t;
 
@@ -151,7 +156,8 @@ ngx_int_t ngx_nexus_error_handler(ngx_http_request_t *r);
 
 ngx_int_t ngx_nexus_route(ngx_http_request_t *r, ngx_str_t *rest);
 ngx_int_t ngx_nexus_not_found(ngx_http_request_t *r);
-ngx_int_t ngx_nexus_method_not_allowed(ngx_http_request_t *r);
+ngx_int_t ngx_nexus_method_not_allowed(ngx_http_request_t *r,
+    const char *allow);
 
 ngx_int_t ngx_nexus_add_variables(ngx_conf_t *cf);
 ngx_int_t ngx_nexus_request_id(ngx_http_request_t *r, ngx_str_t *id);

@@ -13,10 +13,6 @@
 #include <nx_json.h>
 
 
-static ngx_int_t ngx_nexus_add_header(ngx_http_request_t *r,
-    const char *name, const char *value);
-
-
 ngx_int_t
 ngx_nexus_send_json(ngx_http_request_t *r, ngx_uint_t status, u_char *json,
     size_t len)
@@ -198,7 +194,7 @@ ngx_nexus_json_escape(ngx_pool_t *pool, ngx_str_t *src, ngx_str_t *dst)
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_nexus_add_header(ngx_http_request_t *r, const char *name,
     const char *value)
 {

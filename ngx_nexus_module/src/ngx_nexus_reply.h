@@ -32,6 +32,9 @@ ngx_int_t ngx_nexus_send_data(ngx_http_request_t *r, ngx_uint_t status,
 ngx_int_t ngx_nexus_send_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, const char *message, const char *details);
 
+ngx_int_t ngx_nexus_add_header(ngx_http_request_t *r, const char *name,
+    const char *value);
+
 /* JSON-escape src into a new string from r->pool (without quotes) */
 ngx_int_t ngx_nexus_json_escape(ngx_pool_t *pool, ngx_str_t *src,
     ngx_str_t *dst);
