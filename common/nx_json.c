@@ -29,7 +29,9 @@
 static size_t nx_json_escape_run(char *dst, const unsigned char *src,
     size_t len);
 static size_t nx_json_utf8_len(const unsigned char *p, size_t left);
-static int nx_json_prescan(const unsigned char *p, size_t len,
+static yajl_val nx_json_parse_opt(const char *buf, size_t len, int strict,
+    char *errbuf, size_t errlen);
+static int nx_json_prescan(const unsigned char *p, size_t len, int strict,
     char *errbuf, size_t errlen);
 static void nx_json_error(char *errbuf, size_t errlen, const char *msg);
 static int nx_json_decimal_int(const char *r, int64_t *out);
@@ -63,6 +65,22 @@ nx_json_escape(char *dst, const char *src, size_t len)
 yajl_val
 nx_json_parse(const char *buf, size_t len, char *errbuf, size_t errlen)
 {
+    return nx_json_parse_opt(buf, len, 0, errbuf, errlen);
+}
+
+
+yajl_val
+nx_json_parse_strict(const char *buf, size_t len, char *errbuf,
+    size_t errlen)
+{
+    return nx_json_parse_opt(buf, len, 1, errbuf, errlen);
+}
+
+
+static yajl_val
+nx_json_parse_opt(const char *buf, size_t len, int strict, char *errbuf,
+    size_t errlen)
+{
     char      *copy, *nl;
     char       ybuf[160];
     yajl_val   v;
@@ -76,7 +94,8 @@ nx_json_parse(const char *buf, size_t len, char *errbuf, size_t errlen)
         return NULL;
     }
 
-    if (nx_json_prescan((const unsigned char *) buf, len, errbuf, errlen)
+    if (nx_json_prescan((const unsigned char *) buf, len, strict, errbuf,
+                        errlen)
         != 0)
     {
         return NULL;
@@ -334,8 +353,8 @@ nx_json_utf8_len(const unsigned char *p, size_t left)
 
 
 static int
-nx_json_prescan(const unsigned char *p, size_t len, char *errbuf,
-    size_t errlen)
+nx_json_prescan(const unsigned char *p, size_t len, int strict,
+    char *errbuf, size_t errlen)
 {
     int            in_string, escaped, has_nul;
     size_t         i, j, depth;
@@ -373,6 +392,12 @@ nx_json_prescan(const unsigned char *p, size_t len, char *errbuf,
 
                 if (!has_nul) {
                     continue;
+                }
+
+                if (strict) {
+                    /* a C string would end early: refuse, never truncate */
+                    nx_json_error(errbuf, errlen, "string contains \\u0000");
+                    return -1;
                 }
 
                 /* a member name with NUL would shadow a shorter one */

@@ -33,6 +33,14 @@ size_t nx_json_escape(char *dst, const char *src, size_t len);
 yajl_val nx_json_parse(const char *buf, size_t len, char *errbuf,
     size_t errlen);
 
+/*
+ * Like nx_json_parse(), and also refuses "\u0000" in any string, so that
+ * every string of the tree is exactly what the client sent (yajl's strings
+ * are NUL-terminated). For bodies whose strings Nexus stores or acts on.
+ */
+yajl_val nx_json_parse_strict(const char *buf, size_t len, char *errbuf,
+    size_t errlen);
+
 /* Object member lookup by name; NULL when v is not an object or the member
  * is absent. With duplicate names the last one wins. */
 yajl_val nx_json_get(yajl_val v, const char *name);

@@ -715,6 +715,39 @@ test_nul_in_member_name(void **state)
 
 
 static void
+test_strict_refuses_nul(void **state)
+{
+    char         err[128];
+    const char  *s;
+    yajl_val     v;
+
+    (void) state;
+
+#define STRICT(doc) nx_json_parse_strict(doc, strlen(doc), err, sizeof(err))
+
+    assert_null(STRICT("{\"name\":\"nul123\\u0000EVIL\"}"));
+    assert_non_null(strstr(err, "u0000"));
+    assert_null(STRICT("[\"\\u0000\"]"));
+    assert_null(STRICT("{\"model\\u0000x\":\"a\"}"));
+
+    /* an escaped backslash before u0000 is text, and so is \u0001 */
+    v = STRICT("{\"a\":\"x\\\\u0000\",\"b\":\"\\u0001\"}");
+    assert_non_null(v);
+    assert_int_equal(nx_json_string(nx_json_get(v, "a"), &s), 0);
+    assert_string_equal(s, "x\\u0000");
+    yajl_tree_free(v);
+
+    /* everything else is as nx_json_parse() */
+    v = STRICT("{\"a\":[1,2,{\"b\":true}]}");
+    assert_non_null(v);
+    yajl_tree_free(v);
+    assert_null(STRICT("{\"a\":1 /* c */}"));
+
+#undef STRICT
+}
+
+
+static void
 test_error_buffer(void **state)
 {
     char         err[8], big[512];
@@ -806,6 +839,7 @@ main(void)
         cmocka_unit_test(test_invalid_bytes),
         cmocka_unit_test(test_comments_refused),
         cmocka_unit_test(test_nul_in_member_name),
+        cmocka_unit_test(test_strict_refuses_nul),
         cmocka_unit_test(test_error_buffer),
         cmocka_unit_test(test_scalars_and_whitespace),
     };

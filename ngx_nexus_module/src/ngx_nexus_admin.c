@@ -536,7 +536,11 @@ ngx_nexus_admin_scopes(ngx_http_request_t *r, yajl_val v, ngx_str_t *out)
     len = 0;
 
     for (i = 0; i < v->u.array.len; i++) {
-        if (nx_json_string(v->u.array.values[i], &s) != 0) {
+        /* one scope per element: a comma would smuggle in another */
+        if (nx_json_string(v->u.array.values[i], &s) != 0
+            || s[0] == '\0' || ngx_strchr(s, ',') != NULL
+            || nx_scopes_valid(s, ngx_strlen(s)) != 0)
+        {
             return NGX_ERROR;
         }
         len += ngx_strlen(s) + 1;

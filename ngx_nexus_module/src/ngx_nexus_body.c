@@ -75,8 +75,9 @@ ngx_nexus_body_read(ngx_http_request_t *r)
         v = NULL;
 
     } else {
-        v = nx_json_parse((const char *) body.data, body.len, err,
-                          sizeof(err));
+        /* strict: no string of ours may be cut short by a "\u0000" */
+        v = nx_json_parse_strict((const char *) body.data, body.len, err,
+                                 sizeof(err));
         if (v == NULL) {
             ngx_http_finalize_request(r,
                 ngx_nexus_send_error(r, NGX_HTTP_BAD_REQUEST, "INVALID_JSON",

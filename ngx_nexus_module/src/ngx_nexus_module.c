@@ -564,8 +564,9 @@ ngx_nexus_pepper_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     n = nx_pepper_load((char *) path.data, nmcf->pepper, sizeof(nmcf->pepper),
                        err, sizeof(err));
     if (n < 0) {
+        /* err names the file */
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "cannot load key pepper \"%V\": %s", &path, err);
+                           "cannot load key pepper: %s", err);
         return NGX_CONF_ERROR;
     }
 

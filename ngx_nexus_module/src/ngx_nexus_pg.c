@@ -174,10 +174,16 @@ ngx_nexus_pg_conf(ngx_conf_t *cf, ngx_nexus_pg_conf_t *pgcf,
     errmsg = NULL;
     opts = PQconninfoParse(ci, &errmsg);
     if (opts == NULL) {
+        len = errmsg ? ngx_strlen(errmsg) : 0;
+
+        while (len && (errmsg[len - 1] == '\n' || errmsg[len - 1] == ' ')) {
+            len--;
+        }
+
         /* libpq's message names the bad keyword, never a password value */
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid PostgreSQL connection string: %s",
-                           errmsg ? errmsg : "out of memory");
+                           "invalid PostgreSQL connection string: %*s",
+                           len, errmsg ? errmsg : "");
         if (errmsg) {
             PQfreemem(errmsg);
         }
