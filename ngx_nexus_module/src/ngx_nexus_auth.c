@@ -491,7 +491,7 @@ ngx_nexus_auth_finish(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
             goto done;
         }
 
-        return NGX_OK;
+        return ngx_nexus_limit(r, ctx);
     }
 
     if (ctx->auth_status == NGX_HTTP_INTERNAL_SERVER_ERROR) {

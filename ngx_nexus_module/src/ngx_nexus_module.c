@@ -59,6 +59,13 @@ static ngx_conf_enum_t  ngx_nexus_route_classes[] = {
 };
 
 
+static ngx_conf_enum_t  ngx_nexus_fail_modes[] = {
+    { ngx_string("closed"), NGX_NEXUS_FAIL_CLOSED },
+    { ngx_string("open"), NGX_NEXUS_FAIL_OPEN },
+    { ngx_null_string, 0 }
+};
+
+
 static ngx_command_t  ngx_nexus_commands[] = {
 
     { ngx_string("nexus_postgres"),
@@ -166,6 +173,27 @@ static ngx_command_t  ngx_nexus_commands[] = {
       offsetof(ngx_nexus_loc_conf_t, route_class),
       &ngx_nexus_route_classes },
 
+    { ngx_string("nexus_rate_limit"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_nexus_loc_conf_t, rate_limit),
+      NULL },
+
+    { ngx_string("nexus_rate_limits"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_nexus_limit_rates_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("nexus_fail_mode"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_nexus_loc_conf_t, fail_mode),
+      &ngx_nexus_fail_modes },
+
       ngx_null_command
 };
 
@@ -268,6 +296,9 @@ ngx_nexus_create_loc_conf(ngx_conf_t *cf)
 
     nlcf->auth = NGX_CONF_UNSET;
     nlcf->route_class = NGX_CONF_UNSET_UINT;
+    nlcf->rate_limit = NGX_CONF_UNSET;
+    nlcf->rates[0] = NGX_CONF_UNSET_UINT;
+    nlcf->fail_mode = NGX_CONF_UNSET_UINT;
 
     return nlcf;
 }
@@ -321,8 +352,23 @@ ngx_nexus_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_uint_value(conf->route_class, prev->route_class,
                               NGX_NEXUS_CLASS_READ);
 
+    ngx_conf_merge_value(conf->rate_limit, prev->rate_limit, 0);
+    ngx_conf_merge_uint_value(conf->fail_mode, prev->fail_mode,
+                              NGX_NEXUS_FAIL_CLOSED);
+
+    if (conf->rates[0] == NGX_CONF_UNSET_UINT) {
+        ngx_memcpy(conf->rates, prev->rates, sizeof(conf->rates));
+    }
+
+    nmcf = ngx_http_conf_get_module_main_conf(cf, ngx_nexus_module);
+
+    if (conf->rate_limit == 1 && nmcf->redis == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"nexus_rate_limit\" requires \"nexus_redis\"");
+        return NGX_CONF_ERROR;
+    }
+
     if (conf->auth == 1) {
-        nmcf = ngx_http_conf_get_module_main_conf(cf, ngx_nexus_module);
         nmcf->used = 1;
     }
 
@@ -379,7 +425,8 @@ ngx_nexus_postconfiguration(ngx_conf_t *cf)
     if (ngx_nexus_auth_init_statements(cf) != NGX_OK
         || ngx_nexus_admin_init_statements(cf) != NGX_OK
         || ngx_nexus_last_used_init_statements(cf) != NGX_OK
-        || ngx_nexus_health_init(cf) != NGX_OK)
+        || ngx_nexus_health_init(cf) != NGX_OK
+        || ngx_nexus_limit_init(cf) != NGX_OK)
     {
         return NGX_ERROR;
     }

@@ -31,6 +31,9 @@
 #define NGX_NEXUS_CLASS_READ            2
 #define NGX_NEXUS_CLASS_OPS             3
 
+#define NGX_NEXUS_FAIL_CLOSED           0
+#define NGX_NEXUS_FAIL_OPEN             1
+
 #define NGX_NEXUS_ROLE_READER           0
 #define NGX_NEXUS_ROLE_EDITOR           1
 #define NGX_NEXUS_ROLE_ADMIN            2
@@ -99,6 +102,9 @@ typedef struct {
     ngx_uint_t                  error_status;   /* nexus_error */
     ngx_str_t                   error_code;
     ngx_str_t                   error_message;
+    ngx_flag_t                  rate_limit;
+    ngx_uint_t                  rates[4];       /* nexus_rate_limits */
+    ngx_uint_t                  fail_mode;
 } ngx_nexus_loc_conf_t;
 
 
@@ -130,6 +136,12 @@ typedef struct {
     uint64_t                    auth_epoch;
     u_char                      key_hash[NX_HASH_LEN];
     u_char                      key_prefix[NX_KEY_PREFIX_LEN];
+
+    ngx_uint_t                  limit_state;
+    ngx_int_t                   limit_status;   /* NGX_OK, 429, DECLINED */
+    int64_t                     limit_retry_ms;
+    int64_t                     limit_remaining;
+    unsigned                    limit_tenant_scope:1;
 
     /* dependencies this request is waiting on, cancelled on cleanup */
     ngx_nexus_pg_query_t       *pgq;
@@ -172,6 +184,11 @@ void ngx_nexus_last_used_touch(int64_t key_id);
 ngx_int_t ngx_nexus_last_used_init_statements(ngx_conf_t *cf);
 
 void ngx_nexus_revoke_init_process(ngx_cycle_t *cycle);
+
+ngx_int_t ngx_nexus_limit_init(ngx_conf_t *cf);
+ngx_int_t ngx_nexus_limit(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx);
+char *ngx_nexus_limit_rates_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 
 
 extern ngx_module_t  ngx_nexus_module;

@@ -1,0 +1,389 @@
+
+/*
+ * Copyright (C) Nexus authors
+ *
+ * Rate limits: a token bucket per API key and one per tenant, for the
+ * location's route class, checked together - both or neither - by one
+ * Lua script in one Redis round trip, so the limit holds across every
+ * node of a fleet, not per node.  The script reads Redis's clock, so
+ * nodes with skewed clocks still share one timeline.
+ *
+ * Runs in the ACCESS phase right after authentication (the buckets are
+ * the key's and its tenant's).  When Redis cannot answer within its
+ * timeout, nexus_fail_mode decides: closed (503) or open (allowed, with
+ * X-RateLimit-Status: degraded).
+ */
+
+
+#include "ngx_nexus_module.h"
+#include "ngx_nexus_redis.h"
+#include "ngx_nexus_reply.h"
+
+
+static void ngx_nexus_limit_handler(ngx_nexus_redis_cmd_t *cmd,
+    redisReply *reply, ngx_int_t rc);
+static ngx_int_t ngx_nexus_limit_finish(ngx_http_request_t *r,
+    ngx_nexus_ctx_t *ctx);
+static ngx_int_t ngx_nexus_limit_header(ngx_http_request_t *r,
+    const char *name, int64_t value);
+static void ngx_nexus_limit_rates(ngx_nexus_loc_conf_t *nlcf,
+    ngx_uint_t *rates);
+
+
+/* the defaults of reference file 000, by route class */
+
+static ngx_uint_t  ngx_nexus_limit_defaults[4][4] = {
+    /* key rps, key burst, tenant rps, tenant burst */
+    { 1, 5, 3, 15 },            /* run */
+    { 2, 10, 5, 25 },           /* mutation */
+    { 5, 20, 15, 60 },          /* read */
+    { 2, 10, 4, 20 },           /* ops */
+};
+
+static const char  *ngx_nexus_limit_classes[] = {
+    "run", "mutation", "read", "ops"
+};
+
+
+static ngx_nexus_redis_script_t  ngx_nexus_limit_script;
+
+static const char  ngx_nexus_limit_lua[] =
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local function level(key, rate, burst)\n"
+    "  local v = redis.call('HMGET', key, 'tk', 'ts')\n"
+    "  local tk, ts = tonumber(v[1]), tonumber(v[2])\n"
+    "  if tk == nil or ts == nil then return burst end\n"
+    "  if now > ts then tk = math.min(burst, tk + (now - ts) * rate / 1000) end\n"
+    "  return tk\n"
+    "end\n"
+    "local function store(key, tk, rate, burst)\n"
+    "  redis.call('HSET', key, 'tk', tostring(tk), 'ts', now)\n"
+    "  redis.call('PEXPIRE', key, math.ceil(burst * 1000 / rate) + 1000)\n"
+    "end\n"
+    "local kr, kb = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
+    "local tr, tb = tonumber(ARGV[3]), tonumber(ARGV[4])\n"
+    "local ktk = level(KEYS[1], kr, kb)\n"
+    "local ttk = level(KEYS[2], tr, tb)\n"
+    "local scope, wait = '', 0\n"
+    "if ktk < 1 then\n"
+    "  scope, wait = 'api_key', math.ceil((1 - ktk) * 1000 / kr)\n"
+    "elseif ttk < 1 then\n"
+    "  scope, wait = 'tenant', math.ceil((1 - ttk) * 1000 / tr)\n"
+    "else\n"
+    "  ktk, ttk = ktk - 1, ttk - 1\n"
+    "end\n"
+    "store(KEYS[1], ktk, kr, kb)\n"
+    "store(KEYS[2], ttk, tr, tb)\n"
+    "return {scope == '' and 1 or 0, scope, wait,"
+    " math.floor(math.min(ktk, ttk))}\n";
+
+
+ngx_int_t
+ngx_nexus_limit_init(ngx_conf_t *cf)
+{
+    return ngx_nexus_redis_script(cf, &ngx_nexus_limit_script,
+                                  ngx_nexus_limit_lua);
+}
+
+
+/*
+ * nexus_rate_limits [key=RPS[:BURST]] [tenant=RPS[:BURST]];
+ * rates[] is key rps, key burst, tenant rps, tenant burst (0: default).
+ */
+
+char *
+ngx_nexus_limit_rates_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_nexus_loc_conf_t *nlcf = conf;
+
+    u_char      *colon;
+    ngx_int_t    rps, burst;
+    ngx_str_t   *value, v;
+    ngx_uint_t   i, off;
+
+    if (nlcf->rates[0] != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    for (i = 0; i < 4; i++) {
+        nlcf->rates[i] = 0;
+    }
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "key=", 4) == 0) {
+            off = 0;
+            v.data = value[i].data + 4;
+            v.len = value[i].len - 4;
+
+        } else if (ngx_strncmp(value[i].data, "tenant=", 7) == 0) {
+            off = 2;
+            v.data = value[i].data + 7;
+            v.len = value[i].len - 7;
+
+        } else {
+            goto invalid;
+        }
+
+        colon = ngx_strlchr(v.data, v.data + v.len, ':');
+
+        rps = ngx_atoi(v.data, colon ? (size_t) (colon - v.data) : v.len);
+        burst = colon ? ngx_atoi(colon + 1, v.data + v.len - colon - 1)
+                      : rps;
+
+        if (rps <= 0 || rps > 1000000 || burst <= 0 || burst > 10000000) {
+            goto invalid;
+        }
+
+        nlcf->rates[off] = rps;
+        nlcf->rates[off + 1] = burst;
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\"", &value[i]);
+    return NGX_CONF_ERROR;
+}
+
+
+static void
+ngx_nexus_limit_rates(ngx_nexus_loc_conf_t *nlcf, ngx_uint_t *rates)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < 4; i++) {
+        rates[i] = (nlcf->rates[i] && nlcf->rates[i] != NGX_CONF_UNSET_UINT)
+                   ? nlcf->rates[i]
+                   : ngx_nexus_limit_defaults[nlcf->route_class][i];
+    }
+}
+
+
+/*
+ * Called by the access handler once the key is accepted: NGX_OK to go on,
+ * NGX_AGAIN while Redis answers, or NGX_DONE when a response was sent.
+ */
+
+ngx_int_t
+ngx_nexus_limit(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
+{
+    u_char                 *p;
+    ngx_uint_t              i, rates[4];
+    const char             *argv[6];
+    size_t                  argvlen[6];
+    ngx_nexus_redis_cmd_t  *cmd;
+    ngx_nexus_loc_conf_t   *nlcf;
+    u_char                  keys[2][64], args[4][NGX_INT_T_LEN];
+
+    nlcf = ngx_http_get_module_loc_conf(r, ngx_nexus_module);
+
+    if (nlcf->rate_limit != 1) {
+        return NGX_OK;
+    }
+
+    switch (ctx->limit_state) {
+
+    case NGX_NEXUS_AUTH_WAITING:
+        return NGX_AGAIN;
+
+    case NGX_NEXUS_AUTH_DONE:
+        return ngx_nexus_limit_finish(r, ctx);
+
+    default:
+        break;
+    }
+
+    ngx_nexus_limit_rates(nlcf, rates);
+
+    p = ngx_sprintf(keys[0], "nx:rl:k:%L:%s", ctx->principal.key_id,
+                    ngx_nexus_limit_classes[nlcf->route_class]);
+    argv[0] = (const char *) keys[0];
+    argvlen[0] = p - keys[0];
+
+    p = ngx_sprintf(keys[1], "nx:rl:t:%L:%s", ctx->principal.tenant_id,
+                    ngx_nexus_limit_classes[nlcf->route_class]);
+    argv[1] = (const char *) keys[1];
+    argvlen[1] = p - keys[1];
+
+    for (i = 0; i < 4; i++) {
+        p = ngx_sprintf(args[i], "%ui", rates[i]);
+        argv[2 + i] = (const char *) args[i];
+        argvlen[2 + i] = p - args[i];
+    }
+
+    cmd = ngx_nexus_redis_eval(&ngx_nexus_limit_script, 2, 6, argv, argvlen);
+    if (cmd == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cmd->handler = ngx_nexus_limit_handler;
+    cmd->data = r;
+
+    ctx->limit_state = NGX_NEXUS_AUTH_DONE;
+
+    if (ngx_nexus_redis_send(&cmd, 1) != NGX_OK) {
+        ctx->limit_status = NGX_DECLINED;
+        return ngx_nexus_limit_finish(r, ctx);
+    }
+
+    ctx->rcmd[0] = cmd;
+    ctx->limit_state = NGX_NEXUS_AUTH_WAITING;
+
+    ngx_nexus_wait(r);
+
+    return NGX_AGAIN;
+}
+
+
+static void
+ngx_nexus_limit_handler(ngx_nexus_redis_cmd_t *cmd, redisReply *reply,
+    ngx_int_t rc)
+{
+    size_t               len;
+    ngx_http_request_t  *r;
+    ngx_nexus_ctx_t     *ctx;
+
+    r = cmd->data;
+    ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
+
+    ctx->rcmd[0] = NULL;
+    ctx->limit_state = NGX_NEXUS_AUTH_DONE;
+    ctx->limit_status = NGX_DECLINED;
+
+    if (rc == NGX_OK
+        && reply->type == REDIS_REPLY_ARRAY && reply->elements == 4
+        && reply->element[0]->type == REDIS_REPLY_INTEGER
+        && reply->element[1]->type == REDIS_REPLY_STRING
+        && reply->element[2]->type == REDIS_REPLY_INTEGER
+        && reply->element[3]->type == REDIS_REPLY_INTEGER)
+    {
+        ctx->limit_status = reply->element[0]->integer ? NGX_OK
+                                                       : NGX_HTTP_TOO_MANY_REQUESTS;
+        ctx->limit_retry_ms = reply->element[2]->integer;
+        ctx->limit_remaining = reply->element[3]->integer;
+
+        len = reply->element[1]->len;
+        ctx->limit_tenant_scope = (len == 6
+                                   && ngx_strncmp(reply->element[1]->str,
+                                                  "tenant", 6) == 0);
+
+    } else if (rc == NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "nexus rate limit script failed: %*s",
+                      reply->type == REDIS_REPLY_ERROR ? reply->len : 0,
+                      reply->type == REDIS_REPLY_ERROR ? reply->str : "");
+    }
+
+    ngx_nexus_resume(r);
+}
+
+
+static ngx_int_t
+ngx_nexus_limit_finish(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
+{
+    int64_t                retry;
+    ngx_int_t              rc;
+    ngx_uint_t             rates[4], limit;
+    const char            *scope, *cls;
+    u_char                *details;
+    ngx_nexus_loc_conf_t  *nlcf;
+
+    nlcf = ngx_http_get_module_loc_conf(r, ngx_nexus_module);
+
+    ngx_nexus_limit_rates(nlcf, rates);
+    cls = ngx_nexus_limit_classes[nlcf->route_class];
+
+    if (ctx->limit_status == NGX_DECLINED) {
+
+        if (nlcf->fail_mode == NGX_NEXUS_FAIL_OPEN) {
+            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                          "nexus rate limits unavailable, allowing "
+                          "(nexus_fail_mode open)");
+
+            if (ngx_nexus_add_header(r, "X-RateLimit-Status", "degraded")
+                != NGX_OK)
+            {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            return NGX_OK;
+        }
+
+        rc = ngx_nexus_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                  "RATE_LIMIT_UNAVAILABLE",
+                                  "rate limits cannot be checked, try again",
+                                  NULL);
+        goto done;
+    }
+
+    limit = ctx->limit_tenant_scope ? rates[3] : rates[1];
+
+    if (ctx->limit_status == NGX_OK) {
+        if (ngx_nexus_limit_header(r, "X-RateLimit-Limit", rates[1])
+               != NGX_OK
+            || ngx_nexus_limit_header(r, "X-RateLimit-Remaining",
+                                      ctx->limit_remaining)
+               != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return NGX_OK;
+    }
+
+    scope = ctx->limit_tenant_scope ? "tenant" : "api_key";
+    retry = ngx_max(ctx->limit_retry_ms, 1);
+
+    details = ngx_pnalloc(r->pool, 128);
+    if (details == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_sprintf(details, "{\"scope\":\"%s\",\"route_class\":\"%s\","
+                "\"retry_after_ms\":%L}%Z", scope, cls, retry);
+
+    if (ngx_nexus_add_header(r, "X-RateLimit-Scope", scope) != NGX_OK
+        || ngx_nexus_add_header(r, "X-RateLimit-Route-Class", cls) != NGX_OK
+        || ngx_nexus_limit_header(r, "X-RateLimit-Retry-After-Ms", retry)
+           != NGX_OK
+        || ngx_nexus_limit_header(r, "Retry-After", (retry + 999) / 1000)
+           != NGX_OK
+        || ngx_nexus_limit_header(r, "X-RateLimit-Limit", limit) != NGX_OK
+        || ngx_nexus_limit_header(r, "X-RateLimit-Remaining", 0) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_nexus_send_error(r, NGX_HTTP_TOO_MANY_REQUESTS, "RATE_LIMITED",
+                              "rate limit exceeded", (char *) details);
+
+done:
+
+    ngx_http_finalize_request(r, rc);
+
+    return NGX_DONE;
+}
+
+
+static ngx_int_t
+ngx_nexus_limit_header(ngx_http_request_t *r, const char *name,
+    int64_t value)
+{
+    u_char  *p, *last;
+
+    p = ngx_pnalloc(r->pool, NGX_INT64_LEN + 1);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    last = ngx_sprintf(p, "%L", value);
+    *last = '\0';
+
+    return ngx_nexus_add_header(r, name, (const char *) p);
+}
