@@ -54,7 +54,9 @@ static const char  ngx_nexus_limit_lua[] =
     "  local v = redis.call('HMGET', key, 'tk', 'ts')\n"
     "  local tk, ts = tonumber(v[1]), tonumber(v[2])\n"
     "  if tk == nil or ts == nil then return burst end\n"
-    "  if now > ts then tk = math.min(burst, tk + (now - ts) * rate / 1000) end\n"
+    "  if now > ts then\n"
+    "    tk = math.min(burst, tk + (now - ts) * rate / 1000)\n"
+    "  end\n"
     "  return tk\n"
     "end\n"
     "local function store(key, tk, rate, burst)\n"
@@ -263,8 +265,8 @@ ngx_nexus_limit_handler(ngx_nexus_redis_cmd_t *cmd, redisReply *reply,
         && reply->element[2]->type == REDIS_REPLY_INTEGER
         && reply->element[3]->type == REDIS_REPLY_INTEGER)
     {
-        ctx->limit_status = reply->element[0]->integer ? NGX_OK
-                                                       : NGX_HTTP_TOO_MANY_REQUESTS;
+        ctx->limit_status = reply->element[0]->integer
+                            ? NGX_OK : NGX_HTTP_TOO_MANY_REQUESTS;
         ctx->limit_retry_ms = reply->element[2]->integer;
         ctx->limit_remaining = reply->element[3]->integer;
 
