@@ -29,7 +29,7 @@ EOF
 my $n1 = nexus_nginx(nexus_conf(locations => $locs), workers => 2);
 my $n2 = nexus_nginx(nexus_conf(locations => $locs), workers => 2);
 
-nexus_plan(27);
+nexus_plan(33);
 
 my $tenant = make_tenant('limits');
 
@@ -98,6 +98,33 @@ my @codes = map { get($n1, '/run/v1/me', $rkey)->{status} } 1 .. 7;
 is(scalar(grep { $_ == 200 } @codes), 5, 'run class: default burst of 5');
 $r = get($n1, '/run/v1/me', $rkey);
 is($r->{headers}{'x-ratelimit-route-class'}, 'run', 'run class named');
+
+# --- overrides stored in PostgreSQL ---------------------------------------------------
+# a key's own limit beats the location's, and reaches every node at once
+my $okey = make_key($tenant, name => 'override');
+is(get($n1, '/burst/v1/me', $okey)->{headers}{'x-ratelimit-limit'}, '10',
+    'the location limit applies first');
+psql(q{UPDATE api_keys SET rate_limits = '{"read": {"rps": 1, "burst": 3}}'}
+    . " WHERE prefix = '" . key_prefix($okey) . "'");
+sleep 0.5;
+$r = get($n2, '/burst/v1/me', $okey);
+is($r->{headers}{'x-ratelimit-limit'}, '3', "the key's own limit wins");
+$accepted = 1 + grep { get($_ % 2 ? $n1 : $n2, '/burst/v1/me', $okey)->{status} == 200 } 1 .. 6;
+ok($accepted >= 3 && $accepted <= 4, "the key's burst of 3 holds ($accepted)");
+
+# a tenant's limit is shared by its keys
+my $small = make_tenant('small');
+psql(q{UPDATE tenants SET rate_limits = '{"read": {"rps": 1, "burst": 4}}'}
+    . " WHERE name = '$small'");
+my @sk = map { make_key($small, name => "s$_") } 1 .. 2;
+$accepted = grep { get($_ % 2 ? $n1 : $n2, '/closed/v1/me', $sk[$_ % 2])->{status} == 200 } 1 .. 8;
+ok($accepted >= 4 && $accepted <= 5, "the tenant's burst of 4 holds ($accepted)");
+is(psql("SELECT count(*) FROM tenants WHERE name = '$small'"
+    . q{ AND rate_limits = '{"read": {"rps": 1, "burst": 4}}'}), '1',
+    'stored as set');
+eval { psql(q{UPDATE tenants SET rate_limits = '{"read": {"rps": 0}}'}
+    . " WHERE name = '$small'") };
+ok($@, 'an invalid override is refused by the database');
 
 # --- Redis down: fail closed and fail open ------------------------------------------
 my $fkey = make_key($tenant, name => 'fail');

@@ -30,6 +30,8 @@ static void ngx_nexus_auth_pg_handler(ngx_nexus_pg_query_t *q,
 static ngx_int_t ngx_nexus_auth_row(PGresult *res,
     ngx_nexus_key_data_t *kd, u_char *hash);
 static ngx_int_t ngx_nexus_auth_unhex(u_char *dst, u_char *src, size_t n);
+static ngx_int_t ngx_nexus_auth_limits(ngx_nexus_key_data_t *kd, u_char *p,
+    size_t len);
 static void ngx_nexus_auth_decide(ngx_http_request_t *r,
     ngx_nexus_ctx_t *ctx, ngx_nexus_key_data_t *kd);
 static void ngx_nexus_auth_set(ngx_nexus_ctx_t *ctx, ngx_int_t status,
@@ -45,7 +47,8 @@ static const char  ngx_nexus_auth_sql[] =
     "SELECT k.id, encode(k.key_hash, 'hex'), k.status, k.role,"
     " array_to_string(k.scopes, ','),"
     " COALESCE(floor(extract(epoch FROM k.expires_at) * 1000)::bigint, 0),"
-    " t.id, t.name, t.status, t.platform"
+    " t.id, t.name, t.status, t.platform,"
+    " nexus_rate_limits_text(k.rate_limits, t.rate_limits)"
     " FROM api_keys k JOIN tenants t ON t.id = k.tenant_id"
     " WHERE k.prefix = $1";
 
@@ -291,7 +294,7 @@ ngx_nexus_auth_row(PGresult *res, ngx_nexus_key_data_t *kd, u_char *hash)
     char      *v;
     ngx_int_t  n;
 
-    if (PQnfields(res) != 10) {
+    if (PQnfields(res) != 11) {
         return NGX_ERROR;
     }
 
@@ -340,6 +343,13 @@ ngx_nexus_auth_row(PGresult *res, ngx_nexus_key_data_t *kd, u_char *hash)
     kd->tenant_suspended = (ngx_strcmp(PQgetvalue(res, 0, 8), "active") != 0);
     kd->platform = (PQgetvalue(res, 0, 9)[0] == 't');
 
+    if (ngx_nexus_auth_limits(kd, (u_char *) PQgetvalue(res, 0, 10),
+                              PQgetlength(res, 0, 10))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
     if (kd->key_id <= 0 || kd->tenant_id <= 0 || kd->expires_at < 0) {
         return NGX_ERROR;
     }
@@ -363,6 +373,40 @@ ngx_nexus_auth_unhex(u_char *dst, u_char *src, size_t n)
 
         *dst++ = (u_char) (hi << 4 | lo);
         src += 2;
+    }
+
+    return NGX_OK;
+}
+
+
+/* "n,n,...": the NGX_NEXUS_LIMITS numbers of nexus_rate_limits_text() */
+
+static ngx_int_t
+ngx_nexus_auth_limits(ngx_nexus_key_data_t *kd, u_char *p, size_t len)
+{
+    u_char      *last, *comma;
+    ngx_int_t    n;
+    ngx_uint_t   i;
+
+    last = p + len;
+
+    for (i = 0; i < NGX_NEXUS_LIMITS; i++) {
+        comma = ngx_strlchr(p, last, ',');
+
+        if (comma == NULL) {
+            if (i != NGX_NEXUS_LIMITS - 1) {
+                return NGX_ERROR;
+            }
+            comma = last;
+        }
+
+        n = ngx_atoi(p, comma - p);
+        if (n == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        kd->limits[i] = (uint32_t) n;
+        p = comma + 1;
     }
 
     return NGX_OK;
@@ -413,6 +457,7 @@ ngx_nexus_auth_decide(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx,
     ctx->principal.expires_at = kd->expires_at / 1000;
     ctx->principal.role = kd->role;
     ctx->principal.platform = kd->platform;
+    ngx_memcpy(ctx->principal.limits, kd->limits, sizeof(kd->limits));
 
     ctx->principal.tenant.data = p;
     ctx->principal.tenant.len = kd->tenant_len;

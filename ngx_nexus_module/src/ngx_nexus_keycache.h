@@ -33,6 +33,7 @@ typedef struct {
     u_char                      platform;
     u_char                      tenant[NGX_NEXUS_TENANT_MAX];
     u_char                      scopes[NGX_NEXUS_SCOPES_MAX];
+    uint32_t                    limits[NGX_NEXUS_LIMITS];
 } ngx_nexus_key_data_t;
 
 

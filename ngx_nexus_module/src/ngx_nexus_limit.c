@@ -27,7 +27,7 @@ static ngx_int_t ngx_nexus_limit_finish(ngx_http_request_t *r,
 static ngx_int_t ngx_nexus_limit_header(ngx_http_request_t *r,
     const char *name, int64_t value);
 static void ngx_nexus_limit_rates(ngx_nexus_loc_conf_t *nlcf,
-    ngx_uint_t *rates);
+    ngx_nexus_principal_t *pr, ngx_uint_t *rates);
 
 
 /* the defaults of reference file 000, by route class */
@@ -154,15 +154,35 @@ invalid:
 }
 
 
-static void
-ngx_nexus_limit_rates(ngx_nexus_loc_conf_t *nlcf, ngx_uint_t *rates)
-{
-    ngx_uint_t  i;
+/*
+ * Each bucket's rate and burst: the key's (or tenant's) own override from
+ * PostgreSQL, else the location's nexus_rate_limits, else the default of
+ * the route class.  A bucket's rate and burst come as a pair.
+ */
 
-    for (i = 0; i < 4; i++) {
-        rates[i] = (nlcf->rates[i] && nlcf->rates[i] != NGX_CONF_UNSET_UINT)
-                   ? nlcf->rates[i]
-                   : ngx_nexus_limit_defaults[nlcf->route_class][i];
+static void
+ngx_nexus_limit_rates(ngx_nexus_loc_conf_t *nlcf, ngx_nexus_principal_t *pr,
+    ngx_uint_t *rates)
+{
+    uint32_t    *own;
+    ngx_uint_t   i;
+
+    own = &pr->limits[nlcf->route_class * 4];
+
+    for (i = 0; i < 4; i += 2) {
+
+        if (own[i]) {
+            rates[i] = own[i];
+            rates[i + 1] = own[i + 1] ? own[i + 1] : own[i];
+
+        } else if (nlcf->rates[i] && nlcf->rates[i] != NGX_CONF_UNSET_UINT) {
+            rates[i] = nlcf->rates[i];
+            rates[i + 1] = nlcf->rates[i + 1];
+
+        } else {
+            rates[i] = ngx_nexus_limit_defaults[nlcf->route_class][i];
+            rates[i + 1] = ngx_nexus_limit_defaults[nlcf->route_class][i + 1];
+        }
     }
 }
 
@@ -201,7 +221,7 @@ ngx_nexus_limit(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
         break;
     }
 
-    ngx_nexus_limit_rates(nlcf, rates);
+    ngx_nexus_limit_rates(nlcf, &ctx->principal, rates);
 
     p = ngx_sprintf(keys[0], "nx:rl:k:%L:%s", ctx->principal.key_id,
                     ngx_nexus_limit_classes[nlcf->route_class]);
@@ -298,7 +318,7 @@ ngx_nexus_limit_finish(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
 
     nlcf = ngx_http_get_module_loc_conf(r, ngx_nexus_module);
 
-    ngx_nexus_limit_rates(nlcf, rates);
+    ngx_nexus_limit_rates(nlcf, &ctx->principal, rates);
     cls = ngx_nexus_limit_classes[nlcf->route_class];
 
     if (ctx->limit_status == NGX_DECLINED) {

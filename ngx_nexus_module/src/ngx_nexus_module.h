@@ -38,6 +38,10 @@
 #define NGX_NEXUS_ROLE_EDITOR           1
 #define NGX_NEXUS_ROLE_ADMIN            2
 
+/* rate limit overrides: 4 route classes x key rps, key burst, tenant rps,
+ * tenant burst; 0 where none is set */
+#define NGX_NEXUS_LIMITS                16
+
 #define NGX_NEXUS_TENANT_MAX            63
 #define NGX_NEXUS_SCOPES_MAX            255
 
@@ -116,6 +120,7 @@ typedef struct {
     ngx_str_t                   tenant;
     ngx_str_t                   prefix;
     ngx_str_t                   scopes;         /* comma-separated */
+    uint32_t                    limits[NGX_NEXUS_LIMITS];
     unsigned                    platform:1;
 } ngx_nexus_principal_t;
 
