@@ -58,7 +58,7 @@ sub refused {
     return $out;
 }
 
-nexus_plan(2 + 2 * 43 + 1);     # valid config, 43 refused, one more
+nexus_plan(2 + 2 * 42 + 1);     # valid config, 42 refused, one more
 
 # --- a valid config -------------------------------------------------------------
 my ($code, $out) = nexus_nginx_t(conf(
@@ -160,9 +160,6 @@ refused('nexus_health bogus', { locations => 'location = /h { nexus_health bogus
     qr/invalid parameter "bogus"/);
 refused('nexus_tenant "Bad Name!"', { locations => 'location /t/ { nexus_api; nexus_tenant "Bad Name!"; }' },
     qr/invalid tenant name "Bad Name!"/);
-refused('nexus_rate_limit without nexus_redis',
-    { redis => '', locations => 'location /l/ { nexus_api; nexus_rate_limit on; }' },
-    qr/"nexus_rate_limit" requires "nexus_redis"/);
 refused('nexus_rate_limits key=0', { locations => 'location /l/ { nexus_api; nexus_rate_limits key=0; }' },
     qr/invalid parameter "key=0"/);
 refused('nexus_rate_limits bogus', { locations => 'location /l/ { nexus_api; nexus_rate_limits ip=5:10; }' },

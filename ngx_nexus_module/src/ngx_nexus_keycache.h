@@ -53,5 +53,8 @@ void ngx_nexus_keycache_evict_tenant(ngx_shm_zone_t *zone,
 void ngx_nexus_keycache_flush(ngx_shm_zone_t *zone);
 void ngx_nexus_keycache_listening(ngx_shm_zone_t *zone, ngx_uint_t on);
 
+ngx_slab_pool_t *ngx_nexus_zone_shpool(ngx_shm_zone_t *zone);
+void **ngx_nexus_zone_limits(ngx_shm_zone_t *zone);
+
 
 #endif /* _NGX_NEXUS_KEYCACHE_H_INCLUDED_ */

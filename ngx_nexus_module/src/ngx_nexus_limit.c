@@ -11,13 +11,15 @@
  * Runs in the ACCESS phase right after authentication (the buckets are
  * the key's and its tenant's).  When Redis cannot answer within its
  * timeout, nexus_fail_mode decides: closed (503) or open (allowed, with
- * X-RateLimit-Status: degraded).
+ * X-RateLimit-Status: degraded).  Without nexus_redis, a single node keeps
+ * the same buckets in its shared zone (ngx_nexus_limit_shm.c).
  */
 
 
 #include "ngx_nexus_module.h"
 #include "ngx_nexus_redis.h"
 #include "ngx_nexus_reply.h"
+#include "ngx_nexus_limit.h"
 
 
 static void ngx_nexus_limit_handler(ngx_nexus_redis_cmd_t *cmd,
@@ -199,9 +201,11 @@ ngx_nexus_limit(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
     ngx_uint_t              i, rates[4];
     const char             *argv[6];
     size_t                  argvlen[6];
-    ngx_nexus_redis_cmd_t  *cmd;
-    ngx_nexus_loc_conf_t   *nlcf;
-    u_char                  keys[2][64], args[4][NGX_INT_T_LEN];
+    ngx_nexus_redis_cmd_t     *cmd;
+    ngx_nexus_loc_conf_t      *nlcf;
+    ngx_nexus_main_conf_t     *nmcf;
+    ngx_nexus_limit_result_t   res;
+    u_char                     keys[2][64], args[4][NGX_INT_T_LEN];
 
     nlcf = ngx_http_get_module_loc_conf(r, ngx_nexus_module);
 
@@ -222,6 +226,30 @@ ngx_nexus_limit(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
     }
 
     ngx_nexus_limit_rates(nlcf, &ctx->principal, rates);
+
+    if (!ngx_nexus_redis_configured()) {
+        nmcf = ngx_http_get_module_main_conf(r, ngx_nexus_module);
+
+        ctx->limit_state = NGX_NEXUS_AUTH_DONE;
+
+        if (ngx_nexus_limit_local(nmcf->shm_zone, &ctx->principal,
+                                  ngx_nexus_limit_classes[nlcf->route_class],
+                                  rates, &res)
+            != NGX_OK)
+        {
+            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                          "nexus rate limits: no room in the zone");
+            ctx->limit_status = NGX_DECLINED;
+            return ngx_nexus_limit_finish(r, ctx);
+        }
+
+        ctx->limit_status = res.allowed ? NGX_OK : NGX_HTTP_TOO_MANY_REQUESTS;
+        ctx->limit_tenant_scope = res.tenant_scope;
+        ctx->limit_retry_ms = res.retry_ms;
+        ctx->limit_remaining = res.remaining;
+
+        return ngx_nexus_limit_finish(r, ctx);
+    }
 
     p = ngx_sprintf(keys[0], "nx:rl:k:%L:%s", ctx->principal.key_id,
                     ngx_nexus_limit_classes[nlcf->route_class]);

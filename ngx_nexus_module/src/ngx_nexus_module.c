@@ -362,12 +362,6 @@ ngx_nexus_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     nmcf = ngx_http_conf_get_module_main_conf(cf, ngx_nexus_module);
 
-    if (conf->rate_limit == 1 && nmcf->redis == NULL) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"nexus_rate_limit\" requires \"nexus_redis\"");
-        return NGX_CONF_ERROR;
-    }
-
     if (conf->auth == 1) {
         nmcf->used = 1;
     }

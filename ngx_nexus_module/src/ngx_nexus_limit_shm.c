@@ -1,0 +1,257 @@
+
+/*
+ * Copyright (C) Nexus authors
+ *
+ * Rate limits without Redis: the same two token buckets as the Redis
+ * script, kept in the nexus shared zone, so one node's workers share them.
+ * Both buckets are read and taken under the zone's lock - both or
+ * neither.  Idle buckets are reclaimed from the least recently used end
+ * when the zone is short of memory; a reclaimed bucket is simply full
+ * again, which is what an idle one would be anyway once refilled.
+ */
+
+
+#include "ngx_nexus_module.h"
+#include "ngx_nexus_keycache.h"
+#include "ngx_nexus_limit.h"
+
+
+#define NGX_NEXUS_BUCKET_KEY    48
+
+
+typedef struct {
+    ngx_rbtree_node_t           node;
+    ngx_queue_t                 lru;
+    ngx_msec_t                  ts;
+    double                      tokens;
+    u_char                      len;
+    u_char                      key[NGX_NEXUS_BUCKET_KEY];
+} ngx_nexus_bucket_t;
+
+
+typedef struct {
+    ngx_rbtree_t                rbtree;
+    ngx_rbtree_node_t           sentinel;
+    ngx_queue_t                 lru;
+} ngx_nexus_limit_sh_t;
+
+
+static ngx_nexus_limit_sh_t *ngx_nexus_limit_sh(ngx_slab_pool_t *shpool,
+    void **slot);
+static void ngx_nexus_bucket_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+static ngx_nexus_bucket_t *ngx_nexus_bucket_get(ngx_slab_pool_t *shpool,
+    ngx_nexus_limit_sh_t *sh, u_char *key, size_t len, ngx_uint_t burst);
+static double ngx_nexus_bucket_level(ngx_nexus_bucket_t *b, ngx_msec_t now,
+    ngx_uint_t rate, ngx_uint_t burst);
+
+
+ngx_int_t
+ngx_nexus_limit_local(ngx_shm_zone_t *zone, ngx_nexus_principal_t *pr,
+    const char *cls, ngx_uint_t *rates, ngx_nexus_limit_result_t *res)
+{
+    u_char                *p;
+    double                 kt, tt;
+    ngx_msec_t             now;
+    ngx_slab_pool_t       *shpool;
+    ngx_nexus_bucket_t    *kb, *tb;
+    ngx_nexus_limit_sh_t  *sh;
+    u_char                 kkey[NGX_NEXUS_BUCKET_KEY];
+    u_char                 tkey[NGX_NEXUS_BUCKET_KEY];
+    size_t                 klen, tlen;
+
+    p = ngx_snprintf(kkey, sizeof(kkey), "k:%L:%s", pr->key_id, cls);
+    klen = p - kkey;
+    p = ngx_snprintf(tkey, sizeof(tkey), "t:%L:%s", pr->tenant_id, cls);
+    tlen = p - tkey;
+
+    shpool = ngx_nexus_zone_shpool(zone);
+    now = ngx_current_msec;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    sh = ngx_nexus_limit_sh(shpool, ngx_nexus_zone_limits(zone));
+    kb = sh ? ngx_nexus_bucket_get(shpool, sh, kkey, klen, rates[1]) : NULL;
+    tb = kb ? ngx_nexus_bucket_get(shpool, sh, tkey, tlen, rates[3]) : NULL;
+
+    if (tb == NULL) {
+        ngx_shmtx_unlock(&shpool->mutex);
+        return NGX_ERROR;
+    }
+
+    kt = ngx_nexus_bucket_level(kb, now, rates[0], rates[1]);
+    tt = ngx_nexus_bucket_level(tb, now, rates[2], rates[3]);
+
+    res->allowed = 0;
+    res->tenant_scope = 0;
+    res->retry_ms = 0;
+
+    if (kt < 1) {
+        res->retry_ms = (int64_t) ((1 - kt) * 1000 / rates[0]) + 1;
+
+    } else if (tt < 1) {
+        res->tenant_scope = 1;
+        res->retry_ms = (int64_t) ((1 - tt) * 1000 / rates[2]) + 1;
+
+    } else {
+        kt -= 1;
+        tt -= 1;
+        res->allowed = 1;
+    }
+
+    kb->tokens = kt;
+    kb->ts = now;
+    tb->tokens = tt;
+    tb->ts = now;
+
+    res->remaining = res->allowed ? (int64_t) ngx_min(kt, tt) : 0;
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    return NGX_OK;
+}
+
+
+static ngx_nexus_limit_sh_t *
+ngx_nexus_limit_sh(ngx_slab_pool_t *shpool, void **slot)
+{
+    ngx_nexus_limit_sh_t  *sh;
+
+    if (*slot) {
+        return *slot;
+    }
+
+    sh = ngx_slab_alloc_locked(shpool, sizeof(ngx_nexus_limit_sh_t));
+    if (sh == NULL) {
+        return NULL;
+    }
+
+    ngx_rbtree_init(&sh->rbtree, &sh->sentinel, ngx_nexus_bucket_insert);
+    ngx_queue_init(&sh->lru);
+
+    *slot = sh;
+
+    return sh;
+}
+
+
+static void
+ngx_nexus_bucket_insert(ngx_rbtree_node_t *temp, ngx_rbtree_node_t *node,
+    ngx_rbtree_node_t *sentinel)
+{
+    ngx_rbtree_node_t   **p;
+    ngx_nexus_bucket_t   *b, *bt;
+
+    for ( ;; ) {
+
+        if (node->key < temp->key) {
+            p = &temp->left;
+
+        } else if (node->key > temp->key) {
+            p = &temp->right;
+
+        } else {
+            b = (ngx_nexus_bucket_t *) node;
+            bt = (ngx_nexus_bucket_t *) temp;
+
+            p = (ngx_memn2cmp(b->key, bt->key, b->len, bt->len) < 0)
+                ? &temp->left : &temp->right;
+        }
+
+        if (*p == sentinel) {
+            break;
+        }
+
+        temp = *p;
+    }
+
+    *p = node;
+    node->parent = temp;
+    node->left = sentinel;
+    node->right = sentinel;
+    ngx_rbt_red(node);
+}
+
+
+static ngx_nexus_bucket_t *
+ngx_nexus_bucket_get(ngx_slab_pool_t *shpool, ngx_nexus_limit_sh_t *sh,
+    u_char *key, size_t len, ngx_uint_t burst)
+{
+    uint32_t             hash;
+    ngx_int_t            rc;
+    ngx_uint_t           tries;
+    ngx_queue_t         *q;
+    ngx_rbtree_node_t   *node, *sentinel;
+    ngx_nexus_bucket_t  *b;
+
+    hash = ngx_crc32_short(key, len);
+
+    node = sh->rbtree.root;
+    sentinel = sh->rbtree.sentinel;
+
+    while (node != sentinel) {
+
+        if (hash != node->key) {
+            node = (hash < node->key) ? node->left : node->right;
+            continue;
+        }
+
+        b = (ngx_nexus_bucket_t *) node;
+        rc = ngx_memn2cmp(key, b->key, len, b->len);
+
+        if (rc == 0) {
+            ngx_queue_remove(&b->lru);
+            ngx_queue_insert_head(&sh->lru, &b->lru);
+            return b;
+        }
+
+        node = (rc < 0) ? node->left : node->right;
+    }
+
+    for (tries = 0; ; tries++) {
+        b = ngx_slab_alloc_locked(shpool, sizeof(ngx_nexus_bucket_t));
+        if (b || tries == 16 || ngx_queue_empty(&sh->lru)) {
+            break;
+        }
+
+        /* reclaim the least recently used bucket */
+        q = ngx_queue_last(&sh->lru);
+        ngx_queue_remove(q);
+        b = ngx_queue_data(q, ngx_nexus_bucket_t, lru);
+        ngx_rbtree_delete(&sh->rbtree, &b->node);
+        ngx_slab_free_locked(shpool, b);
+        b = NULL;
+    }
+
+    if (b == NULL) {
+        return NULL;
+    }
+
+    b->node.key = hash;
+    b->len = (u_char) len;
+    ngx_memcpy(b->key, key, len);
+    b->tokens = (double) burst;
+    b->ts = ngx_current_msec;
+
+    ngx_rbtree_insert(&sh->rbtree, &b->node);
+    ngx_queue_insert_head(&sh->lru, &b->lru);
+
+    return b;
+}
+
+
+static double
+ngx_nexus_bucket_level(ngx_nexus_bucket_t *b, ngx_msec_t now,
+    ngx_uint_t rate, ngx_uint_t burst)
+{
+    double  tokens;
+
+    tokens = b->tokens;
+
+    if ((ngx_msec_int_t) (now - b->ts) > 0) {
+        tokens += (double) (now - b->ts) * rate / 1000;
+    }
+
+    /* a lowered limit takes effect at once */
+    return ngx_min(tokens, (double) burst);
+}
