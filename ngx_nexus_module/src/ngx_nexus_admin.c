@@ -32,7 +32,9 @@
 #define NGX_NEXUS_ADMIN_LIST_KEYS       2
 #define NGX_NEXUS_ADMIN_CREATE_KEY      3
 #define NGX_NEXUS_ADMIN_REVOKE_KEY      4
-#define NGX_NEXUS_ADMIN_NOPS            5
+#define NGX_NEXUS_ADMIN_LIST_KILLS      5
+#define NGX_NEXUS_ADMIN_SET_KILLS       6
+#define NGX_NEXUS_ADMIN_NOPS            7
 
 
 typedef struct {
@@ -56,6 +58,9 @@ static ngx_int_t ngx_nexus_admin_scopes(ngx_http_request_t *r, yajl_val v,
     ngx_str_t *out);
 static void ngx_nexus_admin_invalid(ngx_http_request_t *r,
     const char *message);
+static ngx_int_t ngx_nexus_admin_kills(ngx_http_request_t *r);
+static ngx_int_t ngx_nexus_admin_kill_name(const char *name);
+static void ngx_nexus_admin_set_kills(ngx_http_request_t *r, yajl_val v);
 
 
 static ngx_uint_t  ngx_nexus_admin_stmts[NGX_NEXUS_ADMIN_NOPS];
@@ -71,6 +76,11 @@ static ngx_uint_t  ngx_nexus_admin_stmts[NGX_NEXUS_ADMIN_NOPS];
     " 'status', k.status, 'expires_at', k.expires_at,"                       \
     " 'last_used_at', k.last_used_at, 'created_at', k.created_at,"           \
     " 'revoked_at', k.revoked_at)"
+
+
+#define NGX_NEXUS_KILL_JSON                                                   \
+    "json_build_object('name', k.name, 'enabled', k.enabled,"                \
+    " 'updated_at', k.updated_at, 'updated_by', k.updated_by)"
 
 
 static const struct {
@@ -118,6 +128,21 @@ static const struct {
       " FROM tenants t WHERE t.id = k.tenant_id AND k.id = $1::bigint"
       " AND ($2::bigint = 0 OR k.tenant_id = $2::bigint)"
       " RETURNING " NGX_NEXUS_KEY_JSON "::text",
+      2 },
+
+    { "nexus_admin_list_kills",
+      "SELECT coalesce(json_agg(" NGX_NEXUS_KILL_JSON " ORDER BY k.name),"
+      " '[]')::text FROM kill_switches k",
+      0 },
+
+    { "nexus_admin_set_kills",
+      "WITH up AS (INSERT INTO kill_switches AS k (name, enabled, updated_by)"
+      " SELECT key, value::boolean, $2 FROM jsonb_each_text($1::jsonb)"
+      " ON CONFLICT (name) DO UPDATE SET enabled = EXCLUDED.enabled,"
+      " updated_at = now(), updated_by = EXCLUDED.updated_by"
+      " RETURNING k.*)"
+      " SELECT coalesce(json_agg(" NGX_NEXUS_KILL_JSON " ORDER BY k.name),"
+      " '[]')::text FROM up k",
       2 },
 };
 
@@ -181,6 +206,12 @@ ngx_nexus_admin_handler(ngx_http_request_t *r)
         }
 
         return ngx_nexus_method_not_allowed(r, "GET, HEAD, POST");
+    }
+
+    if (rest.len == 21 && ngx_strncmp(rest.data, "rollouts/killswitches", 21)
+                          == 0)
+    {
+        return ngx_nexus_admin_kills(r);
     }
 
     /* api-keys/{id}/revoke */
@@ -726,4 +757,148 @@ ngx_nexus_admin_invalid(ngx_http_request_t *r, const char *message)
     ngx_http_finalize_request(r,
         ngx_nexus_send_error(r, NGX_HTTP_BAD_REQUEST, "VALIDATION_ERROR",
                              message, NULL));
+}
+
+
+/*
+ * GET|PATCH /v1/admin/rollouts/killswitches: fleet-wide, so platform
+ * admins only.  PATCH {"kill_switches": {"kill.run": true, ...}}.
+ */
+
+static ngx_int_t
+ngx_nexus_admin_kills(ngx_http_request_t *r)
+{
+    ngx_int_t              rc;
+    ngx_nexus_ctx_t       *ctx;
+    ngx_nexus_pg_query_t  *q;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD|NGX_HTTP_PATCH))) {
+        return ngx_nexus_method_not_allowed(r, "GET, HEAD, PATCH");
+    }
+
+    if (!ctx->principal.platform) {
+        return ngx_nexus_send_error(r, NGX_HTTP_FORBIDDEN, "FORBIDDEN",
+                                    "kill switches are for platform admins",
+                                    "{\"required\":\"platform_admin\"}");
+    }
+
+    if (r->method == NGX_HTTP_PATCH) {
+        return ngx_nexus_read_json(r, ngx_nexus_admin_set_kills);
+    }
+
+    q = ngx_nexus_admin_prepare(r, NGX_NEXUS_ADMIN_LIST_KILLS, 0);
+    if (q == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_nexus_admin_query(r, q);
+
+    if (rc == NGX_DONE) {
+        r->main->count++;
+    }
+
+    return rc;
+}
+
+
+static void
+ngx_nexus_admin_set_kills(ngx_http_request_t *r, yajl_val v)
+{
+    u_char                *p, *json;
+    size_t                 i, len;
+    ngx_int_t              rc;
+    yajl_val               o, e;
+    const char            *name;
+    ngx_nexus_ctx_t       *ctx;
+    ngx_nexus_pg_query_t  *q;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
+
+    o = nx_json_get(v, "kill_switches");
+
+    if (o == NULL || !YAJL_IS_OBJECT(o) || o->u.object.len == 0
+        || o->u.object.len > 64)
+    {
+        ngx_nexus_admin_invalid(r, "\"kill_switches\" must be an object of "
+                                   "1-64 switches");
+        return;
+    }
+
+    /* names are checked here, so the JSON rebuilt below needs no escaping */
+
+    len = 2;
+
+    for (i = 0; i < o->u.object.len; i++) {
+        name = o->u.object.keys[i];
+        e = o->u.object.values[i];
+
+        if (ngx_nexus_admin_kill_name(name) != NGX_OK
+            || !(YAJL_IS_TRUE(e) || YAJL_IS_FALSE(e)))
+        {
+            ngx_nexus_admin_invalid(r, "each switch must be named "
+                                       "kill.<feature> (1-32 of [a-z0-9_]) "
+                                       "and set to true or false");
+            return;
+        }
+
+        len += ngx_strlen(name) + sizeof("\"\":false,") - 1;
+    }
+
+    json = ngx_pnalloc(r->pool, len);
+    if (json == NULL) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    p = json;
+    *p++ = '{';
+
+    for (i = 0; i < o->u.object.len; i++) {
+        p = ngx_sprintf(p, "%s\"%s\":%s", i ? "," : "",
+                        o->u.object.keys[i],
+                        YAJL_IS_TRUE(o->u.object.values[i]) ? "true"
+                                                            : "false");
+    }
+
+    *p++ = '}';
+
+    q = ngx_nexus_admin_prepare(r, NGX_NEXUS_ADMIN_SET_KILLS,
+                                (p - json) + ctx->principal.prefix.len + 2);
+    if (q == NULL) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    (void) ngx_nexus_pg_param(q, json, p - json);
+    (void) ngx_nexus_pg_param(q, ctx->principal.prefix.data,
+                              ctx->principal.prefix.len);
+
+    rc = ngx_nexus_admin_query(r, q);
+
+    if (rc != NGX_DONE) {
+        ngx_http_finalize_request(r, rc);
+    }
+}
+
+
+static ngx_int_t
+ngx_nexus_admin_kill_name(const char *name)
+{
+    size_t  n;
+
+    if (ngx_strncmp(name, "kill.", 5) != 0) {
+        return NGX_ERROR;
+    }
+
+    for (n = 5; name[n]; n++) {
+        if (!((name[n] >= 'a' && name[n] <= 'z')
+              || (name[n] >= '0' && name[n] <= '9') || name[n] == '_'))
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    return (n > 5 && n <= 5 + 32) ? NGX_OK : NGX_ERROR;
 }

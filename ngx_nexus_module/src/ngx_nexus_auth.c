@@ -64,12 +64,25 @@ ngx_nexus_auth_init_statements(ngx_conf_t *cf)
 ngx_int_t
 ngx_nexus_access_handler(ngx_http_request_t *r)
 {
+    ngx_int_t              rc;
     ngx_nexus_ctx_t       *ctx;
     ngx_nexus_loc_conf_t  *nlcf;
 
     nlcf = ngx_http_get_module_loc_conf(r, ngx_nexus_module);
 
-    if (nlcf->auth != 1 || r != r->main) {
+    if (r != r->main) {
+        return NGX_DECLINED;
+    }
+
+    /* a killed feature is refused before anything else is looked at */
+    if (nlcf->kill_switch.len) {
+        rc = ngx_nexus_kill_check(r);
+        if (rc != NGX_DECLINED) {
+            return rc;
+        }
+    }
+
+    if (nlcf->auth != 1) {
         return NGX_DECLINED;
     }
 

@@ -38,7 +38,7 @@ typedef struct {
     uint64_t                    epoch;
     ngx_uint_t                  entries;
     ngx_pid_t                   listeners[NGX_NEXUS_MAX_LISTENERS];
-    void                       *limits;     /* ngx_nexus_limit_shm.c */
+    void                       *slots[NGX_NEXUS_ZONE_SLOTS];
 } ngx_nexus_keycache_sh_t;
 
 
@@ -105,7 +105,7 @@ ngx_nexus_keycache_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     kc->sh->epoch = 1;
     kc->sh->entries = 0;
     ngx_memzero(kc->sh->listeners, sizeof(kc->sh->listeners));
-    kc->sh->limits = NULL;
+    ngx_memzero(kc->sh->slots, sizeof(kc->sh->slots));
 
     len = sizeof(" in nexus zone \"\"") + shm_zone->shm.name.len;
 
@@ -607,8 +607,8 @@ ngx_nexus_keycache_listening(ngx_shm_zone_t *zone, ngx_uint_t on)
 
 
 /*
- * The zone is shared with the local rate limiter: its slab pool, and one
- * pointer of its own in the zone's header.
+ * The zone is shared with other users (the local rate limiter, the kill
+ * switches): its slab pool, and one pointer each in the zone's header.
  */
 
 ngx_slab_pool_t *
@@ -623,11 +623,11 @@ ngx_nexus_zone_shpool(ngx_shm_zone_t *zone)
 
 
 void **
-ngx_nexus_zone_limits(ngx_shm_zone_t *zone)
+ngx_nexus_zone_slot(ngx_shm_zone_t *zone, ngx_uint_t slot)
 {
     ngx_nexus_keycache_t  *kc;
 
     kc = zone->data;
 
-    return &kc->sh->limits;
+    return &kc->sh->slots[slot];
 }

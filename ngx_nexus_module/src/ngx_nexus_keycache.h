@@ -15,6 +15,10 @@
 #include "ngx_nexus_module.h"
 
 
+#define NGX_NEXUS_ZONE_SLOTS        4
+#define NGX_NEXUS_SLOT_LIMITS       0
+#define NGX_NEXUS_SLOT_KILLS        1
+
 #define NGX_NEXUS_KEY_MISS          0
 #define NGX_NEXUS_KEY_FOUND         1
 #define NGX_NEXUS_KEY_UNKNOWN       2   /* cached "no such key" */
@@ -54,7 +58,7 @@ void ngx_nexus_keycache_flush(ngx_shm_zone_t *zone);
 void ngx_nexus_keycache_listening(ngx_shm_zone_t *zone, ngx_uint_t on);
 
 ngx_slab_pool_t *ngx_nexus_zone_shpool(ngx_shm_zone_t *zone);
-void **ngx_nexus_zone_limits(ngx_shm_zone_t *zone);
+void **ngx_nexus_zone_slot(ngx_shm_zone_t *zone, ngx_uint_t slot);
 
 
 #endif /* _NGX_NEXUS_KEYCACHE_H_INCLUDED_ */

@@ -70,7 +70,8 @@ ngx_nexus_limit_local(ngx_shm_zone_t *zone, ngx_nexus_principal_t *pr,
 
     ngx_shmtx_lock(&shpool->mutex);
 
-    sh = ngx_nexus_limit_sh(shpool, ngx_nexus_zone_limits(zone));
+    sh = ngx_nexus_limit_sh(shpool,
+                            ngx_nexus_zone_slot(zone, NGX_NEXUS_SLOT_LIMITS));
     kb = sh ? ngx_nexus_bucket_get(shpool, sh, kkey, klen, rates[1]) : NULL;
     tb = kb ? ngx_nexus_bucket_get(shpool, sh, tkey, tlen, rates[3]) : NULL;
 

@@ -173,6 +173,13 @@ static ngx_command_t  ngx_nexus_commands[] = {
       offsetof(ngx_nexus_loc_conf_t, route_class),
       &ngx_nexus_route_classes },
 
+    { ngx_string("nexus_feature"),
+      NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_nexus_kill_feature_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("nexus_rate_limit"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
       ngx_conf_set_flag_slot,
@@ -356,11 +363,17 @@ ngx_nexus_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_uint_value(conf->fail_mode, prev->fail_mode,
                               NGX_NEXUS_FAIL_CLOSED);
 
+    ngx_conf_merge_str_value(conf->kill_switch, prev->kill_switch, "");
+
     if (conf->rates[0] == NGX_CONF_UNSET_UINT) {
         ngx_memcpy(conf->rates, prev->rates, sizeof(conf->rates));
     }
 
     nmcf = ngx_http_conf_get_module_main_conf(cf, ngx_nexus_module);
+
+    if (conf->kill_switch.len) {
+        nmcf->zone_needed = 1;
+    }
 
     if (conf->auth == 1) {
         nmcf->used = 1;
@@ -391,6 +404,22 @@ ngx_nexus_postconfiguration(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
+    if (nmcf->zone_needed && nmcf->pg == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"nexus_feature\" is used but \"nexus_postgres\" "
+                           "is not set");
+        return NGX_ERROR;
+    }
+
+    if ((nmcf->used || nmcf->zone_needed) && nmcf->shm_zone == NULL) {
+        ngx_str_set(&name, "nexus");
+        nmcf->shm_zone = ngx_nexus_add_zone(cf, &name,
+                                            NGX_NEXUS_ZONE_DEFAULT);
+        if (nmcf->shm_zone == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
     if (nmcf->used) {
         if (nmcf->pepper_len == 0) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -406,21 +435,14 @@ ngx_nexus_postconfiguration(ngx_conf_t *cf)
             return NGX_ERROR;
         }
 
-        if (nmcf->shm_zone == NULL) {
-            ngx_str_set(&name, "nexus");
-            nmcf->shm_zone = ngx_nexus_add_zone(cf, &name,
-                                                NGX_NEXUS_ZONE_DEFAULT);
-            if (nmcf->shm_zone == NULL) {
-                return NGX_ERROR;
-            }
-        }
     }
 
     if (ngx_nexus_auth_init_statements(cf) != NGX_OK
         || ngx_nexus_admin_init_statements(cf) != NGX_OK
         || ngx_nexus_last_used_init_statements(cf) != NGX_OK
         || ngx_nexus_health_init(cf) != NGX_OK
-        || ngx_nexus_limit_init(cf) != NGX_OK)
+        || ngx_nexus_limit_init(cf) != NGX_OK
+        || ngx_nexus_kill_init(cf) != NGX_OK)
     {
         return NGX_ERROR;
     }

@@ -95,6 +95,7 @@ typedef struct {
     ngx_int_t                   request_id_index;
 
     unsigned                    used:1;     /* a location uses nexus */
+    unsigned                    zone_needed:1;
 } ngx_nexus_main_conf_t;
 
 
@@ -109,6 +110,7 @@ typedef struct {
     ngx_flag_t                  rate_limit;
     ngx_uint_t                  rates[4];       /* nexus_rate_limits */
     ngx_uint_t                  fail_mode;
+    ngx_str_t                   kill_switch;    /* "kill.<feature>" */
 } ngx_nexus_loc_conf_t;
 
 
@@ -189,6 +191,12 @@ void ngx_nexus_last_used_touch(int64_t key_id);
 ngx_int_t ngx_nexus_last_used_init_statements(ngx_conf_t *cf);
 
 void ngx_nexus_revoke_init_process(ngx_cycle_t *cycle);
+
+ngx_int_t ngx_nexus_kill_init(ngx_conf_t *cf);
+char *ngx_nexus_kill_feature_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+void ngx_nexus_kill_reload(ngx_cycle_t *cycle);
+ngx_int_t ngx_nexus_kill_check(ngx_http_request_t *r);
 
 ngx_int_t ngx_nexus_limit_init(ngx_conf_t *cf);
 ngx_int_t ngx_nexus_limit(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx);

@@ -55,6 +55,13 @@ ngx_nexus_revoke_notify(ngx_cycle_t *cycle, const char *channel,
         return;
     }
 
+    if (len > 2 && payload[0] == 'x' && payload[1] == ':') {
+        ngx_log_error(NGX_LOG_INFO, cycle->log, 0,
+                      "nexus: kill switch %s changed", payload + 2);
+        ngx_nexus_kill_reload(cycle);
+        return;
+    }
+
     if (len > 2 && payload[0] == 't' && payload[1] == ':') {
         tenant_id = ngx_atoof((u_char *) payload + 2, len - 2);
 
@@ -81,5 +88,10 @@ ngx_nexus_revoke_listening(ngx_cycle_t *cycle, ngx_uint_t on)
 
     if (nmcf->shm_zone) {
         ngx_nexus_keycache_listening(nmcf->shm_zone, on);
+    }
+
+    /* a kill switch may have changed while this worker did not listen */
+    if (on) {
+        ngx_nexus_kill_reload(cycle);
     }
 }
