@@ -29,7 +29,7 @@ EOF
 my $n1 = nexus_nginx(nexus_conf(locations => $locs), workers => 2);
 my $n2 = nexus_nginx(nexus_conf(locations => $locs), workers => 2);
 
-nexus_plan(33);
+nexus_plan(35);
 
 my $tenant = make_tenant('limits');
 
@@ -125,6 +125,14 @@ is(psql("SELECT count(*) FROM tenants WHERE name = '$small'"
 eval { psql(q{UPDATE tenants SET rate_limits = '{"read": {"rps": 0}}'}
     . " WHERE name = '$small'") };
 ok($@, 'an invalid override is refused by the database');
+
+# --- with no class configured, the method decides ----------------------------------
+my $mkey = make_key($tenant, name => 'method');
+is(get($n1, '/closed/v1/me', $mkey)->{headers}{'x-ratelimit-limit'}, '20',
+    'GET is of the read class (burst 20)');
+$r = http_req($n1->port, 'POST', '/closed/v1/me', bearer => $mkey, body => '');
+is($r->{headers}{'x-ratelimit-limit'}, '10',
+    'POST is of the mutation class (burst 10)');
 
 # --- Redis down: fail closed and fail open ------------------------------------------
 my $fkey = make_key($tenant, name => 'fail');

@@ -29,7 +29,7 @@ static ngx_int_t ngx_nexus_limit_finish(ngx_http_request_t *r,
 static ngx_int_t ngx_nexus_limit_header(ngx_http_request_t *r,
     const char *name, int64_t value);
 static void ngx_nexus_limit_rates(ngx_nexus_loc_conf_t *nlcf,
-    ngx_nexus_principal_t *pr, ngx_uint_t *rates);
+    ngx_uint_t cls, ngx_nexus_principal_t *pr, ngx_uint_t *rates);
 
 
 /* the defaults of reference file 000, by route class */
@@ -48,6 +48,7 @@ static const char  *ngx_nexus_limit_classes[] = {
 
 
 static ngx_nexus_redis_script_t  ngx_nexus_limit_script;
+static time_t                    ngx_nexus_limit_warned;
 
 static const char  ngx_nexus_limit_lua[] =
     "local t = redis.call('TIME')\n"
@@ -163,13 +164,13 @@ invalid:
  */
 
 static void
-ngx_nexus_limit_rates(ngx_nexus_loc_conf_t *nlcf, ngx_nexus_principal_t *pr,
-    ngx_uint_t *rates)
+ngx_nexus_limit_rates(ngx_nexus_loc_conf_t *nlcf, ngx_uint_t cls,
+    ngx_nexus_principal_t *pr, ngx_uint_t *rates)
 {
     uint32_t    *own;
     ngx_uint_t   i;
 
-    own = &pr->limits[nlcf->route_class * 4];
+    own = &pr->limits[cls * 4];
 
     for (i = 0; i < 4; i += 2) {
 
@@ -182,8 +183,8 @@ ngx_nexus_limit_rates(ngx_nexus_loc_conf_t *nlcf, ngx_nexus_principal_t *pr,
             rates[i + 1] = nlcf->rates[i + 1];
 
         } else {
-            rates[i] = ngx_nexus_limit_defaults[nlcf->route_class][i];
-            rates[i + 1] = ngx_nexus_limit_defaults[nlcf->route_class][i + 1];
+            rates[i] = ngx_nexus_limit_defaults[cls][i];
+            rates[i + 1] = ngx_nexus_limit_defaults[cls][i + 1];
         }
     }
 }
@@ -198,7 +199,7 @@ ngx_int_t
 ngx_nexus_limit(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
 {
     u_char                 *p;
-    ngx_uint_t              i, rates[4];
+    ngx_uint_t              i, cls, rates[4];
     const char             *argv[6];
     size_t                  argvlen[6];
     ngx_nexus_redis_cmd_t     *cmd;
@@ -225,7 +226,9 @@ ngx_nexus_limit(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
         break;
     }
 
-    ngx_nexus_limit_rates(nlcf, &ctx->principal, rates);
+    cls = ngx_nexus_route_class(r, nlcf);
+
+    ngx_nexus_limit_rates(nlcf, cls, &ctx->principal, rates);
 
     if (!ngx_nexus_redis_configured()) {
         nmcf = ngx_http_get_module_main_conf(r, ngx_nexus_module);
@@ -233,7 +236,7 @@ ngx_nexus_limit(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
         ctx->limit_state = NGX_NEXUS_AUTH_DONE;
 
         if (ngx_nexus_limit_local(nmcf->shm_zone, &ctx->principal,
-                                  ngx_nexus_limit_classes[nlcf->route_class],
+                                  ngx_nexus_limit_classes[cls],
                                   rates, &res)
             != NGX_OK)
         {
@@ -252,12 +255,12 @@ ngx_nexus_limit(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
     }
 
     p = ngx_sprintf(keys[0], "nx:rl:k:%L:%s", ctx->principal.key_id,
-                    ngx_nexus_limit_classes[nlcf->route_class]);
+                    ngx_nexus_limit_classes[cls]);
     argv[0] = (const char *) keys[0];
     argvlen[0] = p - keys[0];
 
     p = ngx_sprintf(keys[1], "nx:rl:t:%L:%s", ctx->principal.tenant_id,
-                    ngx_nexus_limit_classes[nlcf->route_class]);
+                    ngx_nexus_limit_classes[cls]);
     argv[1] = (const char *) keys[1];
     argvlen[1] = p - keys[1];
 
@@ -339,22 +342,29 @@ ngx_nexus_limit_finish(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
 {
     int64_t                retry;
     ngx_int_t              rc;
-    ngx_uint_t             rates[4], limit;
-    const char            *scope, *cls;
+    ngx_uint_t             rates[4], limit, cls;
+    const char            *scope, *cname;
     u_char                *details;
     ngx_nexus_loc_conf_t  *nlcf;
 
     nlcf = ngx_http_get_module_loc_conf(r, ngx_nexus_module);
 
-    ngx_nexus_limit_rates(nlcf, &ctx->principal, rates);
-    cls = ngx_nexus_limit_classes[nlcf->route_class];
+    cls = ngx_nexus_route_class(r, nlcf);
+    cname = ngx_nexus_limit_classes[cls];
+
+    ngx_nexus_limit_rates(nlcf, cls, &ctx->principal, rates);
 
     if (ctx->limit_status == NGX_DECLINED) {
 
         if (nlcf->fail_mode == NGX_NEXUS_FAIL_OPEN) {
-            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                          "nexus rate limits unavailable, allowing "
-                          "(nexus_fail_mode open)");
+
+            /* once a second per worker: an outage must not flood the log */
+            if (ngx_time() != ngx_nexus_limit_warned) {
+                ngx_nexus_limit_warned = ngx_time();
+                ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                              "nexus rate limits unavailable, allowing "
+                              "(nexus_fail_mode open)");
+            }
 
             if (ngx_nexus_add_header(r, "X-RateLimit-Status", "degraded")
                 != NGX_OK)
@@ -396,10 +406,10 @@ ngx_nexus_limit_finish(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
     }
 
     ngx_sprintf(details, "{\"scope\":\"%s\",\"route_class\":\"%s\","
-                "\"retry_after_ms\":%L}%Z", scope, cls, retry);
+                "\"retry_after_ms\":%L}%Z", scope, cname, retry);
 
     if (ngx_nexus_add_header(r, "X-RateLimit-Scope", scope) != NGX_OK
-        || ngx_nexus_add_header(r, "X-RateLimit-Route-Class", cls) != NGX_OK
+        || ngx_nexus_add_header(r, "X-RateLimit-Route-Class", cname) != NGX_OK
         || ngx_nexus_limit_header(r, "X-RateLimit-Retry-After-Ms", retry)
            != NGX_OK
         || ngx_nexus_limit_header(r, "Retry-After", (retry + 999) / 1000)

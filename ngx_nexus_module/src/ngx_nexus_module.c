@@ -349,15 +349,20 @@ ngx_nexus_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     ngx_conf_merge_str_value(conf->tenant, prev->tenant, "");
 
-    /* an ops location is of the ops class unless it says otherwise */
+    /*
+     * an ops location is of the ops class unless it says otherwise; where
+     * no class is configured at all, the request's method decides at run
+     * time (see ngx_nexus_route_class())
+     */
     if (conf->route_class == NGX_CONF_UNSET_UINT
         && conf->handler == NGX_NEXUS_HANDLER_OPS)
     {
         conf->route_class = NGX_NEXUS_CLASS_OPS;
     }
 
-    ngx_conf_merge_uint_value(conf->route_class, prev->route_class,
-                              NGX_NEXUS_CLASS_READ);
+    if (conf->route_class == NGX_CONF_UNSET_UINT) {
+        conf->route_class = prev->route_class;
+    }
 
     ngx_conf_merge_value(conf->rate_limit, prev->rate_limit, 0);
     ngx_conf_merge_uint_value(conf->fail_mode, prev->fail_mode,
@@ -863,4 +868,18 @@ ngx_nexus_resume(ngx_http_request_t *r)
 
     ngx_http_core_run_phases(r);
     ngx_http_run_posted_requests(c);
+}
+
+
+/* GET and HEAD read; anything else mutates */
+
+ngx_uint_t
+ngx_nexus_route_class(ngx_http_request_t *r, ngx_nexus_loc_conf_t *nlcf)
+{
+    if (nlcf->route_class != NGX_CONF_UNSET_UINT) {
+        return nlcf->route_class;
+    }
+
+    return (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))
+           ? NGX_NEXUS_CLASS_READ : NGX_NEXUS_CLASS_MUTATION;
 }

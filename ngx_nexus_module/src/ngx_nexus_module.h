@@ -198,6 +198,9 @@ char *ngx_nexus_kill_feature_conf(ngx_conf_t *cf, ngx_command_t *cmd,
 void ngx_nexus_kill_reload(ngx_cycle_t *cycle);
 ngx_int_t ngx_nexus_kill_check(ngx_http_request_t *r);
 
+ngx_uint_t ngx_nexus_route_class(ngx_http_request_t *r,
+    ngx_nexus_loc_conf_t *nlcf);
+
 ngx_int_t ngx_nexus_limit_init(ngx_conf_t *cf);
 ngx_int_t ngx_nexus_limit(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx);
 char *ngx_nexus_limit_rates_conf(ngx_conf_t *cf, ngx_command_t *cmd,
