@@ -1,7 +1,8 @@
 /*
  * Copyright (C) Nexus authors
  *
- * nexusctl API keys: create-key, list-keys and revoke-key.
+ * nexusctl API keys: create-key, list-keys and revoke-key, and the parsing
+ * of --prefix that set-limits and show-limits share.
  *
  * A key is printed once, by create-key, and is stored only as
  * HMAC-SHA256(pepper, key) next to its clear prefix. Neither the key nor
@@ -23,6 +24,7 @@
 
 #include "nexusctl.h"
 #include "cli_db.h"
+#include "cli_key.h"
 #include "cli_opt.h"
 #include "cli_out.h"
 #include "cli_tenant.h"
@@ -524,11 +526,7 @@ cli_revoke_key(int argc, char **argv)
         return CLI_USAGE;
     }
 
-    /* not echoed: an operator may have pasted a whole key */
-
-    if (cli_key_prefix_arg(arg, prefix) != 0) {
-        cli_error("invalid key prefix: expected %d hex characters, "
-                  "optionally as nx_<prefix>", NX_KEY_PREFIX_LEN);
+    if (cli_key_prefix_check(arg, prefix) != 0) {
         return CLI_USAGE;
     }
 
@@ -592,6 +590,21 @@ done:
     cli_db_close(conn);
 
     return rc;
+}
+
+
+int
+cli_key_prefix_check(const char *arg, char *prefix)
+{
+    /* not echoed: an operator may have pasted a whole key */
+
+    if (cli_key_prefix_arg(arg, prefix) != 0) {
+        cli_error("invalid key prefix: expected %d hex characters, "
+                  "optionally as nx_<prefix>", NX_KEY_PREFIX_LEN);
+        return -1;
+    }
+
+    return 0;
 }
 
 

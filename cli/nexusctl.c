@@ -3,7 +3,7 @@
  *
  * nexusctl: the operator's command-line tool. This file holds main(), the
  * usage text and the dispatch to one handler per verb; each verb lives in
- * its own file (cli_migrate.c, cli_tenant.c, cli_key.c).
+ * its own file (cli_migrate.c, cli_tenant.c, cli_key.c, cli_limits.c).
  */
 
 #include <fcntl.h>
@@ -55,6 +55,18 @@ static const cli_verb_t  cli_verbs[] = {
     { "revoke-key", cli_revoke_key,
       "--prefix PREFIX",
       "revoke an API key" },
+
+    { "set-limits", cli_set_limits,
+      "(--tenant NAME | --prefix PREFIX) --class CLASS\n"
+      "                           --rps N [--burst N]\n"
+      "       nexusctl set-limits (--tenant NAME | --prefix PREFIX)"
+      " [--class CLASS]\n"
+      "                           --clear",
+      "set or clear the rate limits of a tenant or a key" },
+
+    { "show-limits", cli_show_limits,
+      "(--tenant NAME | --prefix PREFIX)",
+      "show the rate limit overrides of a tenant or a key" },
 
     { NULL, NULL, NULL, NULL }
 };
