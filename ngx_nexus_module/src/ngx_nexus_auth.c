@@ -549,7 +549,17 @@ ngx_nexus_auth_finish(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
             goto done;
         }
 
-        return ngx_nexus_limit(r, ctx);
+        rc = ngx_nexus_limit(r, ctx);
+
+        if (rc != NGX_OK || ctx->bulkhead_done) {
+            return rc;
+        }
+
+        ctx->bulkhead_done = 1;
+
+        rc = ngx_nexus_bulkhead_enter(r, ngx_nexus_route_class(r, nlcf));
+
+        return (rc == NGX_DECLINED) ? NGX_OK : rc;
     }
 
     if (ctx->auth_status == NGX_HTTP_INTERNAL_SERVER_ERROR) {

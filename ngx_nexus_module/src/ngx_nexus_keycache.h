@@ -18,6 +18,7 @@
 #define NGX_NEXUS_ZONE_SLOTS        4
 #define NGX_NEXUS_SLOT_LIMITS       0
 #define NGX_NEXUS_SLOT_KILLS        1
+#define NGX_NEXUS_SLOT_BULKHEADS    2
 
 #define NGX_NEXUS_KEY_MISS          0
 #define NGX_NEXUS_KEY_FOUND         1

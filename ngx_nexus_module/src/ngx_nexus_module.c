@@ -173,6 +173,13 @@ static ngx_command_t  ngx_nexus_commands[] = {
       offsetof(ngx_nexus_loc_conf_t, route_class),
       &ngx_nexus_route_classes },
 
+    { ngx_string("nexus_bulkhead"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2,
+      ngx_nexus_bulkhead_conf,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("nexus_feature"),
       NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_nexus_kill_feature_conf,
@@ -378,6 +385,7 @@ ngx_nexus_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     if (conf->kill_switch.len) {
         nmcf->zone_needed = 1;
+        nmcf->kill_switches = 1;
     }
 
     if (conf->auth == 1) {
@@ -409,7 +417,7 @@ ngx_nexus_postconfiguration(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
-    if (nmcf->zone_needed && nmcf->pg == NULL) {
+    if (nmcf->kill_switches && nmcf->pg == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"nexus_feature\" is used but \"nexus_postgres\" "
                            "is not set");
@@ -485,7 +493,8 @@ ngx_nexus_init_process(ngx_cycle_t *cycle)
 
     if (ngx_nexus_pg_init_process(cycle, nmcf->pg) != NGX_OK
         || ngx_nexus_redis_init_process(cycle, nmcf->redis) != NGX_OK
-        || ngx_nexus_last_used_init_process(cycle) != NGX_OK)
+        || ngx_nexus_last_used_init_process(cycle) != NGX_OK
+        || ngx_nexus_bulkhead_init_process(cycle) != NGX_OK)
     {
         return NGX_ERROR;
     }

@@ -94,8 +94,11 @@ typedef struct {
 
     ngx_int_t                   request_id_index;
 
+    ngx_uint_t                  bulkhead[4];    /* by route class */
+
     unsigned                    used:1;     /* a location uses nexus */
     unsigned                    zone_needed:1;
+    unsigned                    kill_switches:1;
 } ngx_nexus_main_conf_t;
 
 
@@ -149,6 +152,7 @@ typedef struct {
     int64_t                     limit_retry_ms;
     int64_t                     limit_remaining;
     unsigned                    limit_tenant_scope:1;
+    unsigned                    bulkhead_done:1;
 
     /* dependencies this request is waiting on, cancelled on cleanup */
     ngx_nexus_pg_query_t       *pgq;
@@ -197,6 +201,11 @@ char *ngx_nexus_kill_feature_conf(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 void ngx_nexus_kill_reload(ngx_cycle_t *cycle);
 ngx_int_t ngx_nexus_kill_check(ngx_http_request_t *r);
+
+char *ngx_nexus_bulkhead_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_nexus_bulkhead_init_process(ngx_cycle_t *cycle);
+ngx_int_t ngx_nexus_bulkhead_enter(ngx_http_request_t *r, ngx_uint_t cls);
 
 ngx_uint_t ngx_nexus_route_class(ngx_http_request_t *r,
     ngx_nexus_loc_conf_t *nlcf);
