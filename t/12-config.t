@@ -58,7 +58,7 @@ sub refused {
     return $out;
 }
 
-nexus_plan(2 + 2 * 42 + 1);     # valid config, 42 refused, one more
+nexus_plan(2 + 2 * 45 + 1);     # valid config, 45 refused, one more
 
 # --- a valid config -------------------------------------------------------------
 my ($code, $out) = nexus_nginx_t(conf(
@@ -166,6 +166,13 @@ refused('nexus_rate_limits bogus', { locations => 'location /l/ { nexus_api; nex
     qr/invalid parameter "ip=5:10"/);
 refused('nexus_fail_mode bogus', { locations => 'location /l/ { nexus_api; nexus_fail_mode maybe; }' },
     qr/invalid value "maybe"/);
+refused('nexus_concurrency without nexus_redis',
+    { redis => '', locations => 'location /l/ { nexus_api; nexus_concurrency key=2; }' },
+    qr/"nexus_concurrency" requires "nexus_redis"/);
+refused('nexus_concurrency key=0', { locations => 'location /l/ { nexus_api; nexus_concurrency key=0; }' },
+    qr/invalid parameter "key=0"/);
+refused('nexus_bulkhead bogus class', { http => 'nexus_bulkhead fast 3;' },
+    qr/invalid route class "fast"/);
 refused('nexus_route_class bogus', { locations => 'location /r/ { nexus_api; nexus_route_class bogus; }' },
     qr/invalid value "bogus"/);
 refused('nexus_api with nexus_auth off', { locations => 'location /x/ { nexus_api; nexus_auth off; }' },

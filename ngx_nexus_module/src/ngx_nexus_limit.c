@@ -28,6 +28,12 @@ static ngx_int_t ngx_nexus_limit_finish(ngx_http_request_t *r,
     ngx_nexus_ctx_t *ctx);
 static ngx_int_t ngx_nexus_limit_header(ngx_http_request_t *r,
     const char *name, int64_t value);
+static ngx_int_t ngx_nexus_limit_busy(ngx_http_request_t *r,
+    ngx_nexus_ctx_t *ctx, ngx_nexus_loc_conf_t *nlcf);
+static ngx_nexus_lease_t *ngx_nexus_lease_create(ngx_http_request_t *r,
+    u_char *kkey, size_t klen, u_char *tkey, size_t tlen);
+static void ngx_nexus_lease_hold(ngx_nexus_lease_t *lease);
+static void ngx_nexus_lease_renew(ngx_event_t *ev);
 static void ngx_nexus_limit_rates(ngx_nexus_loc_conf_t *nlcf,
     ngx_uint_t cls, ngx_nexus_principal_t *pr, ngx_uint_t *rates);
 
@@ -48,7 +54,27 @@ static const char  *ngx_nexus_limit_classes[] = {
 
 
 static ngx_nexus_redis_script_t  ngx_nexus_limit_script;
+static ngx_nexus_redis_script_t  ngx_nexus_lease_script;
+
+/* KEYS: key leases, tenant leases; ARGV: lease id, lease ttl */
+static const char  ngx_nexus_lease_lua[] =
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local ttl = tonumber(ARGV[2])\n"
+    "for i = 1, 2 do\n"
+    "  if redis.call('ZADD', KEYS[i], 'XX', 'CH', now + ttl, ARGV[1]) then\n"
+    "    redis.call('PEXPIRE', KEYS[i], ttl + 1000)\n"
+    "  end\n"
+    "end\n"
+    "return 1\n";
 static time_t                    ngx_nexus_limit_warned;
+
+/*
+ * KEYS: key bucket, tenant bucket, key leases, tenant leases.
+ * ARGV: key rps, key burst, tenant rps, tenant burst (rps 0: no rate
+ * limit), key and tenant in-flight caps (0: none), lease id, lease ttl.
+ * Nothing is taken unless everything allows.
+ */
 
 static const char  ngx_nexus_limit_lua[] =
     "local t = redis.call('TIME')\n"
@@ -68,27 +94,108 @@ static const char  ngx_nexus_limit_lua[] =
     "end\n"
     "local kr, kb = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
     "local tr, tb = tonumber(ARGV[3]), tonumber(ARGV[4])\n"
-    "local ktk = level(KEYS[1], kr, kb)\n"
-    "local ttk = level(KEYS[2], tr, tb)\n"
-    "local scope, wait = '', 0\n"
-    "if ktk < 1 then\n"
-    "  scope, wait = 'api_key', math.ceil((1 - ktk) * 1000 / kr)\n"
-    "elseif ttk < 1 then\n"
-    "  scope, wait = 'tenant', math.ceil((1 - ttk) * 1000 / tr)\n"
-    "else\n"
-    "  ktk, ttk = ktk - 1, ttk - 1\n"
+    "local km, tm = tonumber(ARGV[5]), tonumber(ARGV[6])\n"
+    "local lease, ttl = ARGV[7], tonumber(ARGV[8])\n"
+    "local ktk, ttk = 0, 0\n"
+    "local scope, kind, wait = '', '', 0\n"
+    "if kr > 0 then\n"
+    "  ktk = level(KEYS[1], kr, kb)\n"
+    "  ttk = level(KEYS[2], tr, tb)\n"
+    "  if ktk < 1 then\n"
+    "    scope, kind = 'api_key', 'rate'\n"
+    "    wait = math.ceil((1 - ktk) * 1000 / kr)\n"
+    "  elseif ttk < 1 then\n"
+    "    scope, kind = 'tenant', 'rate'\n"
+    "    wait = math.ceil((1 - ttk) * 1000 / tr)\n"
+    "  end\n"
     "end\n"
-    "store(KEYS[1], ktk, kr, kb)\n"
-    "store(KEYS[2], ttk, tr, tb)\n"
+    "if scope == '' and (km > 0 or tm > 0) then\n"
+    "  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)\n"
+    "  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)\n"
+    "  if km > 0 and redis.call('ZCARD', KEYS[3]) >= km then\n"
+    "    scope, kind, wait = 'api_key', 'concurrency', 1000\n"
+    "  elseif tm > 0 and redis.call('ZCARD', KEYS[4]) >= tm then\n"
+    "    scope, kind, wait = 'tenant', 'concurrency', 1000\n"
+    "  else\n"
+    "    redis.call('ZADD', KEYS[3], now + ttl, lease)\n"
+    "    redis.call('PEXPIRE', KEYS[3], ttl + 1000)\n"
+    "    redis.call('ZADD', KEYS[4], now + ttl, lease)\n"
+    "    redis.call('PEXPIRE', KEYS[4], ttl + 1000)\n"
+    "  end\n"
+    "end\n"
+    "if kr > 0 then\n"
+    "  if scope == '' then ktk, ttk = ktk - 1, ttk - 1 end\n"
+    "  store(KEYS[1], ktk, kr, kb)\n"
+    "  store(KEYS[2], ttk, tr, tb)\n"
+    "end\n"
     "return {scope == '' and 1 or 0, scope, wait,"
-    " math.floor(math.min(ktk, ttk))}\n";
+    " math.floor(math.min(ktk, ttk)), kind}\n";
 
 
 ngx_int_t
 ngx_nexus_limit_init(ngx_conf_t *cf)
 {
+    if (ngx_nexus_redis_script(cf, &ngx_nexus_lease_script,
+                               ngx_nexus_lease_lua)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
     return ngx_nexus_redis_script(cf, &ngx_nexus_limit_script,
                                   ngx_nexus_limit_lua);
+}
+
+
+/* nexus_concurrency [key=N] [tenant=N]; */
+
+char *
+ngx_nexus_concurrency_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_nexus_loc_conf_t *nlcf = conf;
+
+    ngx_int_t    n;
+    ngx_str_t   *value;
+    ngx_uint_t   i;
+
+    if (nlcf->concurrency[0] != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    nlcf->concurrency[0] = 0;
+    nlcf->concurrency[1] = 0;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "key=", 4) == 0) {
+            n = ngx_atoi(value[i].data + 4, value[i].len - 4);
+            if (n <= 0 || n > 1000000) {
+                goto invalid;
+            }
+            nlcf->concurrency[0] = n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "tenant=", 7) == 0) {
+            n = ngx_atoi(value[i].data + 7, value[i].len - 7);
+            if (n <= 0 || n > 1000000) {
+                goto invalid;
+            }
+            nlcf->concurrency[1] = n;
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\"", &value[i]);
+    return NGX_CONF_ERROR;
 }
 
 
@@ -198,19 +305,26 @@ ngx_nexus_limit_rates(ngx_nexus_loc_conf_t *nlcf, ngx_uint_t cls,
 ngx_int_t
 ngx_nexus_limit(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
 {
-    u_char                 *p;
-    ngx_uint_t              i, cls, rates[4];
-    const char             *argv[6];
-    size_t                  argvlen[6];
+    u_char                    *p;
+    ngx_uint_t                 i, cls, leases, rates[4];
+    const char                *argv[12];
+    size_t                     argvlen[12];
+    ngx_nexus_lease_t         *lease;
     ngx_nexus_redis_cmd_t     *cmd;
     ngx_nexus_loc_conf_t      *nlcf;
     ngx_nexus_main_conf_t     *nmcf;
     ngx_nexus_limit_result_t   res;
-    u_char                     keys[2][64], args[4][NGX_INT_T_LEN];
+    u_char                     keys[4][64], args[7][NGX_INT_T_LEN];
 
     nlcf = ngx_http_get_module_loc_conf(r, ngx_nexus_module);
+    nmcf = ngx_http_get_module_main_conf(r, ngx_nexus_module);
 
-    if (nlcf->rate_limit != 1) {
+    leases = (nlcf->concurrency[0] && nlcf->concurrency[0]
+                                      != NGX_CONF_UNSET_UINT)
+             || (nlcf->concurrency[1] && nlcf->concurrency[1]
+                                         != NGX_CONF_UNSET_UINT);
+
+    if (nlcf->rate_limit != 1 && !leases) {
         return NGX_OK;
     }
 
@@ -231,8 +345,7 @@ ngx_nexus_limit(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
     ngx_nexus_limit_rates(nlcf, cls, &ctx->principal, rates);
 
     if (!ngx_nexus_redis_configured()) {
-        nmcf = ngx_http_get_module_main_conf(r, ngx_nexus_module);
-
+        /* rate limits only: in-flight caps require nexus_redis */
         ctx->limit_state = NGX_NEXUS_AUTH_DONE;
 
         if (ngx_nexus_limit_local(nmcf->shm_zone, &ctx->principal,
@@ -264,13 +377,48 @@ ngx_nexus_limit(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
     argv[1] = (const char *) keys[1];
     argvlen[1] = p - keys[1];
 
+    p = ngx_sprintf(keys[2], "nx:cc:k:%L", ctx->principal.key_id);
+    argv[2] = (const char *) keys[2];
+    argvlen[2] = p - keys[2];
+
+    p = ngx_sprintf(keys[3], "nx:cc:t:%L", ctx->principal.tenant_id);
+    argv[3] = (const char *) keys[3];
+    argvlen[3] = p - keys[3];
+
     for (i = 0; i < 4; i++) {
-        p = ngx_sprintf(args[i], "%ui", rates[i]);
-        argv[2 + i] = (const char *) args[i];
-        argvlen[2 + i] = p - args[i];
+        p = ngx_sprintf(args[i], "%ui",
+                        nlcf->rate_limit == 1 ? rates[i] : 0);
+        argv[4 + i] = (const char *) args[i];
+        argvlen[4 + i] = p - args[i];
     }
 
-    cmd = ngx_nexus_redis_eval(&ngx_nexus_limit_script, 2, 6, argv, argvlen);
+    for (i = 0; i < 2; i++) {
+        p = ngx_sprintf(args[4 + i], "%ui",
+                        leases && nlcf->concurrency[i] != NGX_CONF_UNSET_UINT
+                        ? nlcf->concurrency[i] : 0);
+        argv[8 + i] = (const char *) args[4 + i];
+        argvlen[8 + i] = p - args[4 + i];
+    }
+
+    lease = NULL;
+
+    if (leases) {
+        lease = ngx_nexus_lease_create(r, keys[2], argvlen[2], keys[3],
+                                       argvlen[3]);
+        if (lease == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    argv[10] = lease ? (const char *) lease->id.data : "-";
+    argvlen[10] = lease ? lease->id.len : 1;
+
+    p = ngx_sprintf(args[6], "%M", nmcf->lease_ttl);
+    argv[11] = (const char *) args[6];
+    argvlen[11] = p - args[6];
+
+    cmd = ngx_nexus_redis_eval(&ngx_nexus_limit_script, 4, 12, argv,
+                               argvlen);
     if (cmd == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -279,6 +427,7 @@ ngx_nexus_limit(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
     cmd->data = r;
 
     ctx->limit_state = NGX_NEXUS_AUTH_DONE;
+    ctx->lease = lease;
 
     if (ngx_nexus_redis_send(&cmd, 1) != NGX_OK) {
         ctx->limit_status = NGX_DECLINED;
@@ -287,6 +436,14 @@ ngx_nexus_limit(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
 
     ctx->rcmd[0] = cmd;
     ctx->limit_state = NGX_NEXUS_AUTH_WAITING;
+
+    if (lease) {
+        /*
+         * from here the lease may exist in Redis, even if this request
+         * goes away before the answer: the cleanup removes it then too
+         */
+        lease->held = 1;
+    }
 
     ngx_nexus_wait(r);
 
@@ -310,11 +467,12 @@ ngx_nexus_limit_handler(ngx_nexus_redis_cmd_t *cmd, redisReply *reply,
     ctx->limit_status = NGX_DECLINED;
 
     if (rc == NGX_OK
-        && reply->type == REDIS_REPLY_ARRAY && reply->elements == 4
+        && reply->type == REDIS_REPLY_ARRAY && reply->elements == 5
         && reply->element[0]->type == REDIS_REPLY_INTEGER
         && reply->element[1]->type == REDIS_REPLY_STRING
         && reply->element[2]->type == REDIS_REPLY_INTEGER
-        && reply->element[3]->type == REDIS_REPLY_INTEGER)
+        && reply->element[3]->type == REDIS_REPLY_INTEGER
+        && reply->element[4]->type == REDIS_REPLY_STRING)
     {
         ctx->limit_status = reply->element[0]->integer
                             ? NGX_OK : NGX_HTTP_TOO_MANY_REQUESTS;
@@ -325,6 +483,18 @@ ngx_nexus_limit_handler(ngx_nexus_redis_cmd_t *cmd, redisReply *reply,
         ctx->limit_tenant_scope = (len == 6
                                    && ngx_strncmp(reply->element[1]->str,
                                                   "tenant", 6) == 0);
+        ctx->limit_concurrency = (reply->element[4]->len == 11);
+
+        if (ctx->lease) {
+            if (ctx->limit_status == NGX_OK) {
+                /* ours now: keep it alive, give it back at the end */
+                ngx_nexus_lease_hold(ctx->lease);
+
+            } else {
+                /* refused: nothing was written */
+                ctx->lease->held = 0;
+            }
+        }
 
     } else if (rc == NGX_OK) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
@@ -383,6 +553,14 @@ ngx_nexus_limit_finish(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
     }
 
     limit = ctx->limit_tenant_scope ? rates[3] : rates[1];
+
+    if (ctx->limit_status == NGX_OK && nlcf->rate_limit != 1) {
+        return NGX_OK;
+    }
+
+    if (ctx->limit_status != NGX_OK && ctx->limit_concurrency) {
+        return ngx_nexus_limit_busy(r, ctx, nlcf);
+    }
 
     if (ctx->limit_status == NGX_OK) {
         if (ngx_nexus_limit_header(r, "X-RateLimit-Limit", rates[1])
@@ -446,4 +624,176 @@ ngx_nexus_limit_header(ngx_http_request_t *r, const char *name,
     *last = '\0';
 
     return ngx_nexus_add_header(r, name, (const char *) p);
+}
+
+
+/* 429 CONCURRENCY_LIMITED: too many requests of this key or tenant open */
+
+static ngx_int_t
+ngx_nexus_limit_busy(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx,
+    ngx_nexus_loc_conf_t *nlcf)
+{
+    u_char      *details;
+    ngx_int_t    rc;
+    ngx_uint_t   limit;
+    const char  *scope;
+
+    scope = ctx->limit_tenant_scope ? "tenant" : "api_key";
+    limit = nlcf->concurrency[ctx->limit_tenant_scope ? 1 : 0];
+
+    details = ngx_pnalloc(r->pool, 64);
+    if (details == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_sprintf(details, "{\"scope\":\"%s\",\"limit\":%ui}%Z", scope,
+                limit);
+
+    if (ngx_nexus_add_header(r, "X-RateLimit-Scope", scope) != NGX_OK
+        || ngx_nexus_limit_header(r, "X-Concurrency-Limit", limit) != NGX_OK
+        || ngx_nexus_limit_header(r, "Retry-After", 1) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_nexus_send_error(r, NGX_HTTP_TOO_MANY_REQUESTS,
+                              "CONCURRENCY_LIMITED",
+                              "too many requests in flight", (char *) details);
+
+    ngx_http_finalize_request(r, rc);
+
+    return NGX_DONE;
+}
+
+
+/*
+ * Concurrency leases.  A request that may run holds a lease in the key's
+ * and the tenant's sorted sets, scored by its expiry.  While the request
+ * lives, a timer renews it every third of nexus_lease_ttl; when the
+ * request is freed (done, aborted, cut), its pool cleanup removes it.
+ * A node that dies stops renewing, and its leases expire on their own.
+ */
+
+static ngx_nexus_lease_t *
+ngx_nexus_lease_create(ngx_http_request_t *r, u_char *kkey, size_t klen,
+    u_char *tkey, size_t tlen)
+{
+    u_char                 *p;
+    ngx_nexus_lease_t      *lease;
+    ngx_nexus_main_conf_t  *nmcf;
+
+    nmcf = ngx_http_get_module_main_conf(r, ngx_nexus_module);
+
+    lease = ngx_pcalloc(r->pool, sizeof(ngx_nexus_lease_t));
+    if (lease == NULL) {
+        return NULL;
+    }
+
+    p = ngx_pnalloc(r->pool, klen + tlen + 64);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    lease->keys[0].data = p;
+    lease->keys[0].len = klen;
+    p = ngx_cpymem(p, kkey, klen);
+
+    lease->keys[1].data = p;
+    lease->keys[1].len = tlen;
+    p = ngx_cpymem(p, tkey, tlen);
+
+    /* unique across the fleet without trusting anything the client sent */
+    lease->id.data = p;
+    p = ngx_sprintf(p, "%P:%uA:%08xD%08xD", ngx_pid, r->connection->number,
+                    (uint32_t) ngx_random(), (uint32_t) ngx_random());
+    lease->id.len = p - lease->id.data;
+
+    lease->ttl = nmcf->lease_ttl;
+
+    return lease;
+}
+
+
+static void
+ngx_nexus_lease_hold(ngx_nexus_lease_t *lease)
+{
+    lease->renew.handler = ngx_nexus_lease_renew;
+    lease->renew.data = lease;
+    lease->renew.log = ngx_cycle->log;
+    lease->renew.cancelable = 1;
+
+    ngx_add_timer(&lease->renew, ngx_max(lease->ttl / 3, 1));
+}
+
+
+static void
+ngx_nexus_lease_renew(ngx_event_t *ev)
+{
+    u_char                  ttl[NGX_INT_T_LEN];
+    const char             *argv[4];
+    size_t                  argvlen[4];
+    ngx_nexus_lease_t      *lease;
+    ngx_nexus_redis_cmd_t  *cmd;
+
+    lease = ev->data;
+
+    argv[0] = (const char *) lease->keys[0].data;
+    argvlen[0] = lease->keys[0].len;
+    argv[1] = (const char *) lease->keys[1].data;
+    argvlen[1] = lease->keys[1].len;
+    argv[2] = (const char *) lease->id.data;
+    argvlen[2] = lease->id.len;
+    argv[3] = (const char *) ttl;
+    argvlen[3] = ngx_sprintf(ttl, "%M", lease->ttl) - ttl;
+
+    /* fire and forget: a lost renewal only shortens the lease */
+    cmd = ngx_nexus_redis_eval(&ngx_nexus_lease_script, 2, 4, argv, argvlen);
+    if (cmd) {
+        (void) ngx_nexus_redis_send(&cmd, 1);
+    }
+
+    ngx_add_timer(ev, ngx_max(lease->ttl / 3, 1));
+}
+
+
+/* from the request's pool cleanup */
+
+void
+ngx_nexus_lease_release(ngx_nexus_lease_t *lease)
+{
+    ngx_uint_t              i;
+    const char             *argv[3];
+    size_t                  argvlen[3];
+    ngx_nexus_redis_cmd_t  *cmds[2];
+
+    if (lease->renew.timer_set) {
+        ngx_del_timer(&lease->renew);
+    }
+
+    if (!lease->held) {
+        return;
+    }
+
+    lease->held = 0;
+
+    argv[0] = "ZREM";
+    argvlen[0] = 4;
+    argv[2] = (const char *) lease->id.data;
+    argvlen[2] = lease->id.len;
+
+    for (i = 0; i < 2; i++) {
+        argv[1] = (const char *) lease->keys[i].data;
+        argvlen[1] = lease->keys[i].len;
+
+        cmds[i] = ngx_nexus_redis_command(3, argv, argvlen);
+        if (cmds[i] == NULL) {
+            if (i) {
+                ngx_nexus_redis_free(cmds[0]);
+            }
+            return;
+        }
+    }
+
+    /* if Redis cannot take it now, the lease expires by itself */
+    (void) ngx_nexus_redis_send(cmds, 2);
 }

@@ -187,6 +187,20 @@ static ngx_command_t  ngx_nexus_commands[] = {
       0,
       NULL },
 
+    { ngx_string("nexus_concurrency"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_nexus_concurrency_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("nexus_lease_ttl"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_nexus_main_conf_t, lease_ttl),
+      NULL },
+
     { ngx_string("nexus_rate_limit"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
       ngx_conf_set_flag_slot,
@@ -266,6 +280,7 @@ ngx_nexus_create_main_conf(ngx_conf_t *cf)
     nmcf->key_cache_ttl = NGX_CONF_UNSET_MSEC;
     nmcf->key_negative_ttl = NGX_CONF_UNSET_MSEC;
     nmcf->last_used_flush = NGX_CONF_UNSET_MSEC;
+    nmcf->lease_ttl = NGX_CONF_UNSET_MSEC;
     nmcf->request_id_index = NGX_ERROR;
 
     return nmcf;
@@ -280,6 +295,13 @@ ngx_nexus_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(nmcf->key_cache_ttl, 60000);
     ngx_conf_init_msec_value(nmcf->key_negative_ttl, 5000);
     ngx_conf_init_msec_value(nmcf->last_used_flush, 10000);
+    ngx_conf_init_msec_value(nmcf->lease_ttl, 60000);
+
+    if (nmcf->lease_ttl < 300) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"nexus_lease_ttl\" must be at least 300ms");
+        return NGX_CONF_ERROR;
+    }
 
     if (nmcf->last_used_flush == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -313,6 +335,7 @@ ngx_nexus_create_loc_conf(ngx_conf_t *cf)
     nlcf->rate_limit = NGX_CONF_UNSET;
     nlcf->rates[0] = NGX_CONF_UNSET_UINT;
     nlcf->fail_mode = NGX_CONF_UNSET_UINT;
+    nlcf->concurrency[0] = NGX_CONF_UNSET_UINT;
 
     return nlcf;
 }
@@ -377,11 +400,25 @@ ngx_nexus_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     ngx_conf_merge_str_value(conf->kill_switch, prev->kill_switch, "");
 
+    if (conf->concurrency[0] == NGX_CONF_UNSET_UINT) {
+        conf->concurrency[0] = prev->concurrency[0];
+        conf->concurrency[1] = prev->concurrency[1];
+    }
+
     if (conf->rates[0] == NGX_CONF_UNSET_UINT) {
         ngx_memcpy(conf->rates, prev->rates, sizeof(conf->rates));
     }
 
     nmcf = ngx_http_conf_get_module_main_conf(cf, ngx_nexus_module);
+
+    if (conf->concurrency[0] != NGX_CONF_UNSET_UINT
+        && (conf->concurrency[0] || conf->concurrency[1])
+        && nmcf->redis == NULL)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"nexus_concurrency\" requires \"nexus_redis\"");
+        return NGX_CONF_ERROR;
+    }
 
     if (conf->kill_switch.len) {
         nmcf->zone_needed = 1;
@@ -847,6 +884,11 @@ ngx_nexus_cleanup(void *data)
             ngx_nexus_redis_cancel(ctx->rcmd[i]);
             ctx->rcmd[i] = NULL;
         }
+    }
+
+    if (ctx->lease) {
+        ngx_nexus_lease_release(ctx->lease);
+        ctx->lease = NULL;
     }
 }
 

@@ -53,6 +53,15 @@ typedef struct ngx_nexus_pg_pool_s     ngx_nexus_pg_pool_t;
 typedef struct ngx_nexus_pg_query_s    ngx_nexus_pg_query_t;
 typedef struct ngx_nexus_redis_pool_s  ngx_nexus_redis_pool_t;
 typedef struct ngx_nexus_redis_cmd_s   ngx_nexus_redis_cmd_t;
+
+
+typedef struct {
+    ngx_event_t                 renew;
+    ngx_str_t                   keys[2];
+    ngx_str_t                   id;
+    ngx_msec_t                  ttl;
+    unsigned                    held:1;
+} ngx_nexus_lease_t;
 struct yajl_val_s;
 
 /* a parsed JSON request body (yajl_val), or NULL for an empty body */
@@ -91,6 +100,7 @@ typedef struct {
     ngx_msec_t                  key_cache_ttl;
     ngx_msec_t                  key_negative_ttl;
     ngx_msec_t                  last_used_flush;
+    ngx_msec_t                  lease_ttl;
 
     ngx_int_t                   request_id_index;
 
@@ -114,6 +124,7 @@ typedef struct {
     ngx_uint_t                  rates[4];       /* nexus_rate_limits */
     ngx_uint_t                  fail_mode;
     ngx_str_t                   kill_switch;    /* "kill.<feature>" */
+    ngx_uint_t                  concurrency[2]; /* key, tenant */
 } ngx_nexus_loc_conf_t;
 
 
@@ -153,6 +164,8 @@ typedef struct {
     int64_t                     limit_remaining;
     unsigned                    limit_tenant_scope:1;
     unsigned                    bulkhead_done:1;
+    unsigned                    limit_concurrency:1;
+    ngx_nexus_lease_t          *lease;
 
     /* dependencies this request is waiting on, cancelled on cleanup */
     ngx_nexus_pg_query_t       *pgq;
@@ -211,6 +224,9 @@ ngx_uint_t ngx_nexus_route_class(ngx_http_request_t *r,
     ngx_nexus_loc_conf_t *nlcf);
 
 ngx_int_t ngx_nexus_limit_init(ngx_conf_t *cf);
+char *ngx_nexus_concurrency_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+void ngx_nexus_lease_release(ngx_nexus_lease_t *lease);
 ngx_int_t ngx_nexus_limit(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx);
 char *ngx_nexus_limit_rates_conf(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
