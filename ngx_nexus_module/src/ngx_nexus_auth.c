@@ -32,6 +32,8 @@ static ngx_int_t ngx_nexus_auth_row(PGresult *res,
 static ngx_int_t ngx_nexus_auth_unhex(u_char *dst, u_char *src, size_t n);
 static ngx_int_t ngx_nexus_auth_limits(ngx_nexus_key_data_t *kd, u_char *p,
     size_t len);
+static ngx_int_t ngx_nexus_auth_quota(ngx_nexus_key_data_t *kd, u_char *p,
+    size_t len);
 static void ngx_nexus_auth_decide(ngx_http_request_t *r,
     ngx_nexus_ctx_t *ctx, ngx_nexus_key_data_t *kd);
 static void ngx_nexus_auth_set(ngx_nexus_ctx_t *ctx, ngx_int_t status,
@@ -48,7 +50,8 @@ static const char  ngx_nexus_auth_sql[] =
     " array_to_string(k.scopes, ','),"
     " COALESCE(floor(extract(epoch FROM k.expires_at) * 1000)::bigint, 0),"
     " t.id, t.name, t.status, t.platform,"
-    " nexus_rate_limits_text(k.rate_limits, t.rate_limits)"
+    " nexus_rate_limits_text(k.rate_limits, t.rate_limits),"
+    " nexus_quota_text(t.quota)"
     " FROM api_keys k JOIN tenants t ON t.id = k.tenant_id"
     " WHERE k.prefix = $1";
 
@@ -307,7 +310,7 @@ ngx_nexus_auth_row(PGresult *res, ngx_nexus_key_data_t *kd, u_char *hash)
     char      *v;
     ngx_int_t  n;
 
-    if (PQnfields(res) != 11) {
+    if (PQnfields(res) != 12) {
         return NGX_ERROR;
     }
 
@@ -358,7 +361,10 @@ ngx_nexus_auth_row(PGresult *res, ngx_nexus_key_data_t *kd, u_char *hash)
 
     if (ngx_nexus_auth_limits(kd, (u_char *) PQgetvalue(res, 0, 10),
                               PQgetlength(res, 0, 10))
-        != NGX_OK)
+        != NGX_OK
+        || ngx_nexus_auth_quota(kd, (u_char *) PQgetvalue(res, 0, 11),
+                                PQgetlength(res, 0, 11))
+           != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -426,6 +432,46 @@ ngx_nexus_auth_limits(ngx_nexus_key_data_t *kd, u_char *p, size_t len)
 }
 
 
+/* "daily,monthly,soft_permille,observe" of nexus_quota_text() */
+
+static ngx_int_t
+ngx_nexus_auth_quota(ngx_nexus_key_data_t *kd, u_char *p, size_t len)
+{
+    u_char      *last, *comma;
+    off_t        n;
+    ngx_uint_t   i;
+    int64_t      v[4];
+
+    last = p + len;
+
+    for (i = 0; i < 4; i++) {
+        comma = ngx_strlchr(p, last, ',');
+
+        if (comma == NULL) {
+            if (i != 3) {
+                return NGX_ERROR;
+            }
+            comma = last;
+        }
+
+        n = ngx_atoof(p, comma - p);
+        if (n == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        v[i] = n;
+        p = comma + 1;
+    }
+
+    kd->quota[0] = v[0];
+    kd->quota[1] = v[1];
+    kd->quota_soft = (uint16_t) ngx_min(v[2], 1000);
+    kd->quota_observe = (v[3] == 1);
+
+    return NGX_OK;
+}
+
+
 /* the decision for a key that exists: the same from cache or database */
 
 static void
@@ -471,6 +517,10 @@ ngx_nexus_auth_decide(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx,
     ctx->principal.role = kd->role;
     ctx->principal.platform = kd->platform;
     ngx_memcpy(ctx->principal.limits, kd->limits, sizeof(kd->limits));
+    ctx->principal.quota[0] = kd->quota[0];
+    ctx->principal.quota[1] = kd->quota[1];
+    ctx->principal.quota_soft = kd->quota_soft;
+    ctx->principal.quota_observe = kd->quota_observe;
 
     ctx->principal.tenant.data = p;
     ctx->principal.tenant.len = kd->tenant_len;

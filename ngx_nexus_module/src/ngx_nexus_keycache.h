@@ -39,6 +39,9 @@ typedef struct {
     u_char                      tenant[NGX_NEXUS_TENANT_MAX];
     u_char                      scopes[NGX_NEXUS_SCOPES_MAX];
     uint32_t                    limits[NGX_NEXUS_LIMITS];
+    int64_t                     quota[2];       /* daily, monthly; 0 none */
+    uint16_t                    quota_soft;     /* permille */
+    u_char                      quota_observe;
 } ngx_nexus_key_data_t;
 
 

@@ -30,6 +30,10 @@ static ngx_int_t ngx_nexus_limit_header(ngx_http_request_t *r,
     const char *name, int64_t value);
 static ngx_int_t ngx_nexus_limit_busy(ngx_http_request_t *r,
     ngx_nexus_ctx_t *ctx, ngx_nexus_loc_conf_t *nlcf);
+static ngx_int_t ngx_nexus_limit_quota(ngx_http_request_t *r,
+    ngx_nexus_ctx_t *ctx);
+static ngx_int_t ngx_nexus_limit_quota_headers(ngx_http_request_t *r,
+    ngx_nexus_ctx_t *ctx);
 static ngx_nexus_lease_t *ngx_nexus_lease_create(ngx_http_request_t *r,
     u_char *kkey, size_t klen, u_char *tkey, size_t tlen);
 static void ngx_nexus_lease_hold(ngx_nexus_lease_t *lease);
@@ -70,10 +74,16 @@ static const char  ngx_nexus_lease_lua[] =
 static time_t                    ngx_nexus_limit_warned;
 
 /*
+ * Everything a request may consume, checked first and taken only if all
+ * of it allows: the key and tenant rate buckets, the key and tenant lease
+ * sets, and the tenant's daily and monthly quota counters (UTC periods,
+ * from Redis's clock).
+ *
  * KEYS: key bucket, tenant bucket, key leases, tenant leases.
- * ARGV: key rps, key burst, tenant rps, tenant burst (rps 0: no rate
- * limit), key and tenant in-flight caps (0: none), lease id, lease ttl.
- * Nothing is taken unless everything allows.
+ * ARGV: 1-4 key rps, key burst, tenant rps, tenant burst (rps 0: none);
+ * 5-6 key and tenant in-flight caps (0: none); 7 lease id; 8 lease ttl;
+ * 9 tenant id; 10-11 daily and monthly quota (0: none); 12 soft cap in
+ * permille; 13 "1" to observe rather than enforce; 14 units.
  */
 
 static const char  ngx_nexus_limit_lua[] =
@@ -92,10 +102,44 @@ static const char  ngx_nexus_limit_lua[] =
     "  redis.call('HSET', key, 'tk', tostring(tk), 'ts', now)\n"
     "  redis.call('PEXPIRE', key, math.ceil(burst * 1000 / rate) + 1000)\n"
     "end\n"
+    "local function civil(z)\n"
+    "  z = z + 719468\n"
+    "  local era = math.floor(z / 146097)\n"
+    "  local doe = z - era * 146097\n"
+    "  local yoe = math.floor((doe - math.floor(doe / 1460)"
+    " + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)\n"
+    "  local doy = doe - (365 * yoe + math.floor(yoe / 4)"
+    " - math.floor(yoe / 100))\n"
+    "  local mp = math.floor((5 * doy + 2) / 153)\n"
+    "  local m = mp < 10 and mp + 3 or mp - 9\n"
+    "  local y = yoe + era * 400\n"
+    "  if m <= 2 then y = y + 1 end\n"
+    "  return y, m\n"
+    "end\n"
+    "local function days(y, m)\n"
+    "  if m <= 2 then y = y - 1 end\n"
+    "  local era = math.floor(y / 400)\n"
+    "  local yoe = y - era * 400\n"
+    "  local mp = m > 2 and m - 3 or m + 9\n"
+    "  local doy = math.floor((153 * mp + 2) / 5)\n"
+    "  return era * 146097 + yoe * 365 + math.floor(yoe / 4)"
+    " - math.floor(yoe / 100) + doy - 719468\n"
+    "end\n"
+    "local function event(tid, ty, p, pid, lim, used, ttl)\n"
+    "  local once = 'nx:q:' .. tid .. ':ev:' .. ty .. ':' .. pid\n"
+    "  if redis.call('SET', once, '1', 'NX', 'PX', ttl) then\n"
+    "    redis.call('XADD', 'nx:events', 'MAXLEN', '~', 100000, '*',"
+    " 'type', ty, 'tenant_id', tid, 'period', p, 'limit', lim,"
+    " 'used', used, 'ts', now)\n"
+    "  end\n"
+    "end\n"
     "local kr, kb = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
     "local tr, tb = tonumber(ARGV[3]), tonumber(ARGV[4])\n"
     "local km, tm = tonumber(ARGV[5]), tonumber(ARGV[6])\n"
     "local lease, ttl = ARGV[7], tonumber(ARGV[8])\n"
+    "local tid, qd, qm = ARGV[9], tonumber(ARGV[10]), tonumber(ARGV[11])\n"
+    "local soft, observe = tonumber(ARGV[12]), ARGV[13] == '1'\n"
+    "local units = tonumber(ARGV[14])\n"
     "local ktk, ttk = 0, 0\n"
     "local scope, kind, wait = '', '', 0\n"
     "if kr > 0 then\n"
@@ -116,12 +160,65 @@ static const char  ngx_nexus_limit_lua[] =
     "    scope, kind, wait = 'api_key', 'concurrency', 1000\n"
     "  elseif tm > 0 and redis.call('ZCARD', KEYS[4]) >= tm then\n"
     "    scope, kind, wait = 'tenant', 'concurrency', 1000\n"
-    "  else\n"
-    "    redis.call('ZADD', KEYS[3], now + ttl, lease)\n"
-    "    redis.call('PEXPIRE', KEYS[3], ttl + 1000)\n"
-    "    redis.call('ZADD', KEYS[4], now + ttl, lease)\n"
-    "    redis.call('PEXPIRE', KEYS[4], ttl + 1000)\n"
     "  end\n"
+    "end\n"
+    "local qp, ql, qu, qr, warn = '', 0, 0, 0, 0\n"
+    "if qd > 0 or qm > 0 then\n"
+    "  local day = math.floor(now / 86400000)\n"
+    "  local y, m = civil(day)\n"
+    "  local mon = string.format('%04d-%02d', y, m)\n"
+    "  local ny, nm = y, m + 1\n"
+    "  if nm > 12 then ny, nm = y + 1, 1 end\n"
+    "  local dend = (day + 1) * 86400000\n"
+    "  local mend = days(ny, nm) * 86400000\n"
+    "  local dk = 'nx:q:' .. tid .. ':d:' .. day\n"
+    "  local mk = 'nx:q:' .. tid .. ':m:' .. mon\n"
+    "  local du = tonumber(redis.call('GET', dk) or '0')\n"
+    "  local mu = tonumber(redis.call('GET', mk) or '0')\n"
+    "  local over, olim, oused, oend, oid = '', 0, 0, 0, ''\n"
+    "  if qd > 0 and du + units > qd then\n"
+    "    over, olim, oused, oend, oid = 'day', qd, du, dend, day\n"
+    "  elseif qm > 0 and mu + units > qm then\n"
+    "    over, olim, oused, oend, oid = 'month', qm, mu, mend, mon\n"
+    "  end\n"
+    "  if scope == '' and over ~= '' and not observe then\n"
+    "    scope, kind, wait = 'tenant', 'quota', oend - now\n"
+    "    qp, ql, qu, qr = over, olim, oused, math.max(0, olim - oused)\n"
+    "    event(tid, 'quota.hard_cap_blocked', over, oid, olim, oused,"
+    " oend - now + 60000)\n"
+    "  elseif scope == '' then\n"
+    "    du = redis.call('INCRBY', dk, units)\n"
+    "    redis.call('PEXPIRE', dk, dend - now + 86400000)\n"
+    "    mu = redis.call('INCRBY', mk, units)\n"
+    "    redis.call('PEXPIRE', mk, mend - now + 86400000)\n"
+    "    if over ~= '' then\n"
+    "      event(tid, 'quota.overage', over, oid, olim, oused + units,"
+    " oend - now + 60000)\n"
+    "    end\n"
+    "    local dr = qd > 0 and qd - du or nil\n"
+    "    local mr = qm > 0 and qm - mu or nil\n"
+    "    if dr and (not mr or dr <= mr) then\n"
+    "      qp, ql, qu, qr = 'day', qd, du, math.max(0, dr)\n"
+    "    else\n"
+    "      qp, ql, qu, qr = 'month', qm, mu, math.max(0, mr)\n"
+    "    end\n"
+    "    if qd > 0 and du * 1000 >= qd * soft then\n"
+    "      warn = 1\n"
+    "      event(tid, 'quota.soft_cap_reached', 'day', day, qd, du,"
+    " dend - now + 60000)\n"
+    "    end\n"
+    "    if qm > 0 and mu * 1000 >= qm * soft then\n"
+    "      warn = 1\n"
+    "      event(tid, 'quota.soft_cap_reached', 'month', mon, qm, mu,"
+    " mend - now + 60000)\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "if scope == '' and (km > 0 or tm > 0) then\n"
+    "  redis.call('ZADD', KEYS[3], now + ttl, lease)\n"
+    "  redis.call('PEXPIRE', KEYS[3], ttl + 1000)\n"
+    "  redis.call('ZADD', KEYS[4], now + ttl, lease)\n"
+    "  redis.call('PEXPIRE', KEYS[4], ttl + 1000)\n"
     "end\n"
     "if kr > 0 then\n"
     "  if scope == '' then ktk, ttk = ktk - 1, ttk - 1 end\n"
@@ -129,7 +226,7 @@ static const char  ngx_nexus_limit_lua[] =
     "  store(KEYS[2], ttk, tr, tb)\n"
     "end\n"
     "return {scope == '' and 1 or 0, scope, wait,"
-    " math.floor(math.min(ktk, ttk)), kind}\n";
+    " math.floor(math.min(ktk, ttk)), kind, qp, ql, qu, qr, warn}\n";
 
 
 ngx_int_t
@@ -306,15 +403,15 @@ ngx_int_t
 ngx_nexus_limit(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
 {
     u_char                    *p;
-    ngx_uint_t                 i, cls, leases, rates[4];
-    const char                *argv[12];
-    size_t                     argvlen[12];
+    ngx_uint_t                 i, cls, leases, quota, rates[4];
+    const char                *argv[18];
+    size_t                     argvlen[18];
     ngx_nexus_lease_t         *lease;
     ngx_nexus_redis_cmd_t     *cmd;
     ngx_nexus_loc_conf_t      *nlcf;
     ngx_nexus_main_conf_t     *nmcf;
     ngx_nexus_limit_result_t   res;
-    u_char                     keys[4][64], args[7][NGX_INT_T_LEN];
+    u_char                     keys[4][64], args[13][NGX_INT64_LEN];
 
     nlcf = ngx_http_get_module_loc_conf(r, ngx_nexus_module);
     nmcf = ngx_http_get_module_main_conf(r, ngx_nexus_module);
@@ -324,7 +421,11 @@ ngx_nexus_limit(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
              || (nlcf->concurrency[1] && nlcf->concurrency[1]
                                          != NGX_CONF_UNSET_UINT);
 
-    if (nlcf->rate_limit != 1 && !leases) {
+    /* quotas are counted in Redis: without it they are not enforced */
+    quota = (ctx->principal.quota[0] || ctx->principal.quota[1])
+            && ngx_nexus_redis_configured();
+
+    if (nlcf->rate_limit != 1 && !leases && !quota) {
         return NGX_OK;
     }
 
@@ -417,7 +518,25 @@ ngx_nexus_limit(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
     argv[11] = (const char *) args[6];
     argvlen[11] = p - args[6];
 
-    cmd = ngx_nexus_redis_eval(&ngx_nexus_limit_script, 4, 12, argv,
+    /* a run costs 3 units of quota, anything else 1 */
+    p = ngx_sprintf(args[7], "%L", ctx->principal.tenant_id);
+    argv[12] = (const char *) args[7];
+    argvlen[12] = p - args[7];
+    p = ngx_sprintf(args[8], "%L", quota ? ctx->principal.quota[0] : 0);
+    argv[13] = (const char *) args[8];
+    argvlen[13] = p - args[8];
+    p = ngx_sprintf(args[9], "%L", quota ? ctx->principal.quota[1] : 0);
+    argv[14] = (const char *) args[9];
+    argvlen[14] = p - args[9];
+    p = ngx_sprintf(args[10], "%ui", ctx->principal.quota_soft);
+    argv[15] = (const char *) args[10];
+    argvlen[15] = p - args[10];
+    argv[16] = ctx->principal.quota_observe ? "1" : "0";
+    argvlen[16] = 1;
+    argv[17] = (cls == NGX_NEXUS_CLASS_RUN) ? "3" : "1";
+    argvlen[17] = 1;
+
+    cmd = ngx_nexus_redis_eval(&ngx_nexus_limit_script, 4, 18, argv,
                                argvlen);
     if (cmd == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -467,12 +586,17 @@ ngx_nexus_limit_handler(ngx_nexus_redis_cmd_t *cmd, redisReply *reply,
     ctx->limit_status = NGX_DECLINED;
 
     if (rc == NGX_OK
-        && reply->type == REDIS_REPLY_ARRAY && reply->elements == 5
+        && reply->type == REDIS_REPLY_ARRAY && reply->elements == 10
         && reply->element[0]->type == REDIS_REPLY_INTEGER
         && reply->element[1]->type == REDIS_REPLY_STRING
         && reply->element[2]->type == REDIS_REPLY_INTEGER
         && reply->element[3]->type == REDIS_REPLY_INTEGER
-        && reply->element[4]->type == REDIS_REPLY_STRING)
+        && reply->element[4]->type == REDIS_REPLY_STRING
+        && reply->element[5]->type == REDIS_REPLY_STRING
+        && reply->element[6]->type == REDIS_REPLY_INTEGER
+        && reply->element[7]->type == REDIS_REPLY_INTEGER
+        && reply->element[8]->type == REDIS_REPLY_INTEGER
+        && reply->element[9]->type == REDIS_REPLY_INTEGER)
     {
         ctx->limit_status = reply->element[0]->integer
                             ? NGX_OK : NGX_HTTP_TOO_MANY_REQUESTS;
@@ -484,6 +608,15 @@ ngx_nexus_limit_handler(ngx_nexus_redis_cmd_t *cmd, redisReply *reply,
                                    && ngx_strncmp(reply->element[1]->str,
                                                   "tenant", 6) == 0);
         ctx->limit_concurrency = (reply->element[4]->len == 11);
+        ctx->limit_quota = (reply->element[4]->len == 5);
+
+        /* quota: the binding period ("day", "month"), limit, used, left */
+        ctx->quota_period = reply->element[5]->len == 3 ? 1
+                            : reply->element[5]->len == 5 ? 2 : 0;
+        ctx->quota_limit = reply->element[6]->integer;
+        ctx->quota_used = reply->element[7]->integer;
+        ctx->quota_remaining = reply->element[8]->integer;
+        ctx->quota_warn = (reply->element[9]->integer != 0);
 
         if (ctx->lease) {
             if (ctx->limit_status == NGX_OK) {
@@ -554,12 +687,22 @@ ngx_nexus_limit_finish(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
 
     limit = ctx->limit_tenant_scope ? rates[3] : rates[1];
 
-    if (ctx->limit_status == NGX_OK && nlcf->rate_limit != 1) {
-        return NGX_OK;
-    }
-
     if (ctx->limit_status != NGX_OK && ctx->limit_concurrency) {
         return ngx_nexus_limit_busy(r, ctx, nlcf);
+    }
+
+    if (ctx->limit_status != NGX_OK && ctx->limit_quota) {
+        return ngx_nexus_limit_quota(r, ctx);
+    }
+
+    if (ctx->limit_status == NGX_OK && ctx->quota_period
+        && ngx_nexus_limit_quota_headers(r, ctx) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ctx->limit_status == NGX_OK && nlcf->rate_limit != 1) {
+        return NGX_OK;
     }
 
     if (ctx->limit_status == NGX_OK) {
@@ -796,4 +939,72 @@ ngx_nexus_lease_release(ngx_nexus_lease_t *lease)
 
     /* if Redis cannot take it now, the lease expires by itself */
     (void) ngx_nexus_redis_send(cmds, 2);
+}
+
+
+static const char  *ngx_nexus_quota_periods[] = { "", "day", "month" };
+
+
+static ngx_int_t
+ngx_nexus_limit_quota_headers(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
+{
+    if (ngx_nexus_add_header(r, "X-Quota-Period",
+                             ngx_nexus_quota_periods[ctx->quota_period])
+           != NGX_OK
+        || ngx_nexus_limit_header(r, "X-Quota-Limit", ctx->quota_limit)
+           != NGX_OK
+        || ngx_nexus_limit_header(r, "X-Quota-Used", ctx->quota_used)
+           != NGX_OK
+        || ngx_nexus_limit_header(r, "X-Quota-Remaining",
+                                  ctx->quota_remaining)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (ctx->quota_warn
+        && ngx_nexus_add_header(r, "X-Quota-Warning", "soft-cap-reached")
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* 402 QUOTA_EXCEEDED: the tenant's cap for the period is used up */
+
+static ngx_int_t
+ngx_nexus_limit_quota(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
+{
+    u_char     *details;
+    int64_t     retry;
+    ngx_int_t   rc;
+
+    details = ngx_pnalloc(r->pool, 128 + 3 * NGX_INT64_LEN);
+    if (details == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_sprintf(details, "{\"period\":\"%s\",\"limit\":%L,\"used\":%L,"
+                "\"remaining\":%L}%Z",
+                ngx_nexus_quota_periods[ctx->quota_period], ctx->quota_limit,
+                ctx->quota_used, ctx->quota_remaining);
+
+    retry = (ngx_max(ctx->limit_retry_ms, 1) + 999) / 1000;
+
+    if (ngx_nexus_limit_quota_headers(r, ctx) != NGX_OK
+        || ngx_nexus_limit_header(r, "Retry-After", retry) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_nexus_send_error(r, 402, "QUOTA_EXCEEDED",
+                              "the tenant's request quota is used up",
+                              (char *) details);
+
+    ngx_http_finalize_request(r, rc);
+
+    return NGX_DONE;
 }

@@ -137,6 +137,9 @@ typedef struct {
     ngx_str_t                   prefix;
     ngx_str_t                   scopes;         /* comma-separated */
     uint32_t                    limits[NGX_NEXUS_LIMITS];
+    int64_t                     quota[2];       /* daily, monthly; 0 none */
+    ngx_uint_t                  quota_soft;     /* permille */
+    unsigned                    quota_observe:1;
     unsigned                    platform:1;
 } ngx_nexus_principal_t;
 
@@ -165,6 +168,12 @@ typedef struct {
     unsigned                    limit_tenant_scope:1;
     unsigned                    bulkhead_done:1;
     unsigned                    limit_concurrency:1;
+    unsigned                    limit_quota:1;
+    unsigned                    quota_warn:1;
+    ngx_uint_t                  quota_period;   /* 0 none, 1 day, 2 month */
+    int64_t                     quota_limit;
+    int64_t                     quota_used;
+    int64_t                     quota_remaining;
     ngx_nexus_lease_t          *lease;
 
     /* dependencies this request is waiting on, cancelled on cleanup */
