@@ -41,7 +41,8 @@ static ngx_nexus_limit_sh_t *ngx_nexus_limit_sh(ngx_slab_pool_t *shpool,
 static void ngx_nexus_bucket_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 static ngx_nexus_bucket_t *ngx_nexus_bucket_get(ngx_slab_pool_t *shpool,
-    ngx_nexus_limit_sh_t *sh, u_char *key, size_t len, ngx_uint_t burst);
+    ngx_nexus_limit_sh_t *sh, u_char *key, size_t len, ngx_uint_t burst,
+    ngx_nexus_bucket_t *keep);
 static double ngx_nexus_bucket_level(ngx_nexus_bucket_t *b, ngx_msec_t now,
     ngx_uint_t rate, ngx_uint_t burst);
 
@@ -72,8 +73,10 @@ ngx_nexus_limit_local(ngx_shm_zone_t *zone, ngx_nexus_principal_t *pr,
 
     sh = ngx_nexus_limit_sh(shpool,
                             ngx_nexus_zone_slot(zone, NGX_NEXUS_SLOT_LIMITS));
-    kb = sh ? ngx_nexus_bucket_get(shpool, sh, kkey, klen, rates[1]) : NULL;
-    tb = kb ? ngx_nexus_bucket_get(shpool, sh, tkey, tlen, rates[3]) : NULL;
+    kb = sh ? ngx_nexus_bucket_get(shpool, sh, kkey, klen, rates[1], NULL)
+            : NULL;
+    tb = kb ? ngx_nexus_bucket_get(shpool, sh, tkey, tlen, rates[3], kb)
+            : NULL;
 
     if (tb == NULL) {
         ngx_shmtx_unlock(&shpool->mutex);
@@ -176,7 +179,7 @@ ngx_nexus_bucket_insert(ngx_rbtree_node_t *temp, ngx_rbtree_node_t *node,
 
 static ngx_nexus_bucket_t *
 ngx_nexus_bucket_get(ngx_slab_pool_t *shpool, ngx_nexus_limit_sh_t *sh,
-    u_char *key, size_t len, ngx_uint_t burst)
+    u_char *key, size_t len, ngx_uint_t burst, ngx_nexus_bucket_t *keep)
 {
     uint32_t             hash;
     ngx_int_t            rc;
@@ -215,8 +218,13 @@ ngx_nexus_bucket_get(ngx_slab_pool_t *shpool, ngx_nexus_limit_sh_t *sh,
             break;
         }
 
-        /* reclaim the least recently used bucket */
+        /* reclaim the least recently used bucket, never the one in use */
         q = ngx_queue_last(&sh->lru);
+
+        if (keep && q == &keep->lru) {
+            break;
+        }
+
         ngx_queue_remove(q);
         b = ngx_queue_data(q, ngx_nexus_bucket_t, lru);
         ngx_rbtree_delete(&sh->rbtree, &b->node);
