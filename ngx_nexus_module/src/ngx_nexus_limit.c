@@ -343,7 +343,8 @@ ngx_nexus_limit_rates_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         burst = colon ? ngx_atoi(colon + 1, v.data + v.len - colon - 1)
                       : rps;
 
-        if (rps <= 0 || rps > 1000000 || burst <= 0 || burst > 10000000) {
+        /* the same ranges as the overrides stored in PostgreSQL */
+        if (rps <= 0 || rps > 999999 || burst <= 0 || burst > 9999999) {
             goto invalid;
         }
 
