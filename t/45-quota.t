@@ -20,7 +20,7 @@ EOF
 my $n1 = nexus_nginx(nexus_conf(locations => $locs), workers => 2);
 my $n2 = nexus_nginx(nexus_conf(locations => $locs), workers => 2);
 
-nexus_plan(24);
+nexus_plan(39);
 
 sub code {
     my ($r) = @_;
@@ -97,6 +97,47 @@ my ($t4, $k4) = quota_tenant('monthly', '{"monthly": 3}');
 is(join(',', map { $_->{status} } @r), '200,200,200,402', 'monthly cap of 3');
 is($r[0]{headers}{'x-quota-period'}, 'month', 'X-Quota-Period month');
 is($r[3]{json}{error}{details}{period}, 'month', 'blocked by the month');
+
+# --- the admin API ----------------------------------------------------------------------
+my $ops = make_tenant('quota-ops', platform => 1);
+my $padmin = make_key($ops, name => 'ops', role => 'admin');
+my $tadmin = make_key($t1, name => 'admin', role => 'admin');
+
+sub adm {
+    my ($method, $who, $path, $body) = @_;
+    return http_req($n1->port, $method, $path, bearer => $who, json => 1,
+        defined $body ? (json_body => $body) : ());
+}
+
+my $r0 = adm('GET', $padmin, "/v1/admin/quotas/$t1");
+is($r0->{status}, 200, 'platform admin reads a quota');
+is($r0->{json}{data}{quota}{daily}, 10, 'the configuration');
+like($r0->{json}{data}{usage}{day}{period} // '', qr/^\d{4}-\d{2}-\d{2}$/,
+    'usage: the UTC day');
+like($r0->{json}{data}{usage}{month}{period} // '', qr/^\d{4}-\d{2}$/,
+    'usage: the UTC month');
+ok($r0->{json}{data}{usage}{day}{used} >= 6, 'usage: used today');
+is(adm('GET', $tadmin, "/v1/admin/quotas/$t1")->{status}, 200,
+    'a tenant admin reads its own');
+is(code(adm('GET', $tadmin, "/v1/admin/quotas/$t2")), 'TENANT_NOT_FOUND',
+    'but not another tenant\'s');
+is(adm('PATCH', $tadmin, "/v1/admin/quotas/$t1", { daily => 1000 })->{status},
+    403, 'a tenant admin cannot raise its own quota');
+$r0 = adm('PATCH', $padmin, "/v1/admin/quotas/$t1", { daily => 3 });
+is($r0->{json}{data}{quota}{daily}, 3, 'a platform admin lowers it');
+sleep 0.5;
+is(http_req($n2->port, 'GET', '/v1/me', bearer => $k1)->{status}, 402,
+    'the lowered quota applies at once');
+$r0 = adm('PATCH', $padmin, "/v1/admin/quotas/$t1", { daily => undef });
+ok(!exists $r0->{json}{data}{quota}{daily}, 'null removes a cap');
+is(code(adm('PATCH', $padmin, "/v1/admin/quotas/$t1", { daily => 0 })),
+    'VALIDATION_ERROR', 'daily 0 refused');
+is(code(adm('PATCH', $padmin, "/v1/admin/quotas/$t1", { soft_ratio => 2 })),
+    'VALIDATION_ERROR', 'soft_ratio 2 refused');
+is(code(adm('PATCH', $padmin, "/v1/admin/quotas/$t1", { bogus => 1 })),
+    'VALIDATION_ERROR', 'unknown field refused');
+is(code(adm('PATCH', $padmin, '/v1/admin/quotas/no-such-tenant', { daily => 5 })),
+    'TENANT_NOT_FOUND', 'unknown tenant');
 
 # --- no quota, no headers; bad quota refused by the database ---------------------------
 my $plain = make_key(make_tenant('noquota'));

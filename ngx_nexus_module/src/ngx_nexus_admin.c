@@ -21,6 +21,8 @@
 #include "ngx_nexus_pg.h"
 #include "ngx_nexus_reply.h"
 #include "ngx_nexus_body.h"
+#include "ngx_nexus_redis.h"
+#include "ngx_nexus_limit.h"
 
 #include <nx_json.h>
 #include <nx_name.h>
@@ -34,12 +36,16 @@
 #define NGX_NEXUS_ADMIN_REVOKE_KEY      4
 #define NGX_NEXUS_ADMIN_LIST_KILLS      5
 #define NGX_NEXUS_ADMIN_SET_KILLS       6
-#define NGX_NEXUS_ADMIN_NOPS            7
+#define NGX_NEXUS_ADMIN_GET_QUOTA       7
+#define NGX_NEXUS_ADMIN_SET_QUOTA       8
+#define NGX_NEXUS_ADMIN_NOPS            9
 
 
 typedef struct {
     ngx_uint_t                  op;
     u_char                      key[NX_KEY_LEN];
+    ngx_str_t                   tenant;     /* quotas/{tenant} */
+    ngx_str_t                   json;       /* the quota, while Redis runs */
 } ngx_nexus_admin_ctx_t;
 
 
@@ -60,6 +66,15 @@ static void ngx_nexus_admin_invalid(ngx_http_request_t *r,
     const char *message);
 static ngx_int_t ngx_nexus_admin_kills(ngx_http_request_t *r);
 static ngx_int_t ngx_nexus_admin_kill_name(const char *name);
+static ngx_int_t ngx_nexus_admin_quota(ngx_http_request_t *r,
+    ngx_str_t *tenant);
+static void ngx_nexus_admin_set_quota(ngx_http_request_t *r, yajl_val v);
+static void ngx_nexus_admin_quota_usage(ngx_http_request_t *r,
+    PGresult *res);
+static void ngx_nexus_admin_usage_done(ngx_nexus_redis_cmd_t *cmd,
+    redisReply *reply, ngx_int_t rc);
+static void ngx_nexus_admin_usage_reply(ngx_http_request_t *r,
+    redisReply *reply, ngx_int_t rc);
 static void ngx_nexus_admin_set_kills(ngx_http_request_t *r, yajl_val v);
 
 
@@ -144,13 +159,49 @@ static const struct {
       " SELECT coalesce(json_agg(" NGX_NEXUS_KILL_JSON " ORDER BY k.name),"
       " '[]')::text FROM up k",
       2 },
+
+    { "nexus_admin_get_quota",
+      "SELECT json_build_object('tenant', t.name, 'quota', t.quota)::text,"
+      " t.id FROM tenants t WHERE t.name = $1"
+      " AND ($2::bigint = 0 OR t.id = $2::bigint)",
+      2 },
+
+    { "nexus_admin_set_quota",
+      "UPDATE tenants AS t SET quota = jsonb_strip_nulls(t.quota || $2::jsonb)"
+      " WHERE t.name = $1"
+      " RETURNING json_build_object('tenant', t.name, 'quota', t.quota)::text",
+      2 },
 };
+
+
+/* today's and this month's quota counters of a tenant (ARGV: tenant id) */
+
+static const char  ngx_nexus_admin_usage_lua[] =
+    NGX_NEXUS_LUA_CALENDAR
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local day = math.floor(now / 86400000)\n"
+    "local y, m = civil(day)\n"
+    "local mon = string.format('%04d-%02d', y, m)\n"
+    "local d = string.format('%s-%02d', mon, day - days(y, m) + 1)\n"
+    "local q = 'nx:q:' .. ARGV[1]\n"
+    "return {d, tonumber(redis.call('GET', q .. ':d:' .. day) or '0'),"
+    " mon, tonumber(redis.call('GET', q .. ':m:' .. mon) or '0')}\n";
+
+static ngx_nexus_redis_script_t  ngx_nexus_admin_usage_script;
 
 
 ngx_int_t
 ngx_nexus_admin_init_statements(ngx_conf_t *cf)
 {
     ngx_uint_t  i;
+
+    if (ngx_nexus_redis_script(cf, &ngx_nexus_admin_usage_script,
+                               ngx_nexus_admin_usage_lua)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
 
     for (i = 0; i < NGX_NEXUS_ADMIN_NOPS; i++) {
         if (ngx_nexus_pg_statement(cf, ngx_nexus_admin_sql[i].name,
@@ -212,6 +263,17 @@ ngx_nexus_admin_handler(ngx_http_request_t *r)
                           == 0)
     {
         return ngx_nexus_admin_kills(r);
+    }
+
+    if (rest.len > 7 && ngx_strncmp(rest.data, "quotas/", 7) == 0) {
+        id.data = rest.data + 7;
+        id.len = rest.len - 7;
+
+        if (nx_tenant_name_valid((char *) id.data, id.len) != 0) {
+            return ngx_nexus_not_found(r);
+        }
+
+        return ngx_nexus_admin_quota(r, &id);
     }
 
     /* api-keys/{id}/revoke */
@@ -666,8 +728,22 @@ ngx_nexus_admin_done(ngx_nexus_pg_query_t *q, PGresult *res, ngx_int_t rc)
         goto done;
     }
 
+    if (rc == NGX_OK && actx->op == NGX_NEXUS_ADMIN_GET_QUOTA) {
+        /* the quota's configuration; its usage comes from Redis */
+        ngx_nexus_admin_quota_usage(r, res);
+        return;
+    }
+
     if (rc == NGX_ERROR) {
         state = ngx_nexus_pg_sqlstate(res);
+
+        if (ngx_strcmp(state, "23514") == 0) {
+            /* a CHECK constraint: what was sent is not acceptable */
+            rc = ngx_nexus_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                      "VALIDATION_ERROR",
+                                      "the values are out of range", NULL);
+            goto done;
+        }
 
         if (ngx_strcmp(state, "23505") == 0
             && actx->op == NGX_NEXUS_ADMIN_CREATE_TENANT)
@@ -695,6 +771,7 @@ ngx_nexus_admin_done(ngx_nexus_pg_query_t *q, PGresult *res, ngx_int_t rc)
         switch (actx->op) {
 
         case NGX_NEXUS_ADMIN_CREATE_KEY:
+        case NGX_NEXUS_ADMIN_SET_QUOTA:
             rc = ngx_nexus_send_error(r, NGX_HTTP_NOT_FOUND,
                                       "TENANT_NOT_FOUND",
                                       "no such tenant", NULL);
@@ -901,4 +978,308 @@ ngx_nexus_admin_kill_name(const char *name)
     }
 
     return (n > 5 && n <= 5 + 32) ? NGX_OK : NGX_ERROR;
+}
+
+
+/*
+ * GET|PATCH /v1/admin/quotas/{tenant}.  A tenant's admin reads its own;
+ * only a platform admin changes one (a tenant must not raise its cap).
+ * PATCH {"daily": N, "monthly": N, "soft_ratio": R, "mode": "enforce"},
+ * any subset; null removes a field.
+ */
+
+static ngx_int_t
+ngx_nexus_admin_quota(ngx_http_request_t *r, ngx_str_t *tenant)
+{
+    ngx_int_t               rc;
+    ngx_nexus_ctx_t        *ctx;
+    ngx_nexus_pg_query_t   *q;
+    ngx_nexus_admin_ctx_t  *actx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
+
+    if (r->method == NGX_HTTP_PATCH) {
+        if (!ctx->principal.platform) {
+            return ngx_nexus_send_error(r, NGX_HTTP_FORBIDDEN, "FORBIDDEN",
+                                        "only a platform admin can change "
+                                        "a quota",
+                                        "{\"required\":\"platform_admin\"}");
+        }
+
+        actx = ngx_pcalloc(r->pool, sizeof(ngx_nexus_admin_ctx_t));
+        if (actx == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        actx->tenant = *tenant;
+        ctx->handler_ctx = actx;
+
+        return ngx_nexus_read_json(r, ngx_nexus_admin_set_quota);
+    }
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return ngx_nexus_method_not_allowed(r, "GET, HEAD, PATCH");
+    }
+
+    q = ngx_nexus_admin_prepare(r, NGX_NEXUS_ADMIN_GET_QUOTA,
+                                tenant->len + 32);
+    if (q == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    (void) ngx_nexus_pg_param(q, tenant->data, tenant->len);
+    (void) ngx_nexus_admin_param_int(q, ngx_nexus_admin_scope(r));
+
+    rc = ngx_nexus_admin_query(r, q);
+
+    if (rc == NGX_DONE) {
+        r->main->count++;
+    }
+
+    return rc;
+}
+
+
+static void
+ngx_nexus_admin_set_quota(ngx_http_request_t *r, yajl_val v)
+{
+    u_char                 *json, *p;
+    size_t                  i;
+    int64_t                 n;
+    ngx_int_t               rc;
+    ngx_str_t               tenant;
+    yajl_val                f;
+    const char             *name, *s;
+    ngx_nexus_ctx_t        *ctx;
+    ngx_nexus_pg_query_t   *q;
+    ngx_nexus_admin_ctx_t  *actx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
+    actx = ctx->handler_ctx;
+    tenant = actx->tenant;
+
+    if (v == NULL || v->u.object.len == 0) {
+        ngx_nexus_admin_invalid(r, "a JSON object with daily, monthly, "
+                                   "soft_ratio or mode is required");
+        return;
+    }
+
+    json = ngx_pnalloc(r->pool, 256);
+    if (json == NULL) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    /* rebuilt from checked values only; the database checks them again */
+
+    p = json;
+    *p++ = '{';
+
+    for (i = 0; i < v->u.object.len; i++) {
+        name = v->u.object.keys[i];
+        f = v->u.object.values[i];
+
+        p = ngx_sprintf(p, "%s\"", i ? "," : "");
+
+        if (ngx_strcmp(name, "daily") == 0
+            || ngx_strcmp(name, "monthly") == 0)
+        {
+            p = ngx_sprintf(p, "%s\":", name);
+
+            if (YAJL_IS_NULL(f)) {
+                p = ngx_cpymem(p, "null", 4);
+                continue;
+            }
+
+            if (nx_json_int(f, &n) != 0 || n <= 0 || n > 999999999999LL) {
+                goto invalid;
+            }
+
+            p = ngx_sprintf(p, "%L", n);
+            continue;
+        }
+
+        if (ngx_strcmp(name, "soft_ratio") == 0) {
+            p = ngx_cpymem(p, "soft_ratio\":", 12);
+
+            if (YAJL_IS_NULL(f)) {
+                p = ngx_cpymem(p, "null", 4);
+                continue;
+            }
+
+            if (!YAJL_IS_NUMBER(f) || !YAJL_IS_DOUBLE(f)
+                || f->u.number.d <= 0 || f->u.number.d > 1)
+            {
+                goto invalid;
+            }
+
+            p = ngx_sprintf(p, "%.3f", f->u.number.d);
+            continue;
+        }
+
+        if (ngx_strcmp(name, "mode") == 0) {
+            p = ngx_cpymem(p, "mode\":", 6);
+
+            if (YAJL_IS_NULL(f)) {
+                p = ngx_cpymem(p, "null", 4);
+                continue;
+            }
+
+            if (nx_json_string(f, &s) != 0
+                || (ngx_strcmp(s, "enforce") != 0
+                    && ngx_strcmp(s, "observe") != 0))
+            {
+                goto invalid;
+            }
+
+            p = ngx_sprintf(p, "\"%s\"", s);
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    *p++ = '}';
+
+    q = ngx_nexus_admin_prepare(r, NGX_NEXUS_ADMIN_SET_QUOTA,
+                                tenant.len + (p - json) + 2);
+    if (q == NULL) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    (void) ngx_nexus_pg_param(q, tenant.data, tenant.len);
+    (void) ngx_nexus_pg_param(q, json, p - json);
+
+    rc = ngx_nexus_admin_query(r, q);
+
+    if (rc != NGX_DONE) {
+        ngx_http_finalize_request(r, rc);
+    }
+
+    return;
+
+invalid:
+
+    ngx_nexus_admin_invalid(r, "daily and monthly must be integers of "
+                               "1..999999999999, soft_ratio a number in "
+                               "(0, 1], mode \"enforce\" or \"observe\"");
+}
+
+
+static void
+ngx_nexus_admin_quota_usage(ngx_http_request_t *r, PGresult *res)
+{
+    u_char                 *p;
+    size_t                  len;
+    const char             *argv[1];
+    size_t                  argvlen[1];
+    ngx_nexus_ctx_t        *ctx;
+    ngx_nexus_redis_cmd_t  *cmd;
+    ngx_nexus_admin_ctx_t  *actx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
+    actx = ctx->handler_ctx;
+
+    if (PQntuples(res) != 1 || PQnfields(res) != 2) {
+        /* a tenant admin asking for another tenant learns nothing more */
+        ngx_http_finalize_request(r,
+            ngx_nexus_send_error(r, NGX_HTTP_NOT_FOUND, "TENANT_NOT_FOUND",
+                                 "no such tenant", NULL));
+        return;
+    }
+
+    len = PQgetlength(res, 0, 0);
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    ngx_memcpy(p, PQgetvalue(res, 0, 0), len);
+    actx->json.data = p;
+    actx->json.len = len;
+
+    if (ngx_nexus_redis_configured()) {
+        argv[0] = PQgetvalue(res, 0, 1);
+        argvlen[0] = PQgetlength(res, 0, 1);
+
+        cmd = ngx_nexus_redis_eval(&ngx_nexus_admin_usage_script, 0, 1, argv,
+                                   argvlen);
+        if (cmd) {
+            cmd->handler = ngx_nexus_admin_usage_done;
+            cmd->data = r;
+
+            if (ngx_nexus_redis_send(&cmd, 1) == NGX_OK) {
+                ctx->rcmd[0] = cmd;
+                ngx_nexus_wait(r);
+                return;
+            }
+        }
+    }
+
+    /* usage unknown: answer with the configuration alone */
+    ngx_nexus_admin_usage_reply(r, NULL, NGX_DECLINED);
+}
+
+
+static void
+ngx_nexus_admin_usage_done(ngx_nexus_redis_cmd_t *cmd, redisReply *reply,
+    ngx_int_t rc)
+{
+    ngx_http_request_t  *r;
+    ngx_nexus_ctx_t     *ctx;
+
+    r = cmd->data;
+    ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
+    ctx->rcmd[0] = NULL;
+
+    ngx_nexus_admin_usage_reply(r, reply, rc);
+}
+
+
+static void
+ngx_nexus_admin_usage_reply(ngx_http_request_t *r, redisReply *reply,
+    ngx_int_t rc)
+{
+    u_char                 *buf, *p;
+    ngx_nexus_ctx_t        *ctx;
+    ngx_nexus_admin_ctx_t  *actx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
+    actx = ctx->handler_ctx;
+    r->read_event_handler = ngx_http_block_reading;
+
+    buf = ngx_pnalloc(r->pool, actx->json.len + 160);
+    if (buf == NULL) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    /* {"tenant":...,"quota":{...}} + ,"usage":... */
+    p = ngx_cpymem(buf, actx->json.data, actx->json.len - 1);
+
+    if (rc == NGX_OK && reply->type == REDIS_REPLY_ARRAY
+        && reply->elements == 4
+        && reply->element[0]->type == REDIS_REPLY_STRING
+        && reply->element[1]->type == REDIS_REPLY_INTEGER
+        && reply->element[2]->type == REDIS_REPLY_STRING
+        && reply->element[3]->type == REDIS_REPLY_INTEGER
+        && reply->element[0]->len <= 10 && reply->element[2]->len <= 7)
+    {
+        p = ngx_sprintf(p, ",\"usage\":{\"day\":{\"period\":\"%*s\","
+                        "\"used\":%L},\"month\":{\"period\":\"%*s\","
+                        "\"used\":%L}}}",
+                        reply->element[0]->len, reply->element[0]->str,
+                        (int64_t) reply->element[1]->integer,
+                        reply->element[2]->len, reply->element[2]->str,
+                        (int64_t) reply->element[3]->integer);
+
+    } else {
+        p = ngx_cpymem(p, ",\"usage\":null}", 14);
+    }
+
+    ngx_http_finalize_request(r,
+        ngx_nexus_send_data(r, NGX_HTTP_OK, buf, p - buf));
 }

@@ -13,6 +13,37 @@
 #include "ngx_nexus_module.h"
 
 
+/*
+ * Lua: civil(day number) -> year, month and days(year, month) -> the day
+ * number of the month's first day (proleptic Gregorian, UTC), shared by
+ * the scripts that count quotas and the one that reads them.
+ */
+#define NGX_NEXUS_LUA_CALENDAR                                                \
+    "local function civil(z)\n"                                               \
+    "  z = z + 719468\n"                                                      \
+    "  local era = math.floor(z / 146097)\n"                                  \
+    "  local doe = z - era * 146097\n"                                        \
+    "  local yoe = math.floor((doe - math.floor(doe / 1460)"                  \
+    " + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)\n"         \
+    "  local doy = doe - (365 * yoe + math.floor(yoe / 4)"                    \
+    " - math.floor(yoe / 100))\n"                                             \
+    "  local mp = math.floor((5 * doy + 2) / 153)\n"                          \
+    "  local m = mp < 10 and mp + 3 or mp - 9\n"                              \
+    "  local y = yoe + era * 400\n"                                           \
+    "  if m <= 2 then y = y + 1 end\n"                                        \
+    "  return y, m\n"                                                         \
+    "end\n"                                                                   \
+    "local function days(y, m)\n"                                             \
+    "  if m <= 2 then y = y - 1 end\n"                                        \
+    "  local era = math.floor(y / 400)\n"                                     \
+    "  local yoe = y - era * 400\n"                                           \
+    "  local mp = m > 2 and m - 3 or m + 9\n"                                 \
+    "  local doy = math.floor((153 * mp + 2) / 5)\n"                          \
+    "  return era * 146097 + yoe * 365 + math.floor(yoe / 4)"                 \
+    " - math.floor(yoe / 100) + doy - 719468\n"                               \
+    "end\n"
+
+
 typedef struct {
     unsigned                    allowed:1;
     unsigned                    tenant_scope:1;
