@@ -3,7 +3,8 @@
  *
  * nexusctl: the operator's command-line tool. This file holds main(), the
  * usage text and the dispatch to one handler per verb; each verb lives in
- * its own file (cli_migrate.c, cli_tenant.c, cli_key.c, cli_limits.c).
+ * its own file (cli_migrate.c, cli_tenant.c, cli_key.c, cli_limits.c,
+ * cli_quota.c).
  */
 
 #include <fcntl.h>
@@ -67,6 +68,17 @@ static const cli_verb_t  cli_verbs[] = {
     { "show-limits", cli_show_limits,
       "(--tenant NAME | --prefix PREFIX)",
       "show the rate limit overrides of a tenant or a key" },
+
+    { "set-quota", cli_set_quota,
+      "--tenant NAME [--daily N] [--monthly N]\n"
+      "                          [--soft-ratio R] [--mode enforce|observe]\n"
+      "                          [--no-daily] [--no-monthly]\n"
+      "       nexusctl set-quota --tenant NAME --clear",
+      "set or clear the request quota of a tenant" },
+
+    { "show-quota", cli_show_quota,
+      "--tenant NAME",
+      "show the request quota of a tenant" },
 
     { NULL, NULL, NULL, NULL }
 };
