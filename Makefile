@@ -35,7 +35,8 @@ UNIT_BINS   := $(patsubst common/tests/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 FUZZ_SRCS   := $(wildcard common/fuzz/fuzz_*.c)
 
 LIBS_CRYPTO := -lcrypto
-LIBS_CLI    := -lpq -lyajl -lcrypto -ljemalloc
+LIBS_COMMON := -lyajl -lcrypto -lpcre2-8
+LIBS_CLI    := -lpq $(LIBS_COMMON) -ljemalloc
 
 .PHONY: all deps module lib cli test unit integration demo demo-down clean \
         fuzz bench test-asan
@@ -98,7 +99,7 @@ unit: $(UNIT_BINS)
 $(BUILD)/tests/%: common/tests/%.c $(BUILD)/libnexus.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(SAN_FLAGS) -o $@ $< $(BUILD)/libnexus.a -lcmocka \
-	    -lyajl -lcrypto
+	    $(LIBS_COMMON)
 
 integration: all
 	@t/run

@@ -52,7 +52,7 @@ for h in "${harnesses[@]}"; do
     if ! "$clang" -g -O1 -fsanitize=fuzzer,address,undefined \
             -fno-sanitize-recover=all -Wall -Wextra -Werror -std=gnu11 \
             -I"$root/common" \
-            -o "$bin" "$h" "$root"/common/nx_*.c -lyajl -lcrypto
+            -o "$bin" "$h" "$root"/common/nx_*.c -lyajl -lcrypto -lpcre2-8
     then
         echo "fuzz: $name: build failed"
         failed=1
