@@ -155,7 +155,10 @@ ngx_nexus_body_collect(ngx_http_request_t *r, ngx_str_t *body)
             continue;
         }
 
-        p = ngx_cpymem(p, b->pos, b->last - b->pos);
+        if (b->last > b->pos) {
+            /* an empty buffer (a last_buf marker) may have no memory */
+            p = ngx_cpymem(p, b->pos, b->last - b->pos);
+        }
     }
 
     body->len = p - body->data;
