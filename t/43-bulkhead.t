@@ -30,9 +30,10 @@ my $t = nexus_nginx(nexus_conf(listen => 'reuseport',
         }
 EOF
 
-nexus_plan(8);
+nexus_plan(10);
 
 my $tenant = make_tenant('bulkhead');
+psql(q{UPDATE tenants SET quota = '{"daily": 1000}'} . " WHERE name = '$tenant'");
 my $key = make_key($tenant);
 
 sub code {
@@ -50,6 +51,11 @@ is($ok, 3, 'three run requests in flight across both workers');
 is(scalar @busy, 2, 'the others are turned away');
 is(code($busy[0]), 'SERVICE_BUSY', 'SERVICE_BUSY');
 is($busy[0]{json}{error}{details}{route_class}, 'run', 'the class is named');
+ok(!defined $busy[0]{headers}{'x-quota-used'}, 'turned away before the quota');
+# three runs admitted (3 units each) and this read (1): the two turned
+# away would have made it 16
+is(http_req($t->port, 'GET', '/fast/v1/models', bearer => $key)
+    ->{headers}{'x-quota-used'}, '10', 'a turned-away request spent no quota');
 
 # other classes are not affected while run is full
 @h = map { http_start($t->port, 'GET', '/slow/v1/models', bearer => $key) } 1 .. 3;

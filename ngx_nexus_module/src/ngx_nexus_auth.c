@@ -606,17 +606,20 @@ ngx_nexus_auth_finish(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
             goto done;
         }
 
-        rc = ngx_nexus_limit(r, ctx);
+        /*
+         * the node's bulkhead first: it is local and costs nothing, and a
+         * request it turns away must not have spent tokens or quota
+         */
+        if (!ctx->bulkhead_done) {
+            ctx->bulkhead_done = 1;
 
-        if (rc != NGX_OK || ctx->bulkhead_done) {
-            return rc;
+            rc = ngx_nexus_bulkhead_enter(r, ngx_nexus_route_class(r, nlcf));
+            if (rc != NGX_DECLINED) {
+                return rc;
+            }
         }
 
-        ctx->bulkhead_done = 1;
-
-        rc = ngx_nexus_bulkhead_enter(r, ngx_nexus_route_class(r, nlcf));
-
-        return (rc == NGX_DECLINED) ? NGX_OK : rc;
+        return ngx_nexus_limit(r, ctx);
     }
 
     if (ctx->auth_status == NGX_HTTP_INTERNAL_SERVER_ERROR) {
