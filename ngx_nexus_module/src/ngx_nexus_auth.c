@@ -40,6 +40,12 @@ static void ngx_nexus_auth_set(ngx_nexus_ctx_t *ctx, ngx_int_t status,
     const char *code, const char *message);
 static ngx_int_t ngx_nexus_auth_finish(ngx_http_request_t *r,
     ngx_nexus_ctx_t *ctx);
+static ngx_uint_t ngx_nexus_auth_has_scope(ngx_str_t *scopes,
+    ngx_str_t *scope);
+static ngx_int_t ngx_nexus_auth_forbidden_role(ngx_http_request_t *r,
+    ngx_uint_t role);
+static ngx_int_t ngx_nexus_auth_missing_scope(ngx_http_request_t *r,
+    ngx_str_t *scope);
 
 
 static ngx_uint_t  ngx_nexus_auth_stmt;
@@ -597,6 +603,19 @@ ngx_nexus_auth_finish(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
             goto done;
         }
 
+        if (ctx->principal.role < nlcf->require_role) {
+            rc = ngx_nexus_auth_forbidden_role(r, nlcf->require_role);
+            goto done;
+        }
+
+        if (nlcf->require_scope.len
+            && !ngx_nexus_auth_has_scope(&ctx->principal.scopes,
+                                         &nlcf->require_scope))
+        {
+            rc = ngx_nexus_auth_missing_scope(r, &nlcf->require_scope);
+            goto done;
+        }
+
         if (nlcf->handler == NGX_NEXUS_HANDLER_ADMIN
             && ctx->principal.role != NGX_NEXUS_ROLE_ADMIN)
         {
@@ -638,4 +657,72 @@ done:
     ngx_http_finalize_request(r, rc);
 
     return NGX_DONE;
+}
+
+
+/* scopes: the key's comma-separated list; "*" grants every scope */
+
+static ngx_uint_t
+ngx_nexus_auth_has_scope(ngx_str_t *scopes, ngx_str_t *scope)
+{
+    u_char  *p, *last, *comma;
+
+    p = scopes->data;
+    last = p + scopes->len;
+
+    while (p < last) {
+        comma = ngx_strlchr(p, last, ',');
+        if (comma == NULL) {
+            comma = last;
+        }
+
+        if ((comma - p == 1 && *p == '*')
+            || ((size_t) (comma - p) == scope->len
+                && ngx_strncmp(p, scope->data, scope->len) == 0))
+        {
+            return 1;
+        }
+
+        p = comma + 1;
+    }
+
+    return 0;
+}
+
+
+static ngx_int_t
+ngx_nexus_auth_forbidden_role(ngx_http_request_t *r, ngx_uint_t role)
+{
+    u_char  *details;
+
+    details = ngx_pnalloc(r->pool, 48);
+    if (details == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_sprintf(details, "{\"required_role\":\"%s\"}%Z",
+                nx_role_name((int) role));
+
+    return ngx_nexus_send_error(r, NGX_HTTP_FORBIDDEN, "FORBIDDEN",
+                                "the key's role is not allowed here",
+                                (char *) details);
+}
+
+
+static ngx_int_t
+ngx_nexus_auth_missing_scope(ngx_http_request_t *r, ngx_str_t *scope)
+{
+    u_char  *details;
+
+    details = ngx_pnalloc(r->pool, sizeof("{\"scope\":\"\"}") + scope->len);
+    if (details == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* scopes are [a-z0-9_:.*-]: nothing to escape */
+    ngx_sprintf(details, "{\"scope\":\"%V\"}%Z", scope);
+
+    return ngx_nexus_send_error(r, NGX_HTTP_FORBIDDEN, "SCOPE_MISSING",
+                                "the key lacks the scope this route needs",
+                                (char *) details);
 }

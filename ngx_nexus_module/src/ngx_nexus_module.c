@@ -45,6 +45,8 @@ static char *ngx_nexus_tenant(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_nexus_error(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_nexus_require_scope(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static ngx_shm_zone_t *ngx_nexus_add_zone(ngx_conf_t *cf, ngx_str_t *name,
     size_t size);
 static void ngx_nexus_cleanup(void *data);
@@ -55,6 +57,14 @@ static ngx_conf_enum_t  ngx_nexus_route_classes[] = {
     { ngx_string("mutation"), NGX_NEXUS_CLASS_MUTATION },
     { ngx_string("read"), NGX_NEXUS_CLASS_READ },
     { ngx_string("ops"), NGX_NEXUS_CLASS_OPS },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_conf_enum_t  ngx_nexus_roles[] = {
+    { ngx_string("reader"), NGX_NEXUS_ROLE_READER },
+    { ngx_string("editor"), NGX_NEXUS_ROLE_EDITOR },
+    { ngx_string("admin"), NGX_NEXUS_ROLE_ADMIN },
     { ngx_null_string, 0 }
 };
 
@@ -172,6 +182,20 @@ static ngx_command_t  ngx_nexus_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_nexus_loc_conf_t, route_class),
       &ngx_nexus_route_classes },
+
+    { ngx_string("nexus_require_role"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_nexus_loc_conf_t, require_role),
+      &ngx_nexus_roles },
+
+    { ngx_string("nexus_require_scope"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_nexus_require_scope,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
 
     { ngx_string("nexus_bulkhead"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2,
@@ -336,6 +360,7 @@ ngx_nexus_create_loc_conf(ngx_conf_t *cf)
     nlcf->rates[0] = NGX_CONF_UNSET_UINT;
     nlcf->fail_mode = NGX_CONF_UNSET_UINT;
     nlcf->concurrency[0] = NGX_CONF_UNSET_UINT;
+    nlcf->require_role = NGX_CONF_UNSET_UINT;
 
     return nlcf;
 }
@@ -399,6 +424,9 @@ ngx_nexus_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               NGX_NEXUS_FAIL_CLOSED);
 
     ngx_conf_merge_str_value(conf->kill_switch, prev->kill_switch, "");
+    ngx_conf_merge_uint_value(conf->require_role, prev->require_role,
+                              NGX_NEXUS_ROLE_READER);
+    ngx_conf_merge_str_value(conf->require_scope, prev->require_scope, "");
 
     if (conf->concurrency[0] == NGX_CONF_UNSET_UINT) {
         conf->concurrency[0] = prev->concurrency[0];
@@ -775,6 +803,37 @@ ngx_nexus_tenant(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     nlcf->tenant = value[1];
+
+    return NGX_CONF_OK;
+}
+
+
+/* nexus_require_scope SCOPE; */
+
+static char *
+ngx_nexus_require_scope(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_nexus_loc_conf_t *nlcf = conf;
+
+    ngx_str_t  *value;
+
+    if (nlcf->require_scope.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    /* one scope, no list */
+    if (ngx_strlchr(value[1].data, value[1].data + value[1].len, ',')
+        || nx_scopes_valid((char *) value[1].data, value[1].len) != 0
+        || value[1].len == 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid scope \"%V\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    nlcf->require_scope = value[1];
 
     return NGX_CONF_OK;
 }

@@ -125,6 +125,8 @@ typedef struct {
     ngx_uint_t                  fail_mode;
     ngx_str_t                   kill_switch;    /* "kill.<feature>" */
     ngx_uint_t                  concurrency[2]; /* key, tenant */
+    ngx_uint_t                  require_role;   /* nexus_require_role */
+    ngx_str_t                   require_scope;  /* nexus_require_scope */
 } ngx_nexus_loc_conf_t;
 
 
