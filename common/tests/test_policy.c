@@ -1749,11 +1749,11 @@ test_reference_spelling(void **state)
 
     set_err("[{\"id\": \"a\", \"name\": \"b\", \"effect\": \"allow\","
             " \"resource_type\": \"d\", \"action\": \"r\"}]",
-            "both \"id\" and \"name\"");
+            "rules[0]: both \"id\" and \"name\"");
     set_err("[{\"id\": \"a\", \"effect\": \"allow\","
             " \"resource_type\": \"d\", \"action\": \"r\","
             " \"condition\": true, \"condition_json\": true}]",
-            "both \"condition\" and \"condition_json\"");
+            "rules[0]: both \"condition\" and \"condition_json\"");
     (void) err;
 }
 
