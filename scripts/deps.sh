@@ -10,7 +10,7 @@ pkgs=(
     redis-server libhiredis-dev
     libyajl-dev libssl-dev libcurl4-openssl-dev libjemalloc-dev
     libpcre2-dev libpcre3-dev zlib1g-dev
-    libcmocka-dev
+    libcmocka-dev tzdata
     perl
     nodejs
     curl wrk
