@@ -77,7 +77,6 @@ static int nx_audit_encode_row(nx_audit_sink_t *s, const nx_audit_row_t *row);
 static int nx_audit_str_valid(const nx_audit_str_t *str);
 static void nx_audit_put_value(nx_audit_sink_t *s, yajl_val v, int depth);
 static void nx_audit_put_json_string(nx_audit_sink_t *s, const char *str);
-static size_t nx_audit_utf8_len(const unsigned char *p, size_t left);
 static unsigned char nx_audit_fold(unsigned char c);
 static nx_audit_status_t nx_audit_problem(nx_audit_verify_t *v,
     nx_audit_status_t status, int64_t seq, const char *fmt, ...)
@@ -344,7 +343,7 @@ nx_audit_put_json_string(nx_audit_sink_t *s, const char *str)
                 continue;
             }
 
-            n = nx_audit_utf8_len(p + i, len - i);
+            n = nx_utf8_len(p + i, len - i);
             if (n != 0) {
                 i += n;
                 continue;
@@ -376,64 +375,6 @@ nx_audit_put_json_string(nx_audit_sink_t *s, const char *str)
 
     nx_audit_put(s, p + run, len - run);
     nx_audit_put(s, "\"", 1);
-}
-
-
-/*
- * Length of the well-formed UTF-8 sequence at p (Unicode 15, table 3-7),
- * or 0; the same rule as nx_json's escaper.
- */
-
-static size_t
-nx_audit_utf8_len(const unsigned char *p, size_t left)
-{
-    size_t         n, k;
-    unsigned char  c, lo, hi;
-
-    c = p[0];
-    lo = 0x80;
-    hi = 0xbf;
-
-    if (c >= 0xc2 && c <= 0xdf) {
-        n = 2;
-
-    } else if (c == 0xe0) {
-        n = 3;
-        lo = 0xa0;
-
-    } else if ((c >= 0xe1 && c <= 0xec) || c == 0xee || c == 0xef) {
-        n = 3;
-
-    } else if (c == 0xed) {
-        n = 3;
-        hi = 0x9f;
-
-    } else if (c == 0xf0) {
-        n = 4;
-        lo = 0x90;
-
-    } else if (c >= 0xf1 && c <= 0xf3) {
-        n = 4;
-
-    } else if (c == 0xf4) {
-        n = 4;
-        hi = 0x8f;
-
-    } else {
-        return 0;
-    }
-
-    if (left < n || p[1] < lo || p[1] > hi) {
-        return 0;
-    }
-
-    for (k = 2; k < n; k++) {
-        if (p[k] < 0x80 || p[k] > 0xbf) {
-            return 0;
-        }
-    }
-
-    return n;
 }
 
 

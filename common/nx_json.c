@@ -28,7 +28,6 @@
 
 static size_t nx_json_escape_run(char *dst, const unsigned char *src,
     size_t len);
-static size_t nx_json_utf8_len(const unsigned char *p, size_t left);
 static yajl_val nx_json_parse_opt(const char *buf, size_t len, int strict,
     char *errbuf, size_t errlen);
 static int nx_json_prescan(const unsigned char *p, size_t len, int strict,
@@ -238,7 +237,7 @@ nx_json_escape_run(char *dst, const unsigned char *src, size_t len)
         c = src[i];
 
         if (c >= 0x80) {
-            n = nx_json_utf8_len(src + i, len - i);
+            n = nx_utf8_len(src + i, len - i);
 
             if (n == 0) {
                 if (dst != NULL) {
@@ -299,8 +298,8 @@ nx_json_escape_run(char *dst, const unsigned char *src, size_t len)
  * no overlong forms, no surrogates, nothing above U+10FFFF), or 0.
  */
 
-static size_t
-nx_json_utf8_len(const unsigned char *p, size_t left)
+size_t
+nx_utf8_len(const unsigned char *p, size_t left)
 {
     size_t         n, k;
     unsigned char  c, lo, hi;

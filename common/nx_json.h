@@ -41,6 +41,13 @@ yajl_val nx_json_parse(const char *buf, size_t len, char *errbuf,
 yajl_val nx_json_parse_strict(const char *buf, size_t len, char *errbuf,
     size_t errlen);
 
+/*
+ * Length of the well-formed UTF-8 sequence at p[0..left) (Unicode 15,
+ * table 3-7: no overlong forms, no surrogates, nothing above U+10FFFF), or
+ * 0 when there is none. left must be at least 1.
+ */
+size_t nx_utf8_len(const unsigned char *p, size_t left);
+
 /* Object member lookup by name; NULL when v is not an object or the member
  * is absent. With duplicate names the last one wins. */
 yajl_val nx_json_get(yajl_val v, const char *name);
