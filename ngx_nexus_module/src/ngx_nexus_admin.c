@@ -53,6 +53,8 @@ static ngx_int_t ngx_nexus_admin_query(ngx_http_request_t *r,
     ngx_nexus_pg_query_t *q);
 static void ngx_nexus_admin_done(ngx_nexus_pg_query_t *q, PGresult *res,
     ngx_int_t rc);
+static ngx_int_t ngx_nexus_admin_run(ngx_http_request_t *r,
+    ngx_nexus_pg_query_t *q);
 static ngx_int_t ngx_nexus_admin_list_tenants(ngx_http_request_t *r);
 static void ngx_nexus_admin_create_tenant(ngx_http_request_t *r,
     yajl_val v);
@@ -353,6 +355,26 @@ ngx_nexus_admin_param_int(ngx_nexus_pg_query_t *q, int64_t n)
 
 
 /*
+ * From a content handler (no body read): the request stays alive until
+ * ngx_nexus_admin_done() answers it.
+ */
+
+static ngx_int_t
+ngx_nexus_admin_run(ngx_http_request_t *r, ngx_nexus_pg_query_t *q)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_nexus_admin_query(r, q);
+
+    if (rc == NGX_DONE) {
+        r->main->count++;
+    }
+
+    return rc;
+}
+
+
+/*
  * Sends q for r.  Returns NGX_DONE when the answer will come from
  * ngx_nexus_admin_done(), or the rc of an error response sent now.
  */
@@ -381,7 +403,6 @@ ngx_nexus_admin_query(ngx_http_request_t *r, ngx_nexus_pg_query_t *q)
 static ngx_int_t
 ngx_nexus_admin_list_tenants(ngx_http_request_t *r)
 {
-    ngx_int_t              rc;
     ngx_nexus_pg_query_t  *q;
 
     q = ngx_nexus_admin_prepare(r, NGX_NEXUS_ADMIN_LIST_TENANTS, 32);
@@ -391,13 +412,7 @@ ngx_nexus_admin_list_tenants(ngx_http_request_t *r)
 
     (void) ngx_nexus_admin_param_int(q, ngx_nexus_admin_scope(r));
 
-    rc = ngx_nexus_admin_query(r, q);
-
-    if (rc == NGX_DONE) {
-        r->main->count++;
-    }
-
-    return rc;
+    return ngx_nexus_admin_run(r, q);
 }
 
 
@@ -457,7 +472,6 @@ ngx_nexus_admin_create_tenant(ngx_http_request_t *r, yajl_val v)
 static ngx_int_t
 ngx_nexus_admin_list_keys(ngx_http_request_t *r)
 {
-    ngx_int_t              rc;
     ngx_str_t              tenant;
     ngx_nexus_pg_query_t  *q;
 
@@ -481,13 +495,7 @@ ngx_nexus_admin_list_keys(ngx_http_request_t *r)
     (void) ngx_nexus_admin_param_int(q, ngx_nexus_admin_scope(r));
     (void) ngx_nexus_pg_param(q, tenant.data, tenant.len);
 
-    rc = ngx_nexus_admin_query(r, q);
-
-    if (rc == NGX_DONE) {
-        r->main->count++;
-    }
-
-    return rc;
+    return ngx_nexus_admin_run(r, q);
 }
 
 
@@ -671,7 +679,6 @@ ngx_nexus_admin_scopes(ngx_http_request_t *r, yajl_val v, ngx_str_t *out)
 static ngx_int_t
 ngx_nexus_admin_revoke_key(ngx_http_request_t *r, ngx_str_t *id)
 {
-    ngx_int_t              rc;
     ngx_nexus_pg_query_t  *q;
 
     if (id->len == 0 || id->len > 18) {
@@ -692,13 +699,7 @@ ngx_nexus_admin_revoke_key(ngx_http_request_t *r, ngx_str_t *id)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    rc = ngx_nexus_admin_query(r, q);
-
-    if (rc == NGX_DONE) {
-        r->main->count++;
-    }
-
-    return rc;
+    return ngx_nexus_admin_run(r, q);
 }
 
 
@@ -845,7 +846,6 @@ ngx_nexus_admin_invalid(ngx_http_request_t *r, const char *message)
 static ngx_int_t
 ngx_nexus_admin_kills(ngx_http_request_t *r)
 {
-    ngx_int_t              rc;
     ngx_nexus_ctx_t       *ctx;
     ngx_nexus_pg_query_t  *q;
 
@@ -870,13 +870,7 @@ ngx_nexus_admin_kills(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    rc = ngx_nexus_admin_query(r, q);
-
-    if (rc == NGX_DONE) {
-        r->main->count++;
-    }
-
-    return rc;
+    return ngx_nexus_admin_run(r, q);
 }
 
 
@@ -991,7 +985,6 @@ ngx_nexus_admin_kill_name(const char *name)
 static ngx_int_t
 ngx_nexus_admin_quota(ngx_http_request_t *r, ngx_str_t *tenant)
 {
-    ngx_int_t               rc;
     ngx_nexus_ctx_t        *ctx;
     ngx_nexus_pg_query_t   *q;
     ngx_nexus_admin_ctx_t  *actx;
@@ -1030,13 +1023,7 @@ ngx_nexus_admin_quota(ngx_http_request_t *r, ngx_str_t *tenant)
     (void) ngx_nexus_pg_param(q, tenant->data, tenant->len);
     (void) ngx_nexus_admin_param_int(q, ngx_nexus_admin_scope(r));
 
-    rc = ngx_nexus_admin_query(r, q);
-
-    if (rc == NGX_DONE) {
-        r->main->count++;
-    }
-
-    return rc;
+    return ngx_nexus_admin_run(r, q);
 }
 
 
