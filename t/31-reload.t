@@ -14,7 +14,9 @@ use Time::HiRes qw(time sleep);
 use Nexus::Test;
 use Nexus::Fixtures;
 
-my $t = nexus_nginx(nexus_conf(redis_timeout => '5s'), workers => 2);
+# at debug level, so that every debug log call on these paths runs too
+my $t = nexus_nginx(nexus_conf(redis_timeout => '5s'), workers => 2,
+    log_level => 'debug');
 
 nexus_plan(14);
 

@@ -638,7 +638,13 @@ ngx_nexus_auth_finish(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
             }
         }
 
-        return ngx_nexus_limit(r, ctx);
+        rc = ngx_nexus_limit(r, ctx);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        /* last, once the request may otherwise go on: its body */
+        return ngx_nexus_pii_check(r, ctx);
     }
 
     if (ctx->auth_status == NGX_HTTP_INTERNAL_SERVER_ERROR) {

@@ -16,8 +16,6 @@
 
 
 static void ngx_nexus_body_read(ngx_http_request_t *r);
-static ngx_int_t ngx_nexus_body_collect(ngx_http_request_t *r,
-    ngx_str_t *body);
 static void ngx_nexus_body_free(void *data);
 
 
@@ -63,7 +61,7 @@ ngx_nexus_body_read(ngx_http_request_t *r)
 
     ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
 
-    if (ngx_nexus_body_collect(r, &body) != NGX_OK) {
+    if (ngx_nexus_body_collect(r, &body, NGX_NEXUS_BODY_MAX) != NGX_OK) {
         ngx_http_finalize_request(r,
             ngx_nexus_send_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
                                  "PAYLOAD_TOO_LARGE",
@@ -109,8 +107,13 @@ ngx_nexus_body_read(ngx_http_request_t *r)
 }
 
 
-static ngx_int_t
-ngx_nexus_body_collect(ngx_http_request_t *r, ngx_str_t *body)
+/*
+ * A copy of the whole request body in memory, at most max bytes; a body
+ * nginx spilled to a temporary file is read back (bounded by max).
+ */
+
+ngx_int_t
+ngx_nexus_body_collect(ngx_http_request_t *r, ngx_str_t *body, size_t max)
 {
     u_char       *p;
     off_t         size;
@@ -130,7 +133,7 @@ ngx_nexus_body_collect(ngx_http_request_t *r, ngx_str_t *body)
         size += ngx_buf_size(cl->buf);
     }
 
-    if (size > NGX_NEXUS_BODY_MAX) {
+    if (size > (off_t) max) {
         return NGX_ERROR;
     }
 
@@ -145,7 +148,7 @@ ngx_nexus_body_collect(ngx_http_request_t *r, ngx_str_t *body)
         b = cl->buf;
 
         if (b->in_file) {
-            /* bounded by NGX_NEXUS_BODY_MAX above */
+            /* bounded by max above */
             n = ngx_read_file(b->file, p, b->file_last - b->file_pos,
                               b->file_pos);
             if (n != b->file_last - b->file_pos) {

@@ -25,6 +25,8 @@
  */
 ngx_int_t ngx_nexus_read_json(ngx_http_request_t *r,
     ngx_nexus_body_pt handler);
+ngx_int_t ngx_nexus_body_collect(ngx_http_request_t *r, ngx_str_t *body,
+    size_t max);
 
 
 #endif /* _NGX_NEXUS_BODY_H_INCLUDED_ */

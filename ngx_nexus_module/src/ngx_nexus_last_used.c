@@ -31,6 +31,9 @@ static ngx_uint_t    ngx_nexus_last_used_inflight;   /* ids being sent */
 static ngx_event_t   ngx_nexus_last_used_ev;
 static ngx_msec_t    ngx_nexus_last_used_interval;
 
+/* timers log their connection's fd at debug level: give them one */
+static ngx_connection_t  ngx_nexus_last_used_conn = { .fd = (ngx_socket_t) -1 };
+
 
 ngx_int_t
 ngx_nexus_last_used_init_statements(ngx_conf_t *cf)
@@ -60,7 +63,7 @@ ngx_nexus_last_used_init_process(ngx_cycle_t *cycle)
 
     ngx_nexus_last_used_ev.handler = ngx_nexus_last_used_timer;
     ngx_nexus_last_used_ev.log = cycle->log;
-    ngx_nexus_last_used_ev.data = NULL;
+    ngx_nexus_last_used_ev.data = &ngx_nexus_last_used_conn;
     ngx_nexus_last_used_ev.cancelable = 1;
 
     ngx_add_timer(&ngx_nexus_last_used_ev, ngx_nexus_last_used_interval);

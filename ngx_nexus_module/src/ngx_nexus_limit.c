@@ -26,6 +26,8 @@ static void ngx_nexus_limit_handler(ngx_nexus_redis_cmd_t *cmd,
     redisReply *reply, ngx_int_t rc);
 static ngx_int_t ngx_nexus_limit_finish(ngx_http_request_t *r,
     ngx_nexus_ctx_t *ctx);
+static ngx_int_t ngx_nexus_limit_done(ngx_http_request_t *r,
+    ngx_nexus_ctx_t *ctx);
 static ngx_int_t ngx_nexus_limit_header(ngx_http_request_t *r,
     const char *name, int64_t value);
 static ngx_int_t ngx_nexus_limit_busy(ngx_http_request_t *r,
@@ -410,11 +412,15 @@ ngx_nexus_limit(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
 
     switch (ctx->limit_state) {
 
+    case NGX_NEXUS_LIMIT_PASSED:
+        /* decided (and its headers added) on an earlier pass */
+        return NGX_OK;
+
     case NGX_NEXUS_AUTH_WAITING:
         return NGX_AGAIN;
 
     case NGX_NEXUS_AUTH_DONE:
-        return ngx_nexus_limit_finish(r, ctx);
+        return ngx_nexus_limit_done(r, ctx);
 
     default:
         break;
@@ -436,7 +442,7 @@ ngx_nexus_limit(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
             ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                           "nexus rate limits: no room in the zone");
             ctx->limit_status = NGX_DECLINED;
-            return ngx_nexus_limit_finish(r, ctx);
+            return ngx_nexus_limit_done(r, ctx);
         }
 
         ctx->limit_status = res.allowed ? NGX_OK : NGX_HTTP_TOO_MANY_REQUESTS;
@@ -444,7 +450,7 @@ ngx_nexus_limit(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
         ctx->limit_retry_ms = res.retry_ms;
         ctx->limit_remaining = res.remaining;
 
-        return ngx_nexus_limit_finish(r, ctx);
+        return ngx_nexus_limit_done(r, ctx);
     }
 
     p = ngx_sprintf(keys[0], "nx:rl:k:%L:%s", ctx->principal.key_id,
@@ -529,7 +535,7 @@ ngx_nexus_limit(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
 
     if (ngx_nexus_redis_send(&cmd, 1) != NGX_OK) {
         ctx->limit_status = NGX_DECLINED;
-        return ngx_nexus_limit_finish(r, ctx);
+        return ngx_nexus_limit_done(r, ctx);
     }
 
     ctx->rcmd[0] = cmd;
@@ -616,6 +622,23 @@ ngx_nexus_limit_handler(ngx_nexus_redis_cmd_t *cmd, redisReply *reply,
     }
 
     ngx_nexus_resume(r);
+}
+
+
+/* the access phase may pass here again (a body read later): decide once */
+
+static ngx_int_t
+ngx_nexus_limit_done(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_nexus_limit_finish(r, ctx);
+
+    if (rc == NGX_OK) {
+        ctx->limit_state = NGX_NEXUS_LIMIT_PASSED;
+    }
+
+    return rc;
 }
 
 

@@ -197,6 +197,13 @@ static ngx_command_t  ngx_nexus_commands[] = {
       0,
       NULL },
 
+    { ngx_string("nexus_pii_guard"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_nexus_pii_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("nexus_bulkhead"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2,
       ngx_nexus_bulkhead_conf,
@@ -361,6 +368,7 @@ ngx_nexus_create_loc_conf(ngx_conf_t *cf)
     nlcf->fail_mode = NGX_CONF_UNSET_UINT;
     nlcf->concurrency[0] = NGX_CONF_UNSET_UINT;
     nlcf->require_role = NGX_CONF_UNSET_UINT;
+    nlcf->pii_mode = NGX_CONF_UNSET_UINT;
 
     return nlcf;
 }
@@ -427,6 +435,12 @@ ngx_nexus_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_uint_value(conf->require_role, prev->require_role,
                               NGX_NEXUS_ROLE_READER);
     ngx_conf_merge_str_value(conf->require_scope, prev->require_scope, "");
+
+    if (conf->pii_mode == NGX_CONF_UNSET_UINT) {
+        conf->pii_mode = (prev->pii_mode == NGX_CONF_UNSET_UINT)
+                         ? NGX_NEXUS_PII_OFF : prev->pii_mode;
+        conf->pii_kinds = prev->pii_kinds;
+    }
 
     if (conf->concurrency[0] == NGX_CONF_UNSET_UINT) {
         conf->concurrency[0] = prev->concurrency[0];

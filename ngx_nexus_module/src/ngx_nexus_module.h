@@ -31,6 +31,11 @@
 #define NGX_NEXUS_CLASS_READ            2
 #define NGX_NEXUS_CLASS_OPS             3
 
+#define NGX_NEXUS_PII_OFF               0
+#define NGX_NEXUS_PII_BLOCK             1
+#define NGX_NEXUS_PII_REDACT            2
+#define NGX_NEXUS_PII_LOG               3
+
 #define NGX_NEXUS_FAIL_CLOSED           0
 #define NGX_NEXUS_FAIL_OPEN             1
 
@@ -127,6 +132,8 @@ typedef struct {
     ngx_uint_t                  concurrency[2]; /* key, tenant */
     ngx_uint_t                  require_role;   /* nexus_require_role */
     ngx_str_t                   require_scope;  /* nexus_require_scope */
+    ngx_uint_t                  pii_mode;       /* nexus_pii_guard */
+    ngx_uint_t                  pii_kinds;
 } ngx_nexus_loc_conf_t;
 
 
@@ -149,6 +156,7 @@ typedef struct {
 #define NGX_NEXUS_AUTH_NONE         0
 #define NGX_NEXUS_AUTH_WAITING      1
 #define NGX_NEXUS_AUTH_DONE         2
+#define NGX_NEXUS_LIMIT_PASSED      3
 
 
 typedef struct {
@@ -170,6 +178,8 @@ typedef struct {
     unsigned                    limit_tenant_scope:1;
     unsigned                    bulkhead_done:1;
     unsigned                    limit_concurrency:1;
+    unsigned                    pii_state:1;
+    ngx_int_t                   pii_status;
     unsigned                    limit_quota:1;
     unsigned                    quota_warn:1;
     ngx_uint_t                  quota_period;   /* 0 none, 1 day, 2 month */
@@ -233,6 +243,9 @@ ngx_int_t ngx_nexus_bulkhead_enter(ngx_http_request_t *r, ngx_uint_t cls);
 
 ngx_uint_t ngx_nexus_route_class(ngx_http_request_t *r,
     ngx_nexus_loc_conf_t *nlcf);
+
+char *ngx_nexus_pii_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_int_t ngx_nexus_pii_check(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx);
 
 ngx_int_t ngx_nexus_limit_init(ngx_conf_t *cf);
 char *ngx_nexus_concurrency_conf(ngx_conf_t *cf, ngx_command_t *cmd,
