@@ -123,8 +123,12 @@ demo: deps all
 demo-down:
 	@scripts/demo.sh down
 
-bench: all
+bench: all $(BUILD)/bench-policy
+	@$(BUILD)/bench-policy bench/policy_rules.json
 	@NEXUS_RUN=bench/auth.pl t/run
+
+$(BUILD)/bench-policy: bench/policy.c $(BUILD)/libnexus.a
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libnexus.a $(LIBS_COMMON)
 
 clean:
 	rm -rf $(BUILD)
