@@ -58,7 +58,7 @@ sub refused {
     return $out;
 }
 
-nexus_plan(2 + 2 * 45 + 1);     # valid config, 45 refused, one more
+nexus_plan(2 + 2 * 46 + 1);     # valid config, 46 refused, one more
 
 # --- a valid config -------------------------------------------------------------
 my ($code, $out) = nexus_nginx_t(conf(
@@ -173,6 +173,8 @@ refused('nexus_concurrency key=0', { locations => 'location /l/ { nexus_api; nex
     qr/invalid parameter "key=0"/);
 refused('nexus_bulkhead bogus class', { http => 'nexus_bulkhead fast 3;' },
     qr/invalid route class "fast"/);
+refused('nexus_rate_limits key twice', { locations => 'location /l/ { nexus_api; nexus_rate_limits key=1 key=2; }' },
+    qr/invalid parameter "key=2"/);
 refused('nexus_route_class bogus', { locations => 'location /r/ { nexus_api; nexus_route_class bogus; }' },
     qr/invalid value "bogus"/);
 refused('nexus_api with nexus_auth off', { locations => 'location /x/ { nexus_api; nexus_auth off; }' },

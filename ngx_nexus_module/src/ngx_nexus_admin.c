@@ -851,14 +851,15 @@ ngx_nexus_admin_kills(ngx_http_request_t *r)
 
     ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
 
-    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD|NGX_HTTP_PATCH))) {
-        return ngx_nexus_method_not_allowed(r, "GET, HEAD, PATCH");
-    }
-
+    /* who may ask comes before how: nothing here for a tenant's admin */
     if (!ctx->principal.platform) {
         return ngx_nexus_send_error(r, NGX_HTTP_FORBIDDEN, "FORBIDDEN",
                                     "kill switches are for platform admins",
                                     "{\"required\":\"platform_admin\"}");
+    }
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD|NGX_HTTP_PATCH))) {
+        return ngx_nexus_method_not_allowed(r, "GET, HEAD, PATCH");
     }
 
     if (r->method == NGX_HTTP_PATCH) {

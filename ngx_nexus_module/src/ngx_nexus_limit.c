@@ -304,11 +304,19 @@ ngx_nexus_limit_rates_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     for (i = 1; i < cf->args->nelts; i++) {
 
         if (ngx_strncmp(value[i].data, "key=", 4) == 0) {
+            if (nlcf->rates[0]) {
+                goto invalid;
+            }
+
             off = 0;
             v.data = value[i].data + 4;
             v.len = value[i].len - 4;
 
         } else if (ngx_strncmp(value[i].data, "tenant=", 7) == 0) {
+            if (nlcf->rates[2]) {
+                goto invalid;
+            }
+
             off = 2;
             v.data = value[i].data + 7;
             v.len = value[i].len - 7;
