@@ -20,6 +20,7 @@
 
 #include "nx_audit.h"
 #include "nx_json.h"
+#include "fuzz_utf8.h"
 
 
 #define MAX_ROWS   8
@@ -48,61 +49,10 @@ static uint8_t  ckpt_key[NX_AUDIT_HASH_LEN];
 static int      have_keys;
 
 
-/* an independent UTF-8 check: decode, then test the code point */
-
 static int
 utf8_valid(const char *str)
 {
-    size_t          i, k, len, n;
-    uint32_t        cp, min;
-    const uint8_t  *s;
-
-    s = (const uint8_t *) str;
-    n = strlen(str);
-
-    for (i = 0; i < n; i += len) {
-        if (s[i] < 0x80) {
-            len = 1;
-            continue;
-        }
-
-        if ((s[i] & 0xe0) == 0xc0) {
-            len = 2;
-            cp = s[i] & 0x1f;
-            min = 0x80;
-
-        } else if ((s[i] & 0xf0) == 0xe0) {
-            len = 3;
-            cp = s[i] & 0x0f;
-            min = 0x800;
-
-        } else if ((s[i] & 0xf8) == 0xf0) {
-            len = 4;
-            cp = s[i] & 0x07;
-            min = 0x10000;
-
-        } else {
-            return 0;
-        }
-
-        if (n - i < len) {
-            return 0;
-        }
-
-        for (k = 1; k < len; k++) {
-            if ((s[i + k] & 0xc0) != 0x80) {
-                return 0;
-            }
-
-            cp = cp << 6 | (s[i + k] & 0x3f);
-        }
-
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
-            return 0;
-        }
-    }
-
-    return 1;
+    return fuzz_utf8_valid((const uint8_t *) str, strlen(str));
 }
 
 

@@ -12,63 +12,10 @@
 #include <string.h>
 
 #include "nx_json.h"
+#include "fuzz_utf8.h"
 
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-
-/* an independent UTF-8 check: decode, then test the code point */
-
-static int
-utf8_valid(const uint8_t *s, size_t n)
-{
-    size_t    i, k, len;
-    uint32_t  cp, min;
-
-    for (i = 0; i < n; i += len) {
-        if (s[i] < 0x80) {
-            len = 1;
-            continue;
-        }
-
-        if ((s[i] & 0xe0) == 0xc0) {
-            len = 2;
-            cp = s[i] & 0x1f;
-            min = 0x80;
-
-        } else if ((s[i] & 0xf0) == 0xe0) {
-            len = 3;
-            cp = s[i] & 0x0f;
-            min = 0x800;
-
-        } else if ((s[i] & 0xf8) == 0xf0) {
-            len = 4;
-            cp = s[i] & 0x07;
-            min = 0x10000;
-
-        } else {
-            return 0;
-        }
-
-        if (n - i < len) {
-            return 0;
-        }
-
-        for (k = 1; k < len; k++) {
-            if ((s[i + k] & 0xc0) != 0x80) {
-                return 0;
-            }
-
-            cp = cp << 6 | (s[i + k] & 0x3f);
-        }
-
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
-            return 0;
-        }
-    }
-
-    return 1;
-}
 
 
 static size_t
@@ -187,7 +134,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     }
 
-    if (memchr(data, '\0', size) == NULL && utf8_valid(data, size)
+    if (memchr(data, '\0', size) == NULL && fuzz_utf8_valid(data, size)
         && (strlen(s) != size || memcmp(s, data, size) != 0))
     {
         abort();
