@@ -60,15 +60,13 @@ typedef struct {
     const char                 *subject;    /* $1 */
     char                        prefix[NX_KEY_PREFIX_LEN + 1];
     char                        label[96];
-    unsigned long               rps;
-    unsigned long               burst;      /* 0: not given */
+    unsigned long long          rps;
+    unsigned long long          burst;      /* 0: not given */
 } cli_limits_args_t;
 
 
 static int cli_limits_target(const char *verb, cli_limits_args_t *a);
 static int cli_limits_set_check(const char *verb, cli_limits_args_t *a);
-static int cli_limits_number(const char *name, const char *s,
-    unsigned long max, unsigned long *n);
 static int cli_limits_set(PGconn *conn, const cli_limits_args_t *a);
 static int cli_limits_clear(PGconn *conn, const cli_limits_args_t *a);
 static int cli_limits_exists(PGconn *conn, const cli_limits_args_t *a,
@@ -287,14 +285,14 @@ cli_limits_set_check(const char *verb, cli_limits_args_t *a)
     }
 
     if (a->rps_arg != NULL
-        && cli_limits_number("rps", a->rps_arg, CLI_LIMITS_RPS_MAX, &a->rps)
+        && cli_opt_count("rps", a->rps_arg, CLI_LIMITS_RPS_MAX, &a->rps)
            != 0)
     {
         return -1;
     }
 
     if (a->burst_arg != NULL
-        && cli_limits_number("burst", a->burst_arg, CLI_LIMITS_BURST_MAX,
+        && cli_opt_count("burst", a->burst_arg, CLI_LIMITS_BURST_MAX,
                              &a->burst)
            != 0)
     {
@@ -302,46 +300,6 @@ cli_limits_set_check(const char *verb, cli_limits_args_t *a)
     }
 
     return 0;
-}
-
-
-/* A decimal integer from 1 to max: digits only, no sign, no spaces. */
-
-static int
-cli_limits_number(const char *name, const char *s, unsigned long max,
-    unsigned long *n)
-{
-    size_t         i;
-    unsigned long  v;
-
-    v = 0;
-
-    for (i = 0; s[i] != '\0'; i++) {
-
-        if (s[i] < '0' || s[i] > '9') {
-            goto invalid;
-        }
-
-        v = v * 10 + (unsigned long) (s[i] - '0');
-
-        if (v > max) {
-            goto invalid;
-        }
-    }
-
-    if (v == 0) {
-        goto invalid;
-    }
-
-    *n = v;
-
-    return 0;
-
-invalid:
-
-    cli_error("invalid %s \"%s\": an integer from 1 to %lu", name,
-              cli_quote(s), max);
-    return -1;
 }
 
 
@@ -361,11 +319,11 @@ cli_limits_set(PGconn *conn, const cli_limits_args_t *a)
     /* numbers only: nothing from the command line is spliced in */
 
     if (a->burst != 0) {
-        snprintf(json, sizeof(json), "{\"rps\": %lu, \"burst\": %lu}",
+        snprintf(json, sizeof(json), "{\"rps\": %llu, \"burst\": %llu}",
                  a->rps, a->burst);
 
     } else {
-        snprintf(json, sizeof(json), "{\"rps\": %lu}", a->rps);
+        snprintf(json, sizeof(json), "{\"rps\": %llu}", a->rps);
     }
 
     values[0] = a->subject;
@@ -382,7 +340,7 @@ cli_limits_set(PGconn *conn, const cli_limits_args_t *a)
         rc = CLI_FAILED;
 
     } else {
-        printf("limits of %s, class %s: rps=%lu burst=%lu\n", a->label,
+        printf("limits of %s, class %s: rps=%llu burst=%llu\n", a->label,
                a->class, a->rps, a->burst != 0 ? a->burst : a->rps);
         rc = (cli_flush() == 0) ? CLI_OK : CLI_FAILED;
     }

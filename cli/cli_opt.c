@@ -101,3 +101,42 @@ cli_opt_usage(const char *verb, int c)
     cli_verb_usage(verb, stderr);
     return CLI_USAGE;
 }
+
+
+int
+cli_opt_count(const char *name, const char *s, unsigned long long max,
+    unsigned long long *n)
+{
+    size_t              i;
+    unsigned long long  v;
+
+    v = 0;
+
+    for (i = 0; s[i] != '\0'; i++) {
+
+        if (s[i] < '0' || s[i] > '9') {
+            goto invalid;
+        }
+
+        v = v * 10 + (unsigned long long) (s[i] - '0');
+
+        /* max is far below ULLONG_MAX / 10: this stops any overflow */
+        if (v > max) {
+            goto invalid;
+        }
+    }
+
+    if (v == 0) {
+        goto invalid;
+    }
+
+    *n = v;
+
+    return 0;
+
+invalid:
+
+    cli_error("invalid %s \"%s\": an integer from 1 to %llu", name,
+              cli_quote(s), max);
+    return -1;
+}

@@ -33,5 +33,13 @@ int cli_opt_end(int argc, char **argv);
  */
 int cli_opt_usage(const char *verb, int c);
 
+/*
+ * An option's value that must be a decimal integer from 1 to max: digits
+ * only, no sign, no spaces. 0 and *n set, or -1 after printing
+ * `invalid <name> "<s>": an integer from 1 to <max>`.
+ */
+int cli_opt_count(const char *name, const char *s, unsigned long long max,
+    unsigned long long *n);
+
 
 #endif /* CLI_OPT_H */

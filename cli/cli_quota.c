@@ -86,8 +86,6 @@ typedef struct {
 
 static int cli_quota_tenant(const char *verb, const cli_quota_args_t *a);
 static int cli_quota_set_check(const char *verb, cli_quota_args_t *a);
-static int cli_quota_number(const char *name, const char *s,
-    unsigned long long *n);
 static int cli_quota_ratio(const char *s, char *ratio);
 static int cli_quota_set(PGconn *conn, const cli_quota_args_t *a);
 static int cli_quota_clear(PGconn *conn, const cli_quota_args_t *a);
@@ -265,13 +263,15 @@ cli_quota_set_check(const char *verb, cli_quota_args_t *a)
     }
 
     if (a->daily_arg != NULL
-        && cli_quota_number("daily", a->daily_arg, &a->daily) != 0)
+        && cli_opt_count("daily quota", a->daily_arg, CLI_QUOTA_CAP_MAX,
+                         &a->daily) != 0)
     {
         return -1;
     }
 
     if (a->monthly_arg != NULL
-        && cli_quota_number("monthly", a->monthly_arg, &a->monthly) != 0)
+        && cli_opt_count("monthly quota", a->monthly_arg,
+                         CLI_QUOTA_CAP_MAX, &a->monthly) != 0)
     {
         return -1;
     }
@@ -300,45 +300,6 @@ cli_quota_set_check(const char *verb, cli_quota_args_t *a)
     }
 
     return 0;
-}
-
-
-/* A decimal integer from 1 to the cap: digits only, no sign, no spaces. */
-
-static int
-cli_quota_number(const char *name, const char *s, unsigned long long *n)
-{
-    size_t              i;
-    unsigned long long  v;
-
-    v = 0;
-
-    for (i = 0; s[i] != '\0'; i++) {
-
-        if (s[i] < '0' || s[i] > '9') {
-            goto invalid;
-        }
-
-        v = v * 10 + (unsigned long long) (s[i] - '0');
-
-        if (v > CLI_QUOTA_CAP_MAX) {
-            goto invalid;
-        }
-    }
-
-    if (v == 0) {
-        goto invalid;
-    }
-
-    *n = v;
-
-    return 0;
-
-invalid:
-
-    cli_error("invalid %s quota \"%s\": an integer from 1 to %llu", name,
-              cli_quote(s), CLI_QUOTA_CAP_MAX);
-    return -1;
 }
 
 
