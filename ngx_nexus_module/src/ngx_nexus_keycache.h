@@ -15,10 +15,13 @@
 #include "ngx_nexus_module.h"
 
 
-#define NGX_NEXUS_ZONE_SLOTS        4
+#define NGX_NEXUS_ZONE_SLOTS        8
 #define NGX_NEXUS_SLOT_LIMITS       0
 #define NGX_NEXUS_SLOT_KILLS        1
 #define NGX_NEXUS_SLOT_BULKHEADS    2
+#define NGX_NEXUS_SLOT_BREAKERS     3
+#define NGX_NEXUS_SLOT_METRICS      4
+#define NGX_NEXUS_SLOT_MODELS       5
 
 #define NGX_NEXUS_KEY_MISS          0
 #define NGX_NEXUS_KEY_FOUND         1

@@ -13,6 +13,7 @@
 #include "ngx_nexus_redis.h"
 #include "ngx_nexus_keycache.h"
 #include "ngx_nexus_reply.h"
+#include "ngx_nexus_provider.h"
 
 #include <nx_name.h>
 
@@ -313,6 +314,15 @@ ngx_nexus_create_main_conf(ngx_conf_t *cf)
     nmcf->last_used_flush = NGX_CONF_UNSET_MSEC;
     nmcf->lease_ttl = NGX_CONF_UNSET_MSEC;
     nmcf->request_id_index = NGX_ERROR;
+    nmcf->max_attempts = NGX_CONF_UNSET_UINT;
+
+    if (ngx_array_init(&nmcf->providers, cf->pool, 4,
+                       sizeof(ngx_nexus_provider_t)) != NGX_OK
+        || ngx_array_init(&nmcf->models, cf->pool, 8,
+                          sizeof(ngx_nexus_model_t)) != NGX_OK)
+    {
+        return NULL;
+    }
 
     return nmcf;
 }
@@ -327,6 +337,20 @@ ngx_nexus_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(nmcf->key_negative_ttl, 5000);
     ngx_conf_init_msec_value(nmcf->last_used_flush, 10000);
     ngx_conf_init_msec_value(nmcf->lease_ttl, 60000);
+    ngx_conf_init_uint_value(nmcf->max_attempts, 3);
+
+    /* nexus_breaker: 0 where a parameter was not given */
+    if (nmcf->breaker.failures == 0) {
+        nmcf->breaker.failures = 5;
+    }
+
+    if (nmcf->breaker.successes == 0) {
+        nmcf->breaker.successes = 2;
+    }
+
+    if (nmcf->breaker.open_ms == 0) {
+        nmcf->breaker.open_ms = 30000;
+    }
 
     if (nmcf->lease_ttl < 300) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,

@@ -16,6 +16,7 @@
 #include <ngx_http.h>
 
 #include <nx_key.h>
+#include <nx_breaker.h>
 
 
 #define NGX_NEXUS_HANDLER_NONE          0
@@ -110,6 +111,11 @@ typedef struct {
     ngx_int_t                   request_id_index;
 
     ngx_uint_t                  bulkhead[4];    /* by route class */
+
+    ngx_array_t                 providers;      /* ngx_nexus_provider_t */
+    ngx_array_t                 models;         /* nexus_model entries */
+    nx_breaker_conf_t           breaker;        /* nexus_breaker */
+    ngx_uint_t                  max_attempts;   /* nexus_max_attempts */
 
     unsigned                    used:1;     /* a location uses nexus */
     unsigned                    zone_needed:1;
