@@ -128,6 +128,27 @@ static ngx_command_t  ngx_nexus_commands[] = {
       offsetof(ngx_nexus_main_conf_t, last_used_flush),
       NULL },
 
+    { ngx_string("nexus_provider"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      ngx_nexus_provider_conf,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("nexus_model"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      ngx_nexus_model_conf,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("nexus_max_attempts"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_nexus_main_conf_t, max_attempts),
+      NULL },
+
     { ngx_string("nexus_api"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_nexus_handler,
@@ -317,7 +338,7 @@ ngx_nexus_create_main_conf(ngx_conf_t *cf)
     nmcf->max_attempts = NGX_CONF_UNSET_UINT;
 
     if (ngx_array_init(&nmcf->providers, cf->pool, 4,
-                       sizeof(ngx_nexus_provider_t)) != NGX_OK
+                       sizeof(ngx_nexus_provider_t *)) != NGX_OK
         || ngx_array_init(&nmcf->models, cf->pool, 8,
                           sizeof(ngx_nexus_model_t)) != NGX_OK)
     {
@@ -558,7 +579,8 @@ ngx_nexus_postconfiguration(ngx_conf_t *cf)
         || ngx_nexus_last_used_init_statements(cf) != NGX_OK
         || ngx_nexus_health_init(cf) != NGX_OK
         || ngx_nexus_limit_init(cf) != NGX_OK
-        || ngx_nexus_kill_init(cf) != NGX_OK)
+        || ngx_nexus_kill_init(cf) != NGX_OK
+        || ngx_nexus_providers_init(cf) != NGX_OK)
     {
         return NGX_ERROR;
     }

@@ -112,7 +112,7 @@ typedef struct {
 
     ngx_uint_t                  bulkhead[4];    /* by route class */
 
-    ngx_array_t                 providers;      /* ngx_nexus_provider_t */
+    ngx_array_t                 providers;      /* ngx_nexus_provider_t * */
     ngx_array_t                 models;         /* nexus_model entries */
     nx_breaker_conf_t           breaker;        /* nexus_breaker */
     ngx_uint_t                  max_attempts;   /* nexus_max_attempts */
