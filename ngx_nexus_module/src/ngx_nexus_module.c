@@ -14,6 +14,7 @@
 #include "ngx_nexus_keycache.h"
 #include "ngx_nexus_reply.h"
 #include "ngx_nexus_provider.h"
+#include "ngx_nexus_breaker.h"
 
 #include <nx_name.h>
 
@@ -274,6 +275,13 @@ static ngx_command_t  ngx_nexus_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_nexus_loc_conf_t, fail_mode),
       &ngx_nexus_fail_modes },
+
+    { ngx_string("nexus_breaker"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_nexus_breaker_conf,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
 
       ngx_null_command
 };
