@@ -58,7 +58,9 @@ ngx_nexus_provider_t *ngx_nexus_provider_by_name(ngx_str_t *name);
 #define NGX_NEXUS_ATTEMPT_HTTP_429      4
 #define NGX_NEXUS_ATTEMPT_HTTP_4XX      5   /* other 4xx: not a failure */
 #define NGX_NEXUS_ATTEMPT_OPEN          6   /* skipped: breaker open */
-#define NGX_NEXUS_ATTEMPT_OUTCOMES      7
+#define NGX_NEXUS_ATTEMPT_ABORTED       7   /* the client left first:
+                                               neither success nor failure */
+#define NGX_NEXUS_ATTEMPT_OUTCOMES      8
 
 
 /*
