@@ -194,8 +194,8 @@ like($m, qr/^nexus_circuit_state\{provider="beta"\} 0$/m,
     'metrics: beta closed');
 like($m, qr/^nexus_circuit_opened_total\{provider="alpha"\} 0$/m,
     'metrics: opened count');
-is(scalar(() = $m =~ /^nexus_upstream_attempts_total\{provider="beta",outcome="(?:ok|error|timeout|http_5xx|http_429|http_4xx|breaker_open)"\} 0$/mg),
-    7, 'metrics: every outcome of a provider, from zero');
+is(scalar(() = $m =~ /^nexus_upstream_attempts_total\{provider="beta",outcome="(?:ok|error|timeout|http_5xx|http_429|http_4xx|breaker_open|aborted)"\} 0$/mg),
+    8, 'metrics: every outcome of a provider, from zero');
 like($m, qr/^nexus_metrics_series \d+$/m, 'metrics: the series gauge');
 
 # every line is a comment or a sample

@@ -334,7 +334,10 @@ ngx_nexus_breaker_record(ngx_nexus_provider_t *p, ngx_uint_t outcome)
         break;
 
     default:
-        /* 429: the provider is up but busy; nothing learned */
+        /*
+         * 429: the provider is up but busy; a client that left first:
+         * nothing learned either way
+         */
         o = NX_BREAKER_NEUTRAL;
         break;
     }

@@ -153,7 +153,7 @@ static const char  *ngx_nexus_metrics_le[NGX_NEXUS_METRICS_BUCKETS + 1] = {
 
 static const char  *ngx_nexus_metrics_outcomes[NGX_NEXUS_ATTEMPT_OUTCOMES] = {
     "ok", "error", "timeout", "http_5xx", "http_429", "http_4xx",
-    "breaker_open"
+    "breaker_open", "aborted"
 };
 
 static ngx_str_t  ngx_nexus_metrics_other = ngx_string("_other");
@@ -1003,7 +1003,7 @@ ngx_nexus_metrics_render(ngx_nexus_metrics_out_t *out,
     if (ngx_nexus_metrics_text(out,
             "# HELP nexus_upstream_attempts_total Attempts to reach a "
             "provider, by outcome (breaker_open: skipped, its circuit "
-            "was open).\n"
+            "was open; aborted: the client left first).\n"
             "# TYPE nexus_upstream_attempts_total counter\n")
         != NGX_OK)
     {
@@ -1037,8 +1037,10 @@ ngx_nexus_metrics_render(ngx_nexus_metrics_out_t *out,
                        - 1);
             p = ngx_nexus_metrics_escape(p, pr[i]->name.data,
                                          pr[i]->name.len);
+            /* an outcome added to the header without a name here */
             p = ngx_sprintf(p, "\",outcome=\"%s\"} %uL\n",
-                            ngx_nexus_metrics_outcomes[j],
+                            ngx_nexus_metrics_outcomes[j]
+                            ? ngx_nexus_metrics_outcomes[j] : "other",
                             attempts ? attempts->v[j] : (uint64_t) 0);
 
             ngx_nexus_metrics_line(out, p);
