@@ -14,6 +14,8 @@
 #include "ngx_nexus_keycache.h"
 #include "ngx_nexus_reply.h"
 #include "ngx_nexus_provider.h"
+#include "ngx_nexus_breaker.h"
+#include "ngx_nexus_metrics.h"
 
 #include <nx_name.h>
 
@@ -275,6 +277,20 @@ static ngx_command_t  ngx_nexus_commands[] = {
       offsetof(ngx_nexus_loc_conf_t, fail_mode),
       &ngx_nexus_fail_modes },
 
+    { ngx_string("nexus_breaker"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_nexus_breaker_conf,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("nexus_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_nexus_metrics_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
       ngx_null_command
 };
 
@@ -447,6 +463,8 @@ ngx_nexus_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     case NGX_NEXUS_HANDLER_LIVE:
     case NGX_NEXUS_HANDLER_READY:
     case NGX_NEXUS_HANDLER_ERROR:
+    case NGX_NEXUS_HANDLER_METRICS:
+        /* no key: operators restrict these with allow and deny */
         ngx_conf_merge_value(conf->auth, 0, 0);
         break;
 

@@ -26,6 +26,7 @@
 #define NGX_NEXUS_HANDLER_LIVE          4
 #define NGX_NEXUS_HANDLER_READY         5
 #define NGX_NEXUS_HANDLER_ERROR         6
+#define NGX_NEXUS_HANDLER_METRICS       7
 
 #define NGX_NEXUS_CLASS_RUN             0
 #define NGX_NEXUS_CLASS_MUTATION        1
