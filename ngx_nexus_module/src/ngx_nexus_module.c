@@ -584,7 +584,8 @@ ngx_nexus_postconfiguration(ngx_conf_t *cf)
         || ngx_nexus_health_init(cf) != NGX_OK
         || ngx_nexus_limit_init(cf) != NGX_OK
         || ngx_nexus_kill_init(cf) != NGX_OK
-        || ngx_nexus_usage_init_statements(cf) != NGX_OK)
+        || ngx_nexus_usage_init_statements(cf) != NGX_OK
+        || ngx_nexus_usage_admin_init_statements(cf) != NGX_OK)
     {
         return NGX_ERROR;
     }

@@ -3,7 +3,8 @@
  * Copyright (C) Nexus authors
  *
  * Usage events: the per-worker batch writer behind ngx_nexus_usage_emit()
- * (declared with its event in ngx_nexus_provider.h).
+ * (declared with its event in ngx_nexus_provider.h), and the admin
+ * endpoint that reads them back.
  */
 
 
@@ -33,6 +34,10 @@ ngx_uint_t ngx_nexus_usage_dropped(void);
 
 /* events waiting in this worker's memory, in flight included */
 ngx_uint_t ngx_nexus_usage_queued(void);
+
+/* GET /v1/admin/usage/{tenant} (ngx_nexus_usage_admin.c) */
+ngx_int_t ngx_nexus_usage_admin_init_statements(ngx_conf_t *cf);
+ngx_int_t ngx_nexus_usage_admin(ngx_http_request_t *r, ngx_str_t *tenant);
 
 
 #endif /* _NGX_NEXUS_USAGE_H_INCLUDED_ */
