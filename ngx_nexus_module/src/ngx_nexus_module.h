@@ -121,6 +121,10 @@ typedef struct {
     unsigned                    used:1;     /* a location uses nexus */
     unsigned                    zone_needed:1;
     unsigned                    kill_switches:1;
+
+    ngx_msec_t                  usage_flush;    /* nexus_usage_flush */
+    ngx_int_t                   usage_batch;    /* nexus_usage_batch */
+    ngx_int_t                   usage_queue;    /* nexus_usage_queue */
 } ngx_nexus_main_conf_t;
 
 
