@@ -4,7 +4,7 @@
  * nexusctl: the operator's command-line tool. This file holds main(), the
  * usage text and the dispatch to one handler per verb; each verb lives in
  * its own file (cli_migrate.c, cli_tenant.c, cli_key.c, cli_limits.c,
- * cli_quota.c).
+ * cli_quota.c, cli_usage.c).
  */
 
 #include <fcntl.h>
@@ -79,6 +79,10 @@ static const cli_verb_t  cli_verbs[] = {
     { "show-quota", cli_show_quota,
       "--tenant NAME",
       "show the request quota of a tenant" },
+
+    { "show-usage", cli_show_usage,
+      "--tenant NAME [--period day|month] [--json]",
+      "show the usage of a tenant this UTC day or month" },
 
     { NULL, NULL, NULL, NULL }
 };

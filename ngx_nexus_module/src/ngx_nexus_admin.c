@@ -9,6 +9,7 @@
  *   GET  /v1/admin/api-keys[?tenant=T]
  *   POST /v1/admin/api-keys
  *   POST /v1/admin/api-keys/{id}/revoke
+ *   GET  /v1/admin/usage/{tenant}            (ngx_nexus_usage_admin.c)
  *
  * The access phase already required the admin role.  A tenant's admin
  * sees and changes its own tenant only; a platform admin (an admin key of
@@ -23,6 +24,7 @@
 #include "ngx_nexus_body.h"
 #include "ngx_nexus_redis.h"
 #include "ngx_nexus_limit.h"
+#include "ngx_nexus_usage.h"
 
 #include <nx_json.h>
 #include <nx_name.h>
@@ -276,6 +278,17 @@ ngx_nexus_admin_handler(ngx_http_request_t *r)
         }
 
         return ngx_nexus_admin_quota(r, &id);
+    }
+
+    if (rest.len > 6 && ngx_strncmp(rest.data, "usage/", 6) == 0) {
+        id.data = rest.data + 6;
+        id.len = rest.len - 6;
+
+        if (nx_tenant_name_valid((char *) id.data, id.len) != 0) {
+            return ngx_nexus_not_found(r);
+        }
+
+        return ngx_nexus_usage_admin(r, &id);
     }
 
     /* api-keys/{id}/revoke */

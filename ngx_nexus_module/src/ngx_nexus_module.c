@@ -16,6 +16,9 @@
 #include "ngx_nexus_provider.h"
 #include "ngx_nexus_proxy.h"
 #include "ngx_nexus_discovery.h"
+#include "ngx_nexus_breaker.h"
+#include "ngx_nexus_metrics.h"
+#include "ngx_nexus_usage.h"
 
 #include <nx_name.h>
 
@@ -284,6 +287,41 @@ static ngx_command_t  ngx_nexus_commands[] = {
       offsetof(ngx_nexus_loc_conf_t, fail_mode),
       &ngx_nexus_fail_modes },
 
+    { ngx_string("nexus_breaker"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_nexus_breaker_conf,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("nexus_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_nexus_metrics_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("nexus_usage_flush"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_nexus_main_conf_t, usage_flush),
+      NULL },
+
+    { ngx_string("nexus_usage_batch"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_nexus_main_conf_t, usage_batch),
+      NULL },
+
+    { ngx_string("nexus_usage_queue"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_nexus_main_conf_t, usage_queue),
+      NULL },
+
       ngx_null_command
 };
 
@@ -347,6 +385,9 @@ ngx_nexus_create_main_conf(ngx_conf_t *cf)
     nmcf->max_attempts = NGX_CONF_UNSET_UINT;
     nmcf->discovery_interval = NGX_CONF_UNSET_MSEC;
     nmcf->discovery_ttl = NGX_CONF_UNSET_MSEC;
+    nmcf->usage_flush = NGX_CONF_UNSET_MSEC;
+    nmcf->usage_batch = NGX_CONF_UNSET;
+    nmcf->usage_queue = NGX_CONF_UNSET;
 
     if (ngx_array_init(&nmcf->providers, cf->pool, 4,
                        sizeof(ngx_nexus_provider_t *)) != NGX_OK
@@ -399,7 +440,7 @@ ngx_nexus_init_main_conf(ngx_conf_t *cf, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    return NGX_CONF_OK;
+    return ngx_nexus_usage_init_main_conf(cf, nmcf);
 }
 
 
@@ -461,6 +502,8 @@ ngx_nexus_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     case NGX_NEXUS_HANDLER_LIVE:
     case NGX_NEXUS_HANDLER_READY:
     case NGX_NEXUS_HANDLER_ERROR:
+    case NGX_NEXUS_HANDLER_METRICS:
+        /* no key: operators restrict these with allow and deny */
         ngx_conf_merge_value(conf->auth, 0, 0);
         break;
 
@@ -595,7 +638,9 @@ ngx_nexus_postconfiguration(ngx_conf_t *cf)
         || ngx_nexus_limit_init(cf) != NGX_OK
         || ngx_nexus_kill_init(cf) != NGX_OK
         || ngx_nexus_providers_init(cf) != NGX_OK
-        || ngx_nexus_proxy_init(cf) != NGX_OK)
+        || ngx_nexus_proxy_init(cf) != NGX_OK
+        || ngx_nexus_usage_init_statements(cf) != NGX_OK
+        || ngx_nexus_usage_admin_init_statements(cf) != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -635,7 +680,8 @@ ngx_nexus_init_process(ngx_cycle_t *cycle)
         || ngx_nexus_redis_init_process(cycle, nmcf->redis) != NGX_OK
         || ngx_nexus_last_used_init_process(cycle) != NGX_OK
         || ngx_nexus_bulkhead_init_process(cycle) != NGX_OK
-        || ngx_nexus_discovery_init_process(cycle) != NGX_OK)
+        || ngx_nexus_discovery_init_process(cycle) != NGX_OK
+        || ngx_nexus_usage_init_process(cycle) != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -647,6 +693,7 @@ ngx_nexus_init_process(ngx_cycle_t *cycle)
 static void
 ngx_nexus_exit_process(ngx_cycle_t *cycle)
 {
+    ngx_nexus_usage_exit_process(cycle);
     ngx_nexus_pg_exit_process(cycle);
     ngx_nexus_redis_exit_process(cycle);
 }

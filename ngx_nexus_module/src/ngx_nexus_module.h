@@ -26,6 +26,7 @@
 #define NGX_NEXUS_HANDLER_LIVE          4
 #define NGX_NEXUS_HANDLER_READY         5
 #define NGX_NEXUS_HANDLER_ERROR         6
+#define NGX_NEXUS_HANDLER_METRICS       7
 
 #define NGX_NEXUS_CLASS_RUN             0
 #define NGX_NEXUS_CLASS_MUTATION        1
@@ -123,6 +124,10 @@ typedef struct {
     unsigned                    used:1;     /* a location uses nexus */
     unsigned                    zone_needed:1;
     unsigned                    kill_switches:1;
+
+    ngx_msec_t                  usage_flush;    /* nexus_usage_flush */
+    ngx_int_t                   usage_batch;    /* nexus_usage_batch */
+    ngx_int_t                   usage_queue;    /* nexus_usage_queue */
 } ngx_nexus_main_conf_t;
 
 
