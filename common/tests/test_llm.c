@@ -2,7 +2,8 @@
  * Copyright (C) Nexus authors
  *
  * Unit tests for nx_llm: request validation (errors and their parameter
- * paths), the error body and the token estimate.
+ * paths), the error body, the token estimate, and the request body for
+ * each provider type.
  */
 
 #include <stdarg.h>
@@ -499,6 +500,333 @@ test_estimate(void **state)
 }
 
 
+/* request bodies */
+
+static void
+build_ok(int kind, const char *body, int type, const char *served,
+    int64_t def, const char *expect)
+{
+    int           rc;
+    nx_buf_t      b = NX_BUF_INIT;
+    yajl_val      v;
+    nx_llm_req_t  req;
+    nx_llm_err_t  err;
+
+    parse_ok(kind, body, &req);
+
+    rc = nx_llm_build_request(&req, type, served, def, &b, &err);
+    if (rc != 0) {
+        print_error("build failed: %s (%s)\n", err.message, err.param);
+    }
+
+    assert_int_equal(rc, 0);
+    buf_is(&b, expect);
+
+    v = json_ok(b.data, b.len);
+    yajl_tree_free(v);
+
+    nx_buf_free(&b);
+    nx_llm_req_free(&req);
+}
+
+
+static void
+build_bad(int kind, const char *body, int type, const char *param,
+    const char *code)
+{
+    int           rc;
+    nx_buf_t      b = NX_BUF_INIT;
+    nx_llm_req_t  req;
+    nx_llm_err_t  err;
+
+    parse_ok(kind, body, &req);
+
+    assert_int_equal(nx_buf_append_str(&b, "kept"), 0);
+
+    rc = nx_llm_build_request(&req, type, "served", 100, &b, &err);
+    assert_int_equal(rc, -1);
+    buf_is(&b, "kept");
+    assert_true(strlen(err.message) > 0);
+
+    if (strcmp(err.param, param) != 0 || strcmp(err.code, code) != 0) {
+        print_error("%s: got param \"%s\" code \"%s\" (%s)\n", body,
+                    err.param, err.code, err.message);
+        fail();
+    }
+
+    nx_buf_free(&b);
+    nx_llm_req_free(&req);
+}
+
+
+#define USER_HI  "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]"
+
+
+static void
+test_build_openai(void **state)
+{
+    (void) state;
+
+    build_ok(CHAT, "{\"model\":\"alias\"," USER_HI ",\"temperature\":0.70,"
+             "\"max_tokens\":1e3,\"x\":{\"y\":[1,true,null,"
+             "\"\\/\\u00e9\\n\"]}}",
+             NX_LLM_OPENAI, "gpt-4o", 0,
+             "{\"model\":\"gpt-4o\"," USER_HI ",\"temperature\":0.70,"
+             "\"max_tokens\":1e3,\"x\":{\"y\":[1,true,null,"
+             "\"/\xc3\xa9\\u000a\"]}}");
+
+    /* a stream asks for usage, whatever the client said */
+    build_ok(CHAT, "{\"stream\":true,\"model\":\"a\"," USER_HI "}",
+             NX_LLM_OPENAI, "b", 0,
+             "{\"stream\":true,\"model\":\"b\"," USER_HI ","
+             "\"stream_options\":{\"include_usage\":true}}");
+
+    build_ok(CHAT, "{\"model\":\"a\",\"stream_options\":{\"include_usage\":"
+             "false,\"x\":1},\"stream\":true," USER_HI "}",
+             NX_LLM_OPENAI, "b", 0,
+             "{\"model\":\"b\",\"stream_options\":{\"x\":1,"
+             "\"include_usage\":true},\"stream\":true," USER_HI "}");
+
+    build_ok(CHAT, "{\"model\":\"a\",\"stream_options\":null,\"stream\":true,"
+             USER_HI "}", NX_LLM_OPENAI, "b", 0,
+             "{\"model\":\"b\",\"stream_options\":{\"include_usage\":true},"
+             "\"stream\":true," USER_HI "}");
+
+    /* no stream: stream_options as sent */
+    build_ok(CHAT, "{\"model\":\"a\",\"stream\":false,"
+             "\"stream_options\":null," USER_HI "}", NX_LLM_OPENAI, "b", 0,
+             "{\"model\":\"b\",\"stream\":false,\"stream_options\":null,"
+             USER_HI "}");
+
+    /* the members the gateway decided on are sent once, the last */
+    build_ok(CHAT, "{\"model\":\"cheap\",\"stream\":false," USER_HI ","
+             "\"model\":\"other\",\"stream\":true}", NX_LLM_OPENAI, "s", 0,
+             "{" USER_HI ",\"model\":\"s\",\"stream\":true,"
+             "\"stream_options\":{\"include_usage\":true}}");
+
+    /* no served name: the client's */
+    build_ok(CHAT, "{\"model\":\"a\"," USER_HI "}", NX_LLM_OPENAI, NULL, 0,
+             "{\"model\":\"a\"," USER_HI "}");
+    build_ok(CHAT, "{\"model\":\"a\"," USER_HI "}", NX_LLM_OPENAI, "", 0,
+             "{\"model\":\"a\"," USER_HI "}");
+
+    build_ok(EMB, "{\"input\":[\"a\",\"b\"],\"model\":\"e\","
+             "\"encoding_format\":\"base64\"}", NX_LLM_OPENAI,
+             "text-embedding-3-small", 0,
+             "{\"input\":[\"a\",\"b\"],\"model\":\"text-embedding-3-small\","
+             "\"encoding_format\":\"base64\"}");
+
+    build_bad(OCHAT, "{\"model\":\"l\",\"messages\":[]}", NX_LLM_OPENAI, "",
+              "unsupported_endpoint");
+    build_bad(OGEN, "{\"model\":\"l\",\"prompt\":\"\"}", NX_LLM_ANTHROPIC, "",
+              "unsupported_endpoint");
+    build_bad(EMB, "{\"model\":\"e\",\"input\":\"x\"}", NX_LLM_ANTHROPIC, "",
+              "unsupported_endpoint");
+}
+
+
+static void
+test_build_ollama(void **state)
+{
+    (void) state;
+
+    build_ok(CHAT, "{\"model\":\"a\",\"messages\":["
+             "{\"role\":\"developer\",\"content\":\"be brief\"},"
+             "{\"role\":\"user\",\"content\":[{\"type\":\"text\","
+             "\"text\":\"one\"},{\"type\":\"text\",\"text\":\"two\"}]},"
+             "{\"role\":\"assistant\",\"content\":null},"
+             "{\"role\":\"user\",\"content\":\"three\",\"name\":\"bob\"}],"
+             "\"stream\":true,\"stream_options\":{\"include_usage\":true},"
+             "\"max_tokens\":20,\"temperature\":0.2,\"top_p\":0.9,"
+             "\"stop\":\"END\",\"seed\":42,\"response_format\":"
+             "{\"type\":\"json_object\"},\"user\":\"u1\"}",
+             NX_LLM_OLLAMA, "llama3.2:1b", 0,
+             "{\"model\":\"llama3.2:1b\",\"messages\":["
+             "{\"role\":\"system\",\"content\":\"be brief\"},"
+             "{\"role\":\"user\",\"content\":\"one\\u000atwo\"},"
+             "{\"role\":\"assistant\",\"content\":\"\"},"
+             "{\"role\":\"user\",\"content\":\"three\"}],\"stream\":true,"
+             "\"format\":\"json\",\"options\":{\"num_predict\":20,"
+             "\"temperature\":0.2,\"top_p\":0.9,\"stop\":[\"END\"],"
+             "\"seed\":42}}");
+
+    /* Ollama streams by default: false is said */
+    build_ok(CHAT, "{\"model\":\"a\"," USER_HI ",\"stop\":[\"x\",\"y\"],"
+             "\"response_format\":{\"type\":\"json_schema\",\"json_schema\":"
+             "{\"name\":\"n\",\"schema\":{\"type\":\"object\"}}}}",
+             NX_LLM_OLLAMA, "m", 0,
+             "{\"model\":\"m\"," USER_HI ",\"stream\":false,"
+             "\"format\":{\"type\":\"object\"},"
+             "\"options\":{\"stop\":[\"x\",\"y\"]}}");
+
+    build_ok(CHAT, "{\"model\":\"a\"," USER_HI ",\"tools\":[],"
+             "\"response_format\":{\"type\":\"text\"},\"n\":1,\"stop\":[]}",
+             NX_LLM_OLLAMA, "m", 0,
+             "{\"model\":\"m\"," USER_HI ",\"stream\":false,"
+             "\"options\":{}}");
+
+    build_bad(CHAT, "{\"model\":\"a\"," USER_HI ",\"tools\":[{\"type\":"
+              "\"function\",\"function\":{\"name\":\"f\"}}]}", NX_LLM_OLLAMA,
+              "tools", "unsupported_parameter");
+    build_bad(CHAT, "{\"model\":\"a\"," USER_HI ",\"functions\":[{}]}",
+              NX_LLM_OLLAMA, "functions", "unsupported_parameter");
+    build_bad(CHAT, "{\"model\":\"a\",\"messages\":[{\"role\":\"user\","
+              "\"content\":\"x\"},{\"role\":\"assistant\",\"tool_calls\":"
+              "[{\"id\":\"t\"}]},{\"role\":\"tool\",\"tool_call_id\":\"t\","
+              "\"content\":\"r\"}]}", NX_LLM_OLLAMA,
+              "messages[1].tool_calls", "unsupported_parameter");
+    build_bad(CHAT, "{\"model\":\"a\",\"messages\":[{\"role\":\"user\","
+              "\"content\":\"x\"},{\"role\":\"tool\",\"tool_call_id\":\"t\","
+              "\"content\":\"r\"}]}", NX_LLM_OLLAMA, "messages[1].role",
+              "unsupported_value");
+    build_bad(CHAT, "{\"model\":\"a\",\"messages\":[{\"role\":\"user\","
+              "\"content\":[{\"type\":\"text\",\"text\":\"x\"},{\"type\":"
+              "\"image_url\",\"image_url\":{\"url\":\"u\"}}]}]}",
+              NX_LLM_OLLAMA, "messages[0].content[1].type",
+              "unsupported_value");
+    build_bad(CHAT, "{\"model\":\"a\"," USER_HI ",\"n\":2}", NX_LLM_OLLAMA,
+              "n", "unsupported_value");
+    build_bad(CHAT, "{\"model\":\"a\"," USER_HI ",\"stop\":5}",
+              NX_LLM_OLLAMA, "stop", "invalid_type");
+    build_bad(CHAT, "{\"model\":\"a\"," USER_HI ",\"stop\":[\"a\",1]}",
+              NX_LLM_OLLAMA, "stop", "invalid_type");
+    build_bad(CHAT, "{\"model\":\"a\"," USER_HI ",\"seed\":1.5}",
+              NX_LLM_OLLAMA, "seed", "invalid_type");
+    build_bad(CHAT, "{\"model\":\"a\"," USER_HI ",\"response_format\":"
+              "{\"type\":\"xml\"}}", NX_LLM_OLLAMA, "response_format",
+              "unsupported_value");
+    build_bad(CHAT, "{\"model\":\"a\"," USER_HI ",\"response_format\":"
+              "{\"type\":\"json_schema\"}}", NX_LLM_OLLAMA,
+              "response_format.json_schema.schema", "invalid_value");
+
+    build_ok(EMB, "{\"model\":\"e\",\"input\":\"hello\"}", NX_LLM_OLLAMA,
+             "nomic-embed-text", 0,
+             "{\"model\":\"nomic-embed-text\",\"input\":\"hello\"}");
+    build_ok(EMB, "{\"model\":\"e\",\"input\":[\"a\",\"b\"],"
+             "\"encoding_format\":\"float\",\"user\":\"u\"}", NX_LLM_OLLAMA,
+             "n", 0, "{\"model\":\"n\",\"input\":[\"a\",\"b\"]}");
+    build_bad(EMB, "{\"model\":\"e\",\"input\":[1,2]}", NX_LLM_OLLAMA,
+              "input", "unsupported_value");
+    build_bad(EMB, "{\"model\":\"e\",\"input\":[[\"a\"]]}", NX_LLM_OLLAMA,
+              "input", "unsupported_value");
+    build_bad(EMB, "{\"model\":\"e\",\"input\":\"a\",\"encoding_format\":"
+              "\"base64\"}", NX_LLM_OLLAMA, "encoding_format",
+              "unsupported_value");
+    build_bad(EMB, "{\"model\":\"e\",\"input\":\"a\",\"dimensions\":8}",
+              NX_LLM_OLLAMA, "dimensions", "unsupported_parameter");
+
+    /* native bodies pass, the model replaced */
+    build_ok(OCHAT, "{\"model\":\"alias\",\"messages\":[{\"role\":\"user\","
+             "\"content\":\"hi\",\"images\":[\"aGk=\"]}],\"keep_alive\":\"5m\","
+             "\"options\":{\"num_ctx\":4096}}", NX_LLM_OLLAMA, "llama3", 0,
+             "{\"model\":\"llama3\",\"messages\":[{\"role\":\"user\","
+             "\"content\":\"hi\",\"images\":[\"aGk=\"]}],\"keep_alive\":\"5m\","
+             "\"options\":{\"num_ctx\":4096}}");
+    build_ok(OGEN, "{\"prompt\":\"hi\",\"model\":\"alias\",\"stream\":false,"
+             "\"raw\":true}", NX_LLM_OLLAMA, "llama3", 0,
+             "{\"prompt\":\"hi\",\"model\":\"llama3\",\"stream\":false,"
+             "\"raw\":true}");
+}
+
+
+static void
+test_build_anthropic(void **state)
+{
+    (void) state;
+
+    build_ok(CHAT, "{\"model\":\"claude\",\"messages\":["
+             "{\"role\":\"system\",\"content\":\"Be brief.\"},"
+             "{\"role\":\"user\",\"content\":\"one\"},"
+             "{\"role\":\"user\",\"content\":[{\"type\":\"text\","
+             "\"text\":\"two\"},{\"type\":\"text\",\"text\":\"\"}]},"
+             "{\"role\":\"developer\",\"content\":[{\"type\":\"text\","
+             "\"text\":\"Say \\\"hi\\\".\"},{\"type\":\"text\","
+             "\"text\":\"Only.\"}]},"
+             "{\"role\":\"assistant\",\"content\":\"three\"},"
+             "{\"role\":\"assistant\",\"content\":null},"
+             "{\"role\":\"user\",\"content\":\"\"},"
+             "{\"role\":\"assistant\",\"content\":\"four\"},"
+             "{\"role\":\"user\",\"content\":\"five\"}],"
+             "\"stream\":true,\"stream_options\":{\"include_usage\":true},"
+             "\"temperature\":0.5,\"top_p\":1,\"stop\":\"STOP\","
+             "\"user\":\"u\"}",
+             NX_LLM_ANTHROPIC, "claude-3-5-haiku-latest", 1024,
+             "{\"model\":\"claude-3-5-haiku-latest\",\"max_tokens\":1024,"
+             "\"system\":\"Be brief.\\u000a\\u000aSay \\\"hi\\\"."
+             "\\u000aOnly.\","
+             "\"messages\":["
+             "{\"role\":\"user\",\"content\":[{\"type\":\"text\","
+             "\"text\":\"one\"},{\"type\":\"text\",\"text\":\"two\"}]},"
+             "{\"role\":\"assistant\",\"content\":[{\"type\":\"text\","
+             "\"text\":\"three\"},{\"type\":\"text\",\"text\":\"four\"}]},"
+             "{\"role\":\"user\",\"content\":[{\"type\":\"text\","
+             "\"text\":\"five\"}]}],"
+             "\"stream\":true,\"temperature\":0.5,\"top_p\":1,"
+             "\"stop_sequences\":[\"STOP\"]}");
+
+    /* the client's max wins; without any, a fixed one */
+    build_ok(CHAT, "{\"model\":\"c\"," USER_HI ",\"max_completion_tokens\":7,"
+             "\"stop\":[\"a\",\"b\"]}", NX_LLM_ANTHROPIC, "s", 1024,
+             "{\"model\":\"s\",\"max_tokens\":7,\"messages\":[{\"role\":"
+             "\"user\",\"content\":[{\"type\":\"text\",\"text\":\"hi\"}]}],"
+             "\"stop_sequences\":[\"a\",\"b\"]}");
+    build_ok(CHAT, "{\"model\":\"c\"," USER_HI "}", NX_LLM_ANTHROPIC, "s", 0,
+             "{\"model\":\"s\",\"max_tokens\":4096,\"messages\":[{\"role\":"
+             "\"user\",\"content\":[{\"type\":\"text\",\"text\":\"hi\"}]}]}");
+
+    build_bad(CHAT, "{\"model\":\"c\",\"messages\":[{\"role\":\"system\","
+              "\"content\":\"x\"}]}", NX_LLM_ANTHROPIC, "messages",
+              "invalid_value");
+    build_bad(CHAT, "{\"model\":\"c\",\"messages\":[{\"role\":\"user\","
+              "\"content\":\"\"}]}", NX_LLM_ANTHROPIC, "messages",
+              "invalid_value");
+    build_bad(CHAT, "{\"model\":\"c\"," USER_HI ",\"response_format\":"
+              "{\"type\":\"json_object\"}}", NX_LLM_ANTHROPIC,
+              "response_format", "unsupported_value");
+    build_bad(CHAT, "{\"model\":\"c\",\"messages\":[{\"role\":\"user\","
+              "\"content\":\"x\"},{\"role\":\"function\",\"name\":\"f\","
+              "\"content\":\"r\"}]}", NX_LLM_ANTHROPIC, "messages[1].role",
+              "unsupported_value");
+    build_bad(CHAT, "{\"model\":\"c\",\"messages\":[{\"role\":\"assistant\","
+              "\"function_call\":{\"name\":\"f\"}}]}", NX_LLM_ANTHROPIC,
+              "messages[0].function_call", "unsupported_parameter");
+    build_bad(CHAT, "{\"model\":\"c\"," USER_HI ",\"tools\":[{}]}",
+              NX_LLM_ANTHROPIC, "tools", "unsupported_parameter");
+}
+
+
+static void
+test_upstream_path(void **state)
+{
+    (void) state;
+
+    assert_string_equal(nx_llm_upstream_path(NX_LLM_OPENAI, CHAT),
+                        "/v1/chat/completions");
+    assert_string_equal(nx_llm_upstream_path(NX_LLM_OPENAI, EMB),
+                        "/v1/embeddings");
+    assert_null(nx_llm_upstream_path(NX_LLM_OPENAI, OCHAT));
+    assert_null(nx_llm_upstream_path(NX_LLM_OPENAI, OGEN));
+
+    assert_string_equal(nx_llm_upstream_path(NX_LLM_OLLAMA, CHAT),
+                        "/api/chat");
+    assert_string_equal(nx_llm_upstream_path(NX_LLM_OLLAMA, EMB),
+                        "/api/embed");
+    assert_string_equal(nx_llm_upstream_path(NX_LLM_OLLAMA, OCHAT),
+                        "/api/chat");
+    assert_string_equal(nx_llm_upstream_path(NX_LLM_OLLAMA, OGEN),
+                        "/api/generate");
+
+    assert_string_equal(nx_llm_upstream_path(NX_LLM_ANTHROPIC, CHAT),
+                        "/v1/messages");
+    assert_null(nx_llm_upstream_path(NX_LLM_ANTHROPIC, EMB));
+    assert_null(nx_llm_upstream_path(NX_LLM_ANTHROPIC, OCHAT));
+    assert_null(nx_llm_upstream_path(NX_LLM_ANTHROPIC, OGEN));
+
+    assert_null(nx_llm_upstream_path(7, CHAT));
+    assert_null(nx_llm_upstream_path(NX_LLM_OPENAI, 9));
+}
+
+
 int
 main(void)
 {
@@ -511,6 +839,10 @@ main(void)
         cmocka_unit_test(test_parse_kind),
         cmocka_unit_test(test_error_json),
         cmocka_unit_test(test_estimate),
+        cmocka_unit_test(test_build_openai),
+        cmocka_unit_test(test_build_ollama),
+        cmocka_unit_test(test_build_anthropic),
+        cmocka_unit_test(test_upstream_path),
     };
 
     return cmocka_run_group_tests_name("llm", tests, NULL, NULL);
