@@ -40,6 +40,16 @@ size_t nx_llm_utf8_prefix(const char *s, size_t len, size_t max);
 /* member of an object, NULL when absent or JSON null */
 yajl_val nx_llm_member(yajl_val v, const char *name);
 
+/* usage as each provider reports it (nx_llm_response.c) */
+void nx_llm_usage_openai(yajl_val usage_obj, nx_llm_usage_t *usage);
+void nx_llm_usage_ollama(yajl_val final_obj, nx_llm_usage_t *usage);
+void nx_llm_usage_anthropic(yajl_val usage_obj, nx_llm_usage_t *usage);
+
+/* OpenAI's finish_reason for Ollama's done_reason, Anthropic's
+ * stop_reason (NULL when absent) */
+const char *nx_llm_finish_ollama(const char *done_reason);
+const char *nx_llm_finish_anthropic(const char *stop_reason);
+
 void nx_llm_err_set(nx_llm_err_t *err, const char *param, const char *code,
     const char *fmt, ...)
 #if defined(__GNUC__)

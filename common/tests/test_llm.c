@@ -2,8 +2,8 @@
  * Copyright (C) Nexus authors
  *
  * Unit tests for nx_llm: request validation (errors and their parameter
- * paths), the error body, the token estimate, and the request body for
- * each provider type.
+ * paths), the error body, the token estimate, the request body for each
+ * provider type, and the translation of whole responses and errors.
  */
 
 #include <stdarg.h>
@@ -827,6 +827,342 @@ test_upstream_path(void **state)
 }
 
 
+/* whole responses */
+
+static void
+response_ok(int type, int kind, const char *body, const char *model,
+    const char *expect, int64_t prompt, int64_t completion, int64_t total,
+    int present)
+{
+    int             rc;
+    nx_buf_t        b = NX_BUF_INIT;
+    yajl_val        v;
+    nx_llm_usage_t  u;
+
+    rc = nx_llm_translate_response(type, kind, body, strlen(body), model,
+                                   "chatcmpl-gw1", 1700000000, &b, &u);
+    assert_int_equal(rc, 0);
+    buf_is(&b, expect != NULL ? expect : body);
+
+    v = json_ok(b.data, b.len);
+    yajl_tree_free(v);
+
+    assert_int_equal(u.present, present);
+    assert_int_equal(u.prompt, prompt);
+    assert_int_equal(u.completion, completion);
+    assert_int_equal(u.total, total);
+
+    nx_buf_free(&b);
+}
+
+
+static void
+response_bad(int type, int kind, const char *body)
+{
+    nx_buf_t        b = NX_BUF_INIT;
+    nx_llm_usage_t  u;
+
+    assert_int_equal(nx_buf_append_str(&b, "kept"), 0);
+    assert_int_equal(nx_llm_translate_response(type, kind, body,
+                                               strlen(body), "m", "id", 1,
+                                               &b, &u), -1);
+    buf_is(&b, "kept");
+    assert_int_equal(u.present, 0);
+    nx_buf_free(&b);
+}
+
+
+static const char  openai_completion[] =
+    "{\"id\":\"chatcmpl-mock-1\",\"object\":\"chat.completion\","
+    "\"created\":1700000001,\"model\":\"mock-small\",\"choices\":[{"
+    "\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":"
+    "\"mock reply to: hi\"},\"logprobs\":null,\"finish_reason\":\"stop\"}],"
+    "\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4,"
+    "\"total_tokens\":7},\"system_fingerprint\":\"fp_mock\"}";
+
+
+static void
+test_response_openai(void **state)
+{
+    (void) state;
+
+    response_ok(NX_LLM_OPENAI, CHAT, openai_completion, "alias", NULL,
+                3, 4, 7, 1);
+    response_ok(NX_LLM_OPENAI, CHAT, "{\"choices\":[]}", NULL, NULL,
+                0, 0, 0, 0);
+    response_ok(NX_LLM_OPENAI, CHAT, "{\"choices\":[],\"usage\":"
+                "{\"prompt_tokens\":2,\"completion_tokens\":3}}", NULL, NULL,
+                2, 3, 5, 1);
+    response_ok(NX_LLM_OPENAI, EMB, "{\"object\":\"list\",\"data\":[{"
+                "\"object\":\"embedding\",\"index\":0,\"embedding\":[0.1]}],"
+                "\"model\":\"e\",\"usage\":{\"prompt_tokens\":4,"
+                "\"total_tokens\":4}}", NULL, NULL, 4, 0, 4, 1);
+
+    response_bad(NX_LLM_OPENAI, CHAT, "{\"id\": \"mock\", this is not json");
+    response_bad(NX_LLM_OPENAI, CHAT, "");
+    response_bad(NX_LLM_OPENAI, CHAT, "[]");
+    response_bad(NX_LLM_OPENAI, CHAT, "{\"data\":[]}");
+    response_bad(NX_LLM_OPENAI, EMB, "{\"choices\":[]}");
+    response_bad(NX_LLM_OPENAI, CHAT, "{\"choices\":[],\"error\":"
+                 "{\"message\":\"x\"}}");
+    response_bad(NX_LLM_OPENAI, OCHAT, "{\"choices\":[]}");
+}
+
+
+static void
+test_response_ollama(void **state)
+{
+    (void) state;
+
+    response_ok(NX_LLM_OLLAMA, CHAT,
+                "{\"model\":\"llama3\",\"created_at\":\"2024-01-01T00:00:00Z\","
+                "\"message\":{\"role\":\"assistant\",\"content\":"
+                "\"Hi \\\"there\\\"\\n\"},\"done\":true,\"done_reason\":"
+                "\"length\",\"total_duration\":5,\"prompt_eval_count\":5,"
+                "\"eval_count\":2}", "alias",
+                "{\"id\":\"chatcmpl-gw1\",\"object\":\"chat.completion\","
+                "\"created\":1700000000,\"model\":\"alias\",\"choices\":[{"
+                "\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":"
+                "\"Hi \\\"there\\\"\\u000a\"},\"logprobs\":null,"
+                "\"finish_reason\":\"length\"}],\"usage\":{"
+                "\"prompt_tokens\":5,\"completion_tokens\":2,"
+                "\"total_tokens\":7}}", 5, 2, 7, 1);
+
+    /* no model given: the provider's; no counts: zeros, not present */
+    response_ok(NX_LLM_OLLAMA, CHAT,
+                "{\"model\":\"llama3\",\"message\":{\"role\":\"assistant\"},"
+                "\"done\":true,\"done_reason\":\"stop\"}", NULL,
+                "{\"id\":\"chatcmpl-gw1\",\"object\":\"chat.completion\","
+                "\"created\":1700000000,\"model\":\"llama3\",\"choices\":[{"
+                "\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":"
+                "\"\"},\"logprobs\":null,\"finish_reason\":\"stop\"}],"
+                "\"usage\":{\"prompt_tokens\":0,\"completion_tokens\":0,"
+                "\"total_tokens\":0}}", 0, 0, 0, 0);
+
+    /* a cached prompt has no prompt_eval_count */
+    response_ok(NX_LLM_OLLAMA, CHAT,
+                "{\"message\":{\"content\":\"x\"},\"done\":true,"
+                "\"eval_count\":1}", "m",
+                "{\"id\":\"chatcmpl-gw1\",\"object\":\"chat.completion\","
+                "\"created\":1700000000,\"model\":\"m\",\"choices\":[{"
+                "\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":"
+                "\"x\"},\"logprobs\":null,\"finish_reason\":\"stop\"}],"
+                "\"usage\":{\"prompt_tokens\":0,\"completion_tokens\":1,"
+                "\"total_tokens\":1}}", 0, 1, 1, 1);
+
+    response_bad(NX_LLM_OLLAMA, CHAT, "{\"error\":\"model not found\"}");
+    response_bad(NX_LLM_OLLAMA, CHAT, "{\"done\":true}");
+    response_bad(NX_LLM_OLLAMA, CHAT, "{\"message\":\"x\"}");
+
+    response_ok(NX_LLM_OLLAMA, EMB,
+                "{\"model\":\"nomic\",\"embeddings\":[[0.5,-1e-3],[2]],"
+                "\"total_duration\":1000,\"prompt_eval_count\":4}", "alias",
+                "{\"object\":\"list\",\"data\":["
+                "{\"object\":\"embedding\",\"index\":0,"
+                "\"embedding\":[0.5,-1e-3]},"
+                "{\"object\":\"embedding\",\"index\":1,\"embedding\":[2]}],"
+                "\"model\":\"alias\",\"usage\":{\"prompt_tokens\":4,"
+                "\"total_tokens\":4}}", 4, 0, 4, 1);
+    response_ok(NX_LLM_OLLAMA, EMB, "{\"embeddings\":[]}", NULL,
+                "{\"object\":\"list\",\"data\":[],\"model\":\"\","
+                "\"usage\":{\"prompt_tokens\":0,\"total_tokens\":0}}",
+                0, 0, 0, 0);
+
+    response_bad(NX_LLM_OLLAMA, EMB, "{\"embeddings\":[[\"x\"]]}");
+    response_bad(NX_LLM_OLLAMA, EMB, "{\"embeddings\":[1]}");
+    response_bad(NX_LLM_OLLAMA, EMB, "{\"embedding\":[1]}");
+
+    /* native: as it came, with the counts read */
+    response_ok(NX_LLM_OLLAMA, OCHAT,
+                "{\"model\":\"l\",\"message\":{\"role\":\"assistant\","
+                "\"content\":\"x\"},\"done\":true,\"prompt_eval_count\":9,"
+                "\"eval_count\":1}", "alias", NULL, 9, 1, 10, 1);
+    response_ok(NX_LLM_OLLAMA, OGEN,
+                "{\"model\":\"l\",\"response\":\"x\",\"done\":true,"
+                "\"context\":[1,2,3]}", "alias", NULL, 0, 0, 0, 0);
+    response_bad(NX_LLM_OLLAMA, OGEN, "{\"error\":\"boom\"}");
+}
+
+
+static void
+test_response_anthropic(void **state)
+{
+    (void) state;
+
+    response_ok(NX_LLM_ANTHROPIC, CHAT,
+                "{\"id\":\"msg_mock_1\",\"type\":\"message\",\"role\":"
+                "\"assistant\",\"model\":\"claude\",\"content\":[{\"type\":"
+                "\"text\",\"text\":\"mock reply\"}],\"stop_reason\":"
+                "\"end_turn\",\"stop_sequence\":null,\"usage\":{"
+                "\"input_tokens\":3,\"output_tokens\":2}}", "alias",
+                "{\"id\":\"msg_mock_1\",\"object\":\"chat.completion\","
+                "\"created\":1700000000,\"model\":\"alias\",\"choices\":[{"
+                "\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":"
+                "\"mock reply\"},\"logprobs\":null,\"finish_reason\":"
+                "\"stop\"}],\"usage\":{\"prompt_tokens\":3,"
+                "\"completion_tokens\":2,\"total_tokens\":5}}", 3, 2, 5, 1);
+
+    /* text blocks joined, others skipped; cache tokens are prompt */
+    response_ok(NX_LLM_ANTHROPIC, CHAT,
+                "{\"type\":\"message\",\"model\":\"claude\",\"content\":["
+                "{\"type\":\"thinking\",\"thinking\":\"hmm\"},"
+                "{\"type\":\"text\",\"text\":\"a\"},"
+                "{\"type\":\"tool_use\",\"id\":\"t\"},"
+                "{\"type\":\"text\",\"text\":\"b\"}],\"stop_reason\":"
+                "\"max_tokens\",\"usage\":{\"input_tokens\":3,"
+                "\"cache_creation_input_tokens\":10,"
+                "\"cache_read_input_tokens\":100,\"output_tokens\":2}}", NULL,
+                "{\"id\":\"chatcmpl-gw1\",\"object\":\"chat.completion\","
+                "\"created\":1700000000,\"model\":\"claude\",\"choices\":[{"
+                "\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":"
+                "\"ab\"},\"logprobs\":null,\"finish_reason\":\"length\"}],"
+                "\"usage\":{\"prompt_tokens\":113,\"completion_tokens\":2,"
+                "\"total_tokens\":115}}", 113, 2, 115, 1);
+
+    response_bad(NX_LLM_ANTHROPIC, CHAT, "{\"type\":\"error\",\"error\":"
+                 "{\"type\":\"api_error\",\"message\":\"x\"}}");
+    response_bad(NX_LLM_ANTHROPIC, CHAT, "{\"type\":\"message\"}");
+    response_bad(NX_LLM_ANTHROPIC, CHAT, "{\"content\":[]}");
+    response_bad(NX_LLM_ANTHROPIC, EMB, "{\"type\":\"message\","
+                 "\"content\":[]}");
+}
+
+
+/* error answers */
+
+static void
+error_is(int type, int status, const char *body, const char *expect)
+{
+    nx_buf_t  b = NX_BUF_INIT;
+    yajl_val  v;
+
+    assert_int_equal(nx_llm_translate_error(type, status, body,
+                                            body != NULL ? strlen(body) : 0,
+                                            &b), 0);
+    buf_is(&b, expect);
+
+    v = json_ok(b.data, b.len);
+    yajl_tree_free(v);
+
+    nx_buf_free(&b);
+}
+
+
+static void
+test_translate_error(void **state)
+{
+    char        *big;
+    size_t       i;
+    nx_buf_t     b = NX_BUF_INIT;
+    yajl_val     v;
+    const char  *msg;
+
+    (void) state;
+
+    error_is(NX_LLM_OPENAI, 404,
+             "{\"error\":{\"message\":\"The model 'missing-x' does not "
+             "exist\",\"type\":\"invalid_request_error\",\"param\":null,"
+             "\"code\":\"model_not_found\"}}",
+             "{\"error\":{\"message\":\"The model 'missing-x' does not "
+             "exist\",\"type\":\"invalid_request_error\",\"param\":null,"
+             "\"code\":\"model_not_found\"}}");
+
+    error_is(NX_LLM_OPENAI, 400,
+             "{\"error\":{\"message\":\"bad\",\"type\":\"invalid request\","
+             "\"param\":\"messages[0].content\",\"code\":7}}",
+             "{\"error\":{\"message\":\"bad\",\"type\":"
+             "\"invalid_request_error\",\"param\":\"messages[0].content\","
+             "\"code\":null}}");
+
+    error_is(NX_LLM_OLLAMA, 404, "{\"error\":\"model \\\"x\\\" not found, "
+             "try pulling it first\"}",
+             "{\"error\":{\"message\":\"model \\\"x\\\" not found, try "
+             "pulling it first\",\"type\":\"invalid_request_error\","
+             "\"param\":null,\"code\":null}}");
+
+    error_is(NX_LLM_ANTHROPIC, 529, "{\"type\":\"error\",\"error\":{\"type\":"
+             "\"overloaded_error\",\"message\":\"Overloaded\"}}",
+             "{\"error\":{\"message\":\"Overloaded\",\"type\":"
+             "\"server_error\",\"param\":null,\"code\":\"overloaded\"}}");
+    error_is(NX_LLM_ANTHROPIC, 500, "{\"type\":\"error\",\"error\":{\"type\":"
+             "\"api_error\",\"message\":\"mock upstream failure\"}}",
+             "{\"error\":{\"message\":\"mock upstream failure\",\"type\":"
+             "\"server_error\",\"param\":null,\"code\":null}}");
+    error_is(NX_LLM_ANTHROPIC, 429, "{\"type\":\"error\",\"error\":{\"type\":"
+             "\"rate_limit_error\",\"message\":\"slow down\"}}",
+             "{\"error\":{\"message\":\"slow down\",\"type\":"
+             "\"rate_limit_error\",\"param\":null,\"code\":null}}");
+
+    /* vLLM's shape */
+    error_is(NX_LLM_OPENAI, 400, "{\"object\":\"error\",\"message\":\"too "
+             "long\",\"type\":\"BadRequestError\",\"param\":null,"
+             "\"code\":400}",
+             "{\"error\":{\"message\":\"too long\",\"type\":"
+             "\"BadRequestError\",\"param\":null,\"code\":null}}");
+    error_is(NX_LLM_OPENAI, 422, "{\"detail\":\"Not Found\"}",
+             "{\"error\":{\"message\":\"Not Found\",\"type\":"
+             "\"invalid_request_error\",\"param\":null,\"code\":null}}");
+
+    /* nothing usable: a message for the status */
+    error_is(NX_LLM_OPENAI, 502, "<html>Bad Gateway</html>",
+             "{\"error\":{\"message\":\"The upstream provider is "
+             "unavailable.\",\"type\":\"server_error\",\"param\":null,"
+             "\"code\":null}}");
+    error_is(NX_LLM_OLLAMA, 500, NULL,
+             "{\"error\":{\"message\":\"The upstream provider failed.\","
+             "\"type\":\"server_error\",\"param\":null,\"code\":null}}");
+    error_is(NX_LLM_OLLAMA, 429, "{\"error\":\"\"}",
+             "{\"error\":{\"message\":\"The upstream provider is rate "
+             "limiting requests; retry later.\",\"type\":"
+             "\"rate_limit_error\",\"param\":null,\"code\":null}}");
+    error_is(NX_LLM_OPENAI, 418, "{}",
+             "{\"error\":{\"message\":\"The upstream provider returned an "
+             "error.\",\"type\":\"invalid_request_error\",\"param\":null,"
+             "\"code\":null}}");
+
+    /* about the gateway's key: never the provider's words */
+    error_is(NX_LLM_OPENAI, 401, "{\"error\":{\"message\":\"Incorrect API "
+             "key provided: sk-abc***xyz\",\"type\":\"invalid_request_error\","
+             "\"param\":null,\"code\":\"invalid_api_key\"}}",
+             "{\"error\":{\"message\":\"The upstream provider refused the "
+             "gateway's credentials.\",\"type\":\"invalid_request_error\","
+             "\"param\":null,\"code\":\"invalid_api_key\"}}");
+
+    /* a long message is cut, on a character boundary */
+    big = malloc(4000);
+    assert_non_null(big);
+    strcpy(big, "{\"error\":\"");
+    for (i = 0; i < 1000; i++) {
+        strcat(big, "\xc3\xa9");        /* 2 bytes each */
+    }
+    strcat(big, "\\n\"}");
+
+    assert_int_equal(nx_llm_translate_error(NX_LLM_OLLAMA, 500, big,
+                                            strlen(big), &b), 0);
+    v = json_ok(b.data, b.len);
+    msg = NULL;
+    assert_int_equal(nx_json_string(nx_json_get(nx_json_get(v, "error"),
+                                                 "message"), &msg), 0);
+    assert_int_equal(strlen(msg), 512);
+    yajl_tree_free(v);
+    nx_buf_reset(&b);
+
+    /* one byte more in front: the cut falls inside a character */
+    memmove(big + 11, big + 10, strlen(big + 10) + 1);
+    big[10] = 'x';
+    assert_int_equal(nx_llm_translate_error(NX_LLM_OLLAMA, 500, big,
+                                            strlen(big), &b), 0);
+    v = json_ok(b.data, b.len);
+    assert_int_equal(nx_json_string(nx_json_get(nx_json_get(v, "error"),
+                                                 "message"), &msg), 0);
+    assert_int_equal(strlen(msg), 511);
+    yajl_tree_free(v);
+
+    free(big);
+    nx_buf_free(&b);
+}
+
+
 int
 main(void)
 {
@@ -843,6 +1179,10 @@ main(void)
         cmocka_unit_test(test_build_ollama),
         cmocka_unit_test(test_build_anthropic),
         cmocka_unit_test(test_upstream_path),
+        cmocka_unit_test(test_response_openai),
+        cmocka_unit_test(test_response_ollama),
+        cmocka_unit_test(test_response_anthropic),
+        cmocka_unit_test(test_translate_error),
     };
 
     return cmocka_run_group_tests_name("llm", tests, NULL, NULL);
