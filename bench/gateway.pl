@@ -64,7 +64,7 @@ my $t = nexus_nginx(<<"EOF", workers => 1, log_level => 'error');
         location = /v1/chat/completions {
             default_type application/json;
             if (\$http_accept = "text/event-stream") {
-                return 200 "$sse";
+                return 200 '$sse';
             }
             return 200 '$completion';
         }
