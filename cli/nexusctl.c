@@ -37,7 +37,7 @@ static const cli_verb_t  cli_verbs[] = {
       "apply pending database migrations" },
 
     { "create-tenant", cli_create_tenant,
-      "--name NAME [--platform]",
+      "--name NAME [--platform] [--allow-all-models]",
       "create a tenant" },
 
     { "list-tenants", cli_list_tenants,
