@@ -4,7 +4,7 @@
  * nexusctl: the operator's command-line tool. This file holds main(), the
  * usage text and the dispatch to one handler per verb; each verb lives in
  * its own file (cli_migrate.c, cli_tenant.c, cli_key.c, cli_limits.c,
- * cli_quota.c).
+ * cli_quota.c, cli_models.c).
  */
 
 #include <fcntl.h>
@@ -79,6 +79,17 @@ static const cli_verb_t  cli_verbs[] = {
     { "show-quota", cli_show_quota,
       "--tenant NAME",
       "show the request quota of a tenant" },
+
+    { "set-models", cli_set_models,
+      "--tenant NAME [--models M1,M2]\n"
+      "                           [--allow-all | --no-allow-all]\n"
+      "       nexusctl set-models --prefix PREFIX"
+      " (--models M1,M2 | --inherit)",
+      "set the models a tenant or a key may use" },
+
+    { "show-models", cli_show_models,
+      "(--tenant NAME | --prefix PREFIX)",
+      "show the models of a tenant or a key" },
 
     { NULL, NULL, NULL, NULL }
 };

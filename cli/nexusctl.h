@@ -34,6 +34,8 @@ int cli_set_limits(int argc, char **argv);
 int cli_show_limits(int argc, char **argv);
 int cli_set_quota(int argc, char **argv);
 int cli_show_quota(int argc, char **argv);
+int cli_set_models(int argc, char **argv);
+int cli_show_models(int argc, char **argv);
 
 /* Prints "usage: nexusctl <verb> <synopsis>" for one verb. */
 void cli_verb_usage(const char *verb, FILE *f);
