@@ -32,6 +32,8 @@ static ngx_int_t ngx_nexus_auth_row(PGresult *res,
 static ngx_int_t ngx_nexus_auth_unhex(u_char *dst, u_char *src, size_t n);
 static ngx_int_t ngx_nexus_auth_limits(ngx_nexus_key_data_t *kd, u_char *p,
     size_t len);
+static ngx_int_t ngx_nexus_auth_budget(ngx_nexus_key_data_t *kd, u_char *p,
+    size_t len);
 static ngx_int_t ngx_nexus_auth_quota(ngx_nexus_key_data_t *kd, u_char *p,
     size_t len);
 static void ngx_nexus_auth_decide(ngx_http_request_t *r,
@@ -57,7 +59,8 @@ static const char  ngx_nexus_auth_sql[] =
     " nexus_rate_limits_text(k.rate_limits, t.rate_limits),"
     " nexus_quota_text(t.quota),"
     " nexus_models_text(k.allowed_models, t.allow_all_models,"
-    " t.allowed_models)"
+    " t.allowed_models),"
+    " nexus_budget_text(k.token_budget, k.tpm, t.tpm)"
     " FROM api_keys k JOIN tenants t ON t.id = k.tenant_id"
     " WHERE k.prefix = $1";
 
@@ -324,7 +327,7 @@ ngx_nexus_auth_row(PGresult *res, ngx_nexus_key_data_t *kd, u_char *hash)
     char      *v;
     ngx_int_t  n;
 
-    if (PQnfields(res) != 13) {
+    if (PQnfields(res) != 14) {
         return NGX_ERROR;
     }
 
@@ -389,6 +392,13 @@ ngx_nexus_auth_row(PGresult *res, ngx_nexus_key_data_t *kd, u_char *hash)
     }
     ngx_memcpy(kd->models, PQgetvalue(res, 0, 12), len);
     kd->models_len = (uint16_t) len;
+
+    if (ngx_nexus_auth_budget(kd, (u_char *) PQgetvalue(res, 0, 13),
+                              PQgetlength(res, 0, 13))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
 
     if (kd->key_id <= 0 || kd->tenant_id <= 0 || kd->expires_at < 0) {
         return NGX_ERROR;
@@ -493,6 +503,47 @@ ngx_nexus_auth_quota(ngx_nexus_key_data_t *kd, u_char *p, size_t len)
 }
 
 
+/* "daily,monthly,total,key_tpm,tenant_tpm" of nexus_budget_text() */
+
+static ngx_int_t
+ngx_nexus_auth_budget(ngx_nexus_key_data_t *kd, u_char *p, size_t len)
+{
+    u_char      *last, *comma;
+    off_t        n;
+    ngx_uint_t   i;
+    int64_t      v[5];
+
+    last = p + len;
+
+    for (i = 0; i < 5; i++) {
+        comma = ngx_strlchr(p, last, ',');
+
+        if (comma == NULL) {
+            if (i != 4) {
+                return NGX_ERROR;
+            }
+            comma = last;
+        }
+
+        n = ngx_atoof(p, comma - p);
+        if (n == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        v[i] = n;
+        p = comma + 1;
+    }
+
+    kd->budget[0] = v[0];
+    kd->budget[1] = v[1];
+    kd->budget[2] = v[2];
+    kd->tpm[0] = v[3];
+    kd->tpm[1] = v[4];
+
+    return NGX_OK;
+}
+
+
 /* the decision for a key that exists: the same from cache or database */
 
 static void
@@ -542,6 +593,8 @@ ngx_nexus_auth_decide(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx,
     ctx->principal.quota[1] = kd->quota[1];
     ctx->principal.quota_soft = kd->quota_soft;
     ctx->principal.quota_observe = kd->quota_observe;
+    ngx_memcpy(ctx->principal.budget, kd->budget, sizeof(kd->budget));
+    ngx_memcpy(ctx->principal.tpm, kd->tpm, sizeof(kd->tpm));
 
     ctx->principal.tenant.data = p;
     ctx->principal.tenant.len = kd->tenant_len;

@@ -164,6 +164,9 @@ typedef struct {
     uint32_t                    limits[NGX_NEXUS_LIMITS];
     int64_t                     quota[2];       /* daily, monthly; 0 none */
     ngx_uint_t                  quota_soft;     /* permille */
+    int64_t                     budget[3];      /* tokens: daily, monthly,
+                                                   total; 0 none */
+    int64_t                     tpm[2];         /* key, tenant; 0 none */
     unsigned                    quota_observe:1;
     unsigned                    platform:1;
 } ngx_nexus_principal_t;
