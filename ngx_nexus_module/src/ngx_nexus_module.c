@@ -19,6 +19,7 @@
 #include "ngx_nexus_breaker.h"
 #include "ngx_nexus_metrics.h"
 #include "ngx_nexus_usage.h"
+#include "ngx_nexus_budget.h"
 
 #include <nx_name.h>
 
@@ -322,6 +323,27 @@ static ngx_command_t  ngx_nexus_commands[] = {
       offsetof(ngx_nexus_main_conf_t, usage_queue),
       NULL },
 
+    { ngx_string("nexus_token_ceiling"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
+      ngx_nexus_budget_ceiling_conf,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("nexus_budget_ttl"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_nexus_main_conf_t, budget_ttl),
+      NULL },
+
+    { ngx_string("nexus_tpm"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_nexus_budget_tpm_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
       ngx_null_command
 };
 
@@ -388,6 +410,8 @@ ngx_nexus_create_main_conf(ngx_conf_t *cf)
     nmcf->usage_flush = NGX_CONF_UNSET_MSEC;
     nmcf->usage_batch = NGX_CONF_UNSET;
     nmcf->usage_queue = NGX_CONF_UNSET;
+    nmcf->token_ceiling = NGX_CONF_UNSET;
+    nmcf->budget_ttl = NGX_CONF_UNSET_MSEC;
 
     if (ngx_array_init(&nmcf->providers, cf->pool, 4,
                        sizeof(ngx_nexus_provider_t *)) != NGX_OK
@@ -440,6 +464,10 @@ ngx_nexus_init_main_conf(ngx_conf_t *cf, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    if (ngx_nexus_budget_init_main_conf(cf, nmcf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
     return ngx_nexus_usage_init_main_conf(cf, nmcf);
 }
 
@@ -469,6 +497,7 @@ ngx_nexus_create_loc_conf(ngx_conf_t *cf)
     nlcf->concurrency[0] = NGX_CONF_UNSET_UINT;
     nlcf->require_role = NGX_CONF_UNSET_UINT;
     nlcf->pii_mode = NGX_CONF_UNSET_UINT;
+    nlcf->tpm[0] = NGX_CONF_UNSET;
 
     return nlcf;
 }
@@ -551,6 +580,11 @@ ngx_nexus_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     if (conf->rates[0] == NGX_CONF_UNSET_UINT) {
         ngx_memcpy(conf->rates, prev->rates, sizeof(conf->rates));
+    }
+
+    if (conf->tpm[0] == NGX_CONF_UNSET) {
+        conf->tpm[0] = prev->tpm[0];
+        conf->tpm[1] = prev->tpm[1];
     }
 
     nmcf = ngx_http_conf_get_module_main_conf(cf, ngx_nexus_module);
@@ -636,6 +670,7 @@ ngx_nexus_postconfiguration(ngx_conf_t *cf)
         || ngx_nexus_last_used_init_statements(cf) != NGX_OK
         || ngx_nexus_health_init(cf) != NGX_OK
         || ngx_nexus_limit_init(cf) != NGX_OK
+        || ngx_nexus_budget_init(cf) != NGX_OK
         || ngx_nexus_kill_init(cf) != NGX_OK
         || ngx_nexus_providers_init(cf) != NGX_OK
         || ngx_nexus_proxy_init(cf) != NGX_OK

@@ -128,6 +128,10 @@ typedef struct {
     ngx_msec_t                  usage_flush;    /* nexus_usage_flush */
     ngx_int_t                   usage_batch;    /* nexus_usage_batch */
     ngx_int_t                   usage_queue;    /* nexus_usage_queue */
+
+    ngx_int_t                   token_ceiling;  /* nexus_token_ceiling */
+    ngx_array_t                *token_ceilings; /* ... model=NAME */
+    ngx_msec_t                  budget_ttl;     /* nexus_budget_ttl */
 } ngx_nexus_main_conf_t;
 
 
@@ -148,6 +152,7 @@ typedef struct {
     ngx_str_t                   require_scope;  /* nexus_require_scope */
     ngx_uint_t                  pii_mode;       /* nexus_pii_guard */
     ngx_uint_t                  pii_kinds;
+    int64_t                     tpm[2];         /* nexus_tpm: key, tenant */
 } ngx_nexus_loc_conf_t;
 
 
