@@ -4,7 +4,7 @@
  * nexusctl: the operator's command-line tool. This file holds main(), the
  * usage text and the dispatch to one handler per verb; each verb lives in
  * its own file (cli_migrate.c, cli_tenant.c, cli_key.c, cli_limits.c,
- * cli_quota.c, cli_usage.c, cli_models.c).
+ * cli_quota.c, cli_usage.c, cli_models.c, cli_budget.c).
  */
 
 #include <fcntl.h>
@@ -79,6 +79,20 @@ static const cli_verb_t  cli_verbs[] = {
     { "show-quota", cli_show_quota,
       "--tenant NAME",
       "show the request quota of a tenant" },
+
+    { "set-budget", cli_set_budget,
+      "--prefix PREFIX [--daily N] [--monthly N] [--total N]\n"
+      "                           [--no-daily] [--no-monthly] [--no-total]\n"
+      "       nexusctl set-budget --prefix PREFIX --clear",
+      "set or clear the token budget of a key" },
+
+    { "show-budget", cli_show_budget,
+      "--prefix PREFIX",
+      "show the token budget and tokens per minute of a key" },
+
+    { "set-tpm", cli_set_tpm,
+      "(--tenant NAME | --prefix PREFIX) (--tpm N | --clear)",
+      "set or clear the tokens per minute of a tenant or a key" },
 
     { "show-usage", cli_show_usage,
       "--tenant NAME [--period day|month] [--json]",
