@@ -165,4 +165,28 @@ ok(defined $r->{headers}{'x-budget-tokens-remaining'}
     && defined $r->{headers}{'x-ratelimit-remaining-tokens'},
     'both answered by the one reservation');
 
+# --- the directives at nginx -t --------------------------------------------------
+for my $c (
+    [ 'nexus_tpm key=-1;', qr/invalid parameter "key=-1"/ ],
+    [ 'nexus_tpm key=1 key=2;', qr/invalid parameter "key=2"/ ],
+    [ 'nexus_tpm rate=5;', qr/invalid parameter "rate=5"/ ],
+    [ "nexus_tpm key=1;\n    nexus_tpm tenant=1;", qr/"nexus_tpm" directive is duplicate/ ],
+    [ 'nexus_token_ceiling 0;', qr/invalid number of tokens "0"/ ],
+    [ 'nexus_token_ceiling 10 gpt-4o;', qr/invalid parameter "gpt-4o"/ ],
+    [ "nexus_token_ceiling 10 model=a;\n    nexus_token_ceiling 20 model=a;",
+      qr/duplicate ceiling for model "a"/ ],
+    [ "nexus_token_ceiling 10;\n    nexus_token_ceiling 20;",
+      qr/"nexus_token_ceiling" directive is duplicate/ ],
+    [ 'nexus_budget_ttl 100ms;', qr/"nexus_budget_ttl" must be at least 300ms/ ],
+) {
+    my ($code, $out) = nexus_nginx_t(nexus_conf(extra => $c->[0]));
+    (my $name = $c->[0]) =~ s/\n\s*/ /g;
+    ok($code != 0 && $out =~ $c->[1], "nginx -t refuses: $name")
+        or diag($out);
+}
+my ($code, $out) = nexus_nginx_t(nexus_conf(extra => 'nexus_tpm key=0 tenant=5;'
+    . ' nexus_token_ceiling 8 model=a; nexus_token_ceiling 9;'
+    . ' nexus_budget_ttl 300ms;'));
+is($code, 0, 'and accepts valid ones') or diag($out);
+
 nexus_done_testing();
