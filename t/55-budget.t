@@ -38,7 +38,7 @@ EOF
 my $n1 = nexus_nginx($conf, workers => 2);
 my $n2 = nexus_nginx($conf);
 
-nexus_plan(56);
+nexus_plan(59);
 
 my $tenant = make_tenant('budget', models => '*');
 
@@ -229,6 +229,36 @@ is(period($kab, 'day')->{used}, events_total($kab, 1),
     'and counted once, as its usage event');
 sleep 0.3;
 is(period($kab, 'day')->{used}, events_total($kab, 1), 'still once');
+
+# --- a client that leaves while Redis answers the reservation ------------------------
+my $slow = nexus_nginx(nexus_conf(redis_timeout => '3s',
+    extra => "upstream mock_up { server %%MOCK%%; }\n"
+        . "    nexus_provider mock type=openai upstream=mock_up discovery=off;\n"
+        . "    nexus_model m mock model=mock-small;"));
+my $ko = budget_key('{"daily": 100000}');
+chat($slow, $ko, max_tokens => 5);
+wait_settled($ko);
+my $used0 = period($ko, 'day')->{used};
+my $pid = fork // die "fork: $!";
+if (!$pid) {
+    # Redis busy for 0.6 s (a script runs alone; DEBUG SLEEP is disabled)
+    open STDOUT, '>', '/dev/null';
+    exec 'redis-cli', '-p', $ENV{NEXUS_TEST_REDIS_PORT}, 'EVAL',
+        "local t = redis.call('TIME') local s = t[1] * 1000000 + t[2]"
+        . " while true do local n = redis.call('TIME')"
+        . " if n[1] * 1000000 + n[2] - s > 600000 then break end end"
+        . " return 1", '0';
+}
+sleep 0.1;
+$h = chat($slow, $ko, max_tokens => 5, start => 1);
+sleep 0.1;
+http_abort($h);
+sleep 0.1;
+like($slow->error_log, qr/client prematurely closed connection/,
+    'a client leaves while Redis is busy');
+waitpid $pid, 0;
+ok(wait_settled($ko), 'its reservation, made after it left, is given back');
+is(period($ko, 'day')->{used}, $used0, 'and it cost nothing');
 
 # --- a reservation of a dead node expires ---------------------------------------
 my $kd = budget_key('{"daily": 200}');
