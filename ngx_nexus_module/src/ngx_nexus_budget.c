@@ -24,7 +24,9 @@
  *
  * When Redis cannot answer, nexus_fail_mode decides, as for rate limits:
  * closed (503 RATE_LIMIT_UNAVAILABLE) or open (allowed without a
- * reservation, with X-RateLimit-Status: degraded).
+ * reservation, with X-RateLimit-Status: degraded).  Without nexus_redis,
+ * tokens per minute are checked in the shared zone, per node, like the
+ * rate limits (ngx_nexus_limit_shm.c); budgets, the fleet's, cannot be.
  */
 
 
@@ -79,8 +81,11 @@ typedef struct {
     int64_t                     tpm_remaining;
     int64_t                     tpm_wait_ms;
 
+    ngx_nexus_principal_t      *principal;  /* without Redis */
+
     unsigned                    sent:1;     /* may exist in Redis */
     unsigned                    held:1;     /* reserved */
+    unsigned                    local:1;    /* TPM in the shared zone */
     unsigned                    degraded:1;
     unsigned                    settled:1;
 } ngx_nexus_budget_t;
@@ -96,6 +101,8 @@ static ngx_int_t ngx_nexus_budget_parse(ngx_nexus_budget_t *b,
     redisReply *reply);
 static ngx_int_t ngx_nexus_budget_decide(ngx_http_request_t *r,
     ngx_nexus_budget_t *b, ngx_int_t status);
+static ngx_int_t ngx_nexus_budget_local(ngx_http_request_t *r,
+    ngx_nexus_budget_t *b);
 static ngx_int_t ngx_nexus_budget_exceeded(ngx_http_request_t *r,
     ngx_nexus_budget_t *b);
 static ngx_int_t ngx_nexus_budget_tpm_limited(ngx_http_request_t *r,
@@ -531,7 +538,8 @@ ngx_nexus_budget_reserve(ngx_http_request_t *r, ngx_nexus_proxy_t *px)
     px->budget = b;
 
     if (!ngx_nexus_redis_configured()) {
-        return ngx_nexus_budget_decide(r, b, NGX_DECLINED);
+        b->principal = pr;
+        return ngx_nexus_budget_local(r, b);
     }
 
     for (i = 0; i < 4; i++) {
@@ -814,6 +822,72 @@ ngx_nexus_budget_decide(ngx_http_request_t *r, ngx_nexus_budget_t *b,
 
         break;
     }
+
+    ngx_http_finalize_request(r, rc);
+
+    return NGX_DONE;
+}
+
+
+/*
+ * Without nexus_redis: a budget is the fleet's and cannot be counted on
+ * one node (nexus_fail_mode decides), but tokens per minute are checked in
+ * the shared zone, like the rate limits.
+ */
+
+static ngx_int_t
+ngx_nexus_budget_local(ngx_http_request_t *r, ngx_nexus_budget_t *b)
+{
+    ngx_int_t                  rc;
+    ngx_nexus_main_conf_t     *nmcf;
+    ngx_nexus_limit_result_t   res;
+
+    if (b->limits[0] || b->limits[1] || b->limits[2]) {
+        rc = ngx_nexus_budget_unavailable(r, b);
+
+        if (rc != NGX_DECLINED) {
+            goto done;
+        }
+    }
+
+    if (b->tpm[0] == 0 && b->tpm[1] == 0) {
+        return NGX_OK;
+    }
+
+    nmcf = ngx_http_get_module_main_conf(r, ngx_nexus_module);
+
+    if (ngx_nexus_limit_local_tokens(nmcf->shm_zone, b->principal, b->tpm,
+                                     b->want, &res)
+        != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "nexus tokens per minute: no room in the zone");
+
+        rc = ngx_nexus_budget_unavailable(r, b);
+
+        if (rc == NGX_DECLINED) {
+            return NGX_OK;
+        }
+
+        goto done;
+    }
+
+    b->tpm_scope = res.tenant_scope ? 2 : 1;
+    b->tpm_limit = b->tpm[res.tenant_scope];
+    b->tpm_remaining = res.remaining;
+
+    if (res.allowed) {
+        b->local = 1;
+        b->held = 1;
+        return NGX_OK;
+    }
+
+    b->refused = NGX_NEXUS_BUDGET_TPM;
+    b->tpm_wait_ms = res.retry_ms;
+
+    rc = ngx_nexus_budget_tpm_limited(r, b);
+
+done:
 
     ngx_http_finalize_request(r, rc);
 
@@ -1137,9 +1211,10 @@ ngx_nexus_budget_renew(ngx_event_t *ev)
 void
 ngx_nexus_budget_settle(ngx_nexus_proxy_t *px, int64_t tokens)
 {
-    u_char              *p;
-    ngx_uint_t           i;
-    ngx_nexus_budget_t  *b, *o;
+    u_char                 *p;
+    ngx_uint_t              i;
+    ngx_nexus_budget_t     *b, *o;
+    ngx_nexus_main_conf_t  *nmcf;
 
     b = px->budget;
 
@@ -1151,6 +1226,13 @@ ngx_nexus_budget_settle(ngx_nexus_proxy_t *px, int64_t tokens)
 
     if (b->renew.timer_set) {
         ngx_del_timer(&b->renew);
+    }
+
+    if (b->local) {
+        nmcf = ngx_http_get_module_main_conf(b->request, ngx_nexus_module);
+        ngx_nexus_limit_local_tokens_settle(nmcf->shm_zone, b->principal,
+                                            b->tpm, b->want - tokens);
+        return;
     }
 
     if (b->cmd) {
