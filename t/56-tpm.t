@@ -165,6 +165,42 @@ ok(defined $r->{headers}{'x-budget-tokens-remaining'}
     && defined $r->{headers}{'x-ratelimit-remaining-tokens'},
     'both answered by the one reservation');
 
+# --- without nexus_redis: tokens per minute in the shared zone, per node -------
+(my $local_conf = nexus_conf(extra => <<'EOF')) =~ s/^\s*nexus_redis .*\n//m;
+    upstream mock_up { server %%MOCK%%; keepalive 8; }
+    nexus_provider mock type=openai upstream=mock_up discovery=off;
+    nexus_model m mock model=mock-small;
+    nexus_tpm key=100;
+EOF
+my $local = nexus_nginx($local_conf, workers => 2);
+
+sub local_chat {
+    my ($key, $max, $text) = @_;
+    return http_req($local->port, 'POST', '/v1/chat/completions',
+        bearer => $key, json => 1, json_body => { model => 'm',
+            max_tokens => $max, messages => [ { role => 'user', content =>
+                $text // 'one two three four five six seven eight nine ten' }
+            ] });
+}
+
+my $kl = make_key($tenant, name => 'local');
+$r = local_chat($kl, 50);
+is($r->{status}, 200, 'no Redis: within the key\'s tokens per minute');
+is($r->{headers}{'x-ratelimit-remaining-tokens'}, 100 - $pe - 50,
+    'the worst case taken in the shared zone');
+$r = local_chat($kl, 80);
+is(code($r), 'RATE_LIMITED', 'and refused when it does not fit');
+$rem = $r->{headers}{'x-ratelimit-remaining'};
+ok($rem >= 79 && $rem <= 81,
+    "the unused part was given back ($rem ~ 100 - 21)");
+my $klb = make_key($tenant, name => 'local-budget');
+psql(q{UPDATE api_keys SET token_budget = '{"daily": 1000}'}
+    . ' WHERE id = ' . id_of($klb));
+$r = local_chat($klb, 5, 'hi');
+is(code($r), 'RATE_LIMIT_UNAVAILABLE',
+    'a budget cannot be counted without Redis: fail closed');
+$local->allow_errors(qr/nexus token budget/);
+
 # --- the directives at nginx -t --------------------------------------------------
 for my $c (
     [ 'nexus_tpm key=-1;', qr/invalid parameter "key=-1"/ ],
