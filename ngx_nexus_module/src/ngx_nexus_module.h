@@ -128,6 +128,11 @@ typedef struct {
     ngx_msec_t                  usage_flush;    /* nexus_usage_flush */
     ngx_int_t                   usage_batch;    /* nexus_usage_batch */
     ngx_int_t                   usage_queue;    /* nexus_usage_queue */
+
+    u_char                     *audit_keys;     /* chain key, checkpoint
+                                                   key; NULL: no audit */
+    ngx_msec_t                  audit_flush;    /* nexus_audit_flush */
+    ngx_msec_t                  audit_checkpoint;
 } ngx_nexus_main_conf_t;
 
 
