@@ -670,7 +670,8 @@ ngx_nexus_postconfiguration(ngx_conf_t *cf)
         || ngx_nexus_proxy_init(cf) != NGX_OK
         || ngx_nexus_usage_init_statements(cf) != NGX_OK
         || ngx_nexus_usage_admin_init_statements(cf) != NGX_OK
-        || ngx_nexus_audit_init_statements(cf) != NGX_OK)
+        || ngx_nexus_audit_init_statements(cf) != NGX_OK
+        || ngx_nexus_audit_api_init_statements(cf) != NGX_OK)
     {
         return NGX_ERROR;
     }
