@@ -25,6 +25,7 @@
 #include "ngx_nexus_redis.h"
 #include "ngx_nexus_limit.h"
 #include "ngx_nexus_usage.h"
+#include "ngx_nexus_audit.h"
 
 #include <nx_json.h>
 #include <nx_name.h>
@@ -441,6 +442,8 @@ ngx_nexus_admin_create_tenant(ngx_http_request_t *r, yajl_val v)
     ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
 
     if (!ctx->principal.platform) {
+        ngx_nexus_audit_forbidden(r, "FORBIDDEN",
+                                  "{\"required\":\"platform_admin\"}");
         ngx_http_finalize_request(r,
             ngx_nexus_send_error(r, NGX_HTTP_FORBIDDEN, "FORBIDDEN",
                                  "only a platform admin can create tenants",
@@ -866,6 +869,8 @@ ngx_nexus_admin_kills(ngx_http_request_t *r)
 
     /* who may ask comes before how: nothing here for a tenant's admin */
     if (!ctx->principal.platform) {
+        ngx_nexus_audit_forbidden(r, "FORBIDDEN",
+                                  "{\"required\":\"platform_admin\"}");
         return ngx_nexus_send_error(r, NGX_HTTP_FORBIDDEN, "FORBIDDEN",
                                     "kill switches are for platform admins",
                                     "{\"required\":\"platform_admin\"}");
@@ -1007,6 +1012,9 @@ ngx_nexus_admin_quota(ngx_http_request_t *r, ngx_str_t *tenant)
 
     if (r->method == NGX_HTTP_PATCH) {
         if (!ctx->principal.platform) {
+            ngx_nexus_audit_forbidden(r, "FORBIDDEN",
+                                      "{\"required\":"
+                                      "\"platform_admin\"}");
             return ngx_nexus_send_error(r, NGX_HTTP_FORBIDDEN, "FORBIDDEN",
                                         "only a platform admin can change "
                                         "a quota",
