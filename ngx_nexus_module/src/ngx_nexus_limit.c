@@ -20,6 +20,7 @@
 #include "ngx_nexus_redis.h"
 #include "ngx_nexus_reply.h"
 #include "ngx_nexus_limit.h"
+#include "ngx_nexus_audit.h"
 
 
 static void ngx_nexus_limit_handler(ngx_nexus_redis_cmd_t *cmd,
@@ -74,6 +75,7 @@ static const char  ngx_nexus_lease_lua[] =
     "end\n"
     "return 1\n";
 static time_t                    ngx_nexus_limit_warned;
+static ngx_uint_t                ngx_nexus_limit_degraded;
 
 /*
  * Everything a request may consume, checked first and taken only if all
@@ -659,6 +661,7 @@ ngx_nexus_limit_finish(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
     const char            *scope, *cname;
     u_char                *details;
     ngx_nexus_loc_conf_t  *nlcf;
+    u_char                 members[128];
 
     nlcf = ngx_http_get_module_loc_conf(r, ngx_nexus_module);
 
@@ -671,12 +674,29 @@ ngx_nexus_limit_finish(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
 
         if (nlcf->fail_mode == NGX_NEXUS_FAIL_OPEN) {
 
-            /* once a second per worker: an outage must not flood the log */
+            ngx_nexus_limit_degraded++;
+
+            /*
+             * once a second per worker: an outage must not flood the log,
+             * nor the audit log, which counts the requests let through
+             */
             if (ngx_time() != ngx_nexus_limit_warned) {
                 ngx_nexus_limit_warned = ngx_time();
                 ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                               "nexus rate limits unavailable, allowing "
                               "(nexus_fail_mode open)");
+
+                ngx_sprintf(members, "\"route_class\":\"%s\","
+                            "\"fail_mode\":\"open\",\"decision\":"
+                            "\"allowed\",\"requests_allowed\":%ui%Z",
+                            cname, ngx_nexus_limit_degraded);
+
+                ngx_nexus_audit_request(r, ctx->principal.tenant_id,
+                                        "system.rate_limit.degraded",
+                                        NGX_NEXUS_AUDIT_FAILURE,
+                                        (char *) members);
+
+                ngx_nexus_limit_degraded = 0;
             }
 
             if (ngx_nexus_add_header(r, "X-RateLimit-Status", "degraded")
