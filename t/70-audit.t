@@ -27,7 +27,7 @@ my $t = nexus_nginx(nexus_conf(extra => $audit, locations => $locs),
     workers => 2);
 my $port = $t->port;
 
-nexus_plan(88);
+nexus_plan(93);
 
 sub code {
     my ($r) = @_;
@@ -265,6 +265,26 @@ is($r->{json}{data}{items}[0]{metadata}{decision}, 'allowed',
     'the request was allowed');
 
 $t->allow_errors(qr/nexus redis|nexus rate limits unavailable/);
+
+# --- quota events, once per period -----------------------------------------------
+my $qt = make_tenant('quota');
+my $qt_id = tid($qt);
+psql("UPDATE tenants SET quota = '{\"daily\": 3, \"soft_ratio\": 0.5}'"
+    . " WHERE id = $qt_id");
+my $qadmin = make_key($qt, role => 'admin', name => 'qa');
+my @st = map { req('GET', '/v1/me', $qadmin)->{status} } 1 .. 5;
+is_deeply(\@st, [ 200, 200, 200, 402, 402 ], 'three within the quota');
+is(wait_rows("tenant_id = $qt_id AND event_type LIKE 'quota.%'", 2), 2,
+    'two quota events');
+# the quota is spent: the platform admin reads
+$r = events($padmin, "?tenant=$qt&event_type=quota.soft_cap_reached");
+is_deeply($r->{json}{data}{items}[0]{metadata}, { method => 'GET',
+    path => '/v1/me', period => 'day', limit => 3, used => 2 },
+    'quota.soft_cap_reached, once for the day');
+$r = events($padmin, "?tenant=$qt&event_type=quota.hard_cap_blocked");
+is(scalar @{ $r->{json}{data}{items} }, 1,
+    'quota.hard_cap_blocked, once however many are blocked');
+is($r->{json}{data}{items}[0]{outcome}, 'failure', 'a failure');
 
 # --- a reload with events in flight loses none --------------------------------------
 my $slow = nexus_nginx(nexus_conf(extra => 'nexus_audit_key_file %%AUDIT_KEY%%;'

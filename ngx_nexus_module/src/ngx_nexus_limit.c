@@ -43,6 +43,8 @@ static void ngx_nexus_lease_hold(ngx_nexus_lease_t *lease);
 static void ngx_nexus_lease_renew(ngx_event_t *ev);
 static void ngx_nexus_limit_rates(ngx_nexus_loc_conf_t *nlcf,
     ngx_uint_t cls, ngx_nexus_principal_t *pr, ngx_uint_t *rates);
+static void ngx_nexus_limit_audit(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx,
+    redisReply *fired);
 
 
 /* the defaults of reference file 000, by route class */
@@ -88,6 +90,9 @@ static ngx_uint_t                ngx_nexus_limit_degraded;
  * 5-6 key and tenant in-flight caps (0: none); 7 lease id; 8 lease ttl;
  * 9 tenant id; 10-11 daily and monthly quota (0: none); 12 soft cap in
  * permille; 13 "1" to observe rather than enforce; 14 units.
+ * The last element of the reply lists the quota events this call fired
+ * (each at most once per period and tenant), for the audit log:
+ * "<type> <period> <limit> <used>", joined with ",".
  */
 
 static const char  ngx_nexus_limit_lua[] =
@@ -107,12 +112,14 @@ static const char  ngx_nexus_limit_lua[] =
     "  redis.call('PEXPIRE', key, math.ceil(burst * 1000 / rate) + 1000)\n"
     "end\n"
     NGX_NEXUS_LUA_CALENDAR
+    "local fired = {}\n"
     "local function event(tid, ty, p, pid, lim, used, ttl)\n"
     "  local once = 'nx:q:' .. tid .. ':ev:' .. ty .. ':' .. pid\n"
     "  if redis.call('SET', once, '1', 'NX', 'PX', ttl) then\n"
     "    redis.call('XADD', 'nx:events', 'MAXLEN', '~', 100000, '*',"
     " 'type', ty, 'tenant_id', tid, 'period', p, 'limit', lim,"
     " 'used', used, 'ts', now)\n"
+    "    fired[#fired + 1] = string.format('%s %s %d %d', ty, p, lim, used)\n"
     "  end\n"
     "end\n"
     "local kr, kb = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
@@ -208,7 +215,8 @@ static const char  ngx_nexus_limit_lua[] =
     "  store(KEYS[2], ttk, tr, tb)\n"
     "end\n"
     "return {scope == '' and 1 or 0, scope, wait,"
-    " math.floor(math.min(ktk, ttk)), kind, qp, ql, qu, qr, warn}\n";
+    " math.floor(math.min(ktk, ttk)), kind, qp, ql, qu, qr, warn,"
+    " table.concat(fired, ',')}\n";
 
 
 ngx_int_t
@@ -581,7 +589,7 @@ ngx_nexus_limit_handler(ngx_nexus_redis_cmd_t *cmd, redisReply *reply,
     ctx->limit_status = NGX_DECLINED;
 
     if (rc == NGX_OK
-        && reply->type == REDIS_REPLY_ARRAY && reply->elements == 10
+        && reply->type == REDIS_REPLY_ARRAY && reply->elements == 11
         && reply->element[0]->type == REDIS_REPLY_INTEGER
         && reply->element[1]->type == REDIS_REPLY_STRING
         && reply->element[2]->type == REDIS_REPLY_INTEGER
@@ -591,7 +599,8 @@ ngx_nexus_limit_handler(ngx_nexus_redis_cmd_t *cmd, redisReply *reply,
         && reply->element[6]->type == REDIS_REPLY_INTEGER
         && reply->element[7]->type == REDIS_REPLY_INTEGER
         && reply->element[8]->type == REDIS_REPLY_INTEGER
-        && reply->element[9]->type == REDIS_REPLY_INTEGER)
+        && reply->element[9]->type == REDIS_REPLY_INTEGER
+        && reply->element[10]->type == REDIS_REPLY_STRING)
     {
         ctx->limit_status = reply->element[0]->integer
                             ? NGX_OK : NGX_HTTP_TOO_MANY_REQUESTS;
@@ -612,6 +621,10 @@ ngx_nexus_limit_handler(ngx_nexus_redis_cmd_t *cmd, redisReply *reply,
         ctx->quota_used = reply->element[7]->integer;
         ctx->quota_remaining = reply->element[8]->integer;
         ctx->quota_warn = (reply->element[9]->integer != 0);
+
+        if (reply->element[10]->len) {
+            ngx_nexus_limit_audit(r, ctx, reply->element[10]);
+        }
 
         if (ctx->lease) {
             if (ctx->limit_status == NGX_OK) {
@@ -1037,4 +1050,85 @@ ngx_nexus_limit_quota(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
     ngx_http_finalize_request(r, rc);
 
     return NGX_DONE;
+}
+
+
+/*
+ * The quota events the limits script fired, once per tenant and period
+ * across the fleet: quota.soft_cap_reached, quota.hard_cap_blocked and
+ * quota.overage (quota.overage_observed in the audit log, as in reference
+ * file 000's taxonomy).
+ */
+
+static void
+ngx_nexus_limit_audit(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx,
+    redisReply *fired)
+{
+    u_char      *p, *last, *end, *f[4];
+    size_t       n[4];
+    ngx_uint_t   i;
+    const char  *type, *outcome;
+    u_char       members[160];
+
+    p = (u_char *) fired->str;
+    last = p + fired->len;
+
+    while (p < last) {
+        end = ngx_strlchr(p, last, ',');
+        if (end == NULL) {
+            end = last;
+        }
+
+        /* "<type> <period> <limit> <used>": four words, written above */
+        for (i = 0; i < 4; i++) {
+            f[i] = p;
+            p = ngx_strlchr(p, end, ' ');
+            if (p == NULL) {
+                p = end;
+            }
+
+            n[i] = p - f[i];
+
+            if (p < end) {
+                p++;
+            }
+        }
+
+        p = end + 1;
+
+        if (n[0] == sizeof("quota.soft_cap_reached") - 1
+            && ngx_strncmp(f[0], "quota.soft_cap_reached", n[0]) == 0)
+        {
+            type = "quota.soft_cap_reached";
+            outcome = NGX_NEXUS_AUDIT_SUCCESS;
+
+        } else if (n[0] == sizeof("quota.hard_cap_blocked") - 1
+                   && ngx_strncmp(f[0], "quota.hard_cap_blocked", n[0]) == 0)
+        {
+            type = "quota.hard_cap_blocked";
+            outcome = NGX_NEXUS_AUDIT_FAILURE;
+
+        } else if (n[0] == sizeof("quota.overage") - 1
+                   && ngx_strncmp(f[0], "quota.overage", n[0]) == 0)
+        {
+            type = "quota.overage_observed";
+            outcome = NGX_NEXUS_AUDIT_SUCCESS;
+
+        } else {
+            continue;
+        }
+
+        if (n[1] > 5 || n[2] == 0 || n[2] > 20 || n[3] == 0 || n[3] > 20
+            || ngx_atoof(f[2], n[2]) == NGX_ERROR
+            || ngx_atoof(f[3], n[3]) == NGX_ERROR)
+        {
+            continue;
+        }
+
+        ngx_sprintf(members, "\"period\":\"%*s\",\"limit\":%*s,"
+                    "\"used\":%*s%Z", n[1], f[1], n[2], f[2], n[3], f[3]);
+
+        ngx_nexus_audit_request(r, ctx->principal.tenant_id, type, outcome,
+                                (char *) members);
+    }
 }
