@@ -347,6 +347,10 @@ tenant_and_key() {
         "$NEXUSCTL" create-tenant --name demo --platform --allow-all-models >/dev/null \
             || die "nexusctl create-tenant failed"
         say "tenant demo created"
+    elif [[ $(sql "SELECT allow_all_models FROM tenants WHERE name = 'demo'") != t ]]; then
+        # a demo database from before model policies
+        "$NEXUSCTL" set-models --tenant demo --allow-all >/dev/null \
+            || die "nexusctl set-models failed"
     fi
 
     KEY=
