@@ -8,7 +8,8 @@
 # opens again on a failed one; a reset closes it at once; its state and
 # the metrics survive a reload, matched by provider name; /metrics counts
 # requests, tokens, durations, first tokens and attempts, with escaped
-# label values and "_other" for model names nothing vouches for.
+# label values and "_other" for model names nothing vouches for, and
+# holds at most 2048 label sets, folding new ones into "_other".
 
 use strict;
 use warnings;
@@ -25,11 +26,15 @@ my $TRUE = JSON::PP::true();
 # the provider "flaky" points at a port of its own: nothing listens there
 # until the test starts a second mock on it
 sub conf {
-    my ($first) = @_;
+    my ($first, $many) = @_;
     my $extra = <<'EOF';
     upstream mock_up { server %%MOCK%%; keepalive 4; }
     upstream flaky_up { server 127.0.0.1:%%PORT2%%; }
     nexus_max_attempts 1;
+
+    # a request is counted when nginx frees it: without lingering close,
+    # before the client sees the connection close
+    lingering_close off;
     nexus_breaker failures=5 successes=2 open=1s;
 EOF
     my @p = (
@@ -45,20 +50,15 @@ EOF
     nexus_model via-flaky flaky model=mock-small;
     nexus_model slow-flaky flaky model=fault-slow;
 EOF
+    $extra .= "    nexus_model many-$_ alpha model=mock-small;\n" for 1 .. ($many // 0);
     return nexus_conf(extra => $extra,
         locations => 'location = /metrics { nexus_metrics; }');
 }
 
-# the gateway (ngx_nexus_proxy.c and its directives) may not be in this
-# build yet: then there is no traffic to drive the breakers with
-my (undef, $probe) = nexus_nginx_t(nexus_conf(
-    extra => 'nexus_discovery interval=1s;'));
-plan(skip_all => 'no gateway in this build') if $probe =~ /unknown directive/;
-
 my $t = nexus_nginx(conf(), workers => 2);
 my $port = $t->port;
 
-nexus_plan(66);
+nexus_plan(78);
 
 my $ops = make_tenant('cbgw-ops', platform => 1);
 my $admin = make_key($ops, name => 'ops', role => 'admin');
@@ -100,8 +100,8 @@ sub metrics {
 sub sample {
     my ($m, $name, %l) = @_;
     for my $line (split /\n/, $m) {
-        next unless $line =~ /^\Q$name\E\{(.*)\} (\S+)$/;
-        my ($labels, $v) = ($1, $2);
+        next unless $line =~ /^\Q$name\E(?:\{(.*)\})? (\S+)$/;
+        my ($labels, $v) = ($1 // '', $2);
         my %have;
         while ($labels =~ /(\w+)="((?:[^"\\]|\\.)*)"/g) {
             $have{$1} = $2;
@@ -272,6 +272,7 @@ unlike($m, qr/\Q$key\E|key_id|nx_[0-9a-f]{12}/, 'no key in any label');
 # --- a reload keeps breakers (by name) and counters ------------------------------
 statuses('m500', 5);
 my $opened = breaker('alpha')->{opened_count};
+is(breaker('alpha')->{state}, 'open', 'alpha open before the reload');
 my $reqs = sample(metrics(), 'nexus_requests_total', %tm, provider => 'alpha',
     status => 200);
 ok($t->reconfigure(conf('flaky')), 'reload, the providers in another order');
@@ -279,3 +280,34 @@ is(breaker('alpha')->{opened_count}, $opened, 'alpha keeps its breaker');
 is(breaker('flaky')->{opened_count}, 2, 'flaky keeps its own');
 is(sample(metrics(), 'nexus_requests_total', %tm, provider => 'alpha',
     status => 200), $reqs, 'the counters survive');
+
+# --- at most 2048 label sets ---------------------------------------------------------
+ok($t->reconfigure(conf('alpha', 1100)), 'reload with 1100 more models');
+http_req($port, 'POST', '/v1/ops/circuit-breakers/reset-all',
+    bearer => $admin);
+$m = metrics();
+my $series = sample($m, 'nexus_metrics_series');
+ok($series < 2048, "$series label sets so far");
+is(sample($m, 'nexus_metrics_overflow_total'), 0, 'nothing folded yet');
+
+# two label sets per new model: tenant and model; and with provider, status
+my $n = int((2048 - $series) / 2) + 5;
+my %codes;
+$codes{ chat("many-$_")->{status} }++ for 1 .. $n;
+is_deeply(\%codes, { 200 => $n }, "$n requests for as many models")
+    or diag(explain(\%codes));
+$m = metrics();
+$series = sample($m, 'nexus_metrics_series');
+ok($series >= 2048 && $series <= 2052, "the bound holds: $series");
+ok(sample($m, 'nexus_metrics_overflow_total') >= 5, 'folded requests counted');
+ok(sample($m, 'nexus_requests_total', tenant => '_other', model => '_other',
+    provider => 'alpha', status => 200) >= 5, 'into tenant and model _other');
+ok(sample($m, 'nexus_tokens_total', tenant => '_other', model => '_other',
+    direction => 'prompt'), 'tokens too');
+unlike($m, qr/model="many-$n"/, 'the last model has no label set');
+like($m, qr/model="many-1"/, 'the first has');
+$ok = sample($m, 'nexus_requests_total', %tm, provider => 'alpha',
+    status => 200);
+chat('good');
+is(sample(metrics(), 'nexus_requests_total', %tm, provider => 'alpha',
+    status => 200), $ok + 1, 'label sets already there keep counting');
