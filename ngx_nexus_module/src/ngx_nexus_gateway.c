@@ -517,8 +517,7 @@ static ngx_int_t
 ngx_nexus_gateway_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *message, const char *type, const char *code)
 {
-    u_char             *json, *p;
-    size_t              len;
+    ngx_str_t           json;
     ngx_nexus_proxy_t  *px;
 
     px = ngx_nexus_proxy_get(r);
@@ -526,19 +525,13 @@ ngx_nexus_gateway_error(ngx_http_request_t *r, ngx_uint_t status,
         px->error_code = code;
     }
 
-    len = sizeof("{\"error\":{\"message\":\"\",\"type\":\"\",\"param\":null,"
-                 "\"code\":\"\"}}") - 1
-          + ngx_strlen(message) + ngx_strlen(type) + ngx_strlen(code);
-
-    json = ngx_pnalloc(r->pool, len);
-    if (json == NULL) {
+    if (ngx_nexus_proxy_error_json(r->pool, message, type, code, &json)
+        != NGX_OK)
+    {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    p = ngx_sprintf(json, "{\"error\":{\"message\":\"%s\",\"type\":\"%s\","
-                    "\"param\":null,\"code\":\"%s\"}}", message, type, code);
-
-    return ngx_nexus_proxy_send_json(r, status, json, p - json);
+    return ngx_nexus_proxy_send_json(r, status, json.data, json.len);
 }
 
 
