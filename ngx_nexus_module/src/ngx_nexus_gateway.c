@@ -369,36 +369,15 @@ ngx_nexus_gateway_add(ngx_nexus_proxy_t *px, ngx_nexus_provider_t *p,
 }
 
 
-/* the key's set: "*" for every model, else names joined with "," */
+/*
+ * the key's set: "*" for every model, else names joined with ","; the
+ * same list form as scopes (a model name never is "*")
+ */
 
 static ngx_uint_t
 ngx_nexus_gateway_allowed(ngx_str_t *models, ngx_str_t *model)
 {
-    u_char  *p, *last, *comma;
-
-    if (models->len == 1 && models->data[0] == '*') {
-        return 1;
-    }
-
-    p = models->data;
-    last = p + models->len;
-
-    while (p < last) {
-        comma = ngx_strlchr(p, last, ',');
-        if (comma == NULL) {
-            comma = last;
-        }
-
-        if ((size_t) (comma - p) == model->len
-            && ngx_strncmp(p, model->data, model->len) == 0)
-        {
-            return 1;
-        }
-
-        p = comma + 1;
-    }
-
-    return 0;
+    return ngx_nexus_auth_has_scope(models, model);
 }
 
 

@@ -1167,49 +1167,31 @@ bad:
 static ngx_int_t
 ngx_nexus_proxy_headers(ngx_http_request_t *r, ngx_nexus_proxy_t *px)
 {
-    u_char           *p;
-    ngx_table_elt_t  *h;
+    u_char  *p;
 
-    if (px->cur) {
-        h = ngx_list_push(&r->headers_out.headers);
-        if (h == NULL) {
-            return NGX_ERROR;
-        }
-
-        h->hash = 1;
-        ngx_str_set(&h->key, "x-nexus-provider");
-        h->value = px->cur->provider->name;
-    }
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
+    if (px->cur
+        && ngx_nexus_add_header(r, "x-nexus-provider",
+                                (char *) px->cur->provider->name.data)
+           != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
-    p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+    p = ngx_pnalloc(r->pool, 2 * NGX_INT_T_LEN + 2);
     if (p == NULL) {
         return NGX_ERROR;
     }
 
-    h->hash = 1;
-    ngx_str_set(&h->key, "x-nexus-attempt");
-    h->value.data = p;
-    h->value.len = ngx_sprintf(p, "%ui", px->attempts) - p;
+    (void) ngx_sprintf(p, "%ui%Z%M%Z", px->attempts,
+                       ngx_current_msec - px->start);
 
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
+    if (ngx_nexus_add_header(r, "x-nexus-attempt", (char *) p) != NGX_OK
+        || ngx_nexus_add_header(r, "x-nexus-latency-ms",
+                                (char *) p + ngx_strlen(p) + 1)
+           != NGX_OK)
+    {
         return NGX_ERROR;
     }
-
-    p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    h->hash = 1;
-    ngx_str_set(&h->key, "x-nexus-latency-ms");
-    h->value.data = p;
-    h->value.len = ngx_sprintf(p, "%M", ngx_current_msec - px->start) - p;
 
     return NGX_OK;
 }
