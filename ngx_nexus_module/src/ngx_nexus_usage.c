@@ -211,8 +211,6 @@ ngx_nexus_usage_init_process(ngx_cycle_t *cycle)
     ngx_nexus_usage_ev.data = &ngx_nexus_usage_conn;
     ngx_nexus_usage_ev.cancelable = 1;
 
-    ngx_add_timer(&ngx_nexus_usage_ev, ngx_nexus_usage_interval);
-
     if (ngx_worker == 0) {
         /* one worker per node is enough; the nodes take turns in SQL */
         ngx_memzero(&ngx_nexus_usage_parts_ev, sizeof(ngx_event_t));
@@ -370,24 +368,23 @@ ngx_nexus_usage_emit(const ngx_nexus_usage_t *ev)
 }
 
 
+/*
+ * The timer runs only while events wait: the first event of a quiet worker
+ * arms it, and a failed batch in flight arms it again.
+ */
+
 static void
 ngx_nexus_usage_timer(ngx_event_t *ev)
 {
     ngx_nexus_usage_log_drops();
     ngx_nexus_usage_flush();
-
-    if (ngx_exiting && ngx_nexus_usage_nwaiting == 0) {
-        /* a failed batch in flight arms the timer again */
-        return;
-    }
-
     ngx_nexus_usage_arm();
 }
 
 
 /*
- * The flush timer keeps a gracefully exiting worker alive exactly while
- * events wait to be sent.
+ * The timer is set while events wait, and keeps a gracefully exiting
+ * worker alive exactly as long.
  */
 
 static void
@@ -395,7 +392,7 @@ ngx_nexus_usage_arm(void)
 {
     ngx_nexus_usage_ev.cancelable = (ngx_nexus_usage_nwaiting == 0);
 
-    if (!ngx_nexus_usage_ev.timer_set) {
+    if (ngx_nexus_usage_nwaiting && !ngx_nexus_usage_ev.timer_set) {
         ngx_add_timer(&ngx_nexus_usage_ev, ngx_nexus_usage_interval);
     }
 }
