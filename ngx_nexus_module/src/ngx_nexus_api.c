@@ -10,6 +10,7 @@
 
 #include "ngx_nexus_module.h"
 #include "ngx_nexus_reply.h"
+#include "ngx_nexus_breaker.h"
 
 #include <nx_name.h>
 
@@ -145,8 +146,11 @@ ngx_nexus_ops_handler(ngx_http_request_t *r)
 {
     ngx_str_t  rest;
 
-    if (ngx_nexus_route(r, &rest) == NGX_OK
-        && rest.len == sizeof("ops/health") - 1
+    if (ngx_nexus_route(r, &rest) != NGX_OK) {
+        return ngx_nexus_not_found(r);
+    }
+
+    if (rest.len == sizeof("ops/health") - 1
         && ngx_strncmp(rest.data, "ops/health", rest.len) == 0)
     {
         if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
@@ -154,6 +158,18 @@ ngx_nexus_ops_handler(ngx_http_request_t *r)
         }
 
         return ngx_nexus_health_ready(r);
+    }
+
+    if (rest.len >= sizeof("ops/circuit-breakers") - 1
+        && ngx_strncmp(rest.data, "ops/circuit-breakers",
+                       sizeof("ops/circuit-breakers") - 1) == 0)
+    {
+        rest.data += sizeof("ops/circuit-breakers") - 1;
+        rest.len -= sizeof("ops/circuit-breakers") - 1;
+
+        if (rest.len == 0 || rest.data[0] == '/') {
+            return ngx_nexus_breaker_ops(r, &rest);
+        }
     }
 
     return ngx_nexus_not_found(r);

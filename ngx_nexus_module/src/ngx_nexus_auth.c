@@ -85,12 +85,13 @@ ngx_nexus_access_handler(ngx_http_request_t *r)
 
     /*
      * a killed feature is refused before anything else is looked at;
-     * health checks and error pages are never a feature
+     * health checks, error pages and metrics are never a feature
      */
     if (nlcf->kill_switch.len
         && nlcf->handler != NGX_NEXUS_HANDLER_LIVE
         && nlcf->handler != NGX_NEXUS_HANDLER_READY
-        && nlcf->handler != NGX_NEXUS_HANDLER_ERROR)
+        && nlcf->handler != NGX_NEXUS_HANDLER_ERROR
+        && nlcf->handler != NGX_NEXUS_HANDLER_METRICS)
     {
         rc = ngx_nexus_kill_check(r);
         if (rc != NGX_DECLINED) {

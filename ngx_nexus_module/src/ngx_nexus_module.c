@@ -14,6 +14,8 @@
 #include "ngx_nexus_keycache.h"
 #include "ngx_nexus_reply.h"
 #include "ngx_nexus_provider.h"
+#include "ngx_nexus_breaker.h"
+#include "ngx_nexus_metrics.h"
 #include "ngx_nexus_usage.h"
 
 #include <nx_name.h>
@@ -127,6 +129,27 @@ static ngx_command_t  ngx_nexus_commands[] = {
       ngx_conf_set_msec_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_nexus_main_conf_t, last_used_flush),
+      NULL },
+
+    { ngx_string("nexus_provider"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      ngx_nexus_provider_conf,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("nexus_model"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      ngx_nexus_model_conf,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("nexus_max_attempts"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_nexus_main_conf_t, max_attempts),
       NULL },
 
     { ngx_string("nexus_api"),
@@ -255,6 +278,20 @@ static ngx_command_t  ngx_nexus_commands[] = {
       offsetof(ngx_nexus_loc_conf_t, fail_mode),
       &ngx_nexus_fail_modes },
 
+    { ngx_string("nexus_breaker"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_nexus_breaker_conf,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("nexus_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_nexus_metrics_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("nexus_usage_flush"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_msec_slot,
@@ -342,7 +379,7 @@ ngx_nexus_create_main_conf(ngx_conf_t *cf)
     nmcf->usage_queue = NGX_CONF_UNSET;
 
     if (ngx_array_init(&nmcf->providers, cf->pool, 4,
-                       sizeof(ngx_nexus_provider_t)) != NGX_OK
+                       sizeof(ngx_nexus_provider_t *)) != NGX_OK
         || ngx_array_init(&nmcf->models, cf->pool, 8,
                           sizeof(ngx_nexus_model_t)) != NGX_OK)
     {
@@ -451,6 +488,8 @@ ngx_nexus_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     case NGX_NEXUS_HANDLER_LIVE:
     case NGX_NEXUS_HANDLER_READY:
     case NGX_NEXUS_HANDLER_ERROR:
+    case NGX_NEXUS_HANDLER_METRICS:
+        /* no key: operators restrict these with allow and deny */
         ngx_conf_merge_value(conf->auth, 0, 0);
         break;
 
@@ -584,6 +623,7 @@ ngx_nexus_postconfiguration(ngx_conf_t *cf)
         || ngx_nexus_health_init(cf) != NGX_OK
         || ngx_nexus_limit_init(cf) != NGX_OK
         || ngx_nexus_kill_init(cf) != NGX_OK
+        || ngx_nexus_providers_init(cf) != NGX_OK
         || ngx_nexus_usage_init_statements(cf) != NGX_OK
         || ngx_nexus_usage_admin_init_statements(cf) != NGX_OK)
     {

@@ -26,6 +26,7 @@
 #define NGX_NEXUS_HANDLER_LIVE          4
 #define NGX_NEXUS_HANDLER_READY         5
 #define NGX_NEXUS_HANDLER_ERROR         6
+#define NGX_NEXUS_HANDLER_METRICS       7
 
 #define NGX_NEXUS_CLASS_RUN             0
 #define NGX_NEXUS_CLASS_MUTATION        1
@@ -112,7 +113,7 @@ typedef struct {
 
     ngx_uint_t                  bulkhead[4];    /* by route class */
 
-    ngx_array_t                 providers;      /* ngx_nexus_provider_t */
+    ngx_array_t                 providers;      /* ngx_nexus_provider_t * */
     ngx_array_t                 models;         /* nexus_model entries */
     nx_breaker_conf_t           breaker;        /* nexus_breaker */
     ngx_uint_t                  max_attempts;   /* nexus_max_attempts */

@@ -22,6 +22,7 @@ typedef struct ngx_nexus_provider_s  ngx_nexus_provider_t;
 struct ngx_nexus_provider_s {
     ngx_str_t                       name;
     ngx_uint_t                      index;      /* in nmcf->providers */
+    ngx_uint_t                      tls;
     ngx_uint_t                      type;       /* NX_LLM_OPENAI ... */
     ngx_uint_t                      weight;
     ngx_http_upstream_srv_conf_t   *upstream;
@@ -42,6 +43,13 @@ typedef struct {
 } ngx_nexus_model_t;
 
 
+char *ngx_nexus_provider_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_nexus_model_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+ngx_int_t ngx_nexus_providers_init(ngx_conf_t *cf);
+ngx_nexus_provider_t *ngx_nexus_provider_by_name(ngx_str_t *name);
+
+
 /* outcomes of one upstream attempt, for metrics and the breaker */
 #define NGX_NEXUS_ATTEMPT_OK            0
 #define NGX_NEXUS_ATTEMPT_ERROR         1   /* connect error, reset */
@@ -50,7 +58,9 @@ typedef struct {
 #define NGX_NEXUS_ATTEMPT_HTTP_429      4
 #define NGX_NEXUS_ATTEMPT_HTTP_4XX      5   /* other 4xx: not a failure */
 #define NGX_NEXUS_ATTEMPT_OPEN          6   /* skipped: breaker open */
-#define NGX_NEXUS_ATTEMPT_OUTCOMES      7
+#define NGX_NEXUS_ATTEMPT_ABORTED       7   /* the client left first:
+                                               neither success nor failure */
+#define NGX_NEXUS_ATTEMPT_OUTCOMES      8
 
 
 /*
