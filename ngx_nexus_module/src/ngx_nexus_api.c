@@ -64,10 +64,28 @@ ngx_nexus_method_not_allowed(ngx_http_request_t *r, const char *allow)
 ngx_int_t
 ngx_nexus_api_handler(ngx_http_request_t *r)
 {
-    ngx_str_t  rest;
+    u_char     *p;
+    ngx_int_t   rc;
+    ngx_str_t   rest;
 
     if (ngx_nexus_route(r, &rest) != NGX_OK) {
-        return ngx_nexus_not_found(r);
+
+        /* Ollama's native API: /api/... (or /acme/api/...) */
+        p = ngx_strlcasestrn(r->uri.data, r->uri.data + r->uri.len,
+                             (u_char *) "/api/", 5 - 1);
+        if (p == NULL) {
+            return ngx_nexus_not_found(r);
+        }
+
+        rest.data = p + 5;
+        rest.len = r->uri.data + r->uri.len - rest.data;
+
+        return ngx_nexus_gateway_handler(r, &rest, 1);
+    }
+
+    rc = ngx_nexus_gateway_handler(r, &rest, 0);
+    if (rc != NGX_DECLINED) {
+        return rc;
     }
 
     if (rest.len == 2 && ngx_strncmp(rest.data, "me", 2) == 0) {

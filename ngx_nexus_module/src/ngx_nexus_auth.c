@@ -40,12 +40,10 @@ static void ngx_nexus_auth_set(ngx_nexus_ctx_t *ctx, ngx_int_t status,
     const char *code, const char *message);
 static ngx_int_t ngx_nexus_auth_finish(ngx_http_request_t *r,
     ngx_nexus_ctx_t *ctx);
-static ngx_uint_t ngx_nexus_auth_has_scope(ngx_str_t *scopes,
-    ngx_str_t *scope);
+
 static ngx_int_t ngx_nexus_auth_forbidden_role(ngx_http_request_t *r,
     ngx_uint_t role);
-static ngx_int_t ngx_nexus_auth_missing_scope(ngx_http_request_t *r,
-    ngx_str_t *scope);
+
 
 
 static ngx_uint_t  ngx_nexus_auth_stmt;
@@ -57,7 +55,9 @@ static const char  ngx_nexus_auth_sql[] =
     " COALESCE(floor(extract(epoch FROM k.expires_at) * 1000)::bigint, 0),"
     " t.id, t.name, t.status, t.platform,"
     " nexus_rate_limits_text(k.rate_limits, t.rate_limits),"
-    " nexus_quota_text(t.quota)"
+    " nexus_quota_text(t.quota),"
+    " nexus_models_text(k.allowed_models, t.allow_all_models,"
+    " t.allowed_models)"
     " FROM api_keys k JOIN tenants t ON t.id = k.tenant_id"
     " WHERE k.prefix = $1";
 
@@ -324,7 +324,7 @@ ngx_nexus_auth_row(PGresult *res, ngx_nexus_key_data_t *kd, u_char *hash)
     char      *v;
     ngx_int_t  n;
 
-    if (PQnfields(res) != 12) {
+    if (PQnfields(res) != 13) {
         return NGX_ERROR;
     }
 
@@ -382,6 +382,13 @@ ngx_nexus_auth_row(PGresult *res, ngx_nexus_key_data_t *kd, u_char *hash)
     {
         return NGX_ERROR;
     }
+
+    len = PQgetlength(res, 0, 12);
+    if (len > NGX_NEXUS_MODELS_MAX) {
+        return NGX_ERROR;
+    }
+    ngx_memcpy(kd->models, PQgetvalue(res, 0, 12), len);
+    kd->models_len = (uint16_t) len;
 
     if (kd->key_id <= 0 || kd->tenant_id <= 0 || kd->expires_at < 0) {
         return NGX_ERROR;
@@ -518,7 +525,7 @@ ngx_nexus_auth_decide(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx,
     }
 
     p = ngx_pnalloc(r->pool, kd->tenant_len + NX_KEY_PREFIX_LEN
-                             + kd->scopes_len);
+                             + kd->scopes_len + kd->models_len);
     if (p == NULL) {
         ngx_nexus_auth_set(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
                            "INTERNAL_ERROR", "out of memory");
@@ -546,7 +553,11 @@ ngx_nexus_auth_decide(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx,
 
     ctx->principal.scopes.data = p;
     ctx->principal.scopes.len = kd->scopes_len;
-    ngx_memcpy(p, kd->scopes, kd->scopes_len);
+    p = ngx_cpymem(p, kd->scopes, kd->scopes_len);
+
+    ctx->principal.models.data = p;
+    ctx->principal.models.len = kd->models_len;
+    ngx_memcpy(p, kd->models, kd->models_len);
 
     /* the key is genuine: from here on it may appear in logs */
     ctx->authenticated = 1;
@@ -669,7 +680,7 @@ done:
 
 /* scopes: the key's comma-separated list; "*" grants every scope */
 
-static ngx_uint_t
+ngx_uint_t
 ngx_nexus_auth_has_scope(ngx_str_t *scopes, ngx_str_t *scope)
 {
     u_char  *p, *last, *comma;
@@ -716,7 +727,7 @@ ngx_nexus_auth_forbidden_role(ngx_http_request_t *r, ngx_uint_t role)
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_nexus_auth_missing_scope(ngx_http_request_t *r, ngx_str_t *scope)
 {
     u_char  *details;

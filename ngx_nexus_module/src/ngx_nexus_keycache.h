@@ -45,6 +45,8 @@ typedef struct {
     int64_t                     quota[2];       /* daily, monthly; 0 none */
     uint16_t                    quota_soft;     /* permille */
     u_char                      quota_observe;
+    uint16_t                    models_len;
+    u_char                      models[NGX_NEXUS_MODELS_MAX];
 } ngx_nexus_key_data_t;
 
 

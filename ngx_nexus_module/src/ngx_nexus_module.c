@@ -14,6 +14,8 @@
 #include "ngx_nexus_keycache.h"
 #include "ngx_nexus_reply.h"
 #include "ngx_nexus_provider.h"
+#include "ngx_nexus_proxy.h"
+#include "ngx_nexus_discovery.h"
 #include "ngx_nexus_breaker.h"
 #include "ngx_nexus_metrics.h"
 #include "ngx_nexus_usage.h"
@@ -150,6 +152,13 @@ static ngx_command_t  ngx_nexus_commands[] = {
       ngx_conf_set_num_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_nexus_main_conf_t, max_attempts),
+      NULL },
+
+    { ngx_string("nexus_discovery"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_nexus_discovery_conf,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
       NULL },
 
     { ngx_string("nexus_api"),
@@ -374,6 +383,8 @@ ngx_nexus_create_main_conf(ngx_conf_t *cf)
     nmcf->lease_ttl = NGX_CONF_UNSET_MSEC;
     nmcf->request_id_index = NGX_ERROR;
     nmcf->max_attempts = NGX_CONF_UNSET_UINT;
+    nmcf->discovery_interval = NGX_CONF_UNSET_MSEC;
+    nmcf->discovery_ttl = NGX_CONF_UNSET_MSEC;
     nmcf->usage_flush = NGX_CONF_UNSET_MSEC;
     nmcf->usage_batch = NGX_CONF_UNSET;
     nmcf->usage_queue = NGX_CONF_UNSET;
@@ -400,6 +411,9 @@ ngx_nexus_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(nmcf->last_used_flush, 10000);
     ngx_conf_init_msec_value(nmcf->lease_ttl, 60000);
     ngx_conf_init_uint_value(nmcf->max_attempts, 3);
+    ngx_conf_init_msec_value(nmcf->discovery_interval, 30000);
+    ngx_conf_init_msec_value(nmcf->discovery_ttl,
+                             ngx_max(300000, 3 * nmcf->discovery_interval));
 
     /* nexus_breaker: 0 where a parameter was not given */
     if (nmcf->breaker.failures == 0) {
@@ -624,6 +638,7 @@ ngx_nexus_postconfiguration(ngx_conf_t *cf)
         || ngx_nexus_limit_init(cf) != NGX_OK
         || ngx_nexus_kill_init(cf) != NGX_OK
         || ngx_nexus_providers_init(cf) != NGX_OK
+        || ngx_nexus_proxy_init(cf) != NGX_OK
         || ngx_nexus_usage_init_statements(cf) != NGX_OK
         || ngx_nexus_usage_admin_init_statements(cf) != NGX_OK)
     {
@@ -665,6 +680,7 @@ ngx_nexus_init_process(ngx_cycle_t *cycle)
         || ngx_nexus_redis_init_process(cycle, nmcf->redis) != NGX_OK
         || ngx_nexus_last_used_init_process(cycle) != NGX_OK
         || ngx_nexus_bulkhead_init_process(cycle) != NGX_OK
+        || ngx_nexus_discovery_init_process(cycle) != NGX_OK
         || ngx_nexus_usage_init_process(cycle) != NGX_OK)
     {
         return NGX_ERROR;

@@ -51,6 +51,7 @@
 
 #define NGX_NEXUS_TENANT_MAX            63
 #define NGX_NEXUS_SCOPES_MAX            255
+#define NGX_NEXUS_MODELS_MAX            2000
 
 /* a presented key is never longer than this: anything longer is invalid */
 #define NGX_NEXUS_TOKEN_MAX             256
@@ -117,6 +118,8 @@ typedef struct {
     ngx_array_t                 models;         /* nexus_model entries */
     nx_breaker_conf_t           breaker;        /* nexus_breaker */
     ngx_uint_t                  max_attempts;   /* nexus_max_attempts */
+    ngx_msec_t                  discovery_interval;
+    ngx_msec_t                  discovery_ttl;
 
     unsigned                    used:1;     /* a location uses nexus */
     unsigned                    zone_needed:1;
@@ -156,6 +159,8 @@ typedef struct {
     ngx_str_t                   tenant;
     ngx_str_t                   prefix;
     ngx_str_t                   scopes;         /* comma-separated */
+    ngx_str_t                   models;         /* "*", or names with ","
+                                                   (see 0005_models.sql) */
     uint32_t                    limits[NGX_NEXUS_LIMITS];
     int64_t                     quota[2];       /* daily, monthly; 0 none */
     ngx_uint_t                  quota_soft;     /* permille */
@@ -205,6 +210,7 @@ typedef struct {
 
     /* content handlers' own state */
     void                       *handler_ctx;
+    void                       *proxy;          /* ngx_nexus_proxy_t */
     ngx_nexus_body_pt           body_handler;
     ngx_int_t                   pending;
 } ngx_nexus_ctx_t;
@@ -223,6 +229,8 @@ ngx_int_t ngx_nexus_health_ready(ngx_http_request_t *r);
 ngx_int_t ngx_nexus_error_handler(ngx_http_request_t *r);
 
 ngx_int_t ngx_nexus_route(ngx_http_request_t *r, ngx_str_t *rest);
+ngx_int_t ngx_nexus_gateway_handler(ngx_http_request_t *r, ngx_str_t *rest,
+    ngx_uint_t native);
 ngx_int_t ngx_nexus_not_found(ngx_http_request_t *r);
 ngx_int_t ngx_nexus_method_not_allowed(ngx_http_request_t *r,
     const char *allow);
@@ -259,6 +267,9 @@ char *ngx_nexus_pii_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 ngx_int_t ngx_nexus_pii_check(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx);
 
 ngx_int_t ngx_nexus_limit_init(ngx_conf_t *cf);
+ngx_uint_t ngx_nexus_auth_has_scope(ngx_str_t *scopes, ngx_str_t *scope);
+ngx_int_t ngx_nexus_auth_missing_scope(ngx_http_request_t *r,
+    ngx_str_t *scope);
 char *ngx_nexus_concurrency_conf(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 void ngx_nexus_lease_release(ngx_nexus_lease_t *lease);

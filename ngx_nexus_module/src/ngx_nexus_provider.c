@@ -15,6 +15,7 @@
 
 #include "ngx_nexus_module.h"
 #include "ngx_nexus_provider.h"
+#include "ngx_nexus_proxy.h"
 
 
 #define NGX_NEXUS_PROVIDER_KEY_MAX  4096
@@ -283,7 +284,8 @@ ngx_nexus_provider_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    uc->upstream = p->upstream;
+    /* nginx asks the gateway's balancer, which asks p->upstream's */
+    uc->upstream = ngx_nexus_proxy_upstream();
 
     if (key_file.len
         && ngx_nexus_provider_key_file(cf, p, &key_file) != NGX_OK)
