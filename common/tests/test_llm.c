@@ -1,0 +1,1189 @@
+/*
+ * Copyright (C) Nexus authors
+ *
+ * Unit tests for nx_llm: request validation (errors and their parameter
+ * paths), the error body, the token estimate, the request body for each
+ * provider type, and the translation of whole responses and errors.
+ */
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nx_json.h"
+#include "nx_llm.h"
+
+
+/* helpers */
+
+static void
+parse_ok(int kind, const char *body, nx_llm_req_t *req)
+{
+    int           rc;
+    nx_llm_err_t  err;
+
+    rc = nx_llm_parse(kind, body, strlen(body), req, &err);
+    if (rc != 0) {
+        print_error("parse of %s failed: %s (%s)\n", body, err.message,
+                    err.param);
+    }
+
+    assert_int_equal(rc, 0);
+    assert_non_null(req->tree);
+}
+
+
+static void
+parse_bad(int kind, const char *body, const char *param, const char *code)
+{
+    int           rc;
+    nx_llm_req_t  req;
+    nx_llm_err_t  err;
+
+    rc = nx_llm_parse(kind, body, strlen(body), &req, &err);
+    if (rc == 0) {
+        print_error("parse of %s succeeded\n", body);
+    }
+
+    assert_int_equal(rc, -1);
+    assert_null(req.tree);
+    assert_true(strlen(err.message) > 0);
+
+    if (strcmp(err.param, param) != 0 || strcmp(err.code, code) != 0) {
+        print_error("%s: got param \"%s\" code \"%s\" (%s)\n", body,
+                    err.param, err.code, err.message);
+        fail();
+    }
+
+    /* freeing a failed request is harmless */
+    nx_llm_req_free(&req);
+}
+
+
+/* a valid JSON document, returned parsed */
+
+static yajl_val
+json_ok(const char *p, size_t len)
+{
+    char      ebuf[128];
+    yajl_val  v;
+
+    v = nx_json_parse(p, len, ebuf, sizeof(ebuf));
+    if (v == NULL) {
+        print_error("not JSON (%s): %.*s\n", ebuf, (int) len, p);
+    }
+
+    assert_non_null(v);
+
+    return v;
+}
+
+
+static void
+buf_is(const nx_buf_t *b, const char *expect)
+{
+    if (b->len != strlen(expect)
+        || (b->len != 0 && memcmp(b->data, expect, b->len) != 0))
+    {
+        print_error("got  %.*s\nwant %s\n", (int) b->len,
+                    b->data != NULL ? b->data : "", expect);
+        fail();
+    }
+}
+
+
+#define CHAT  NX_LLM_CHAT
+#define EMB   NX_LLM_EMBEDDINGS
+#define OCHAT NX_LLM_OLLAMA_CHAT
+#define OGEN  NX_LLM_OLLAMA_GENERATE
+
+
+/* validation */
+
+static void
+test_parse_chat_ok(void **state)
+{
+    nx_llm_req_t  req;
+
+    (void) state;
+
+    parse_ok(CHAT, "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\","
+             "\"content\":\"Hello there, how are you?\"}]}", &req);
+    assert_string_equal(req.model, "gpt-4o");
+    assert_int_equal(req.kind, CHAT);
+    assert_int_equal(req.stream, 0);
+    assert_int_equal(req.include_usage, 0);
+    assert_int_equal(req.max_tokens, -1);
+    assert_int_equal(req.prompt_estimate, 7);     /* 25 bytes */
+    nx_llm_req_free(&req);
+    assert_null(req.tree);
+    nx_llm_req_free(&req);
+
+    parse_ok(CHAT, "{\"model\":\"m\",\"stream\":true,\"stream_options\":"
+             "{\"include_usage\":true},\"max_tokens\":100,"
+             "\"max_completion_tokens\":50,\"n\":1,\"temperature\":0.5,"
+             "\"top_p\":1,\"messages\":["
+             "{\"role\":\"system\",\"content\":\"abcd\"},"
+             "{\"role\":\"developer\",\"content\":\"abcd\"},"
+             "{\"role\":\"user\",\"content\":[{\"type\":\"text\","
+             "\"text\":\"abcd\"},{\"type\":\"image_url\",\"image_url\":"
+             "{\"url\":\"https://x/y.png\"}}]},"
+             "{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[]},"
+             "{\"role\":\"assistant\"},"
+             "{\"role\":\"tool\",\"tool_call_id\":\"t1\",\"content\":\"ab\"},"
+             "{\"role\":\"function\",\"name\":\"f\",\"content\":null}]}",
+             &req);
+    assert_int_equal(req.stream, 1);
+    assert_int_equal(req.include_usage, 1);
+    assert_int_equal(req.max_tokens, 50);
+    assert_int_equal(req.prompt_estimate, 4);     /* 14 bytes */
+    nx_llm_req_free(&req);
+
+    /* nulls are as good as absent */
+    parse_ok(CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\","
+             "\"content\":\"\"}],\"stream\":null,\"stream_options\":null,"
+             "\"max_tokens\":null,\"n\":null,\"temperature\":null}", &req);
+    assert_int_equal(req.stream, 0);
+    assert_int_equal(req.max_tokens, -1);
+    assert_int_equal(req.prompt_estimate, 1);
+    nx_llm_req_free(&req);
+
+    parse_ok(CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\","
+             "\"content\":\"x\"}],\"max_tokens\":7e1,\"stream\":true}", &req);
+    assert_int_equal(req.max_tokens, 70);
+    assert_int_equal(req.stream, 1);
+    assert_int_equal(req.include_usage, 0);
+    nx_llm_req_free(&req);
+
+    parse_ok(CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\","
+             "\"content\":\"x\"}],\"stream\":true,\"stream_options\":{}}",
+             &req);
+    assert_int_equal(req.include_usage, 0);
+    nx_llm_req_free(&req);
+}
+
+
+static void
+test_parse_chat_errors(void **state)
+{
+    char  body[512];
+
+    (void) state;
+
+    parse_bad(CHAT, "", "", "invalid_json");
+    parse_bad(CHAT, "{\"model\":", "", "invalid_json");
+    parse_bad(CHAT, "[1]", "", "invalid_json");
+    parse_bad(CHAT, "\"x\"", "", "invalid_json");
+    parse_bad(CHAT, "{\"model\":\"m\\u0000\",\"messages\":[]}", "",
+              "invalid_json");
+
+    parse_bad(CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}",
+              "model", "missing_required_parameter");
+    parse_bad(CHAT, "{\"model\":null}", "model",
+              "missing_required_parameter");
+    parse_bad(CHAT, "{\"model\":7}", "model", "invalid_type");
+    parse_bad(CHAT, "{\"model\":\"\"}", "model", "empty_string");
+
+    memset(body, 0, sizeof(body));
+    strcpy(body, "{\"model\":\"");
+    memset(body + 10, 'a', 129);
+    strcat(body, "\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}");
+    parse_bad(CHAT, body, "model", "string_above_max_length");
+
+    parse_bad(CHAT, "{\"model\":\"m\"}", "messages",
+              "missing_required_parameter");
+    parse_bad(CHAT, "{\"model\":\"m\",\"messages\":{}}", "messages",
+              "invalid_type");
+    parse_bad(CHAT, "{\"model\":\"m\",\"messages\":[]}", "messages",
+              "empty_array");
+    parse_bad(CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\","
+              "\"content\":\"x\"},\"hi\"]}", "messages[1]", "invalid_type");
+    parse_bad(CHAT, "{\"model\":\"m\",\"messages\":[{\"content\":\"x\"}]}",
+              "messages[0].role", "missing_required_parameter");
+    parse_bad(CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":1,"
+              "\"content\":\"x\"}]}", "messages[0].role", "invalid_type");
+    parse_bad(CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\","
+              "\"content\":\"x\"},{\"role\":\"robot\",\"content\":\"x\"}]}",
+              "messages[1].role", "invalid_value");
+
+    parse_bad(CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}]}",
+              "messages[0].content", "missing_required_parameter");
+    parse_bad(CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\","
+              "\"content\":null}]}", "messages[0].content", "invalid_type");
+    parse_bad(CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\","
+              "\"content\":\"a\"},{\"role\":\"user\",\"content\":\"b\"},"
+              "{\"role\":\"user\",\"content\":5}]}", "messages[2].content",
+              "invalid_type");
+    parse_bad(CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\","
+              "\"content\":[]}]}", "messages[0].content", "empty_array");
+    parse_bad(CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\","
+              "\"content\":[\"x\"]}]}", "messages[0].content[0]",
+              "invalid_type");
+    parse_bad(CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\","
+              "\"content\":[{\"text\":\"x\"}]}]}",
+              "messages[0].content[0].type", "missing_required_parameter");
+    parse_bad(CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\","
+              "\"content\":[{\"type\":\"text\",\"text\":\"x\"},"
+              "{\"type\":\"text\"}]}]}", "messages[0].content[1].text",
+              "missing_required_parameter");
+    parse_bad(CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\","
+              "\"content\":[{\"type\":\"text\",\"text\":[]}]}]}",
+              "messages[0].content[0].text", "invalid_type");
+    parse_bad(CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\","
+              "\"content\":\"x\",\"name\":1}]}", "messages[0].name",
+              "invalid_type");
+    parse_bad(CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"tool\","
+              "\"content\":\"x\"}]}", "messages[0].tool_call_id",
+              "missing_required_parameter");
+
+#define MSGS  "\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]"
+
+    parse_bad(CHAT, "{\"model\":\"m\"," MSGS ",\"stream\":1}", "stream",
+              "invalid_type");
+    parse_bad(CHAT, "{\"model\":\"m\"," MSGS ",\"stream\":\"true\"}",
+              "stream", "invalid_type");
+    parse_bad(CHAT, "{\"model\":\"m\"," MSGS ",\"stream_options\":"
+              "{\"include_usage\":true}}", "stream_options", "invalid_value");
+    parse_bad(CHAT, "{\"model\":\"m\"," MSGS ",\"stream\":false,"
+              "\"stream_options\":{}}", "stream_options", "invalid_value");
+    parse_bad(CHAT, "{\"model\":\"m\"," MSGS ",\"stream\":true,"
+              "\"stream_options\":true}", "stream_options", "invalid_type");
+    parse_bad(CHAT, "{\"model\":\"m\"," MSGS ",\"stream\":true,"
+              "\"stream_options\":{\"include_usage\":1}}",
+              "stream_options.include_usage", "invalid_type");
+    parse_bad(CHAT, "{\"model\":\"m\"," MSGS ",\"max_tokens\":0}",
+              "max_tokens", "integer_below_min_value");
+    parse_bad(CHAT, "{\"model\":\"m\"," MSGS ",\"max_tokens\":1.5}",
+              "max_tokens", "invalid_type");
+    parse_bad(CHAT, "{\"model\":\"m\"," MSGS ",\"max_tokens\":\"5\"}",
+              "max_tokens", "invalid_type");
+    parse_bad(CHAT, "{\"model\":\"m\"," MSGS ",\"max_completion_tokens\":-1}",
+              "max_completion_tokens", "integer_below_min_value");
+    parse_bad(CHAT, "{\"model\":\"m\"," MSGS ",\"n\":0}", "n",
+              "integer_below_min_value");
+    parse_bad(CHAT, "{\"model\":\"m\"," MSGS ",\"n\":129}", "n",
+              "integer_above_max_value");
+    parse_bad(CHAT, "{\"model\":\"m\"," MSGS ",\"temperature\":\"hot\"}",
+              "temperature", "invalid_type");
+    parse_bad(CHAT, "{\"model\":\"m\"," MSGS ",\"top_p\":true}", "top_p",
+              "invalid_type");
+}
+
+
+static void
+test_parse_no_client_values(void **state)
+{
+    int           rc;
+    nx_llm_req_t  req;
+    nx_llm_err_t  err;
+
+    static const char  *bodies[] = {
+        "{\"model\":\"SECRET\",\"messages\":[{\"role\":\"SECRET\","
+        "\"content\":\"x\"}]}",
+        "{\"model\":\"m\",\"messages\":[{\"role\":\"user\","
+        "\"content\":\"x\"}],\"max_tokens\":\"SECRET\"}",
+        "{\"model\":\"m\",\"messages\":\"SECRET\"}",
+        "{\"model\":\"SECRET\" \"SECRET\"}",
+        "SECRET",
+        "{\"model\":\"m\",\"input\":[\"SECRET\",7]}",
+        NULL
+    };
+
+    (void) state;
+
+    for (rc = 0; bodies[rc] != NULL; rc++) {
+        assert_int_equal(nx_llm_parse(rc < 5 ? CHAT : EMB, bodies[rc],
+                                      strlen(bodies[rc]), &req, &err), -1);
+        assert_null(strstr(err.message, "SECRET"));
+        assert_null(strstr(err.message, "secret"));
+        assert_null(strchr(err.message, '\n'));
+    }
+}
+
+
+static void
+test_parse_embeddings(void **state)
+{
+    nx_llm_req_t  req;
+
+    (void) state;
+
+    parse_ok(EMB, "{\"model\":\"e\",\"input\":\"12345678\"}", &req);
+    assert_int_equal(req.prompt_estimate, 2);
+    assert_int_equal(req.stream, 0);
+    assert_int_equal(req.max_tokens, -1);
+    nx_llm_req_free(&req);
+
+    parse_ok(EMB, "{\"model\":\"e\",\"input\":[\"1234\",\"5678\",\"9\"]}",
+             &req);
+    assert_int_equal(req.prompt_estimate, 3);
+    nx_llm_req_free(&req);
+
+    parse_ok(EMB, "{\"model\":\"e\",\"input\":[1,2,3,4,5]}", &req);
+    assert_int_equal(req.prompt_estimate, 5);
+    nx_llm_req_free(&req);
+
+    parse_ok(EMB, "{\"model\":\"e\",\"input\":[[1,2],[3]]}", &req);
+    assert_int_equal(req.prompt_estimate, 3);
+    nx_llm_req_free(&req);
+
+    parse_ok(EMB, "{\"model\":\"e\",\"input\":[[\"ab\"],[\"cd\"]]}", &req);
+    assert_int_equal(req.prompt_estimate, 1);
+    nx_llm_req_free(&req);
+
+    parse_bad(EMB, "{\"model\":\"e\"}", "input",
+              "missing_required_parameter");
+    parse_bad(EMB, "{\"model\":\"e\",\"input\":null}", "input",
+              "missing_required_parameter");
+    parse_bad(EMB, "{\"model\":\"e\",\"input\":\"\"}", "input",
+              "empty_string");
+    parse_bad(EMB, "{\"model\":\"e\",\"input\":[]}", "input", "empty_array");
+    parse_bad(EMB, "{\"model\":\"e\",\"input\":5}", "input", "invalid_type");
+    parse_bad(EMB, "{\"model\":\"e\",\"input\":{}}", "input", "invalid_type");
+    parse_bad(EMB, "{\"model\":\"e\",\"input\":[\"a\",\"\"]}", "input[1]",
+              "empty_string");
+    parse_bad(EMB, "{\"model\":\"e\",\"input\":[\"a\",1]}", "input[1]",
+              "invalid_type");
+    parse_bad(EMB, "{\"model\":\"e\",\"input\":[1,\"a\"]}", "input[1]",
+              "invalid_type");
+    parse_bad(EMB, "{\"model\":\"e\",\"input\":[1,-2]}", "input[1]",
+              "invalid_type");
+    parse_bad(EMB, "{\"model\":\"e\",\"input\":[1.5]}", "input[0]",
+              "invalid_type");
+    parse_bad(EMB, "{\"model\":\"e\",\"input\":[true]}", "input[0]",
+              "invalid_type");
+    parse_bad(EMB, "{\"model\":\"e\",\"input\":[[1],2]}", "input[1]",
+              "invalid_type");
+    parse_bad(EMB, "{\"model\":\"e\",\"input\":[[1],[]]}", "input[1]",
+              "empty_array");
+    parse_bad(EMB, "{\"model\":\"e\",\"input\":[[1],[1,\"a\"]]}",
+              "input[1][1]", "invalid_type");
+    parse_bad(EMB, "{\"input\":\"x\"}", "model",
+              "missing_required_parameter");
+}
+
+
+static void
+test_parse_native(void **state)
+{
+    nx_llm_req_t  req;
+
+    (void) state;
+
+    parse_ok(OCHAT, "{\"model\":\"llama3\",\"messages\":[{\"role\":\"user\","
+             "\"content\":\"12345\"}]}", &req);
+    assert_int_equal(req.stream, 1);
+    assert_int_equal(req.max_tokens, -1);
+    assert_int_equal(req.prompt_estimate, 2);
+    assert_string_equal(req.model, "llama3");
+    nx_llm_req_free(&req);
+
+    parse_ok(OCHAT, "{\"model\":\"llama3\",\"messages\":[],\"stream\":false,"
+             "\"options\":{\"num_predict\":64,\"temperature\":0.1}}", &req);
+    assert_int_equal(req.stream, 0);
+    assert_int_equal(req.max_tokens, 64);
+    assert_int_equal(req.prompt_estimate, 1);
+    nx_llm_req_free(&req);
+
+    parse_ok(OCHAT, "{\"model\":\"l\",\"messages\":[{\"role\":\"x\","
+             "\"images\":[\"aGk=\"]}],\"options\":{\"num_predict\":-1}}",
+             &req);
+    assert_int_equal(req.max_tokens, -1);
+    nx_llm_req_free(&req);
+
+    parse_ok(OGEN, "{\"model\":\"l\",\"prompt\":\"1234\",\"system\":\"5678\","
+             "\"stream\":true}", &req);
+    assert_int_equal(req.stream, 1);
+    assert_int_equal(req.prompt_estimate, 2);
+    assert_int_equal(req.kind, OGEN);
+    nx_llm_req_free(&req);
+
+    parse_ok(OGEN, "{\"model\":\"l\",\"prompt\":\"\"}", &req);
+    nx_llm_req_free(&req);
+
+    parse_bad(OCHAT, "{\"model\":\"l\"}", "messages",
+              "missing_required_parameter");
+    parse_bad(OCHAT, "{\"model\":\"l\",\"messages\":{}}", "messages",
+              "invalid_type");
+    parse_bad(OCHAT, "{\"model\":\"l\",\"messages\":[1]}", "messages[0]",
+              "invalid_type");
+    parse_bad(OCHAT, "{\"model\":\"l\",\"messages\":[{\"content\":\"x\"}]}",
+              "messages[0].role", "missing_required_parameter");
+    parse_bad(OCHAT, "{\"model\":\"l\",\"messages\":[{\"role\":\"user\","
+              "\"content\":[]}]}", "messages[0].content", "invalid_type");
+    parse_bad(OCHAT, "{\"model\":\"l\",\"messages\":[],\"stream\":\"no\"}",
+              "stream", "invalid_type");
+    parse_bad(OCHAT, "{\"model\":\"l\",\"messages\":[],\"options\":[]}",
+              "options", "invalid_type");
+    parse_bad(OCHAT, "{\"model\":\"l\",\"messages\":[],\"options\":"
+              "{\"num_predict\":\"9\"}}", "options.num_predict",
+              "invalid_type");
+    parse_bad(OGEN, "{\"model\":\"l\"}", "prompt",
+              "missing_required_parameter");
+    parse_bad(OGEN, "{\"model\":\"l\",\"prompt\":null}", "prompt",
+              "invalid_type");
+    parse_bad(OGEN, "{\"model\":\"l\",\"prompt\":\"x\",\"system\":1}",
+              "system", "invalid_type");
+    parse_bad(OGEN, "{\"prompt\":\"x\"}", "model",
+              "missing_required_parameter");
+}
+
+
+static void
+test_parse_kind(void **state)
+{
+    nx_llm_req_t  req;
+    nx_llm_err_t  err;
+
+    (void) state;
+
+    assert_int_equal(nx_llm_parse(9, "{}", 2, &req, &err), -1);
+    assert_null(req.tree);
+    assert_true(strlen(err.message) > 0);
+    assert_int_equal(nx_llm_parse(-1, "{}", 2, &req, &err), -1);
+}
+
+
+static void
+test_error_json(void **state)
+{
+    nx_buf_t      b = NX_BUF_INIT;
+    nx_llm_err_t  err;
+    yajl_val      v;
+
+    (void) state;
+
+    memset(&err, 0, sizeof(err));
+    strcpy(err.message, "Missing \"x\"");
+    strcpy(err.param, "messages[2].content");
+    strcpy(err.code, "invalid_type");
+
+    assert_int_equal(nx_llm_error_json(&err, NULL, &b), 0);
+    buf_is(&b, "{\"error\":{\"message\":\"Missing \\\"x\\\"\","
+           "\"type\":\"invalid_request_error\","
+           "\"param\":\"messages[2].content\",\"code\":\"invalid_type\"}}");
+
+    nx_buf_reset(&b);
+    err.param[0] = '\0';
+    err.code[0] = '\0';
+    assert_int_equal(nx_llm_error_json(&err, "server_error", &b), 0);
+    buf_is(&b, "{\"error\":{\"message\":\"Missing \\\"x\\\"\","
+           "\"type\":\"server_error\",\"param\":null,\"code\":null}}");
+    v = json_ok(b.data, b.len);
+    yajl_tree_free(v);
+
+    /* appended */
+    assert_int_equal(nx_llm_error_json(&err, "t", &b), 0);
+    assert_true(b.len > 100);
+
+    nx_buf_free(&b);
+}
+
+
+static void
+test_estimate(void **state)
+{
+    (void) state;
+
+    assert_int_equal(nx_llm_estimate_tokens(0), 0);
+    assert_int_equal(nx_llm_estimate_tokens(1), 1);
+    assert_int_equal(nx_llm_estimate_tokens(4), 1);
+    assert_int_equal(nx_llm_estimate_tokens(5), 2);
+    assert_int_equal(nx_llm_estimate_tokens(4000), 1000);
+    assert_true(nx_llm_estimate_tokens(SIZE_MAX) > 0);
+}
+
+
+/* request bodies */
+
+static void
+build_ok(int kind, const char *body, int type, const char *served,
+    int64_t def, const char *expect)
+{
+    int           rc;
+    nx_buf_t      b = NX_BUF_INIT;
+    yajl_val      v;
+    nx_llm_req_t  req;
+    nx_llm_err_t  err;
+
+    parse_ok(kind, body, &req);
+
+    rc = nx_llm_build_request(&req, type, served, def, &b, &err);
+    if (rc != 0) {
+        print_error("build failed: %s (%s)\n", err.message, err.param);
+    }
+
+    assert_int_equal(rc, 0);
+    buf_is(&b, expect);
+
+    v = json_ok(b.data, b.len);
+    yajl_tree_free(v);
+
+    nx_buf_free(&b);
+    nx_llm_req_free(&req);
+}
+
+
+static void
+build_bad(int kind, const char *body, int type, const char *param,
+    const char *code)
+{
+    int           rc;
+    nx_buf_t      b = NX_BUF_INIT;
+    nx_llm_req_t  req;
+    nx_llm_err_t  err;
+
+    parse_ok(kind, body, &req);
+
+    assert_int_equal(nx_buf_append_str(&b, "kept"), 0);
+
+    rc = nx_llm_build_request(&req, type, "served", 100, &b, &err);
+    assert_int_equal(rc, -1);
+    buf_is(&b, "kept");
+    assert_true(strlen(err.message) > 0);
+
+    if (strcmp(err.param, param) != 0 || strcmp(err.code, code) != 0) {
+        print_error("%s: got param \"%s\" code \"%s\" (%s)\n", body,
+                    err.param, err.code, err.message);
+        fail();
+    }
+
+    nx_buf_free(&b);
+    nx_llm_req_free(&req);
+}
+
+
+#define USER_HI  "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]"
+
+
+static void
+test_build_openai(void **state)
+{
+    (void) state;
+
+    build_ok(CHAT, "{\"model\":\"alias\"," USER_HI ",\"temperature\":0.70,"
+             "\"max_tokens\":1e3,\"x\":{\"y\":[1,true,null,"
+             "\"\\/\\u00e9\\n\"]}}",
+             NX_LLM_OPENAI, "gpt-4o", 0,
+             "{\"model\":\"gpt-4o\"," USER_HI ",\"temperature\":0.70,"
+             "\"max_tokens\":1e3,\"x\":{\"y\":[1,true,null,"
+             "\"/\xc3\xa9\\u000a\"]}}");
+
+    /* a stream asks for usage, whatever the client said */
+    build_ok(CHAT, "{\"stream\":true,\"model\":\"a\"," USER_HI "}",
+             NX_LLM_OPENAI, "b", 0,
+             "{\"stream\":true,\"model\":\"b\"," USER_HI ","
+             "\"stream_options\":{\"include_usage\":true}}");
+
+    build_ok(CHAT, "{\"model\":\"a\",\"stream_options\":{\"include_usage\":"
+             "false,\"x\":1},\"stream\":true," USER_HI "}",
+             NX_LLM_OPENAI, "b", 0,
+             "{\"model\":\"b\",\"stream_options\":{\"x\":1,"
+             "\"include_usage\":true},\"stream\":true," USER_HI "}");
+
+    build_ok(CHAT, "{\"model\":\"a\",\"stream_options\":null,\"stream\":true,"
+             USER_HI "}", NX_LLM_OPENAI, "b", 0,
+             "{\"model\":\"b\",\"stream_options\":{\"include_usage\":true},"
+             "\"stream\":true," USER_HI "}");
+
+    /* no stream: stream_options as sent */
+    build_ok(CHAT, "{\"model\":\"a\",\"stream\":false,"
+             "\"stream_options\":null," USER_HI "}", NX_LLM_OPENAI, "b", 0,
+             "{\"model\":\"b\",\"stream\":false,\"stream_options\":null,"
+             USER_HI "}");
+
+    /* the members the gateway decided on are sent once, the last */
+    build_ok(CHAT, "{\"model\":\"cheap\",\"stream\":false," USER_HI ","
+             "\"model\":\"other\",\"stream\":true}", NX_LLM_OPENAI, "s", 0,
+             "{" USER_HI ",\"model\":\"s\",\"stream\":true,"
+             "\"stream_options\":{\"include_usage\":true}}");
+
+    /* no served name: the client's */
+    build_ok(CHAT, "{\"model\":\"a\"," USER_HI "}", NX_LLM_OPENAI, NULL, 0,
+             "{\"model\":\"a\"," USER_HI "}");
+    build_ok(CHAT, "{\"model\":\"a\"," USER_HI "}", NX_LLM_OPENAI, "", 0,
+             "{\"model\":\"a\"," USER_HI "}");
+
+    build_ok(EMB, "{\"input\":[\"a\",\"b\"],\"model\":\"e\","
+             "\"encoding_format\":\"base64\"}", NX_LLM_OPENAI,
+             "text-embedding-3-small", 0,
+             "{\"input\":[\"a\",\"b\"],\"model\":\"text-embedding-3-small\","
+             "\"encoding_format\":\"base64\"}");
+
+    build_bad(OCHAT, "{\"model\":\"l\",\"messages\":[]}", NX_LLM_OPENAI, "",
+              "unsupported_endpoint");
+    build_bad(OGEN, "{\"model\":\"l\",\"prompt\":\"\"}", NX_LLM_ANTHROPIC, "",
+              "unsupported_endpoint");
+    build_bad(EMB, "{\"model\":\"e\",\"input\":\"x\"}", NX_LLM_ANTHROPIC, "",
+              "unsupported_endpoint");
+}
+
+
+static void
+test_build_ollama(void **state)
+{
+    (void) state;
+
+    build_ok(CHAT, "{\"model\":\"a\",\"messages\":["
+             "{\"role\":\"developer\",\"content\":\"be brief\"},"
+             "{\"role\":\"user\",\"content\":[{\"type\":\"text\","
+             "\"text\":\"one\"},{\"type\":\"text\",\"text\":\"two\"}]},"
+             "{\"role\":\"assistant\",\"content\":null},"
+             "{\"role\":\"user\",\"content\":\"three\",\"name\":\"bob\"}],"
+             "\"stream\":true,\"stream_options\":{\"include_usage\":true},"
+             "\"max_tokens\":20,\"temperature\":0.2,\"top_p\":0.9,"
+             "\"stop\":\"END\",\"seed\":42,\"response_format\":"
+             "{\"type\":\"json_object\"},\"user\":\"u1\"}",
+             NX_LLM_OLLAMA, "llama3.2:1b", 0,
+             "{\"model\":\"llama3.2:1b\",\"messages\":["
+             "{\"role\":\"system\",\"content\":\"be brief\"},"
+             "{\"role\":\"user\",\"content\":\"one\\u000atwo\"},"
+             "{\"role\":\"assistant\",\"content\":\"\"},"
+             "{\"role\":\"user\",\"content\":\"three\"}],\"stream\":true,"
+             "\"format\":\"json\",\"options\":{\"num_predict\":20,"
+             "\"temperature\":0.2,\"top_p\":0.9,\"stop\":[\"END\"],"
+             "\"seed\":42}}");
+
+    /* Ollama streams by default: false is said */
+    build_ok(CHAT, "{\"model\":\"a\"," USER_HI ",\"stop\":[\"x\",\"y\"],"
+             "\"response_format\":{\"type\":\"json_schema\",\"json_schema\":"
+             "{\"name\":\"n\",\"schema\":{\"type\":\"object\"}}}}",
+             NX_LLM_OLLAMA, "m", 0,
+             "{\"model\":\"m\"," USER_HI ",\"stream\":false,"
+             "\"format\":{\"type\":\"object\"},"
+             "\"options\":{\"stop\":[\"x\",\"y\"]}}");
+
+    build_ok(CHAT, "{\"model\":\"a\"," USER_HI ",\"tools\":[],"
+             "\"response_format\":{\"type\":\"text\"},\"n\":1,\"stop\":[]}",
+             NX_LLM_OLLAMA, "m", 0,
+             "{\"model\":\"m\"," USER_HI ",\"stream\":false,"
+             "\"options\":{}}");
+
+    build_bad(CHAT, "{\"model\":\"a\"," USER_HI ",\"tools\":[{\"type\":"
+              "\"function\",\"function\":{\"name\":\"f\"}}]}", NX_LLM_OLLAMA,
+              "tools", "unsupported_parameter");
+    build_bad(CHAT, "{\"model\":\"a\"," USER_HI ",\"functions\":[{}]}",
+              NX_LLM_OLLAMA, "functions", "unsupported_parameter");
+    build_bad(CHAT, "{\"model\":\"a\",\"messages\":[{\"role\":\"user\","
+              "\"content\":\"x\"},{\"role\":\"assistant\",\"tool_calls\":"
+              "[{\"id\":\"t\"}]},{\"role\":\"tool\",\"tool_call_id\":\"t\","
+              "\"content\":\"r\"}]}", NX_LLM_OLLAMA,
+              "messages[1].tool_calls", "unsupported_parameter");
+    build_bad(CHAT, "{\"model\":\"a\",\"messages\":[{\"role\":\"user\","
+              "\"content\":\"x\"},{\"role\":\"tool\",\"tool_call_id\":\"t\","
+              "\"content\":\"r\"}]}", NX_LLM_OLLAMA, "messages[1].role",
+              "unsupported_value");
+    build_bad(CHAT, "{\"model\":\"a\",\"messages\":[{\"role\":\"user\","
+              "\"content\":[{\"type\":\"text\",\"text\":\"x\"},{\"type\":"
+              "\"image_url\",\"image_url\":{\"url\":\"u\"}}]}]}",
+              NX_LLM_OLLAMA, "messages[0].content[1].type",
+              "unsupported_value");
+    build_bad(CHAT, "{\"model\":\"a\"," USER_HI ",\"n\":2}", NX_LLM_OLLAMA,
+              "n", "unsupported_value");
+    build_bad(CHAT, "{\"model\":\"a\"," USER_HI ",\"stop\":5}",
+              NX_LLM_OLLAMA, "stop", "invalid_type");
+    build_bad(CHAT, "{\"model\":\"a\"," USER_HI ",\"stop\":[\"a\",1]}",
+              NX_LLM_OLLAMA, "stop", "invalid_type");
+    build_bad(CHAT, "{\"model\":\"a\"," USER_HI ",\"seed\":1.5}",
+              NX_LLM_OLLAMA, "seed", "invalid_type");
+    build_bad(CHAT, "{\"model\":\"a\"," USER_HI ",\"response_format\":"
+              "{\"type\":\"xml\"}}", NX_LLM_OLLAMA, "response_format",
+              "unsupported_value");
+    build_bad(CHAT, "{\"model\":\"a\"," USER_HI ",\"response_format\":"
+              "{\"type\":\"json_schema\"}}", NX_LLM_OLLAMA,
+              "response_format.json_schema.schema", "invalid_value");
+
+    build_ok(EMB, "{\"model\":\"e\",\"input\":\"hello\"}", NX_LLM_OLLAMA,
+             "nomic-embed-text", 0,
+             "{\"model\":\"nomic-embed-text\",\"input\":\"hello\"}");
+    build_ok(EMB, "{\"model\":\"e\",\"input\":[\"a\",\"b\"],"
+             "\"encoding_format\":\"float\",\"user\":\"u\"}", NX_LLM_OLLAMA,
+             "n", 0, "{\"model\":\"n\",\"input\":[\"a\",\"b\"]}");
+    build_bad(EMB, "{\"model\":\"e\",\"input\":[1,2]}", NX_LLM_OLLAMA,
+              "input", "unsupported_value");
+    build_bad(EMB, "{\"model\":\"e\",\"input\":[[\"a\"]]}", NX_LLM_OLLAMA,
+              "input", "unsupported_value");
+    build_bad(EMB, "{\"model\":\"e\",\"input\":\"a\",\"encoding_format\":"
+              "\"base64\"}", NX_LLM_OLLAMA, "encoding_format",
+              "unsupported_value");
+    build_bad(EMB, "{\"model\":\"e\",\"input\":\"a\",\"dimensions\":8}",
+              NX_LLM_OLLAMA, "dimensions", "unsupported_parameter");
+
+    /* native bodies pass, the model replaced */
+    build_ok(OCHAT, "{\"model\":\"alias\",\"messages\":[{\"role\":\"user\","
+             "\"content\":\"hi\",\"images\":[\"aGk=\"]}],\"keep_alive\":\"5m\","
+             "\"options\":{\"num_ctx\":4096}}", NX_LLM_OLLAMA, "llama3", 0,
+             "{\"model\":\"llama3\",\"messages\":[{\"role\":\"user\","
+             "\"content\":\"hi\",\"images\":[\"aGk=\"]}],\"keep_alive\":\"5m\","
+             "\"options\":{\"num_ctx\":4096}}");
+    build_ok(OGEN, "{\"prompt\":\"hi\",\"model\":\"alias\",\"stream\":false,"
+             "\"raw\":true}", NX_LLM_OLLAMA, "llama3", 0,
+             "{\"prompt\":\"hi\",\"model\":\"llama3\",\"stream\":false,"
+             "\"raw\":true}");
+}
+
+
+static void
+test_build_anthropic(void **state)
+{
+    (void) state;
+
+    build_ok(CHAT, "{\"model\":\"claude\",\"messages\":["
+             "{\"role\":\"system\",\"content\":\"Be brief.\"},"
+             "{\"role\":\"user\",\"content\":\"one\"},"
+             "{\"role\":\"user\",\"content\":[{\"type\":\"text\","
+             "\"text\":\"two\"},{\"type\":\"text\",\"text\":\"\"}]},"
+             "{\"role\":\"developer\",\"content\":[{\"type\":\"text\","
+             "\"text\":\"Say \\\"hi\\\".\"},{\"type\":\"text\","
+             "\"text\":\"Only.\"}]},"
+             "{\"role\":\"assistant\",\"content\":\"three\"},"
+             "{\"role\":\"assistant\",\"content\":null},"
+             "{\"role\":\"user\",\"content\":\"\"},"
+             "{\"role\":\"assistant\",\"content\":\"four\"},"
+             "{\"role\":\"user\",\"content\":\"five\"}],"
+             "\"stream\":true,\"stream_options\":{\"include_usage\":true},"
+             "\"temperature\":0.5,\"top_p\":1,\"stop\":\"STOP\","
+             "\"user\":\"u\"}",
+             NX_LLM_ANTHROPIC, "claude-3-5-haiku-latest", 1024,
+             "{\"model\":\"claude-3-5-haiku-latest\",\"max_tokens\":1024,"
+             "\"system\":\"Be brief.\\u000a\\u000aSay \\\"hi\\\"."
+             "\\u000aOnly.\","
+             "\"messages\":["
+             "{\"role\":\"user\",\"content\":[{\"type\":\"text\","
+             "\"text\":\"one\"},{\"type\":\"text\",\"text\":\"two\"}]},"
+             "{\"role\":\"assistant\",\"content\":[{\"type\":\"text\","
+             "\"text\":\"three\"},{\"type\":\"text\",\"text\":\"four\"}]},"
+             "{\"role\":\"user\",\"content\":[{\"type\":\"text\","
+             "\"text\":\"five\"}]}],"
+             "\"stream\":true,\"temperature\":0.5,\"top_p\":1,"
+             "\"stop_sequences\":[\"STOP\"]}");
+
+    /* the client's max wins; without any, a fixed one */
+    build_ok(CHAT, "{\"model\":\"c\"," USER_HI ",\"max_completion_tokens\":7,"
+             "\"stop\":[\"a\",\"b\"]}", NX_LLM_ANTHROPIC, "s", 1024,
+             "{\"model\":\"s\",\"max_tokens\":7,\"messages\":[{\"role\":"
+             "\"user\",\"content\":[{\"type\":\"text\",\"text\":\"hi\"}]}],"
+             "\"stop_sequences\":[\"a\",\"b\"]}");
+    build_ok(CHAT, "{\"model\":\"c\"," USER_HI "}", NX_LLM_ANTHROPIC, "s", 0,
+             "{\"model\":\"s\",\"max_tokens\":4096,\"messages\":[{\"role\":"
+             "\"user\",\"content\":[{\"type\":\"text\",\"text\":\"hi\"}]}]}");
+
+    build_bad(CHAT, "{\"model\":\"c\",\"messages\":[{\"role\":\"system\","
+              "\"content\":\"x\"}]}", NX_LLM_ANTHROPIC, "messages",
+              "invalid_value");
+    build_bad(CHAT, "{\"model\":\"c\",\"messages\":[{\"role\":\"user\","
+              "\"content\":\"\"}]}", NX_LLM_ANTHROPIC, "messages",
+              "invalid_value");
+    build_bad(CHAT, "{\"model\":\"c\"," USER_HI ",\"response_format\":"
+              "{\"type\":\"json_object\"}}", NX_LLM_ANTHROPIC,
+              "response_format", "unsupported_value");
+    build_bad(CHAT, "{\"model\":\"c\",\"messages\":[{\"role\":\"user\","
+              "\"content\":\"x\"},{\"role\":\"function\",\"name\":\"f\","
+              "\"content\":\"r\"}]}", NX_LLM_ANTHROPIC, "messages[1].role",
+              "unsupported_value");
+    build_bad(CHAT, "{\"model\":\"c\",\"messages\":[{\"role\":\"assistant\","
+              "\"function_call\":{\"name\":\"f\"}}]}", NX_LLM_ANTHROPIC,
+              "messages[0].function_call", "unsupported_parameter");
+    build_bad(CHAT, "{\"model\":\"c\"," USER_HI ",\"tools\":[{}]}",
+              NX_LLM_ANTHROPIC, "tools", "unsupported_parameter");
+}
+
+
+static void
+test_upstream_path(void **state)
+{
+    (void) state;
+
+    assert_string_equal(nx_llm_upstream_path(NX_LLM_OPENAI, CHAT),
+                        "/v1/chat/completions");
+    assert_string_equal(nx_llm_upstream_path(NX_LLM_OPENAI, EMB),
+                        "/v1/embeddings");
+    assert_null(nx_llm_upstream_path(NX_LLM_OPENAI, OCHAT));
+    assert_null(nx_llm_upstream_path(NX_LLM_OPENAI, OGEN));
+
+    assert_string_equal(nx_llm_upstream_path(NX_LLM_OLLAMA, CHAT),
+                        "/api/chat");
+    assert_string_equal(nx_llm_upstream_path(NX_LLM_OLLAMA, EMB),
+                        "/api/embed");
+    assert_string_equal(nx_llm_upstream_path(NX_LLM_OLLAMA, OCHAT),
+                        "/api/chat");
+    assert_string_equal(nx_llm_upstream_path(NX_LLM_OLLAMA, OGEN),
+                        "/api/generate");
+
+    assert_string_equal(nx_llm_upstream_path(NX_LLM_ANTHROPIC, CHAT),
+                        "/v1/messages");
+    assert_null(nx_llm_upstream_path(NX_LLM_ANTHROPIC, EMB));
+    assert_null(nx_llm_upstream_path(NX_LLM_ANTHROPIC, OCHAT));
+    assert_null(nx_llm_upstream_path(NX_LLM_ANTHROPIC, OGEN));
+
+    assert_null(nx_llm_upstream_path(7, CHAT));
+    assert_null(nx_llm_upstream_path(NX_LLM_OPENAI, 9));
+}
+
+
+/* whole responses */
+
+static void
+response_ok(int type, int kind, const char *body, const char *model,
+    const char *expect, int64_t prompt, int64_t completion, int64_t total,
+    int present)
+{
+    int             rc;
+    nx_buf_t        b = NX_BUF_INIT;
+    yajl_val        v;
+    nx_llm_usage_t  u;
+
+    rc = nx_llm_translate_response(type, kind, body, strlen(body), model,
+                                   "chatcmpl-gw1", 1700000000, &b, &u);
+    assert_int_equal(rc, 0);
+    buf_is(&b, expect != NULL ? expect : body);
+
+    v = json_ok(b.data, b.len);
+    yajl_tree_free(v);
+
+    assert_int_equal(u.present, present);
+    assert_int_equal(u.prompt, prompt);
+    assert_int_equal(u.completion, completion);
+    assert_int_equal(u.total, total);
+
+    nx_buf_free(&b);
+}
+
+
+static void
+response_bad(int type, int kind, const char *body)
+{
+    nx_buf_t        b = NX_BUF_INIT;
+    nx_llm_usage_t  u;
+
+    assert_int_equal(nx_buf_append_str(&b, "kept"), 0);
+    assert_int_equal(nx_llm_translate_response(type, kind, body,
+                                               strlen(body), "m", "id", 1,
+                                               &b, &u), -1);
+    buf_is(&b, "kept");
+    assert_int_equal(u.present, 0);
+    nx_buf_free(&b);
+}
+
+
+static const char  openai_completion[] =
+    "{\"id\":\"chatcmpl-mock-1\",\"object\":\"chat.completion\","
+    "\"created\":1700000001,\"model\":\"mock-small\",\"choices\":[{"
+    "\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":"
+    "\"mock reply to: hi\"},\"logprobs\":null,\"finish_reason\":\"stop\"}],"
+    "\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4,"
+    "\"total_tokens\":7},\"system_fingerprint\":\"fp_mock\"}";
+
+
+static void
+test_response_openai(void **state)
+{
+    (void) state;
+
+    response_ok(NX_LLM_OPENAI, CHAT, openai_completion, "alias", NULL,
+                3, 4, 7, 1);
+    response_ok(NX_LLM_OPENAI, CHAT, "{\"choices\":[]}", NULL, NULL,
+                0, 0, 0, 0);
+    response_ok(NX_LLM_OPENAI, CHAT, "{\"choices\":[],\"usage\":"
+                "{\"prompt_tokens\":2,\"completion_tokens\":3}}", NULL, NULL,
+                2, 3, 5, 1);
+    response_ok(NX_LLM_OPENAI, EMB, "{\"object\":\"list\",\"data\":[{"
+                "\"object\":\"embedding\",\"index\":0,\"embedding\":[0.1]}],"
+                "\"model\":\"e\",\"usage\":{\"prompt_tokens\":4,"
+                "\"total_tokens\":4}}", NULL, NULL, 4, 0, 4, 1);
+
+    response_bad(NX_LLM_OPENAI, CHAT, "{\"id\": \"mock\", this is not json");
+    response_bad(NX_LLM_OPENAI, CHAT, "");
+    response_bad(NX_LLM_OPENAI, CHAT, "[]");
+    response_bad(NX_LLM_OPENAI, CHAT, "{\"data\":[]}");
+    response_bad(NX_LLM_OPENAI, EMB, "{\"choices\":[]}");
+    response_bad(NX_LLM_OPENAI, CHAT, "{\"choices\":[],\"error\":"
+                 "{\"message\":\"x\"}}");
+    response_bad(NX_LLM_OPENAI, OCHAT, "{\"choices\":[]}");
+}
+
+
+static void
+test_response_ollama(void **state)
+{
+    (void) state;
+
+    response_ok(NX_LLM_OLLAMA, CHAT,
+                "{\"model\":\"llama3\",\"created_at\":\"2024-01-01T00:00:00Z\","
+                "\"message\":{\"role\":\"assistant\",\"content\":"
+                "\"Hi \\\"there\\\"\\n\"},\"done\":true,\"done_reason\":"
+                "\"length\",\"total_duration\":5,\"prompt_eval_count\":5,"
+                "\"eval_count\":2}", "alias",
+                "{\"id\":\"chatcmpl-gw1\",\"object\":\"chat.completion\","
+                "\"created\":1700000000,\"model\":\"alias\",\"choices\":[{"
+                "\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":"
+                "\"Hi \\\"there\\\"\\u000a\"},\"logprobs\":null,"
+                "\"finish_reason\":\"length\"}],\"usage\":{"
+                "\"prompt_tokens\":5,\"completion_tokens\":2,"
+                "\"total_tokens\":7}}", 5, 2, 7, 1);
+
+    /* no model given: the provider's; no counts: zeros, not present */
+    response_ok(NX_LLM_OLLAMA, CHAT,
+                "{\"model\":\"llama3\",\"message\":{\"role\":\"assistant\"},"
+                "\"done\":true,\"done_reason\":\"stop\"}", NULL,
+                "{\"id\":\"chatcmpl-gw1\",\"object\":\"chat.completion\","
+                "\"created\":1700000000,\"model\":\"llama3\",\"choices\":[{"
+                "\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":"
+                "\"\"},\"logprobs\":null,\"finish_reason\":\"stop\"}],"
+                "\"usage\":{\"prompt_tokens\":0,\"completion_tokens\":0,"
+                "\"total_tokens\":0}}", 0, 0, 0, 0);
+
+    /* a cached prompt has no prompt_eval_count */
+    response_ok(NX_LLM_OLLAMA, CHAT,
+                "{\"message\":{\"content\":\"x\"},\"done\":true,"
+                "\"eval_count\":1}", "m",
+                "{\"id\":\"chatcmpl-gw1\",\"object\":\"chat.completion\","
+                "\"created\":1700000000,\"model\":\"m\",\"choices\":[{"
+                "\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":"
+                "\"x\"},\"logprobs\":null,\"finish_reason\":\"stop\"}],"
+                "\"usage\":{\"prompt_tokens\":0,\"completion_tokens\":1,"
+                "\"total_tokens\":1}}", 0, 1, 1, 1);
+
+    response_bad(NX_LLM_OLLAMA, CHAT, "{\"error\":\"model not found\"}");
+    response_bad(NX_LLM_OLLAMA, CHAT, "{\"done\":true}");
+    response_bad(NX_LLM_OLLAMA, CHAT, "{\"message\":\"x\"}");
+
+    response_ok(NX_LLM_OLLAMA, EMB,
+                "{\"model\":\"nomic\",\"embeddings\":[[0.5,-1e-3],[2]],"
+                "\"total_duration\":1000,\"prompt_eval_count\":4}", "alias",
+                "{\"object\":\"list\",\"data\":["
+                "{\"object\":\"embedding\",\"index\":0,"
+                "\"embedding\":[0.5,-1e-3]},"
+                "{\"object\":\"embedding\",\"index\":1,\"embedding\":[2]}],"
+                "\"model\":\"alias\",\"usage\":{\"prompt_tokens\":4,"
+                "\"total_tokens\":4}}", 4, 0, 4, 1);
+    response_ok(NX_LLM_OLLAMA, EMB, "{\"embeddings\":[]}", NULL,
+                "{\"object\":\"list\",\"data\":[],\"model\":\"\","
+                "\"usage\":{\"prompt_tokens\":0,\"total_tokens\":0}}",
+                0, 0, 0, 0);
+
+    response_bad(NX_LLM_OLLAMA, EMB, "{\"embeddings\":[[\"x\"]]}");
+    response_bad(NX_LLM_OLLAMA, EMB, "{\"embeddings\":[1]}");
+    response_bad(NX_LLM_OLLAMA, EMB, "{\"embedding\":[1]}");
+
+    /* native: as it came, with the counts read */
+    response_ok(NX_LLM_OLLAMA, OCHAT,
+                "{\"model\":\"l\",\"message\":{\"role\":\"assistant\","
+                "\"content\":\"x\"},\"done\":true,\"prompt_eval_count\":9,"
+                "\"eval_count\":1}", "alias", NULL, 9, 1, 10, 1);
+    response_ok(NX_LLM_OLLAMA, OGEN,
+                "{\"model\":\"l\",\"response\":\"x\",\"done\":true,"
+                "\"context\":[1,2,3]}", "alias", NULL, 0, 0, 0, 0);
+    response_bad(NX_LLM_OLLAMA, OGEN, "{\"error\":\"boom\"}");
+}
+
+
+static void
+test_response_anthropic(void **state)
+{
+    (void) state;
+
+    response_ok(NX_LLM_ANTHROPIC, CHAT,
+                "{\"id\":\"msg_mock_1\",\"type\":\"message\",\"role\":"
+                "\"assistant\",\"model\":\"claude\",\"content\":[{\"type\":"
+                "\"text\",\"text\":\"mock reply\"}],\"stop_reason\":"
+                "\"end_turn\",\"stop_sequence\":null,\"usage\":{"
+                "\"input_tokens\":3,\"output_tokens\":2}}", "alias",
+                "{\"id\":\"msg_mock_1\",\"object\":\"chat.completion\","
+                "\"created\":1700000000,\"model\":\"alias\",\"choices\":[{"
+                "\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":"
+                "\"mock reply\"},\"logprobs\":null,\"finish_reason\":"
+                "\"stop\"}],\"usage\":{\"prompt_tokens\":3,"
+                "\"completion_tokens\":2,\"total_tokens\":5}}", 3, 2, 5, 1);
+
+    /* text blocks joined, others skipped; cache tokens are prompt */
+    response_ok(NX_LLM_ANTHROPIC, CHAT,
+                "{\"type\":\"message\",\"model\":\"claude\",\"content\":["
+                "{\"type\":\"thinking\",\"thinking\":\"hmm\"},"
+                "{\"type\":\"text\",\"text\":\"a\"},"
+                "{\"type\":\"tool_use\",\"id\":\"t\"},"
+                "{\"type\":\"text\",\"text\":\"b\"}],\"stop_reason\":"
+                "\"max_tokens\",\"usage\":{\"input_tokens\":3,"
+                "\"cache_creation_input_tokens\":10,"
+                "\"cache_read_input_tokens\":100,\"output_tokens\":2}}", NULL,
+                "{\"id\":\"chatcmpl-gw1\",\"object\":\"chat.completion\","
+                "\"created\":1700000000,\"model\":\"claude\",\"choices\":[{"
+                "\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":"
+                "\"ab\"},\"logprobs\":null,\"finish_reason\":\"length\"}],"
+                "\"usage\":{\"prompt_tokens\":113,\"completion_tokens\":2,"
+                "\"total_tokens\":115}}", 113, 2, 115, 1);
+
+    response_bad(NX_LLM_ANTHROPIC, CHAT, "{\"type\":\"error\",\"error\":"
+                 "{\"type\":\"api_error\",\"message\":\"x\"}}");
+    response_bad(NX_LLM_ANTHROPIC, CHAT, "{\"type\":\"message\"}");
+    response_bad(NX_LLM_ANTHROPIC, CHAT, "{\"content\":[]}");
+    response_bad(NX_LLM_ANTHROPIC, EMB, "{\"type\":\"message\","
+                 "\"content\":[]}");
+}
+
+
+/* error answers */
+
+static void
+error_is(int type, int status, const char *body, const char *expect)
+{
+    nx_buf_t  b = NX_BUF_INIT;
+    yajl_val  v;
+
+    assert_int_equal(nx_llm_translate_error(type, status, body,
+                                            body != NULL ? strlen(body) : 0,
+                                            &b), 0);
+    buf_is(&b, expect);
+
+    v = json_ok(b.data, b.len);
+    yajl_tree_free(v);
+
+    nx_buf_free(&b);
+}
+
+
+static void
+test_translate_error(void **state)
+{
+    char        *big;
+    size_t       i;
+    nx_buf_t     b = NX_BUF_INIT;
+    yajl_val     v;
+    const char  *msg;
+
+    (void) state;
+
+    error_is(NX_LLM_OPENAI, 404,
+             "{\"error\":{\"message\":\"The model 'missing-x' does not "
+             "exist\",\"type\":\"invalid_request_error\",\"param\":null,"
+             "\"code\":\"model_not_found\"}}",
+             "{\"error\":{\"message\":\"The model 'missing-x' does not "
+             "exist\",\"type\":\"invalid_request_error\",\"param\":null,"
+             "\"code\":\"model_not_found\"}}");
+
+    error_is(NX_LLM_OPENAI, 400,
+             "{\"error\":{\"message\":\"bad\",\"type\":\"invalid request\","
+             "\"param\":\"messages[0].content\",\"code\":7}}",
+             "{\"error\":{\"message\":\"bad\",\"type\":"
+             "\"invalid_request_error\",\"param\":\"messages[0].content\","
+             "\"code\":null}}");
+
+    error_is(NX_LLM_OLLAMA, 404, "{\"error\":\"model \\\"x\\\" not found, "
+             "try pulling it first\"}",
+             "{\"error\":{\"message\":\"model \\\"x\\\" not found, try "
+             "pulling it first\",\"type\":\"invalid_request_error\","
+             "\"param\":null,\"code\":null}}");
+
+    error_is(NX_LLM_ANTHROPIC, 529, "{\"type\":\"error\",\"error\":{\"type\":"
+             "\"overloaded_error\",\"message\":\"Overloaded\"}}",
+             "{\"error\":{\"message\":\"Overloaded\",\"type\":"
+             "\"server_error\",\"param\":null,\"code\":\"overloaded\"}}");
+    error_is(NX_LLM_ANTHROPIC, 500, "{\"type\":\"error\",\"error\":{\"type\":"
+             "\"api_error\",\"message\":\"mock upstream failure\"}}",
+             "{\"error\":{\"message\":\"mock upstream failure\",\"type\":"
+             "\"server_error\",\"param\":null,\"code\":null}}");
+    error_is(NX_LLM_ANTHROPIC, 429, "{\"type\":\"error\",\"error\":{\"type\":"
+             "\"rate_limit_error\",\"message\":\"slow down\"}}",
+             "{\"error\":{\"message\":\"slow down\",\"type\":"
+             "\"rate_limit_error\",\"param\":null,\"code\":null}}");
+
+    /* vLLM's shape */
+    error_is(NX_LLM_OPENAI, 400, "{\"object\":\"error\",\"message\":\"too "
+             "long\",\"type\":\"BadRequestError\",\"param\":null,"
+             "\"code\":400}",
+             "{\"error\":{\"message\":\"too long\",\"type\":"
+             "\"BadRequestError\",\"param\":null,\"code\":null}}");
+    error_is(NX_LLM_OPENAI, 422, "{\"detail\":\"Not Found\"}",
+             "{\"error\":{\"message\":\"Not Found\",\"type\":"
+             "\"invalid_request_error\",\"param\":null,\"code\":null}}");
+
+    /* nothing usable: a message for the status */
+    error_is(NX_LLM_OPENAI, 502, "<html>Bad Gateway</html>",
+             "{\"error\":{\"message\":\"The upstream provider is "
+             "unavailable.\",\"type\":\"server_error\",\"param\":null,"
+             "\"code\":null}}");
+    error_is(NX_LLM_OLLAMA, 500, NULL,
+             "{\"error\":{\"message\":\"The upstream provider failed.\","
+             "\"type\":\"server_error\",\"param\":null,\"code\":null}}");
+    error_is(NX_LLM_OLLAMA, 429, "{\"error\":\"\"}",
+             "{\"error\":{\"message\":\"The upstream provider is rate "
+             "limiting requests; retry later.\",\"type\":"
+             "\"rate_limit_error\",\"param\":null,\"code\":null}}");
+    error_is(NX_LLM_OPENAI, 418, "{}",
+             "{\"error\":{\"message\":\"The upstream provider returned an "
+             "error.\",\"type\":\"invalid_request_error\",\"param\":null,"
+             "\"code\":null}}");
+
+    /* about the gateway's key: never the provider's words */
+    error_is(NX_LLM_OPENAI, 401, "{\"error\":{\"message\":\"Incorrect API "
+             "key provided: sk-abc***xyz\",\"type\":\"invalid_request_error\","
+             "\"param\":null,\"code\":\"invalid_api_key\"}}",
+             "{\"error\":{\"message\":\"The upstream provider refused the "
+             "gateway's credentials.\",\"type\":\"invalid_request_error\","
+             "\"param\":null,\"code\":\"invalid_api_key\"}}");
+
+    /* a long message is cut, on a character boundary */
+    big = malloc(4000);
+    assert_non_null(big);
+    strcpy(big, "{\"error\":\"");
+    for (i = 0; i < 1000; i++) {
+        strcat(big, "\xc3\xa9");        /* 2 bytes each */
+    }
+    strcat(big, "\\n\"}");
+
+    assert_int_equal(nx_llm_translate_error(NX_LLM_OLLAMA, 500, big,
+                                            strlen(big), &b), 0);
+    v = json_ok(b.data, b.len);
+    msg = NULL;
+    assert_int_equal(nx_json_string(nx_json_get(nx_json_get(v, "error"),
+                                                 "message"), &msg), 0);
+    assert_int_equal(strlen(msg), 512);
+    yajl_tree_free(v);
+    nx_buf_reset(&b);
+
+    /* one byte more in front: the cut falls inside a character */
+    memmove(big + 11, big + 10, strlen(big + 10) + 1);
+    big[10] = 'x';
+    assert_int_equal(nx_llm_translate_error(NX_LLM_OLLAMA, 500, big,
+                                            strlen(big), &b), 0);
+    v = json_ok(b.data, b.len);
+    assert_int_equal(nx_json_string(nx_json_get(nx_json_get(v, "error"),
+                                                 "message"), &msg), 0);
+    assert_int_equal(strlen(msg), 511);
+    yajl_tree_free(v);
+
+    free(big);
+    nx_buf_free(&b);
+}
+
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parse_chat_ok),
+        cmocka_unit_test(test_parse_chat_errors),
+        cmocka_unit_test(test_parse_no_client_values),
+        cmocka_unit_test(test_parse_embeddings),
+        cmocka_unit_test(test_parse_native),
+        cmocka_unit_test(test_parse_kind),
+        cmocka_unit_test(test_error_json),
+        cmocka_unit_test(test_estimate),
+        cmocka_unit_test(test_build_openai),
+        cmocka_unit_test(test_build_ollama),
+        cmocka_unit_test(test_build_anthropic),
+        cmocka_unit_test(test_upstream_path),
+        cmocka_unit_test(test_response_openai),
+        cmocka_unit_test(test_response_ollama),
+        cmocka_unit_test(test_response_anthropic),
+        cmocka_unit_test(test_translate_error),
+    };
+
+    return cmocka_run_group_tests_name("llm", tests, NULL, NULL);
+}
