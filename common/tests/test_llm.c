@@ -3,7 +3,8 @@
  *
  * Unit tests for nx_llm: request validation (errors and their parameter
  * paths), the error body, the token estimate, the request body for each
- * provider type, and the translation of whole responses and errors.
+ * provider type, the translation of whole responses and errors, and of
+ * streams (framed with nx_stream, as the module does).
  */
 
 #include <stdarg.h>
@@ -18,6 +19,7 @@
 
 #include "nx_json.h"
 #include "nx_llm.h"
+#include "nx_stream.h"
 
 
 /* helpers */
@@ -91,8 +93,8 @@ buf_is(const nx_buf_t *b, const char *expect)
     if (b->len != strlen(expect)
         || (b->len != 0 && memcmp(b->data, expect, b->len) != 0))
     {
-        print_error("got  %.*s\nwant %s\n", (int) b->len,
-                    b->data != NULL ? b->data : "", expect);
+        fprintf(stderr, "got  %.*s\nwant %s\n", (int) b->len,
+                b->data != NULL ? b->data : "", expect);
         fail();
     }
 }
@@ -1163,6 +1165,613 @@ test_translate_error(void **state)
 }
 
 
+/* streams */
+
+typedef struct {
+    nx_llm_stream_t  *ls;
+    nx_buf_t         *out;
+    int               failed;     /* events refused */
+} feed_t;
+
+
+static int
+feed_event(void *ud, const char *event, size_t event_len, const char *data,
+    size_t len)
+{
+    feed_t  *f;
+
+    f = ud;
+
+    if (nx_llm_stream_event(f->ls, event, event_len, data, len, f->out)
+        != 0)
+    {
+        f->failed++;
+    }
+
+    return 0;
+}
+
+
+/* frames an upstream stream and translates every event */
+
+static int
+translate_stream(nx_llm_stream_t *ls, int mode, const char *in,
+    nx_buf_t *out)
+{
+    feed_t       f;
+    nx_stream_t  st;
+
+    f.ls = ls;
+    f.out = out;
+    f.failed = 0;
+
+    nx_stream_init(&st, mode, 1 << 20);
+    assert_int_equal(nx_stream_feed(&st, in, strlen(in), feed_event, &f), 0);
+    assert_int_equal(nx_stream_finish(&st, feed_event, &f), 0);
+    nx_stream_free(&st);
+
+    return f.failed;
+}
+
+
+/* every SSE event of out must be JSON or [DONE]; returns their count */
+
+typedef struct {
+    int  count;
+    int  done;
+} check_t;
+
+
+static int
+check_event(void *ud, const char *event, size_t event_len, const char *data,
+    size_t len)
+{
+    check_t   *c;
+    yajl_val   v;
+
+    c = ud;
+    c->count++;
+
+    assert_int_equal(event_len, 0);
+    (void) event;
+
+    assert_int_equal(c->done, 0);
+
+    if (len == 6 && memcmp(data, "[DONE]", 6) == 0) {
+        c->done = 1;
+        return 0;
+    }
+
+    v = json_ok(data, len);
+    yajl_tree_free(v);
+
+    return 0;
+}
+
+
+static int
+check_sse(const nx_buf_t *out)
+{
+    check_t      c;
+    nx_stream_t  st;
+
+    memset(&c, 0, sizeof(c));
+    nx_stream_init(&st, NX_STREAM_SSE, 0);
+    assert_int_equal(nx_stream_feed(&st, out->data, out->len, check_event,
+                                    &c), 0);
+    assert_int_equal(nx_stream_pending(&st), 0);
+    nx_stream_free(&st);
+
+    return c.count;
+}
+
+
+/* the chunk the translators write, for expectations */
+
+static const char *
+chunk(const char *id, const char *model, const char *delta,
+    const char *finish, int usage_null)
+{
+    static char  buf[8][512];
+    static int   k;
+    char        *p;
+
+    p = buf[k++ % 8];
+    snprintf(p, 512, "data: {\"id\":\"%s\",\"object\":"
+             "\"chat.completion.chunk\",\"created\":1700000000,"
+             "\"model\":\"%s\",\"choices\":[{\"index\":0,\"delta\":{%s},"
+             "\"logprobs\":null,\"finish_reason\":%s}]%s}\n\n", id, model,
+             delta, finish, usage_null ? ",\"usage\":null" : "");
+
+    return p;
+}
+
+
+/* appends s, keeping the buffer a C string */
+
+static void
+expect_append(nx_buf_t *b, const char *s)
+{
+    assert_int_equal(nx_buf_append(b, s, strlen(s) + 1), 0);
+    b->len--;
+}
+
+
+#define ROLE    "\"role\":\"assistant\",\"content\":\"\""
+#define EV(s)   s, strlen(s)
+
+
+static const char  openai_sse[] =
+    "data: {\"id\":\"chatcmpl-mock-1\",\"object\":\"chat.completion.chunk\","
+    "\"created\":1,\"model\":\"mock-small\",\"choices\":[{\"index\":0,"
+    "\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"logprobs\":null,"
+    "\"finish_reason\":null}],\"usage\":null}\n\n"
+    "data: {\"id\":\"chatcmpl-mock-1\",\"object\":\"chat.completion.chunk\","
+    "\"created\":1,\"model\":\"mock-small\",\"choices\":[{\"index\":0,"
+    "\"delta\":{\"content\":\"mock\"},\"logprobs\":null,"
+    "\"finish_reason\":null}],\"usage\":null}\n\n"
+    "data: {\"id\":\"chatcmpl-mock-1\",\"object\":\"chat.completion.chunk\","
+    "\"created\":1,\"model\":\"mock-small\",\"choices\":[{\"index\":0,"
+    "\"delta\":{\"content\":\" reply\"},\"logprobs\":null,"
+    "\"finish_reason\":null}],\"usage\":null}\n\n"
+    "data: {\"id\":\"chatcmpl-mock-1\",\"object\":\"chat.completion.chunk\","
+    "\"created\":1,\"model\":\"mock-small\",\"choices\":[{\"index\":0,"
+    "\"delta\":{},\"logprobs\":null,\"finish_reason\":\"length\"}],"
+    "\"usage\":null}\n\n";
+
+static const char  openai_usage_sse[] =
+    "data: {\"id\":\"chatcmpl-mock-1\",\"object\":\"chat.completion.chunk\","
+    "\"created\":1,\"model\":\"mock-small\",\"choices\":[],\"usage\":{"
+    "\"prompt_tokens\":3,\"completion_tokens\":2,\"total_tokens\":5}}\n\n";
+
+static const char  done_sse[] = "data: [DONE]\n\n";
+
+
+static void
+test_stream_openai(void **state)
+{
+    char             *in;
+    nx_buf_t          out = NX_BUF_INIT, want = NX_BUF_INIT;
+    nx_llm_stream_t   ls;
+
+    (void) state;
+
+    in = malloc(sizeof(openai_sse) + sizeof(openai_usage_sse)
+                + sizeof(done_sse));
+    assert_non_null(in);
+    strcpy(in, openai_sse);
+    strcat(in, openai_usage_sse);
+    strcat(in, done_sse);
+
+    /* the client asked for usage: everything as it came */
+    nx_llm_stream_init(&ls, NX_LLM_OPENAI, CHAT, "alias", "gw", 1700000000,
+                       1);
+    assert_int_equal(translate_stream(&ls, NX_STREAM_SSE, in, &out), 0);
+    buf_is(&out, in);
+    assert_int_equal(ls.done, 1);
+    assert_int_equal(ls.finished, 1);
+    assert_string_equal(ls.finish_reason, "length");
+    assert_int_equal(ls.usage.present, 1);
+    assert_int_equal(ls.usage.prompt, 3);
+    assert_int_equal(ls.usage.completion, 2);
+    assert_int_equal(ls.usage.total, 5);
+    assert_int_equal(ls.role_sent, 1);
+    assert_int_equal(ls.completion_bytes, 10);
+    assert_int_equal(ls.events, 6);
+
+    /* and a second [DONE], or anything after it, is refused */
+    nx_buf_reset(&out);
+    assert_int_equal(nx_llm_stream_event(&ls, "", 0, "[DONE]", 6, &out), -1);
+    assert_int_equal(nx_llm_stream_event(&ls, "", 0, "{\"choices\":[]}", 14,
+                                         &out), -1);
+    assert_int_equal(out.len, 0);
+
+    /* it did not: the usage chunk the gateway asked for is dropped */
+    nx_llm_stream_init(&ls, NX_LLM_OPENAI, CHAT, "alias", "gw", 1700000000,
+                       0);
+    nx_buf_reset(&out);
+    assert_int_equal(translate_stream(&ls, NX_STREAM_SSE, in, &out), 0);
+    expect_append(&want, openai_sse);
+    expect_append(&want, done_sse);
+    buf_is(&out, want.data);
+    assert_int_equal(ls.usage.present, 1);
+    assert_int_equal(ls.usage.total, 5);
+    assert_int_equal(ls.done, 1);
+    assert_int_equal(check_sse(&out), 5);
+
+    free(in);
+    nx_buf_free(&want);
+    nx_buf_free(&out);
+}
+
+
+static void
+test_stream_openai_odd(void **state)
+{
+    nx_buf_t         out = NX_BUF_INIT;
+    nx_llm_stream_t  ls;
+
+    (void) state;
+
+    nx_llm_stream_init(&ls, NX_LLM_OPENAI, CHAT, "m", NULL, 1, 0);
+
+    /* a JSON text over two data lines stays one event */
+    assert_int_equal(translate_stream(&ls, NX_STREAM_SSE,
+                                      "data: {\"choices\":\r\n"
+                                      "data: []}\n\n", &out), 0);
+    buf_is(&out, "data: {\"choices\": []}\n\n");
+
+    /* refused, with nothing written */
+    nx_buf_reset(&out);
+    assert_int_equal(nx_llm_stream_event(&ls, "", 0, "{\"id\": \"broken\", "
+                                         "not json", 24, &out), -1);
+    assert_int_equal(nx_llm_stream_event(&ls, "", 0, "{}", 2, &out), -1);
+    assert_int_equal(nx_llm_stream_event(&ls, "", 0, "[]", 2, &out), -1);
+    assert_int_equal(nx_llm_stream_event(&ls, "", 0, "{\"choices\":{}}", 14,
+                                         &out), -1);
+    assert_int_equal(nx_llm_stream_event(&ls, "", 0, "{\"error\":{\"message"
+                                         "\":\"overloaded\"}}", 33, &out),
+                     -1);
+    assert_int_equal(nx_llm_stream_event(&ls, "error", 5, "{\"choices\":[]}",
+                                         14, &out), -1);
+    assert_int_equal(nx_llm_stream_event(&ls, "", 0, "", 0, &out), -1);
+    assert_int_equal(nx_llm_stream_event(&ls, "", 0, NULL, 0, &out), -1);
+    assert_int_equal(out.len, 0);
+    assert_int_equal(ls.done, 0);
+    assert_int_equal(ls.events, 1);
+
+    /* usage on a chunk with choices is noted, and the chunk goes on */
+    assert_int_equal(nx_llm_stream_event(&ls, "", 0, EV("{\"choices\":[{"
+                                         "\"finish_reason\":\"stop\"}],"
+                                         "\"usage\":{\"prompt_tokens\":1,"
+                                         "\"completion_tokens\":1}}"),
+                                         &out), 0);
+    assert_true(out.len > 0);
+    assert_int_equal(ls.usage.total, 2);
+    assert_int_equal(ls.finished, 1);
+    assert_int_equal(ls.done, 0);
+
+    /* embeddings do not stream */
+    nx_llm_stream_init(&ls, NX_LLM_OPENAI, EMB, "m", NULL, 1, 0);
+    assert_int_equal(nx_llm_stream_event(&ls, "", 0, "{\"choices\":[]}", 14,
+                                         &out), -1);
+
+    nx_buf_free(&out);
+}
+
+
+static const char  ollama_ndjson[] =
+    "{\"model\":\"llama3\",\"created_at\":\"2024-01-01T00:00:00Z\","
+    "\"message\":{\"role\":\"assistant\",\"content\":\"mock\"},"
+    "\"done\":false}\n"
+    "{\"model\":\"llama3\",\"created_at\":\"2024-01-01T00:00:00Z\","
+    "\"message\":{\"role\":\"assistant\",\"content\":\" \\\"reply\\\"\"},"
+    "\"done\":false}\n"
+    "{\"model\":\"llama3\",\"created_at\":\"2024-01-01T00:00:00Z\","
+    "\"message\":{\"role\":\"assistant\",\"content\":\"\"},\"done\":true,"
+    "\"done_reason\":\"length\",\"total_duration\":3000000,"
+    "\"prompt_eval_count\":4,\"eval_count\":2}\n";
+
+
+static void
+test_stream_ollama(void **state)
+{
+    nx_buf_t         out = NX_BUF_INIT, want = NX_BUF_INIT;
+    nx_llm_stream_t  ls;
+
+    (void) state;
+
+    nx_llm_stream_init(&ls, NX_LLM_OLLAMA, CHAT, "alias", "chatcmpl-gw",
+                       1700000000, 1);
+    assert_int_equal(translate_stream(&ls, NX_STREAM_NDJSON, ollama_ndjson,
+                                      &out), 0);
+
+    expect_append(&want, chunk("chatcmpl-gw", "alias", ROLE, "null", 1));
+    expect_append(&want, chunk("chatcmpl-gw", "alias",
+                               "\"content\":\"mock\"", "null", 1));
+    expect_append(&want, chunk("chatcmpl-gw", "alias",
+                               "\"content\":\" \\\"reply\\\"\"", "null", 1));
+    expect_append(&want, chunk("chatcmpl-gw", "alias", "", "\"length\"", 1));
+    expect_append(&want, "data: {\"id\":\"chatcmpl-gw\",\"object\":"
+                  "\"chat.completion.chunk\",\"created\":1700000000,"
+                  "\"model\":\"alias\",\"choices\":[],\"usage\":{"
+                  "\"prompt_tokens\":4,\"completion_tokens\":2,"
+                  "\"total_tokens\":6}}\n\n");
+    expect_append(&want, done_sse);
+    buf_is(&out, want.data);
+    assert_int_equal(check_sse(&out), 6);
+
+    assert_int_equal(ls.done, 1);
+    assert_int_equal(ls.finished, 1);
+    assert_string_equal(ls.finish_reason, "length");
+    assert_int_equal(ls.usage.present, 1);
+    assert_int_equal(ls.usage.prompt, 4);
+    assert_int_equal(ls.usage.completion, 2);
+    assert_int_equal(ls.completion_bytes, 12);
+    assert_int_equal(ls.events, 3);
+
+    /* after the done line, nothing */
+    nx_buf_reset(&out);
+    assert_int_equal(nx_llm_stream_event(&ls, "", 0, "{\"done\":true}", 13,
+                                         &out), -1);
+
+    /* no usage asked for: no usage chunk, no usage member */
+    nx_llm_stream_init(&ls, NX_LLM_OLLAMA, CHAT, "alias", "chatcmpl-gw",
+                       1700000000, 0);
+    nx_buf_reset(&out);
+    nx_buf_reset(&want);
+    assert_int_equal(translate_stream(&ls, NX_STREAM_NDJSON,
+                                      "{\"message\":{\"content\":\"x\"},"
+                                      "\"done\":true,\"done_reason\":"
+                                      "\"stop\"}", &out), 0);
+    expect_append(&want, chunk("chatcmpl-gw", "alias", ROLE, "null", 0));
+    expect_append(&want, chunk("chatcmpl-gw", "alias", "\"content\":\"x\"",
+                               "null", 0));
+    expect_append(&want, chunk("chatcmpl-gw", "alias", "", "\"stop\"", 0));
+    expect_append(&want, done_sse);
+    buf_is(&out, want.data);
+    assert_int_equal(ls.usage.present, 0);
+
+    /* refused */
+    nx_llm_stream_init(&ls, NX_LLM_OLLAMA, CHAT, "m", NULL, 1, 1);
+    nx_buf_reset(&out);
+    assert_int_equal(nx_llm_stream_event(&ls, "", 0, "{\"model\": "
+                                         "\"broken\", not json", 28, &out),
+                     -1);
+    assert_int_equal(nx_llm_stream_event(&ls, "", 0, "{\"error\":\"boom\"}",
+                                         16, &out), -1);
+    assert_int_equal(nx_llm_stream_event(&ls, "", 0, "{\"message\":{}}", 14,
+                                         &out), -1);
+    assert_int_equal(nx_llm_stream_event(&ls, "", 0, "{\"done\":\"no\"}", 13,
+                                         &out), -1);
+    assert_int_equal(out.len, 0);
+    assert_int_equal(ls.role_sent, 0);
+
+    nx_buf_free(&want);
+    nx_buf_free(&out);
+}
+
+
+static void
+test_stream_native(void **state)
+{
+    nx_buf_t         out = NX_BUF_INIT;
+    nx_llm_stream_t  ls;
+
+    (void) state;
+
+    nx_llm_stream_init(&ls, NX_LLM_OLLAMA, OCHAT, "alias", NULL, 1, 1);
+    assert_int_equal(translate_stream(&ls, NX_STREAM_NDJSON, ollama_ndjson,
+                                      &out), 0);
+    buf_is(&out, ollama_ndjson);
+    assert_int_equal(ls.done, 1);
+    assert_int_equal(ls.finished, 1);
+    assert_string_equal(ls.finish_reason, "length");
+    assert_int_equal(ls.usage.prompt, 4);
+    assert_int_equal(ls.usage.completion, 2);
+    assert_int_equal(ls.usage.total, 6);
+    assert_int_equal(ls.completion_bytes, 12);
+
+    /* CRLF lines come out with LF */
+    nx_llm_stream_init(&ls, NX_LLM_OLLAMA, OGEN, "alias", NULL, 1, 0);
+    nx_buf_reset(&out);
+    assert_int_equal(translate_stream(&ls, NX_STREAM_NDJSON,
+                                      "{\"response\":\"ab\",\"done\":false}\r\n"
+                                      "{\"response\":\"\",\"done\":true,"
+                                      "\"context\":[1],\"eval_count\":1}\r\n",
+                                      &out), 0);
+    buf_is(&out, "{\"response\":\"ab\",\"done\":false}\n"
+           "{\"response\":\"\",\"done\":true,\"context\":[1],"
+           "\"eval_count\":1}\n");
+    assert_int_equal(ls.done, 1);
+    assert_int_equal(ls.usage.completion, 1);
+    assert_int_equal(ls.completion_bytes, 2);
+    assert_string_equal(ls.finish_reason, "stop");
+
+    nx_llm_stream_init(&ls, NX_LLM_OLLAMA, OGEN, "alias", NULL, 1, 0);
+    nx_buf_reset(&out);
+    assert_int_equal(nx_llm_stream_event(&ls, "", 0, "{\"error\":\"x\"}", 13,
+                                         &out), -1);
+    assert_int_equal(nx_llm_stream_event(&ls, "", 0, "{\"response\":\"x\"}",
+                                         16, &out), -1);
+    assert_int_equal(nx_llm_stream_event(&ls, "", 0, "nope", 4, &out), -1);
+    assert_int_equal(out.len, 0);
+
+    nx_buf_free(&out);
+}
+
+
+static const char  anthropic_sse[] =
+    "event: message_start\n"
+    "data: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_mock_7\","
+    "\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude\","
+    "\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,"
+    "\"usage\":{\"input_tokens\":3,\"output_tokens\":1}}}\n\n"
+    "event: content_block_start\n"
+    "data: {\"type\":\"content_block_start\",\"index\":0,"
+    "\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n"
+    "event: ping\n"
+    "data: {\"type\": \"ping\"}\n\n"
+    "event: content_block_delta\n"
+    "data: {\"type\":\"content_block_delta\",\"index\":0,"
+    "\"delta\":{\"type\":\"text_delta\",\"text\":\"mock\"}}\n\n"
+    "event: content_block_delta\n"
+    "data: {\"type\":\"content_block_delta\",\"index\":0,"
+    "\"delta\":{\"type\":\"text_delta\",\"text\":\" reply\\n\"}}\n\n"
+    "event: content_block_stop\n"
+    "data: {\"type\":\"content_block_stop\",\"index\":0}\n\n"
+    "event: message_delta\n"
+    "data: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":"
+    "\"end_turn\",\"stop_sequence\":null},\"usage\":{"
+    "\"output_tokens\":2}}\n\n"
+    "event: message_stop\n"
+    "data: {\"type\":\"message_stop\"}\n\n";
+
+
+static void
+test_stream_anthropic(void **state)
+{
+    nx_buf_t         out = NX_BUF_INIT, want = NX_BUF_INIT;
+    nx_llm_stream_t  ls;
+
+    (void) state;
+
+    nx_llm_stream_init(&ls, NX_LLM_ANTHROPIC, CHAT, "alias", "chatcmpl-gw",
+                       1700000000, 1);
+    assert_int_equal(translate_stream(&ls, NX_STREAM_SSE, anthropic_sse,
+                                      &out), 0);
+
+    expect_append(&want, chunk("msg_mock_7", "alias", ROLE, "null", 1));
+    expect_append(&want, chunk("msg_mock_7", "alias",
+                               "\"content\":\"mock\"", "null", 1));
+    expect_append(&want, chunk("msg_mock_7", "alias",
+                               "\"content\":\" reply\\u000a\"", "null", 1));
+    expect_append(&want, chunk("msg_mock_7", "alias", "", "\"stop\"", 1));
+    expect_append(&want, "data: {\"id\":\"msg_mock_7\",\"object\":"
+                  "\"chat.completion.chunk\",\"created\":1700000000,"
+                  "\"model\":\"alias\",\"choices\":[],\"usage\":{"
+                  "\"prompt_tokens\":3,\"completion_tokens\":2,"
+                  "\"total_tokens\":5}}\n\n");
+    expect_append(&want, done_sse);
+    buf_is(&out, want.data);
+    assert_int_equal(check_sse(&out), 6);
+
+    assert_int_equal(ls.done, 1);
+    assert_int_equal(ls.finished, 1);
+    assert_string_equal(ls.finish_reason, "stop");
+    assert_int_equal(ls.usage.present, 1);
+    assert_int_equal(ls.usage.prompt, 3);
+    assert_int_equal(ls.usage.completion, 2);
+    assert_int_equal(ls.usage.total, 5);
+    assert_int_equal(ls.completion_bytes, 11);
+    assert_int_equal(ls.events, 8);
+
+    nx_buf_reset(&out);
+    assert_int_equal(nx_llm_stream_event(&ls, "message_stop", 12,
+                                         "{\"type\":\"message_stop\"}", 23,
+                                         &out), -1);
+    assert_int_equal(out.len, 0);
+
+    nx_buf_free(&want);
+    nx_buf_free(&out);
+}
+
+
+static void
+test_stream_anthropic_odd(void **state)
+{
+    nx_buf_t         out = NX_BUF_INIT, want = NX_BUF_INIT;
+    nx_llm_stream_t  ls;
+
+    (void) state;
+
+    /*
+     * max_tokens is "length"; thinking and unknown events are skipped;
+     * the type may come from the event field alone; text before
+     * message_start still gets its role chunk first
+     */
+    nx_llm_stream_init(&ls, NX_LLM_ANTHROPIC, CHAT, "m", "gw", 1700000000,
+                       0);
+    assert_int_equal(translate_stream(&ls, NX_STREAM_SSE,
+        "event: content_block_delta\n"
+        "data: {\"delta\":{\"type\":\"text_delta\",\"text\":\"a\"}}\n\n"
+        "data: {\"type\":\"content_block_delta\",\"delta\":"
+        "{\"type\":\"thinking_delta\",\"thinking\":\"hmm\"}}\n\n"
+        "data: {\"type\":\"content_block_start\",\"content_block\":"
+        "{\"type\":\"text\",\"text\":\"b\"}}\n\n"
+        "data: {\"type\":\"brand_new_event\"}\n\n"
+        "data: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":"
+        "\"max_tokens\"},\"usage\":{\"output_tokens\":9}}\n\n"
+        "data: {\"type\":\"message_stop\"}\n\n", &out), 0);
+
+    expect_append(&want, chunk("gw", "m", ROLE, "null", 0));
+    expect_append(&want, chunk("gw", "m", "\"content\":\"a\"", "null", 0));
+    expect_append(&want, chunk("gw", "m", "\"content\":\"b\"", "null", 0));
+    expect_append(&want, chunk("gw", "m", "", "\"length\"", 0));
+    expect_append(&want, done_sse);
+    buf_is(&out, want.data);
+    assert_string_equal(ls.finish_reason, "length");
+    assert_int_equal(ls.usage.completion, 9);
+    assert_int_equal(ls.usage.prompt, 0);
+    assert_int_equal(ls.done, 1);
+
+    /* a stop without message_delta still finishes */
+    nx_llm_stream_init(&ls, NX_LLM_ANTHROPIC, CHAT, "m", "gw", 1700000000,
+                       0);
+    nx_buf_reset(&out);
+    nx_buf_reset(&want);
+    assert_int_equal(translate_stream(&ls, NX_STREAM_SSE,
+        "data: {\"type\":\"message_stop\"}\n\n", &out), 0);
+    expect_append(&want, chunk("gw", "m", ROLE, "null", 0));
+    expect_append(&want, chunk("gw", "m", "", "\"stop\"", 0));
+    expect_append(&want, done_sse);
+    buf_is(&out, want.data);
+
+    /* refused */
+    nx_llm_stream_init(&ls, NX_LLM_ANTHROPIC, CHAT, "m", "gw", 1, 0);
+    nx_buf_reset(&out);
+    assert_int_equal(nx_llm_stream_event(&ls, "error", 5,
+                                         "{\"type\":\"error\",\"error\":{"
+                                         "\"type\":\"overloaded_error\","
+                                         "\"message\":\"Overloaded\"}}", 77,
+                                         &out), -1);
+    assert_int_equal(nx_llm_stream_event(&ls, "content_block_delta", 19,
+                                         "{\"type\": not json", 17, &out),
+                     -1);
+    assert_int_equal(nx_llm_stream_event(&ls, "", 0, "{\"index\":0}", 11,
+                                         &out), -1);
+    assert_int_equal(nx_llm_stream_event(&ls, "", 0, "{\"type\":"
+                                         "\"content_block_delta\","
+                                         "\"delta\":{\"type\":\"text_delta\"}}",
+                                         62, &out), -1);
+    assert_int_equal(nx_llm_stream_event(&ls, "", 0, "{\"type\":"
+                                         "\"message_start\"}", 24, &out),
+                     -1);
+    assert_int_equal(out.len, 0);
+    assert_int_equal(ls.role_sent, 0);
+
+    /* ping writes nothing */
+    assert_int_equal(nx_llm_stream_event(&ls, "ping", 4, "{\"type\": "
+                                         "\"ping\"}", 16, &out), 0);
+    assert_int_equal(out.len, 0);
+
+    nx_buf_free(&want);
+    nx_buf_free(&out);
+}
+
+
+static void
+test_stream_error(void **state)
+{
+    nx_buf_t         out = NX_BUF_INIT;
+    nx_llm_stream_t  ls;
+
+    (void) state;
+
+    nx_llm_stream_init(&ls, NX_LLM_OLLAMA, CHAT, "m", NULL, 1, 0);
+    assert_int_equal(nx_llm_stream_error(&ls, "upstream_truncated",
+                                         "The upstream \"stream\" broke.",
+                                         &out), 0);
+    buf_is(&out, "data: {\"error\":{\"message\":\"The upstream \\\"stream\\\" "
+           "broke.\",\"type\":\"upstream_error\",\"code\":"
+           "\"upstream_truncated\"}}\n\ndata: [DONE]\n\n");
+    assert_int_equal(check_sse(&out), 2);
+
+    nx_buf_reset(&out);
+    assert_int_equal(nx_llm_stream_error(&ls, NULL, NULL, &out), 0);
+    buf_is(&out, "data: {\"error\":{\"message\":\"The upstream stream ended "
+           "unexpectedly.\",\"type\":\"upstream_error\",\"code\":null}}\n\n"
+           "data: [DONE]\n\n");
+
+    nx_llm_stream_init(&ls, NX_LLM_OLLAMA, OCHAT, "m", NULL, 1, 0);
+    nx_buf_reset(&out);
+    assert_int_equal(nx_llm_stream_error(&ls, "x", "timed out", &out), 0);
+    buf_is(&out, "{\"error\":\"timed out\"}\n");
+
+    nx_buf_free(&out);
+}
+
+
 int
 main(void)
 {
@@ -1183,6 +1792,13 @@ main(void)
         cmocka_unit_test(test_response_ollama),
         cmocka_unit_test(test_response_anthropic),
         cmocka_unit_test(test_translate_error),
+        cmocka_unit_test(test_stream_openai),
+        cmocka_unit_test(test_stream_openai_odd),
+        cmocka_unit_test(test_stream_ollama),
+        cmocka_unit_test(test_stream_native),
+        cmocka_unit_test(test_stream_anthropic),
+        cmocka_unit_test(test_stream_anthropic_odd),
+        cmocka_unit_test(test_stream_error),
     };
 
     return cmocka_run_group_tests_name("llm", tests, NULL, NULL);
