@@ -17,9 +17,10 @@
 
 
 static const struct option  cli_create_tenant_opts[] = {
-    { "name",       required_argument,  NULL,  'n' },
-    { "platform",   no_argument,        NULL,  'p' },
-    { NULL,         0,                  NULL,  0 }
+    { "name",               required_argument,  NULL,  'n' },
+    { "platform",           no_argument,        NULL,  'p' },
+    { "allow-all-models",   no_argument,        NULL,  'a' },
+    { NULL,                 0,                  NULL,  0 }
 };
 
 static const struct option  cli_list_tenants_opts[] = {
@@ -30,13 +31,14 @@ static const struct option  cli_list_tenants_opts[] = {
 int
 cli_create_tenant(int argc, char **argv)
 {
-    int          c, rc, platform;
+    int          c, rc, platform, all_models;
     PGconn      *conn;
     PGresult    *res;
-    const char  *name, *values[2];
+    const char  *name, *values[3];
 
     name = NULL;
     platform = 0;
+    all_models = 0;
 
     while ((c = cli_getopt(argc, argv, cli_create_tenant_opts)) != -1) {
 
@@ -48,6 +50,10 @@ cli_create_tenant(int argc, char **argv)
 
         case 'p':
             platform = 1;
+            break;
+
+        case 'a':
+            all_models = 1;
             break;
 
         default:
@@ -76,11 +82,13 @@ cli_create_tenant(int argc, char **argv)
 
     values[0] = name;
     values[1] = platform ? "true" : "false";
+    /* without --allow-all-models the tenant uses no model until given some */
+    values[2] = all_models ? "true" : "false";
 
     res = cli_db_exec(conn,
-              "INSERT INTO tenants (name, platform) VALUES ($1, $2) "
-              "RETURNING id, name",
-              2, values);
+              "INSERT INTO tenants (name, platform, allow_all_models) "
+              "VALUES ($1, $2, $3) RETURNING id, name",
+              3, values);
 
     if (cli_db_ok(res)) {
         printf("tenant %s %s\n", PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1));

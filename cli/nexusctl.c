@@ -4,7 +4,7 @@
  * nexusctl: the operator's command-line tool. This file holds main(), the
  * usage text and the dispatch to one handler per verb; each verb lives in
  * its own file (cli_migrate.c, cli_tenant.c, cli_key.c, cli_limits.c,
- * cli_quota.c, cli_usage.c).
+ * cli_quota.c, cli_usage.c, cli_models.c).
  */
 
 #include <fcntl.h>
@@ -37,7 +37,7 @@ static const cli_verb_t  cli_verbs[] = {
       "apply pending database migrations" },
 
     { "create-tenant", cli_create_tenant,
-      "--name NAME [--platform]",
+      "--name NAME [--platform] [--allow-all-models]",
       "create a tenant" },
 
     { "list-tenants", cli_list_tenants,
@@ -83,6 +83,17 @@ static const cli_verb_t  cli_verbs[] = {
     { "show-usage", cli_show_usage,
       "--tenant NAME [--period day|month] [--json]",
       "show the usage of a tenant this UTC day or month" },
+
+    { "set-models", cli_set_models,
+      "--tenant NAME [--models M1,M2]\n"
+      "                           [--allow-all | --no-allow-all]\n"
+      "       nexusctl set-models --prefix PREFIX"
+      " (--models M1,M2 | --inherit)",
+      "set the models a tenant or a key may use" },
+
+    { "show-models", cli_show_models,
+      "(--tenant NAME | --prefix PREFIX)",
+      "show the models of a tenant or a key" },
 
     { NULL, NULL, NULL, NULL }
 };

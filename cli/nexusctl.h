@@ -35,6 +35,8 @@ int cli_show_limits(int argc, char **argv);
 int cli_set_quota(int argc, char **argv);
 int cli_show_quota(int argc, char **argv);
 int cli_show_usage(int argc, char **argv);
+int cli_set_models(int argc, char **argv);
+int cli_show_models(int argc, char **argv);
 
 /* Prints "usage: nexusctl <verb> <synopsis>" for one verb. */
 void cli_verb_usage(const char *verb, FILE *f);

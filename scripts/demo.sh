@@ -344,7 +344,7 @@ tenant_and_key() {
         || { cat "$VAR/log/migrate.log" >&2; die "nexusctl migrate failed"; }
 
     if [[ -z $(sql "SELECT 1 FROM tenants WHERE name = 'demo'") ]]; then
-        "$NEXUSCTL" create-tenant --name demo --platform >/dev/null \
+        "$NEXUSCTL" create-tenant --name demo --platform --allow-all-models >/dev/null \
             || die "nexusctl create-tenant failed"
         say "tenant demo created"
     fi

@@ -26,11 +26,14 @@ my $t = nexus_nginx(nexus_conf(
     upstream mock_up { server %%MOCK%%; keepalive 8; }
     nexus_discovery interval=500ms;
     nexus_provider mock type=openai upstream=mock_up key_file=$keyfile;
-    nexus_provider llama type=ollama upstream=mock_up;
-    nexus_provider claude type=anthropic upstream=mock_up;
-    nexus_provider dead type=openai upstream=127.0.0.1:1 fallback=mock;
-    nexus_provider p500 type=openai upstream=mock_up fallback=mock;
-    nexus_provider pcut type=openai upstream=mock_up fallback=mock;
+    nexus_provider llama type=ollama upstream=mock_up discovery=off;
+    nexus_provider claude type=anthropic upstream=mock_up discovery=off;
+    nexus_provider dead type=openai upstream=127.0.0.1:1 fallback=mock
+                   discovery=off;
+    nexus_provider p500 type=openai upstream=mock_up fallback=mock
+                   discovery=off;
+    nexus_provider pcut type=openai upstream=mock_up fallback=mock
+                   discovery=off;
     nexus_model ollama-small llama model=mock-small;
     nexus_model claude-small claude model=mock-small;
     nexus_model via-dead dead model=mock-small;
@@ -106,7 +109,7 @@ like($r->{headers}{'content-type'}, qr{^application/json}, 'json');
 ok(defined $r->{headers}{'content-length'}, 'with its length');
 ok($r->{headers}{'x-request-id'}, 'request id');
 
-my $seen = mock_req('GET', '/__mock/requests', json => 1)->{json};
+my $seen = mock_req('GET', '/__mock/requests', json => 1)->{json}{requests};
 my $last = $seen->[-1];
 is($last->{headers}{authorization}, 'Bearer sk-mock-secret',
     'the provider key is sent upstream');
@@ -125,7 +128,7 @@ is(join('', map { ref $_ ? ($_->{choices}[0]{delta}{content} // '') : '' }
 ok(!(grep { ref $_ && $_->{usage} && !@{ $_->{choices} } } @f),
     'no usage chunk when the client did not ask');
 like($r->{body}, qr/\Adata: \{.*\}\n\n/s, 'data: {json} framing');
-$seen = mock_req('GET', '/__mock/requests', json => 1)->{json};
+$seen = mock_req('GET', '/__mock/requests', json => 1)->{json}{requests};
 is(json_decode($seen->[-1]{body})->{stream_options}{include_usage}, 1,
     'usage asked upstream');
 
@@ -177,7 +180,7 @@ is($u->{usage}{completion_tokens}, 8, 'anthropic stream usage');
 
 # --- Ollama-native endpoints ---------------------------------------------------
 $r = http_req($port, 'POST', '/api/chat', bearer => $key,
-    json_body => { model => 'mock-small',
+    json_body => { model => 'ollama-small',
         messages => [ { role => 'user', content => 'hi' } ] });
 is($r->{status}, 200, '/api/chat');
 my @l = ndjson($r->{body});
@@ -185,7 +188,7 @@ ok(@l > 2 && $l[-1]{done}, 'NDJSON passed through');
 like($r->{headers}{'content-type'}, qr{ndjson}, 'NDJSON type');
 
 $r = http_req($port, 'POST', '/api/generate', bearer => $key,
-    json_body => { model => 'mock-small', prompt => 'hi', stream => \0 },
+    json_body => { model => 'ollama-small', prompt => 'hi', stream => \0 },
     json => 1);
 is($r->{status}, 200, '/api/generate');
 ok($r->{json}{done}, 'one object when not streamed');
@@ -222,7 +225,8 @@ is($r->{status}, 200, 'cut stream started');
 my ($err) = grep { ref $_ && $_->{error} } @f;
 ok($err, 'a cut stream ends in an error event');
 is($err->{error}{code}, 'upstream_truncated', 'truncated');
-is(mock_stats()->{total}, 1, 'no retry after the first byte');
+is(mock_stats()->{by_path}{'/v1/chat/completions'}, 1,
+    'no retry after the first byte');
 
 # --- broken upstreams ----------------------------------------------------------
 $r = chat('fault-malformed', stream => 1);

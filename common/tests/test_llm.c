@@ -4,7 +4,7 @@
  * Unit tests for nx_llm: request validation (errors and their parameter
  * paths), the error body, the token estimate, the request body for each
  * provider type, the translation of whole responses and errors, and of
- * streams (framed with nx_stream, as the module does).
+ * streams (framed with nx_stream, as the module does); model lists.
  */
 
 #include <stdarg.h>
@@ -1772,6 +1772,122 @@ test_stream_error(void **state)
 }
 
 
+/* model lists */
+
+static void
+collect_model(void *ud, const char *name, size_t len)
+{
+    nx_buf_t  *b;
+
+    b = ud;
+
+    assert_int_equal(nx_buf_append(b, name, len), 0);
+    assert_int_equal(nx_buf_append(b, ";", 2), 0);
+    b->len--;
+}
+
+
+static void
+models_are(int type, const char *body, int count, const char *names)
+{
+    nx_buf_t  b = NX_BUF_INIT;
+
+    assert_int_equal(nx_llm_parse_models(type, body, strlen(body),
+                                         collect_model, &b), count);
+    buf_is(&b, names);
+    nx_buf_free(&b);
+}
+
+
+static void
+test_parse_models(void **state)
+{
+    char  body[512];
+
+    (void) state;
+
+    models_are(NX_LLM_OPENAI, "{\"object\":\"list\",\"data\":["
+               "{\"id\":\"mock-small\",\"object\":\"model\",\"created\":1,"
+               "\"owned_by\":\"nexus-mock\"},{\"id\":\"mock-large\"}]}", 2,
+               "mock-small;mock-large;");
+    models_are(NX_LLM_ANTHROPIC, "{\"data\":[{\"type\":\"model\",\"id\":"
+               "\"claude-3-5-haiku-latest\",\"display_name\":\"Claude\"}],"
+               "\"has_more\":false,\"first_id\":null}", 1,
+               "claude-3-5-haiku-latest;");
+    models_are(NX_LLM_OLLAMA, "{\"models\":[{\"name\":\"llama3:latest\","
+               "\"model\":\"llama3:latest\",\"size\":1,\"details\":{}},"
+               "{\"model\":\"only-model:7b\"}]}", 2,
+               "llama3:latest;only-model:7b;");
+
+    /* odd entries are skipped */
+    memset(body, 0, sizeof(body));
+    strcpy(body, "{\"data\":[1,{},{\"id\":7},{\"id\":\"\"},"
+           "{\"id\":\"a\\tb\"},{\"id\":\"ok\"},{\"id\":\"");
+    memset(body + strlen(body), 'x', 129);
+    strcat(body, "\"}]}");
+    models_are(NX_LLM_OPENAI, body, 1, "ok;");
+
+    models_are(NX_LLM_OPENAI, "{\"data\":[]}", 0, "");
+
+    /* not a list */
+    models_are(NX_LLM_OPENAI, "{\"models\":[{\"name\":\"x\"}]}", -1, "");
+    models_are(NX_LLM_OLLAMA, "{\"data\":[{\"id\":\"x\"}]}", -1, "");
+    models_are(NX_LLM_OPENAI, "{\"data\":{}}", -1, "");
+    models_are(NX_LLM_OPENAI, "[]", -1, "");
+    models_are(NX_LLM_OPENAI, "<html>", -1, "");
+    models_are(NX_LLM_OPENAI, "{\"data\":[{\"id\":\"a\\u0000b\"}]}", -1, "");
+
+    /* without a callback, a count */
+    assert_int_equal(nx_llm_parse_models(NX_LLM_OPENAI,
+                                         EV("{\"data\":[{\"id\":\"a\"}]}"),
+                                         NULL, NULL), 1);
+}
+
+
+static void
+test_models_json(void **state)
+{
+    nx_buf_t      b = NX_BUF_INIT;
+    yajl_val      v;
+    const char   *names[] = { "gpt-4o", "llama \"3\"" };
+    size_t        lens[] = { 6, 9 };
+
+    (void) state;
+
+    assert_int_equal(nx_llm_models_json(names, lens, 2, 1700000000,
+                                        "acme", &b), 0);
+    buf_is(&b, "{\"object\":\"list\",\"data\":["
+           "{\"id\":\"gpt-4o\",\"object\":\"model\",\"created\":1700000000,"
+           "\"owned_by\":\"acme\"},"
+           "{\"id\":\"llama \\\"3\\\"\",\"object\":\"model\","
+           "\"created\":1700000000,\"owned_by\":\"acme\"}]}");
+    v = json_ok(b.data, b.len);
+    yajl_tree_free(v);
+
+    nx_buf_reset(&b);
+    assert_int_equal(nx_llm_models_json(names, lens, 1, 0, NULL, &b), 0);
+    buf_is(&b, "{\"object\":\"list\",\"data\":[{\"id\":\"gpt-4o\","
+           "\"object\":\"model\",\"created\":0,\"owned_by\":\"nexus\"}]}");
+
+    nx_buf_reset(&b);
+    assert_int_equal(nx_llm_models_json(NULL, NULL, 0, 0, NULL, &b), 0);
+    buf_is(&b, "{\"object\":\"list\",\"data\":[]}");
+
+    nx_buf_reset(&b);
+    assert_int_equal(nx_llm_tags_json(names, lens, 2, &b), 0);
+    buf_is(&b, "{\"models\":[{\"name\":\"gpt-4o\",\"model\":\"gpt-4o\"},"
+           "{\"name\":\"llama \\\"3\\\"\",\"model\":\"llama \\\"3\\\"\"}]}");
+    v = json_ok(b.data, b.len);
+    yajl_tree_free(v);
+
+    nx_buf_reset(&b);
+    assert_int_equal(nx_llm_tags_json(NULL, NULL, 0, &b), 0);
+    buf_is(&b, "{\"models\":[]}");
+
+    nx_buf_free(&b);
+}
+
+
 int
 main(void)
 {
@@ -1799,6 +1915,8 @@ main(void)
         cmocka_unit_test(test_stream_anthropic),
         cmocka_unit_test(test_stream_anthropic_odd),
         cmocka_unit_test(test_stream_error),
+        cmocka_unit_test(test_parse_models),
+        cmocka_unit_test(test_models_json),
     };
 
     return cmocka_run_group_tests_name("llm", tests, NULL, NULL);

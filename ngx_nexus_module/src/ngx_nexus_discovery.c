@@ -123,7 +123,7 @@ ngx_nexus_discovery_tick(ngx_event_t *ev)
 
     for (i = 0; i < nmcf->providers.nelts; i++) {
 
-        if (p[i]->tls) {
+        if (p[i]->tls || p[i]->no_discovery) {
             continue;
         }
 

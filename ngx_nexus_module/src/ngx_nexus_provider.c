@@ -226,6 +226,13 @@ ngx_nexus_provider_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        if (value[i].len == 13
+            && ngx_strncmp(value[i].data, "discovery=off", 13) == 0)
+        {
+            p->no_discovery = 1;
+            continue;
+        }
+
         if (ngx_strncmp(value[i].data, "tls_verify=off", 14) == 0
             && value[i].len == 14)
         {

@@ -287,8 +287,12 @@ ngx_nexus_proxy_peer_get(ngx_peer_connection_t *pc, void *data)
             return NGX_ERROR;
         }
 
-        /* the provider's own balancer: round robin, keepalive, ... */
+        /*
+         * the provider's own balancer: round robin, keepalive, ...;
+         * round robin reuses a peer.data it finds, so it must find none
+         */
         uscf = c->provider->upstream;
+        pc->data = NULL;
 
         if (uscf->peer.init(r, uscf) != NGX_OK) {
             return NGX_ERROR;
@@ -451,9 +455,11 @@ ngx_nexus_proxy_build(ngx_http_request_t *r, ngx_nexus_proxy_t *px,
           + ngx_strlen(path) + p->host.len + NGX_SIZE_T_LEN
           + ngx_strlen(accept) + rid.len + body.len;
 
+    len += sizeof("anthropic-version: 2023-06-01\r\n");
+
     if (p->key.len) {
         len += sizeof("Authorization: Bearer \r\n") + p->key.len
-               + sizeof("x-api-key: \r\nanthropic-version: 2023-06-01\r\n");
+               + sizeof("x-api-key: \r\n");
     }
 
     b = ngx_create_temp_buf(r->pool, len);

@@ -55,14 +55,24 @@ sub nexus_conf {
 EOF
 }
 
-# make_tenant($base, platform => 1): creates a uniquely named tenant with
-# nexusctl; returns its name.
+# make_tenant($base, platform => 1, models => '*' or 'a,b'): creates a
+# uniquely named tenant with nexusctl; returns its name. Without models
+# the tenant may use no model (migration 0005's default); models => '*'
+# creates it with --allow-all-models, any other value is given to
+# set-models --models after creation.
 sub make_tenant {
     my ($base, %opt) = @_;
     my $name = unique_name($base);
+    my $all = defined $opt{models} && $opt{models} eq '*';
     my ($code, $out, $err) = nexusctl('create-tenant', '--name', $name,
-        $opt{platform} ? ('--platform') : ());
+        $opt{platform} ? ('--platform') : (),
+        $all ? ('--allow-all-models') : ());
     die "create-tenant $name: $err" if $code;
+    if (defined $opt{models} && !$all) {
+        ($code, $out, $err) = nexusctl('set-models', '--tenant', $name,
+            '--models', $opt{models});
+        die "set-models $name: $err" if $code;
+    }
     return $name;
 }
 
