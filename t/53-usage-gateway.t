@@ -29,6 +29,7 @@ sub gateway_conf {
     nexus_provider mock type=openai upstream=mock_up key_file=$keyfile;
     nexus_model cut mock model=fault-cut;
     nexus_model gap mock model=fault-gap;
+    nexus_model slow mock model=fault-slow;
     nexus_usage_flush $flush;
 EOF
 }
@@ -126,8 +127,16 @@ is_deeply([ @$e{qw(stream prompt_tokens completion_tokens total_tokens
     estimated outcome status)} ],
     [ JSON::PP::true, 7, 8, 15, JSON::PP::false, 'ok', 200 ],
     'stream: usage from the provider, not estimated');
-ok(defined $e->{ttft_ms} && $e->{ttft_ms} <= $e->{latency_ms},
-    'stream: time to first token');
+# a first token within the millisecond reads as none (0 in the event)
+ok(!defined $e->{ttft_ms} || $e->{ttft_ms} <= $e->{latency_ms},
+    'stream: time to first token, if any, within the latency');
+
+# the mock sends its first byte after 2 s
+$r = chat('slow', stream => 1);
+$e = row($r->{headers}{'x-request-id'});
+ok(defined $e->{ttft_ms} && $e->{ttft_ms} >= 1900
+    && $e->{ttft_ms} <= $e->{latency_ms}, 'stream: time to first token')
+    or diag(json_encode($e));
 
 $r = chat('cut', stream => 1);
 $e = row($r->{headers}{'x-request-id'});
