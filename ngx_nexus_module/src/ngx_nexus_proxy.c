@@ -1592,7 +1592,8 @@ ngx_nexus_proxy_account(ngx_http_request_t *r, ngx_nexus_proxy_t *px)
     }
 
     ev.latency_ms = ngx_current_msec - px->start;
-    ev.ttft_ms = px->has_ttft ? px->ttft : 0;
+    /* 0 means "no first token": a token within the first ms counts 1 */
+    ev.ttft_ms = px->has_ttft ? ngx_max(px->ttft, 1) : 0;
     ev.bytes_in = r->request_length;
     ev.bytes_out = px->bytes_out;
 
