@@ -369,36 +369,15 @@ ngx_nexus_gateway_add(ngx_nexus_proxy_t *px, ngx_nexus_provider_t *p,
 }
 
 
-/* the key's set: "*" for every model, else names joined with "," */
+/*
+ * the key's set: "*" for every model, else names joined with ","; the
+ * same list form as scopes (a model name never is "*")
+ */
 
 static ngx_uint_t
 ngx_nexus_gateway_allowed(ngx_str_t *models, ngx_str_t *model)
 {
-    u_char  *p, *last, *comma;
-
-    if (models->len == 1 && models->data[0] == '*') {
-        return 1;
-    }
-
-    p = models->data;
-    last = p + models->len;
-
-    while (p < last) {
-        comma = ngx_strlchr(p, last, ',');
-        if (comma == NULL) {
-            comma = last;
-        }
-
-        if ((size_t) (comma - p) == model->len
-            && ngx_strncmp(p, model->data, model->len) == 0)
-        {
-            return 1;
-        }
-
-        p = comma + 1;
-    }
-
-    return 0;
+    return ngx_nexus_auth_has_scope(models, model);
 }
 
 
@@ -517,8 +496,7 @@ static ngx_int_t
 ngx_nexus_gateway_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *message, const char *type, const char *code)
 {
-    u_char             *json, *p;
-    size_t              len;
+    ngx_str_t           json;
     ngx_nexus_proxy_t  *px;
 
     px = ngx_nexus_proxy_get(r);
@@ -526,19 +504,13 @@ ngx_nexus_gateway_error(ngx_http_request_t *r, ngx_uint_t status,
         px->error_code = code;
     }
 
-    len = sizeof("{\"error\":{\"message\":\"\",\"type\":\"\",\"param\":null,"
-                 "\"code\":\"\"}}") - 1
-          + ngx_strlen(message) + ngx_strlen(type) + ngx_strlen(code);
-
-    json = ngx_pnalloc(r->pool, len);
-    if (json == NULL) {
+    if (ngx_nexus_proxy_error_json(r->pool, message, type, code, &json)
+        != NGX_OK)
+    {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    p = ngx_sprintf(json, "{\"error\":{\"message\":\"%s\",\"type\":\"%s\","
-                    "\"param\":null,\"code\":\"%s\"}}", message, type, code);
-
-    return ngx_nexus_proxy_send_json(r, status, json, p - json);
+    return ngx_nexus_proxy_send_json(r, status, json.data, json.len);
 }
 
 

@@ -49,6 +49,8 @@ char *ngx_nexus_provider_conf(ngx_conf_t *cf, ngx_command_t *cmd,
 char *ngx_nexus_model_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 ngx_int_t ngx_nexus_providers_init(ngx_conf_t *cf);
 ngx_nexus_provider_t *ngx_nexus_provider_by_name(ngx_str_t *name);
+ngx_int_t ngx_nexus_param_time(ngx_str_t *value, const char *name,
+    ngx_msec_t min, ngx_msec_t *out);
 
 
 /* outcomes of one upstream attempt, for metrics and the breaker */

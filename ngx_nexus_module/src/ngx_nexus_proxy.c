@@ -80,6 +80,8 @@ static void ngx_nexus_proxy_account(ngx_http_request_t *r,
     ngx_nexus_proxy_t *px);
 static ngx_buf_t *ngx_nexus_proxy_buf(ngx_http_request_t *r, u_char *p,
     size_t len);
+static void ngx_nexus_proxy_json_header(ngx_http_request_t *r,
+    ngx_uint_t status, size_t len);
 
 
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
@@ -1055,18 +1057,7 @@ ngx_nexus_proxy_release(ngx_http_request_t *r, ngx_nexus_proxy_t *px)
 
     px->released = 1;
 
-    r->headers_out.status = status;
-    r->headers_out.status_line.len = 0;
-    r->headers_out.content_length_n = px->out.len;
-
-    if (r->headers_out.content_length) {
-        r->headers_out.content_length->hash = 0;
-        r->headers_out.content_length = NULL;
-    }
-
-    ngx_str_set(&r->headers_out.content_type, "application/json");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-    r->headers_out.content_type_lowcase = NULL;
+    ngx_nexus_proxy_json_header(r, status, px->out.len);
 
     if (ngx_nexus_proxy_headers(r, px) != NGX_OK) {
         return NGX_ERROR;
@@ -1176,49 +1167,31 @@ bad:
 static ngx_int_t
 ngx_nexus_proxy_headers(ngx_http_request_t *r, ngx_nexus_proxy_t *px)
 {
-    u_char           *p;
-    ngx_table_elt_t  *h;
+    u_char  *p;
 
-    if (px->cur) {
-        h = ngx_list_push(&r->headers_out.headers);
-        if (h == NULL) {
-            return NGX_ERROR;
-        }
-
-        h->hash = 1;
-        ngx_str_set(&h->key, "x-nexus-provider");
-        h->value = px->cur->provider->name;
-    }
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
+    if (px->cur
+        && ngx_nexus_add_header(r, "x-nexus-provider",
+                                (char *) px->cur->provider->name.data)
+           != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
-    p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+    p = ngx_pnalloc(r->pool, 2 * NGX_INT_T_LEN + 2);
     if (p == NULL) {
         return NGX_ERROR;
     }
 
-    h->hash = 1;
-    ngx_str_set(&h->key, "x-nexus-attempt");
-    h->value.data = p;
-    h->value.len = ngx_sprintf(p, "%ui", px->attempts) - p;
+    (void) ngx_sprintf(p, "%ui%Z%M%Z", px->attempts,
+                       ngx_current_msec - px->start);
 
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
+    if (ngx_nexus_add_header(r, "x-nexus-attempt", (char *) p) != NGX_OK
+        || ngx_nexus_add_header(r, "x-nexus-latency-ms",
+                                (char *) p + ngx_strlen(p) + 1)
+           != NGX_OK)
+    {
         return NGX_ERROR;
     }
-
-    p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    h->hash = 1;
-    ngx_str_set(&h->key, "x-nexus-latency-ms");
-    h->value.data = p;
-    h->value.len = ngx_sprintf(p, "%M", ngx_current_msec - px->start) - p;
 
     return NGX_OK;
 }
@@ -1233,8 +1206,7 @@ ngx_nexus_proxy_headers(ngx_http_request_t *r, ngx_nexus_proxy_t *px)
 static ngx_int_t
 ngx_nexus_proxy_replace(ngx_http_request_t *r, ngx_nexus_proxy_t *px)
 {
-    u_char      *p, *json;
-    size_t       len;
+    u_char      *p;
     ngx_uint_t   status;
     const char  *code, *type, *message;
 
@@ -1284,35 +1256,15 @@ ngx_nexus_proxy_replace(ngx_http_request_t *r, ngx_nexus_proxy_t *px)
     px->error_code = code;
     px->outcome = "error";
 
-    len = sizeof("{\"error\":{\"message\":\"\",\"type\":\"\",\"param\":null,"
-                 "\"code\":\"\"}}") - 1
-          + ngx_strlen(message) + ngx_strlen(type) + ngx_strlen(code);
-
-    json = ngx_pnalloc(r->pool, len);
-    if (json == NULL) {
+    if (ngx_nexus_proxy_error_json(r->pool, message, type, code, &px->reply)
+        != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
-    p = ngx_sprintf(json, "{\"error\":{\"message\":\"%s\",\"type\":\"%s\","
-                    "\"param\":null,\"code\":\"%s\"}}", message, type, code);
-
-    px->reply.data = json;
-    px->reply.len = p - json;
     px->replace = 1;
 
-    r->headers_out.status = status;
-    r->headers_out.status_line.len = 0;
-    r->headers_out.content_length_n = px->reply.len;
-
-    if (r->headers_out.content_length) {
-        r->headers_out.content_length->hash = 0;
-        r->headers_out.content_length = NULL;
-    }
-
-    ngx_str_set(&r->headers_out.content_type, "application/json");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-    r->headers_out.content_type_lowcase = NULL;
-    r->headers_out.charset.len = 0;
+    ngx_nexus_proxy_json_header(r, status, px->reply.len);
 
     if (status == NGX_HTTP_SERVICE_UNAVAILABLE) {
         p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
@@ -1441,6 +1393,56 @@ ngx_nexus_proxy_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
     }
 
     return ngx_http_next_body_filter(r, in);
+}
+
+
+/* the response header of a JSON answer of len bytes */
+
+static void
+ngx_nexus_proxy_json_header(ngx_http_request_t *r, ngx_uint_t status,
+    size_t len)
+{
+    r->headers_out.status = status;
+    r->headers_out.status_line.len = 0;
+    r->headers_out.content_length_n = len;
+
+    if (r->headers_out.content_length) {
+        r->headers_out.content_length->hash = 0;
+        r->headers_out.content_length = NULL;
+    }
+
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+    r->headers_out.charset.len = 0;
+}
+
+
+/* OpenAI's error shape; message, type and code need no escaping */
+
+ngx_int_t
+ngx_nexus_proxy_error_json(ngx_pool_t *pool, const char *message,
+    const char *type, const char *code, ngx_str_t *out)
+{
+    u_char  *p;
+    size_t   len;
+
+    len = sizeof("{\"error\":{\"message\":\"\",\"type\":\"\",\"param\":null,"
+                 "\"code\":\"\"}}") - 1
+          + ngx_strlen(message) + ngx_strlen(type) + ngx_strlen(code);
+
+    out->data = ngx_pnalloc(pool, len);
+    if (out->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_sprintf(out->data, "{\"error\":{\"message\":\"%s\",\"type\":"
+                    "\"%s\",\"param\":null,\"code\":\"%s\"}}",
+                    message, type, code);
+
+    out->len = p - out->data;
+
+    return NGX_OK;
 }
 
 
@@ -1590,7 +1592,8 @@ ngx_nexus_proxy_account(ngx_http_request_t *r, ngx_nexus_proxy_t *px)
     }
 
     ev.latency_ms = ngx_current_msec - px->start;
-    ev.ttft_ms = px->has_ttft ? px->ttft : 0;
+    /* 0 means "no first token": a token within the first ms counts 1 */
+    ev.ttft_ms = px->has_ttft ? ngx_max(px->ttft, 1) : 0;
     ev.bytes_in = r->request_length;
     ev.bytes_out = px->bytes_out;
 
