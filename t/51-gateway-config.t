@@ -51,6 +51,10 @@ my @bad = (
         qr/provider "a" falls back to unknown provider "zz"/],
     ['nexus_provider a type=openai upstream=up key_file=/nonexistent/k;',
         qr/open\(\) "\/nonexistent\/k" failed/],
+    ['nexus_provider a type=ollama upstream=up azure_api_version=2024-06-01;',
+        qr/"azure_api_version=" needs "type=openai"/],
+    ['nexus_provider a type=openai upstream=up azure_api_version=a/b;',
+        qr/invalid parameter "azure_api_version=a\/b"/],
     ['nexus_model m nope;', qr/unknown provider "nope"/],
     ["nexus_provider a type=openai upstream=up;\n"
         . "    nexus_model m a weight=x;", qr/invalid parameter "weight=x"/],

@@ -30,6 +30,8 @@ static ngx_int_t ngx_nexus_gateway_call(ngx_http_request_t *r,
 static void ngx_nexus_gateway_body(ngx_http_request_t *r);
 static ngx_int_t ngx_nexus_gateway_candidates(ngx_http_request_t *r,
     ngx_nexus_proxy_t *px);
+static ngx_int_t ngx_nexus_gateway_bodies(ngx_http_request_t *r,
+    ngx_nexus_proxy_t *px, nx_llm_err_t *err);
 static void ngx_nexus_gateway_add(ngx_nexus_proxy_t *px,
     ngx_nexus_provider_t *p, ngx_str_t *served);
 static ngx_uint_t ngx_nexus_gateway_allowed(ngx_str_t *models,
@@ -220,14 +222,48 @@ ngx_nexus_gateway_body(ngx_http_request_t *r)
 
     rc = ngx_nexus_gateway_candidates(r, px);
 
-    if (rc != NGX_OK) {
-        ngx_http_finalize_request(r, rc == NGX_DECLINED
-                                     ? ngx_nexus_gateway_forbidden(r)
-                                     : NGX_HTTP_INTERNAL_SERVER_ERROR);
+    if (rc == NGX_OK) {
+        rc = ngx_nexus_gateway_bodies(r, px, &err);
+    }
+
+    if (rc == NGX_OK) {
+        ngx_nexus_proxy_start(r, px);
         return;
     }
 
-    ngx_nexus_proxy_start(r, px);
+    if (rc == NGX_DECLINED) {
+        ngx_http_finalize_request(r, ngx_nexus_gateway_forbidden(r));
+        return;
+    }
+
+    if (rc != NGX_BUSY) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    /* no candidate's type can take this request: the client's to change */
+    if (nx_llm_error_json(&err, "invalid_request_error", &json) != 0) {
+        nx_buf_free(&json);
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    body.data = ngx_pnalloc(r->pool, json.len);
+    if (body.data == NULL) {
+        nx_buf_free(&json);
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    ngx_memcpy(body.data, json.data, json.len);
+    body.len = json.len;
+    nx_buf_free(&json);
+
+    px->error_code = "invalid_request";
+
+    ngx_http_finalize_request(r,
+        ngx_nexus_proxy_send_json(r, NGX_HTTP_BAD_REQUEST, body.data,
+                                  body.len));
 }
 
 
@@ -348,6 +384,74 @@ ngx_nexus_gateway_candidates(ngx_http_request_t *r, ngx_nexus_proxy_t *px)
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * The request body for each candidate's provider type.  A candidate that
+ * cannot take the request (tools for Ollama, say) is dropped; when none
+ * can, NGX_BUSY and err says why.
+ */
+
+static ngx_int_t
+ngx_nexus_gateway_bodies(ngx_http_request_t *r, ngx_nexus_proxy_t *px,
+    nx_llm_err_t *err)
+{
+    u_char                 *served;
+    nx_buf_t                body = NX_BUF_INIT;
+    ngx_uint_t              i, n;
+    nx_llm_err_t            e;
+    ngx_nexus_candidate_t  *c;
+
+    ngx_memzero(err, sizeof(nx_llm_err_t));
+    n = 0;
+
+    for (i = 0; i < px->ncands; i++) {
+        c = &px->cands[i];
+
+        served = ngx_pnalloc(r->pool, c->served.len + 1);
+        if (served == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_cpystrn(served, c->served.data, c->served.len + 1);
+
+        ngx_memzero(&e, sizeof(nx_llm_err_t));
+        nx_buf_reset(&body);
+
+        if (nx_llm_build_request(&px->req, c->provider->type,
+                                 (const char *) served, 4096, &body, &e)
+            != 0)
+        {
+            if (e.message[0] == '\0') {
+                nx_buf_free(&body);
+                return NGX_ERROR;
+            }
+
+            if (err->message[0] == '\0') {
+                *err = e;
+            }
+
+            continue;
+        }
+
+        c->body.data = ngx_pnalloc(r->pool, body.len);
+        if (c->body.data == NULL) {
+            nx_buf_free(&body);
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(c->body.data, body.data, body.len);
+        c->body.len = body.len;
+
+        px->cands[n++] = *c;
+    }
+
+    nx_buf_free(&body);
+
+    px->ncands = n;
+
+    return n ? NGX_OK : NGX_BUSY;
 }
 
 

@@ -225,6 +225,27 @@ ngx_nexus_provider_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        if (ngx_strncmp(value[i].data, "azure_api_version=", 18) == 0) {
+            p->azure_version.data = value[i].data + 18;
+            p->azure_version.len = value[i].len - 18;
+
+            for (n = 0; n < (ngx_int_t) p->azure_version.len; n++) {
+                if (!isalnum(p->azure_version.data[n])
+                    && p->azure_version.data[n] != '-')
+                {
+                    goto invalid;
+                }
+            }
+
+            if (p->azure_version.len == 0) {
+                goto invalid;
+            }
+
+            /* a deployment's models are the nexus_model names */
+            p->no_discovery = 1;
+            continue;
+        }
+
         if (value[i].len == 13
             && ngx_strncmp(value[i].data, "discovery=off", 13) == 0)
         {
@@ -280,6 +301,12 @@ ngx_nexus_provider_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     p->tls = tls;
+
+    if (p->azure_version.len && p->type != NX_LLM_OPENAI) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"azure_api_version=\" needs \"type=openai\"");
+        return NGX_CONF_ERROR;
+    }
 
     if (tls && ngx_nexus_provider_tls(cf, p, verify) != NGX_OK) {
         return NGX_CONF_ERROR;

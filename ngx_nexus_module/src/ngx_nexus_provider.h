@@ -24,6 +24,7 @@ struct ngx_nexus_provider_s {
     ngx_uint_t                      index;      /* in nmcf->providers */
     ngx_uint_t                      tls;
     ngx_uint_t                      no_discovery;   /* discovery=off */
+    ngx_str_t                       azure_version;  /* azure_api_version= */
     ngx_uint_t                      type;       /* NX_LLM_OPENAI ... */
     ngx_uint_t                      weight;
     ngx_http_upstream_srv_conf_t   *upstream;

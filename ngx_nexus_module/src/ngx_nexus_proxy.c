@@ -409,35 +409,17 @@ static ngx_int_t
 ngx_nexus_proxy_build(ngx_http_request_t *r, ngx_nexus_proxy_t *px,
     ngx_nexus_candidate_t *c)
 {
-    u_char                *served;
     size_t                 len;
     ngx_buf_t             *b;
     ngx_str_t              rid;
     const char            *path, *accept;
-    nx_buf_t               body = NX_BUF_INIT;
     ngx_chain_t           *cl;
-    nx_llm_err_t           err;
     ngx_nexus_provider_t  *p;
 
     p = c->provider;
 
     path = nx_llm_upstream_path(p->type, px->kind);
     if (path == NULL) {
-        return NGX_ERROR;
-    }
-
-    served = ngx_pnalloc(r->pool, c->served.len + 1);
-    if (served == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_cpystrn(served, c->served.data, c->served.len + 1);
-
-    if (nx_llm_build_request(&px->req, p->type, (const char *) served, 4096,
-                             &body, &err)
-        != 0)
-    {
-        nx_buf_free(&body);
         return NGX_ERROR;
     }
 
@@ -455,51 +437,65 @@ ngx_nexus_proxy_build(ngx_http_request_t *r, ngx_nexus_proxy_t *px,
                  "Content-Length: \r\nAccept: \r\n"
                  "User-Agent: nexus\r\nX-Request-Id: \r\n\r\n")
           + ngx_strlen(path) + p->host.len + NGX_SIZE_T_LEN
-          + ngx_strlen(accept) + rid.len + body.len;
+          + ngx_strlen(accept) + rid.len + c->body.len
+          + sizeof("anthropic-version: 2023-06-01\r\n");
 
-    len += sizeof("anthropic-version: 2023-06-01\r\n");
+    if (p->azure_version.len) {
+        /* /openai/deployments/{deployment}/{what}?api-version=... */
+        len += sizeof("/openai/deployments/?api-version=") + c->served.len
+               + p->azure_version.len;
+    }
 
     if (p->key.len) {
-        len += sizeof("Authorization: Bearer \r\n") + p->key.len
-               + sizeof("x-api-key: \r\n");
+        len += sizeof("Authorization: Bearer \r\n") + p->key.len;
     }
 
     b = ngx_create_temp_buf(r->pool, len);
     if (b == NULL) {
-        nx_buf_free(&body);
         return NGX_ERROR;
     }
 
-    b->last = ngx_sprintf(b->last, "POST %s HTTP/1.1\r\nHost: %V\r\n"
+    if (p->azure_version.len) {
+        b->last = ngx_sprintf(b->last, "POST /openai/deployments/%V%s"
+                              "?api-version=%V HTTP/1.1\r\n",
+                              &c->served, path + sizeof("/v1") - 1,
+                              &p->azure_version);
+    } else {
+        b->last = ngx_sprintf(b->last, "POST %s HTTP/1.1\r\n", path);
+    }
+
+    b->last = ngx_sprintf(b->last, "Host: %V\r\n"
                           "Content-Type: application/json\r\n"
                           "Content-Length: %uz\r\nAccept: %s\r\n"
                           "User-Agent: nexus\r\n",
-                          path, &p->host, body.len, accept);
+                          &p->host, c->body.len, accept);
 
     if (rid.len) {
         b->last = ngx_sprintf(b->last, "X-Request-Id: %V\r\n", &rid);
     }
 
+    if (p->type == NX_LLM_ANTHROPIC) {
+        b->last = ngx_cpymem(b->last, "anthropic-version: 2023-06-01\r\n",
+                             sizeof("anthropic-version: 2023-06-01\r\n") - 1);
+    }
+
     if (p->key.len) {
         if (p->type == NX_LLM_ANTHROPIC) {
-            b->last = ngx_sprintf(b->last, "x-api-key: %V\r\n"
-                                  "anthropic-version: 2023-06-01\r\n",
-                                  &p->key);
+            b->last = ngx_sprintf(b->last, "x-api-key: %V\r\n", &p->key);
+
+        } else if (p->azure_version.len) {
+            b->last = ngx_sprintf(b->last, "api-key: %V\r\n", &p->key);
+
         } else {
             b->last = ngx_sprintf(b->last, "Authorization: Bearer %V\r\n",
                                   &p->key);
         }
-
-    } else if (p->type == NX_LLM_ANTHROPIC) {
-        b->last = ngx_cpymem(b->last, "anthropic-version: 2023-06-01\r\n",
-                             sizeof("anthropic-version: 2023-06-01\r\n") - 1);
     }
 
     *b->last++ = '\r';
     *b->last++ = '\n';
 
-    b->last = ngx_cpymem(b->last, body.data, body.len);
-    nx_buf_free(&body);
+    b->last = ngx_cpymem(b->last, c->body.data, c->body.len);
 
     cl = ngx_alloc_chain_link(r->pool);
     if (cl == NULL) {

@@ -29,6 +29,8 @@
 typedef struct {
     ngx_nexus_provider_t           *provider;
     ngx_str_t                       served;     /* model name it gets */
+    ngx_str_t                       body;       /* the request body for
+                                                   its type */
 } ngx_nexus_candidate_t;
 
 
