@@ -352,6 +352,10 @@ tenant_and_key() {
         "$NEXUSCTL" create-tenant --name demo --platform --allow-all-models >/dev/null \
             || die "nexusctl create-tenant failed"
         say "tenant demo created"
+    elif [[ $(sql "SELECT allow_all_models FROM tenants WHERE name = 'demo'") != t ]]; then
+        # a demo database from before model policies
+        "$NEXUSCTL" set-models --tenant demo --allow-all >/dev/null \
+            || die "nexusctl set-models failed"
     fi
 
     KEY=
@@ -397,6 +401,10 @@ Nexus demo is up. Environment: var/demo.env (set -a; . var/demo.env; set +a)
   curl -s -H 'Authorization: Bearer $KEY' -H 'Content-Type: application/json' \\
        -d '{"model":"mock-small","messages":[{"role":"user","content":"hello"}]}' \\
        $URL/mock/v1/chat/completions     # a location guarded by nexus_auth
+  curl -s -H 'Authorization: Bearer $KEY' $URL/v1/models
+  curl -sN -H 'Authorization: Bearer $KEY' -H 'Content-Type: application/json' \
+       -d '{"model":"claude-small","stream":true,"messages":[{"role":"user","content":"hello"}]}' \
+       $URL/v1/chat/completions          # the gateway: Anthropic, as OpenAI SSE
   curl -s -i $URL/v1/me            # 401 without a key
 
 Stop it with: make demo-down (data stays in var/)
