@@ -4,7 +4,7 @@
  * nexusctl: the operator's command-line tool. This file holds main(), the
  * usage text and the dispatch to one handler per verb; each verb lives in
  * its own file (cli_migrate.c, cli_tenant.c, cli_key.c, cli_limits.c,
- * cli_quota.c, cli_usage.c, cli_models.c, cli_budget.c).
+ * cli_quota.c, cli_usage.c, cli_models.c, cli_audit.c, cli_budget.c).
  */
 
 #include <fcntl.h>
@@ -108,6 +108,10 @@ static const cli_verb_t  cli_verbs[] = {
     { "show-models", cli_show_models,
       "(--tenant NAME | --prefix PREFIX)",
       "show the models of a tenant or a key" },
+
+    { "audit", cli_audit,
+      "verify [--tenant NAME] [--since DURATION|TIME]",
+      "verify the audit log's chains and checkpoints" },
 
     { NULL, NULL, NULL, NULL }
 };
@@ -232,6 +236,8 @@ cli_usage(FILE *f)
         " (required)\n"
         "  NEXUS_KEY_PEPPER_FILE   file holding the key pepper"
         " (create-key)\n"
+        "  NEXUS_AUDIT_KEY_FILE    file holding the audit key"
+        " (audit verify)\n"
         "  NEXUS_MIGRATIONS_DIR    migrations directory (migrate)\n"
         "\n"
         "exit status: 0 ok, 1 operation failed, 2 usage or configuration"

@@ -40,6 +40,7 @@ int cli_show_budget(int argc, char **argv);
 int cli_set_tpm(int argc, char **argv);
 int cli_set_models(int argc, char **argv);
 int cli_show_models(int argc, char **argv);
+int cli_audit(int argc, char **argv);
 
 /* Prints "usage: nexusctl <verb> <synopsis>" for one verb. */
 void cli_verb_usage(const char *verb, FILE *f);

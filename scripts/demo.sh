@@ -17,12 +17,14 @@
 #                     nginx.conf.example into var/nginx/nginx.conf
 #
 # nginx.conf.example tokens replaced when rendering: __PG_PORT__,
-# __REDIS_PORT__, __MOCK_PORT__, __NEXUS_PORT__, __PEPPER_FILE__, __PREFIX__
-# (the absolute var/ dir), __MODULE__ (absolute path of the module).
+# __REDIS_PORT__, __MOCK_PORT__, __NEXUS_PORT__, __PEPPER_FILE__,
+# __AUDIT_KEY_FILE__, __PREFIX__ (the absolute var/ dir), __MODULE__
+# (absolute path of the module).
 # NEXUS_DEMO_CONF=<file> renders another template (development aid).
 #
 # "up" is safe to run again: each service starts only if its pid file does not
-# name a live process of the right kind. var/pepper is made once and kept;
+# name a live process of the right kind. var/pepper and var/audit.key are
+# made once and kept;
 # var/demo.env keeps its key as long as that key still works.
 
 set -uo pipefail
@@ -39,6 +41,7 @@ MODULE=$ROOT/build/ngx_nexus_module.so
 NEXUSCTL=$ROOT/build/nexusctl
 NGINX=/usr/sbin/nginx
 PEPPER=$VAR/pepper
+AUDIT_KEY=$VAR/audit.key
 DB_URL="postgresql://nexus@127.0.0.1:$PG_PORT/nexus"
 URL="http://127.0.0.1:$NEXUS_PORT"
 ENV_FILE=$VAR/demo.env
@@ -265,12 +268,14 @@ nginx_up() {
     fi
     port_open "$NEXUS_PORT" && die "port $NEXUS_PORT is taken by another process"
     PG_PORT=$PG_PORT REDIS_PORT=$REDIS_PORT MOCK_PORT=$MOCK_PORT \
-    NEXUS_PORT=$NEXUS_PORT PEPPER=$PEPPER PREFIX=$VAR MODULE=$MODULE \
+    NEXUS_PORT=$NEXUS_PORT PEPPER=$PEPPER AUDIT_KEY=$AUDIT_KEY PREFIX=$VAR \
+    MODULE=$MODULE \
         perl -pe 's/__PG_PORT__/$ENV{PG_PORT}/g;
                   s/__REDIS_PORT__/$ENV{REDIS_PORT}/g;
                   s/__MOCK_PORT__/$ENV{MOCK_PORT}/g;
                   s/__NEXUS_PORT__/$ENV{NEXUS_PORT}/g;
                   s/__PEPPER_FILE__/$ENV{PEPPER}/g;
+                  s/__AUDIT_KEY_FILE__/$ENV{AUDIT_KEY}/g;
                   s/__PREFIX__/$ENV{PREFIX}/g;
                   s/__MODULE__/$ENV{MODULE}/g;' \
         "$TEMPLATE" >"$VAR/nginx/nginx.conf.new" || die "rendering failed"
@@ -347,6 +352,10 @@ tenant_and_key() {
         "$NEXUSCTL" create-tenant --name demo --platform --allow-all-models >/dev/null \
             || die "nexusctl create-tenant failed"
         say "tenant demo created"
+    elif [[ $(sql "SELECT allow_all_models FROM tenants WHERE name = 'demo'") != t ]]; then
+        # a demo database from before model policies
+        "$NEXUSCTL" set-models --tenant demo --allow-all >/dev/null \
+            || die "nexusctl set-models failed"
     fi
 
     KEY=
@@ -373,6 +382,7 @@ NEXUS_DATABASE_URL=$DB_URL
 NEXUS_REDIS_URL=redis://127.0.0.1:$REDIS_PORT
 NEXUS_MOCK_URL=http://127.0.0.1:$MOCK_PORT
 NEXUS_KEY_PEPPER_FILE=$PEPPER
+NEXUS_AUDIT_KEY_FILE=$AUDIT_KEY
 EOF
     )
 }
@@ -391,6 +401,10 @@ Nexus demo is up. Environment: var/demo.env (set -a; . var/demo.env; set +a)
   curl -s -H 'Authorization: Bearer $KEY' -H 'Content-Type: application/json' \\
        -d '{"model":"mock-small","messages":[{"role":"user","content":"hello"}]}' \\
        $URL/mock/v1/chat/completions     # a location guarded by nexus_auth
+  curl -s -H 'Authorization: Bearer $KEY' $URL/v1/models
+  curl -sN -H 'Authorization: Bearer $KEY' -H 'Content-Type: application/json' \
+       -d '{"model":"claude-small","stream":true,"messages":[{"role":"user","content":"hello"}]}' \
+       $URL/v1/chat/completions          # the gateway: Anthropic, as OpenAI SSE
   curl -s -i $URL/v1/me            # 401 without a key
 
 Stop it with: make demo-down (data stays in var/)
@@ -407,9 +421,15 @@ up() {
         (umask 077; openssl rand -hex 32 >"$PEPPER") || die "openssl failed"
         say "new pepper in var/pepper"
     fi
+    if [[ ! -s $AUDIT_KEY ]]; then
+        (umask 077; openssl rand -hex 32 >"$AUDIT_KEY") \
+            || die "openssl failed"
+        say "new audit key in var/audit.key"
+    fi
     # nginx workers run as nobody:nogroup when nginx is started by root
     if [[ $(id -u) -eq 0 ]]; then
         chgrp nogroup "$PEPPER" 2>/dev/null && chmod 640 "$PEPPER"
+        chgrp nogroup "$AUDIT_KEY" 2>/dev/null && chmod 640 "$AUDIT_KEY"
     fi
     pg_up
     redis_up

@@ -34,7 +34,10 @@ my $t = nexus_nginx(nexus_conf(
                    discovery=off;
     nexus_provider pcut type=openai upstream=mock_up fallback=mock
                    discovery=off;
+    nexus_provider azure type=openai upstream=mock_up key_file=$keyfile
+                   azure_api_version=2024-06-01;
     nexus_model ollama-small llama model=mock-small;
+    nexus_model azure-gpt azure model=gpt4-deploy;
     nexus_model claude-small claude model=mock-small;
     nexus_model via-dead dead model=mock-small;
     nexus_model flaky p500 model=fault-500;
@@ -203,6 +206,29 @@ for my $p ('/api/pull', '/api/delete', '/api/push') {
         json_body => { model => 'mock-small' }, json => 1);
     is($r->{status}, 403, "$p refused");
 }
+
+# a request the provider type cannot take is the client's to change
+$r = http_req($port, 'POST', '/v1/chat/completions', bearer => $key,
+    json_body => { model => 'ollama-small',
+        messages => [ { role => 'user', content => 'hi' } ],
+        tools => [ { type => 'function',
+            function => { name => 'f', parameters => {} } } ] },
+    json => 1);
+is($r->{status}, 400, 'tools to an Ollama-only model: 400');
+is($r->{json}{error}{type}, 'invalid_request_error', 'said why');
+
+# --- Azure-style deployments -----------------------------------------------------
+mock_reset();
+$r = chat('azure-gpt');
+$seen = mock_req('GET', '/__mock/requests', json => 1)->{json}{requests};
+($last) = grep { $_->{path} =~ m{^/openai/} } @$seen;
+is($last->{path},
+    '/openai/deployments/gpt4-deploy/chat/completions?api-version=2024-06-01',
+    'Azure deployment path');
+is($last->{headers}{'api-key'}, 'sk-mock-secret', 'Azure api-key header');
+ok(!defined $last->{headers}{authorization}, 'and no bearer');
+is($r->{status}, 404, 'the provider\'s answer passed on');
+ok($r->{json}{error}{message}, 'in OpenAI shape');
 
 # --- failover ------------------------------------------------------------------
 $r = chat('via-dead');

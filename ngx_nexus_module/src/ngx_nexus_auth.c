@@ -16,6 +16,7 @@
 #include "ngx_nexus_pg.h"
 #include "ngx_nexus_keycache.h"
 #include "ngx_nexus_reply.h"
+#include "ngx_nexus_audit.h"
 
 #include <nx_bearer.h>
 #include <nx_name.h>
@@ -43,6 +44,8 @@ static void ngx_nexus_auth_set(ngx_nexus_ctx_t *ctx, ngx_int_t status,
 static ngx_int_t ngx_nexus_auth_finish(ngx_http_request_t *r,
     ngx_nexus_ctx_t *ctx);
 
+static ngx_int_t ngx_nexus_auth_forbidden(ngx_http_request_t *r,
+    const char *message, const char *details);
 static ngx_int_t ngx_nexus_auth_forbidden_role(ngx_http_request_t *r,
     ngx_uint_t role);
 
@@ -651,9 +654,10 @@ ngx_nexus_auth_finish(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
                 || ngx_strncmp(nlcf->tenant.data, ctx->principal.tenant.data,
                                nlcf->tenant.len) != 0))
         {
-            rc = ngx_nexus_send_error(r, NGX_HTTP_FORBIDDEN, "FORBIDDEN",
-                                      "this route belongs to another tenant",
-                                      "{\"reason\":\"tenant_mismatch\"}");
+            rc = ngx_nexus_auth_forbidden(r,
+                                          "this route belongs to another "
+                                          "tenant",
+                                          "{\"reason\":\"tenant_mismatch\"}");
             goto done;
         }
 
@@ -662,9 +666,10 @@ ngx_nexus_auth_finish(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
                 || !ctx->principal.platform))
         {
             /* operators see every tenant's traffic: platform admins only */
-            rc = ngx_nexus_send_error(r, NGX_HTTP_FORBIDDEN, "FORBIDDEN",
-                                      "this route requires a platform admin",
-                                      "{\"required\":\"platform_admin\"}");
+            rc = ngx_nexus_auth_forbidden(r,
+                                          "this route requires a platform "
+                                          "admin",
+                                          "{\"required\":\"platform_admin\"}");
             goto done;
         }
 
@@ -684,9 +689,10 @@ ngx_nexus_auth_finish(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
         if (nlcf->handler == NGX_NEXUS_HANDLER_ADMIN
             && ctx->principal.role != NGX_NEXUS_ROLE_ADMIN)
         {
-            rc = ngx_nexus_send_error(r, NGX_HTTP_FORBIDDEN, "FORBIDDEN",
-                                      "this route requires the admin role",
-                                      "{\"required_role\":\"admin\"}");
+            rc = ngx_nexus_auth_forbidden(r,
+                                          "this route requires the admin "
+                                          "role",
+                                          "{\"required_role\":\"admin\"}");
             goto done;
         }
 
@@ -774,9 +780,21 @@ ngx_nexus_auth_forbidden_role(ngx_http_request_t *r, ngx_uint_t role)
     ngx_sprintf(details, "{\"required_role\":\"%s\"}%Z",
                 nx_role_name((int) role));
 
-    return ngx_nexus_send_error(r, NGX_HTTP_FORBIDDEN, "FORBIDDEN",
-                                "the key's role is not allowed here",
-                                (char *) details);
+    return ngx_nexus_auth_forbidden(r, "the key's role is not allowed here",
+                                    (char *) details);
+}
+
+
+/* a 403 for a principal that lacks a right: audited as rbac.forbidden */
+
+static ngx_int_t
+ngx_nexus_auth_forbidden(ngx_http_request_t *r, const char *message,
+    const char *details)
+{
+    ngx_nexus_audit_forbidden(r, "FORBIDDEN", details);
+
+    return ngx_nexus_send_error(r, NGX_HTTP_FORBIDDEN, "FORBIDDEN", message,
+                                details);
 }
 
 
@@ -792,6 +810,8 @@ ngx_nexus_auth_missing_scope(ngx_http_request_t *r, ngx_str_t *scope)
 
     /* scopes are [a-z0-9_:.*-]: nothing to escape */
     ngx_sprintf(details, "{\"scope\":\"%V\"}%Z", scope);
+
+    ngx_nexus_audit_forbidden(r, "SCOPE_MISSING", (char *) details);
 
     return ngx_nexus_send_error(r, NGX_HTTP_FORBIDDEN, "SCOPE_MISSING",
                                 "the key lacks the scope this route needs",

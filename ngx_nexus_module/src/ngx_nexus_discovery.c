@@ -719,9 +719,9 @@ ngx_nexus_discovery_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_nexus_main_conf_t *nmcf = conf;
 
-    ngx_str_t   *value, s;
+    ngx_int_t    rc;
+    ngx_str_t   *value;
     ngx_uint_t   i;
-    ngx_msec_t   ms;
 
     if (nmcf->discovery_interval != NGX_CONF_UNSET_MSEC) {
         return "is duplicate";
@@ -731,27 +731,14 @@ ngx_nexus_discovery_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     for (i = 1; i < cf->args->nelts; i++) {
 
-        if (ngx_strncmp(value[i].data, "interval=", 9) == 0) {
-            s.data = value[i].data + 9;
-            s.len = value[i].len - 9;
-            ms = ngx_parse_time(&s, 0);
-            if (ms == (ngx_msec_t) NGX_ERROR || ms < 100) {
-                goto invalid;
-            }
-
-            nmcf->discovery_interval = ms;
-            continue;
+        rc = ngx_nexus_param_time(&value[i], "interval=", 100,
+                                  &nmcf->discovery_interval);
+        if (rc == NGX_DECLINED) {
+            rc = ngx_nexus_param_time(&value[i], "ttl=", 100,
+                                      &nmcf->discovery_ttl);
         }
 
-        if (ngx_strncmp(value[i].data, "ttl=", 4) == 0) {
-            s.data = value[i].data + 4;
-            s.len = value[i].len - 4;
-            ms = ngx_parse_time(&s, 0);
-            if (ms == (ngx_msec_t) NGX_ERROR || ms < 100) {
-                goto invalid;
-            }
-
-            nmcf->discovery_ttl = ms;
+        if (rc == NGX_OK) {
             continue;
         }
 

@@ -31,6 +31,8 @@ static ngx_int_t ngx_nexus_gateway_call(ngx_http_request_t *r,
 static void ngx_nexus_gateway_body(ngx_http_request_t *r);
 static ngx_int_t ngx_nexus_gateway_candidates(ngx_http_request_t *r,
     ngx_nexus_proxy_t *px);
+static ngx_int_t ngx_nexus_gateway_bodies(ngx_http_request_t *r,
+    ngx_nexus_proxy_t *px, nx_llm_err_t *err);
 static void ngx_nexus_gateway_add(ngx_nexus_proxy_t *px,
     ngx_nexus_provider_t *p, ngx_str_t *served);
 static ngx_uint_t ngx_nexus_gateway_allowed(ngx_str_t *models,
@@ -221,17 +223,52 @@ ngx_nexus_gateway_body(ngx_http_request_t *r)
 
     rc = ngx_nexus_gateway_candidates(r, px);
 
-    if (rc != NGX_OK) {
-        ngx_http_finalize_request(r, rc == NGX_DECLINED
-                                     ? ngx_nexus_gateway_forbidden(r)
-                                     : NGX_HTTP_INTERNAL_SERVER_ERROR);
+    if (rc == NGX_OK) {
+        rc = ngx_nexus_gateway_bodies(r, px, &err);
+    }
+
+    if (rc == NGX_OK) {
+        /* NGX_AGAIN: Redis's answer starts the proxy, or refuses */
+        if (ngx_nexus_budget_reserve(r, px) == NGX_OK) {
+            ngx_nexus_proxy_start(r, px);
+        }
+
         return;
     }
 
-    /* NGX_AGAIN: Redis's answer starts the proxy, or refuses */
-    if (ngx_nexus_budget_reserve(r, px) == NGX_OK) {
-        ngx_nexus_proxy_start(r, px);
+    if (rc == NGX_DECLINED) {
+        ngx_http_finalize_request(r, ngx_nexus_gateway_forbidden(r));
+        return;
     }
+
+    if (rc != NGX_BUSY) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    /* no candidate's type can take this request: the client's to change */
+    if (nx_llm_error_json(&err, "invalid_request_error", &json) != 0) {
+        nx_buf_free(&json);
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    body.data = ngx_pnalloc(r->pool, json.len);
+    if (body.data == NULL) {
+        nx_buf_free(&json);
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    ngx_memcpy(body.data, json.data, json.len);
+    body.len = json.len;
+    nx_buf_free(&json);
+
+    px->error_code = "invalid_request";
+
+    ngx_http_finalize_request(r,
+        ngx_nexus_proxy_send_json(r, NGX_HTTP_BAD_REQUEST, body.data,
+                                  body.len));
 }
 
 
@@ -355,6 +392,74 @@ ngx_nexus_gateway_candidates(ngx_http_request_t *r, ngx_nexus_proxy_t *px)
 }
 
 
+/*
+ * The request body for each candidate's provider type.  A candidate that
+ * cannot take the request (tools for Ollama, say) is dropped; when none
+ * can, NGX_BUSY and err says why.
+ */
+
+static ngx_int_t
+ngx_nexus_gateway_bodies(ngx_http_request_t *r, ngx_nexus_proxy_t *px,
+    nx_llm_err_t *err)
+{
+    u_char                 *served;
+    nx_buf_t                body = NX_BUF_INIT;
+    ngx_uint_t              i, n;
+    nx_llm_err_t            e;
+    ngx_nexus_candidate_t  *c;
+
+    ngx_memzero(err, sizeof(nx_llm_err_t));
+    n = 0;
+
+    for (i = 0; i < px->ncands; i++) {
+        c = &px->cands[i];
+
+        served = ngx_pnalloc(r->pool, c->served.len + 1);
+        if (served == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_cpystrn(served, c->served.data, c->served.len + 1);
+
+        ngx_memzero(&e, sizeof(nx_llm_err_t));
+        nx_buf_reset(&body);
+
+        if (nx_llm_build_request(&px->req, c->provider->type,
+                                 (const char *) served, 4096, &body, &e)
+            != 0)
+        {
+            if (e.message[0] == '\0') {
+                nx_buf_free(&body);
+                return NGX_ERROR;
+            }
+
+            if (err->message[0] == '\0') {
+                *err = e;
+            }
+
+            continue;
+        }
+
+        c->body.data = ngx_pnalloc(r->pool, body.len);
+        if (c->body.data == NULL) {
+            nx_buf_free(&body);
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(c->body.data, body.data, body.len);
+        c->body.len = body.len;
+
+        px->cands[n++] = *c;
+    }
+
+    nx_buf_free(&body);
+
+    px->ncands = n;
+
+    return n ? NGX_OK : NGX_BUSY;
+}
+
+
 static void
 ngx_nexus_gateway_add(ngx_nexus_proxy_t *px, ngx_nexus_provider_t *p,
     ngx_str_t *served)
@@ -373,36 +478,15 @@ ngx_nexus_gateway_add(ngx_nexus_proxy_t *px, ngx_nexus_provider_t *p,
 }
 
 
-/* the key's set: "*" for every model, else names joined with "," */
+/*
+ * the key's set: "*" for every model, else names joined with ","; the
+ * same list form as scopes (a model name never is "*")
+ */
 
 static ngx_uint_t
 ngx_nexus_gateway_allowed(ngx_str_t *models, ngx_str_t *model)
 {
-    u_char  *p, *last, *comma;
-
-    if (models->len == 1 && models->data[0] == '*') {
-        return 1;
-    }
-
-    p = models->data;
-    last = p + models->len;
-
-    while (p < last) {
-        comma = ngx_strlchr(p, last, ',');
-        if (comma == NULL) {
-            comma = last;
-        }
-
-        if ((size_t) (comma - p) == model->len
-            && ngx_strncmp(p, model->data, model->len) == 0)
-        {
-            return 1;
-        }
-
-        p = comma + 1;
-    }
-
-    return 0;
+    return ngx_nexus_auth_has_scope(models, model);
 }
 
 
@@ -521,8 +605,7 @@ static ngx_int_t
 ngx_nexus_gateway_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *message, const char *type, const char *code)
 {
-    u_char             *json, *p;
-    size_t              len;
+    ngx_str_t           json;
     ngx_nexus_proxy_t  *px;
 
     px = ngx_nexus_proxy_get(r);
@@ -530,19 +613,13 @@ ngx_nexus_gateway_error(ngx_http_request_t *r, ngx_uint_t status,
         px->error_code = code;
     }
 
-    len = sizeof("{\"error\":{\"message\":\"\",\"type\":\"\",\"param\":null,"
-                 "\"code\":\"\"}}") - 1
-          + ngx_strlen(message) + ngx_strlen(type) + ngx_strlen(code);
-
-    json = ngx_pnalloc(r->pool, len);
-    if (json == NULL) {
+    if (ngx_nexus_proxy_error_json(r->pool, message, type, code, &json)
+        != NGX_OK)
+    {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    p = ngx_sprintf(json, "{\"error\":{\"message\":\"%s\",\"type\":\"%s\","
-                    "\"param\":null,\"code\":\"%s\"}}", message, type, code);
-
-    return ngx_nexus_proxy_send_json(r, status, json, p - json);
+    return ngx_nexus_proxy_send_json(r, status, json.data, json.len);
 }
 
 

@@ -224,16 +224,29 @@ ngx_nexus_metrics_key(ngx_nexus_metrics_key_t *k, ngx_uint_t kind,
     k->provider = *provider;
     k->status = status;
 
+    /* an empty label may come as { 0, NULL }: memcpy() wants a pointer */
+    if (k->tenant.data == NULL) {
+        k->tenant.data = (u_char *) "";
+    }
+
+    if (k->model.data == NULL) {
+        k->model.data = (u_char *) "";
+    }
+
+    if (k->provider.data == NULL) {
+        k->provider.data = (u_char *) "";
+    }
+
     sep[0] = (u_char) kind;
     sep[1] = (u_char) status;
 
     ngx_crc32_init(hash);
     ngx_crc32_update(&hash, sep, 2);
-    ngx_crc32_update(&hash, tenant->data, tenant->len);
+    ngx_crc32_update(&hash, k->tenant.data, k->tenant.len);
     ngx_crc32_update(&hash, (u_char *) "\n", 1);
-    ngx_crc32_update(&hash, model->data, model->len);
+    ngx_crc32_update(&hash, k->model.data, k->model.len);
     ngx_crc32_update(&hash, (u_char *) "\n", 1);
-    ngx_crc32_update(&hash, provider->data, provider->len);
+    ngx_crc32_update(&hash, k->provider.data, k->provider.len);
     ngx_crc32_final(hash);
 
     k->hash = hash;

@@ -19,6 +19,7 @@
 #include "ngx_nexus_breaker.h"
 #include "ngx_nexus_metrics.h"
 #include "ngx_nexus_usage.h"
+#include "ngx_nexus_audit.h"
 #include "ngx_nexus_budget.h"
 
 #include <nx_name.h>
@@ -323,6 +324,27 @@ static ngx_command_t  ngx_nexus_commands[] = {
       offsetof(ngx_nexus_main_conf_t, usage_queue),
       NULL },
 
+    { ngx_string("nexus_audit_key_file"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_nexus_audit_key_file,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("nexus_audit_flush"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_nexus_main_conf_t, audit_flush),
+      NULL },
+
+    { ngx_string("nexus_audit_checkpoint"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_nexus_main_conf_t, audit_checkpoint),
+      NULL },
+
     { ngx_string("nexus_token_ceiling"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
       ngx_nexus_budget_ceiling_conf,
@@ -396,6 +418,7 @@ ngx_nexus_create_main_conf(ngx_conf_t *cf)
      *     nmcf->redis = NULL;
      *     nmcf->shm_zone = NULL;
      *     nmcf->pepper_len = 0;
+     *     nmcf->audit_keys = NULL;
      *     nmcf->used = 0;
      */
 
@@ -410,6 +433,8 @@ ngx_nexus_create_main_conf(ngx_conf_t *cf)
     nmcf->usage_flush = NGX_CONF_UNSET_MSEC;
     nmcf->usage_batch = NGX_CONF_UNSET;
     nmcf->usage_queue = NGX_CONF_UNSET;
+    nmcf->audit_flush = NGX_CONF_UNSET_MSEC;
+    nmcf->audit_checkpoint = NGX_CONF_UNSET_MSEC;
     nmcf->token_ceiling = NGX_CONF_UNSET;
     nmcf->budget_ttl = NGX_CONF_UNSET_MSEC;
 
@@ -464,7 +489,9 @@ ngx_nexus_init_main_conf(ngx_conf_t *cf, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    if (ngx_nexus_budget_init_main_conf(cf, nmcf) != NGX_CONF_OK) {
+    if (ngx_nexus_audit_init_main_conf(cf, nmcf) != NGX_CONF_OK
+        || ngx_nexus_budget_init_main_conf(cf, nmcf) != NGX_CONF_OK)
+    {
         return NGX_CONF_ERROR;
     }
 
@@ -675,7 +702,9 @@ ngx_nexus_postconfiguration(ngx_conf_t *cf)
         || ngx_nexus_providers_init(cf) != NGX_OK
         || ngx_nexus_proxy_init(cf) != NGX_OK
         || ngx_nexus_usage_init_statements(cf) != NGX_OK
-        || ngx_nexus_usage_admin_init_statements(cf) != NGX_OK)
+        || ngx_nexus_usage_admin_init_statements(cf) != NGX_OK
+        || ngx_nexus_audit_init_statements(cf) != NGX_OK
+        || ngx_nexus_audit_api_init_statements(cf) != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -716,7 +745,8 @@ ngx_nexus_init_process(ngx_cycle_t *cycle)
         || ngx_nexus_last_used_init_process(cycle) != NGX_OK
         || ngx_nexus_bulkhead_init_process(cycle) != NGX_OK
         || ngx_nexus_discovery_init_process(cycle) != NGX_OK
-        || ngx_nexus_usage_init_process(cycle) != NGX_OK)
+        || ngx_nexus_usage_init_process(cycle) != NGX_OK
+        || ngx_nexus_audit_init_process(cycle) != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -729,6 +759,7 @@ static void
 ngx_nexus_exit_process(ngx_cycle_t *cycle)
 {
     ngx_nexus_usage_exit_process(cycle);
+    ngx_nexus_audit_exit_process(cycle);
     ngx_nexus_pg_exit_process(cycle);
     ngx_nexus_redis_exit_process(cycle);
 }

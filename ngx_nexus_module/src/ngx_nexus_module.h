@@ -129,6 +129,11 @@ typedef struct {
     ngx_int_t                   usage_batch;    /* nexus_usage_batch */
     ngx_int_t                   usage_queue;    /* nexus_usage_queue */
 
+    u_char                     *audit_keys;     /* chain key, checkpoint
+                                                   key; NULL: no audit */
+    ngx_msec_t                  audit_flush;    /* nexus_audit_flush */
+    ngx_msec_t                  audit_checkpoint;
+
     ngx_int_t                   token_ceiling;  /* nexus_token_ceiling */
     ngx_array_t                *token_ceilings; /* ... model=NAME */
     ngx_msec_t                  budget_ttl;     /* nexus_budget_ttl */

@@ -42,11 +42,10 @@ ngx_nexus_provider_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_nexus_main_conf_t *nmcf = conf;
 
-    ngx_int_t                  n;
+    ngx_int_t                  n, rc;
     ngx_url_t                  u;
     ngx_str_t                 *value, s, key_file;
     ngx_uint_t                 i, tls, verify;
-    ngx_msec_t                 ms;
     ngx_conf_enum_t           *e;
     ngx_nexus_provider_t      *p, **pp;
     ngx_http_upstream_conf_t  *uc;
@@ -226,6 +225,27 @@ ngx_nexus_provider_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        if (ngx_strncmp(value[i].data, "azure_api_version=", 18) == 0) {
+            p->azure_version.data = value[i].data + 18;
+            p->azure_version.len = value[i].len - 18;
+
+            for (n = 0; n < (ngx_int_t) p->azure_version.len; n++) {
+                if (!isalnum(p->azure_version.data[n])
+                    && p->azure_version.data[n] != '-')
+                {
+                    goto invalid;
+                }
+            }
+
+            if (p->azure_version.len == 0) {
+                goto invalid;
+            }
+
+            /* a deployment's models are the nexus_model names */
+            p->no_discovery = 1;
+            continue;
+        }
+
         if (value[i].len == 13
             && ngx_strncmp(value[i].data, "discovery=off", 13) == 0)
         {
@@ -240,39 +260,19 @@ ngx_nexus_provider_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
-        if (ngx_strncmp(value[i].data, "connect_timeout=", 16) == 0) {
-            s.data = value[i].data + 16;
-            s.len = value[i].len - 16;
-            ms = ngx_parse_time(&s, 0);
-            if (ms == (ngx_msec_t) NGX_ERROR || ms == 0) {
-                goto invalid;
-            }
-
-            uc->connect_timeout = ms;
-            continue;
+        rc = ngx_nexus_param_time(&value[i], "connect_timeout=", 1,
+                                  &uc->connect_timeout);
+        if (rc == NGX_DECLINED) {
+            rc = ngx_nexus_param_time(&value[i], "send_timeout=", 1,
+                                      &uc->send_timeout);
         }
 
-        if (ngx_strncmp(value[i].data, "send_timeout=", 13) == 0) {
-            s.data = value[i].data + 13;
-            s.len = value[i].len - 13;
-            ms = ngx_parse_time(&s, 0);
-            if (ms == (ngx_msec_t) NGX_ERROR || ms == 0) {
-                goto invalid;
-            }
-
-            uc->send_timeout = ms;
-            continue;
+        if (rc == NGX_DECLINED) {
+            rc = ngx_nexus_param_time(&value[i], "read_timeout=", 1,
+                                      &uc->read_timeout);
         }
 
-        if (ngx_strncmp(value[i].data, "read_timeout=", 13) == 0) {
-            s.data = value[i].data + 13;
-            s.len = value[i].len - 13;
-            ms = ngx_parse_time(&s, 0);
-            if (ms == (ngx_msec_t) NGX_ERROR || ms == 0) {
-                goto invalid;
-            }
-
-            uc->read_timeout = ms;
+        if (rc == NGX_OK) {
             continue;
         }
 
@@ -301,6 +301,12 @@ ngx_nexus_provider_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     p->tls = tls;
+
+    if (p->azure_version.len && p->type != NX_LLM_OPENAI) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"azure_api_version=\" needs \"type=openai\"");
+        return NGX_CONF_ERROR;
+    }
 
     if (tls && ngx_nexus_provider_tls(cf, p, verify) != NGX_OK) {
         return NGX_CONF_ERROR;
@@ -606,6 +612,40 @@ ngx_nexus_providers_init(ngx_conf_t *cf)
                            "\"nexus_max_attempts\" must be from 1 to 10");
         return NGX_ERROR;
     }
+
+    return NGX_OK;
+}
+
+
+/*
+ * A "name=time" parameter: NGX_DECLINED when value is not this one,
+ * NGX_ERROR when its time is invalid or under min ms, else NGX_OK.
+ */
+
+ngx_int_t
+ngx_nexus_param_time(ngx_str_t *value, const char *name, ngx_msec_t min,
+    ngx_msec_t *out)
+{
+    size_t      len;
+    ngx_str_t   s;
+    ngx_msec_t  ms;
+
+    len = ngx_strlen(name);
+
+    if (value->len < len || ngx_strncmp(value->data, name, len) != 0) {
+        return NGX_DECLINED;
+    }
+
+    s.data = value->data + len;
+    s.len = value->len - len;
+
+    ms = ngx_parse_time(&s, 0);
+
+    if (ms == (ngx_msec_t) NGX_ERROR || ms < min) {
+        return NGX_ERROR;
+    }
+
+    *out = ms;
 
     return NGX_OK;
 }

@@ -24,6 +24,7 @@ struct ngx_nexus_provider_s {
     ngx_uint_t                      index;      /* in nmcf->providers */
     ngx_uint_t                      tls;
     ngx_uint_t                      no_discovery;   /* discovery=off */
+    ngx_str_t                       azure_version;  /* azure_api_version= */
     ngx_uint_t                      type;       /* NX_LLM_OPENAI ... */
     ngx_uint_t                      weight;
     ngx_http_upstream_srv_conf_t   *upstream;
@@ -49,6 +50,8 @@ char *ngx_nexus_provider_conf(ngx_conf_t *cf, ngx_command_t *cmd,
 char *ngx_nexus_model_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 ngx_int_t ngx_nexus_providers_init(ngx_conf_t *cf);
 ngx_nexus_provider_t *ngx_nexus_provider_by_name(ngx_str_t *name);
+ngx_int_t ngx_nexus_param_time(ngx_str_t *value, const char *name,
+    ngx_msec_t min, ngx_msec_t *out);
 
 
 /* outcomes of one upstream attempt, for metrics and the breaker */

@@ -81,6 +81,8 @@ static void ngx_nexus_proxy_account(ngx_http_request_t *r,
     ngx_nexus_proxy_t *px);
 static ngx_buf_t *ngx_nexus_proxy_buf(ngx_http_request_t *r, u_char *p,
     size_t len);
+static void ngx_nexus_proxy_json_header(ngx_http_request_t *r,
+    ngx_uint_t status, size_t len);
 
 
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
@@ -408,35 +410,17 @@ static ngx_int_t
 ngx_nexus_proxy_build(ngx_http_request_t *r, ngx_nexus_proxy_t *px,
     ngx_nexus_candidate_t *c)
 {
-    u_char                *served;
     size_t                 len;
     ngx_buf_t             *b;
     ngx_str_t              rid;
     const char            *path, *accept;
-    nx_buf_t               body = NX_BUF_INIT;
     ngx_chain_t           *cl;
-    nx_llm_err_t           err;
     ngx_nexus_provider_t  *p;
 
     p = c->provider;
 
     path = nx_llm_upstream_path(p->type, px->kind);
     if (path == NULL) {
-        return NGX_ERROR;
-    }
-
-    served = ngx_pnalloc(r->pool, c->served.len + 1);
-    if (served == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_cpystrn(served, c->served.data, c->served.len + 1);
-
-    if (nx_llm_build_request(&px->req, p->type, (const char *) served, 4096,
-                             &body, &err)
-        != 0)
-    {
-        nx_buf_free(&body);
         return NGX_ERROR;
     }
 
@@ -454,51 +438,65 @@ ngx_nexus_proxy_build(ngx_http_request_t *r, ngx_nexus_proxy_t *px,
                  "Content-Length: \r\nAccept: \r\n"
                  "User-Agent: nexus\r\nX-Request-Id: \r\n\r\n")
           + ngx_strlen(path) + p->host.len + NGX_SIZE_T_LEN
-          + ngx_strlen(accept) + rid.len + body.len;
+          + ngx_strlen(accept) + rid.len + c->body.len
+          + sizeof("anthropic-version: 2023-06-01\r\n");
 
-    len += sizeof("anthropic-version: 2023-06-01\r\n");
+    if (p->azure_version.len) {
+        /* /openai/deployments/{deployment}/{what}?api-version=... */
+        len += sizeof("/openai/deployments/?api-version=") + c->served.len
+               + p->azure_version.len;
+    }
 
     if (p->key.len) {
-        len += sizeof("Authorization: Bearer \r\n") + p->key.len
-               + sizeof("x-api-key: \r\n");
+        len += sizeof("Authorization: Bearer \r\n") + p->key.len;
     }
 
     b = ngx_create_temp_buf(r->pool, len);
     if (b == NULL) {
-        nx_buf_free(&body);
         return NGX_ERROR;
     }
 
-    b->last = ngx_sprintf(b->last, "POST %s HTTP/1.1\r\nHost: %V\r\n"
+    if (p->azure_version.len) {
+        b->last = ngx_sprintf(b->last, "POST /openai/deployments/%V%s"
+                              "?api-version=%V HTTP/1.1\r\n",
+                              &c->served, path + sizeof("/v1") - 1,
+                              &p->azure_version);
+    } else {
+        b->last = ngx_sprintf(b->last, "POST %s HTTP/1.1\r\n", path);
+    }
+
+    b->last = ngx_sprintf(b->last, "Host: %V\r\n"
                           "Content-Type: application/json\r\n"
                           "Content-Length: %uz\r\nAccept: %s\r\n"
                           "User-Agent: nexus\r\n",
-                          path, &p->host, body.len, accept);
+                          &p->host, c->body.len, accept);
 
     if (rid.len) {
         b->last = ngx_sprintf(b->last, "X-Request-Id: %V\r\n", &rid);
     }
 
+    if (p->type == NX_LLM_ANTHROPIC) {
+        b->last = ngx_cpymem(b->last, "anthropic-version: 2023-06-01\r\n",
+                             sizeof("anthropic-version: 2023-06-01\r\n") - 1);
+    }
+
     if (p->key.len) {
         if (p->type == NX_LLM_ANTHROPIC) {
-            b->last = ngx_sprintf(b->last, "x-api-key: %V\r\n"
-                                  "anthropic-version: 2023-06-01\r\n",
-                                  &p->key);
+            b->last = ngx_sprintf(b->last, "x-api-key: %V\r\n", &p->key);
+
+        } else if (p->azure_version.len) {
+            b->last = ngx_sprintf(b->last, "api-key: %V\r\n", &p->key);
+
         } else {
             b->last = ngx_sprintf(b->last, "Authorization: Bearer %V\r\n",
                                   &p->key);
         }
-
-    } else if (p->type == NX_LLM_ANTHROPIC) {
-        b->last = ngx_cpymem(b->last, "anthropic-version: 2023-06-01\r\n",
-                             sizeof("anthropic-version: 2023-06-01\r\n") - 1);
     }
 
     *b->last++ = '\r';
     *b->last++ = '\n';
 
-    b->last = ngx_cpymem(b->last, body.data, body.len);
-    nx_buf_free(&body);
+    b->last = ngx_cpymem(b->last, c->body.data, c->body.len);
 
     cl = ngx_alloc_chain_link(r->pool);
     if (cl == NULL) {
@@ -1056,18 +1054,7 @@ ngx_nexus_proxy_release(ngx_http_request_t *r, ngx_nexus_proxy_t *px)
 
     px->released = 1;
 
-    r->headers_out.status = status;
-    r->headers_out.status_line.len = 0;
-    r->headers_out.content_length_n = px->out.len;
-
-    if (r->headers_out.content_length) {
-        r->headers_out.content_length->hash = 0;
-        r->headers_out.content_length = NULL;
-    }
-
-    ngx_str_set(&r->headers_out.content_type, "application/json");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-    r->headers_out.content_type_lowcase = NULL;
+    ngx_nexus_proxy_json_header(r, status, px->out.len);
 
     if (ngx_nexus_proxy_headers(r, px) != NGX_OK) {
         return NGX_ERROR;
@@ -1180,49 +1167,31 @@ bad:
 static ngx_int_t
 ngx_nexus_proxy_headers(ngx_http_request_t *r, ngx_nexus_proxy_t *px)
 {
-    u_char           *p;
-    ngx_table_elt_t  *h;
+    u_char  *p;
 
-    if (px->cur) {
-        h = ngx_list_push(&r->headers_out.headers);
-        if (h == NULL) {
-            return NGX_ERROR;
-        }
-
-        h->hash = 1;
-        ngx_str_set(&h->key, "x-nexus-provider");
-        h->value = px->cur->provider->name;
-    }
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
+    if (px->cur
+        && ngx_nexus_add_header(r, "x-nexus-provider",
+                                (char *) px->cur->provider->name.data)
+           != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
-    p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+    p = ngx_pnalloc(r->pool, 2 * NGX_INT_T_LEN + 2);
     if (p == NULL) {
         return NGX_ERROR;
     }
 
-    h->hash = 1;
-    ngx_str_set(&h->key, "x-nexus-attempt");
-    h->value.data = p;
-    h->value.len = ngx_sprintf(p, "%ui", px->attempts) - p;
+    (void) ngx_sprintf(p, "%ui%Z%M%Z", px->attempts,
+                       ngx_current_msec - px->start);
 
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
+    if (ngx_nexus_add_header(r, "x-nexus-attempt", (char *) p) != NGX_OK
+        || ngx_nexus_add_header(r, "x-nexus-latency-ms",
+                                (char *) p + ngx_strlen(p) + 1)
+           != NGX_OK)
+    {
         return NGX_ERROR;
     }
-
-    p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    h->hash = 1;
-    ngx_str_set(&h->key, "x-nexus-latency-ms");
-    h->value.data = p;
-    h->value.len = ngx_sprintf(p, "%M", ngx_current_msec - px->start) - p;
 
     return ngx_nexus_budget_headers(r, px);
 }
@@ -1237,8 +1206,7 @@ ngx_nexus_proxy_headers(ngx_http_request_t *r, ngx_nexus_proxy_t *px)
 static ngx_int_t
 ngx_nexus_proxy_replace(ngx_http_request_t *r, ngx_nexus_proxy_t *px)
 {
-    u_char      *p, *json;
-    size_t       len;
+    u_char      *p;
     ngx_uint_t   status;
     const char  *code, *type, *message;
 
@@ -1288,35 +1256,15 @@ ngx_nexus_proxy_replace(ngx_http_request_t *r, ngx_nexus_proxy_t *px)
     px->error_code = code;
     px->outcome = "error";
 
-    len = sizeof("{\"error\":{\"message\":\"\",\"type\":\"\",\"param\":null,"
-                 "\"code\":\"\"}}") - 1
-          + ngx_strlen(message) + ngx_strlen(type) + ngx_strlen(code);
-
-    json = ngx_pnalloc(r->pool, len);
-    if (json == NULL) {
+    if (ngx_nexus_proxy_error_json(r->pool, message, type, code, &px->reply)
+        != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
-    p = ngx_sprintf(json, "{\"error\":{\"message\":\"%s\",\"type\":\"%s\","
-                    "\"param\":null,\"code\":\"%s\"}}", message, type, code);
-
-    px->reply.data = json;
-    px->reply.len = p - json;
     px->replace = 1;
 
-    r->headers_out.status = status;
-    r->headers_out.status_line.len = 0;
-    r->headers_out.content_length_n = px->reply.len;
-
-    if (r->headers_out.content_length) {
-        r->headers_out.content_length->hash = 0;
-        r->headers_out.content_length = NULL;
-    }
-
-    ngx_str_set(&r->headers_out.content_type, "application/json");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-    r->headers_out.content_type_lowcase = NULL;
-    r->headers_out.charset.len = 0;
+    ngx_nexus_proxy_json_header(r, status, px->reply.len);
 
     if (status == NGX_HTTP_SERVICE_UNAVAILABLE) {
         p = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
@@ -1445,6 +1393,56 @@ ngx_nexus_proxy_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
     }
 
     return ngx_http_next_body_filter(r, in);
+}
+
+
+/* the response header of a JSON answer of len bytes */
+
+static void
+ngx_nexus_proxy_json_header(ngx_http_request_t *r, ngx_uint_t status,
+    size_t len)
+{
+    r->headers_out.status = status;
+    r->headers_out.status_line.len = 0;
+    r->headers_out.content_length_n = len;
+
+    if (r->headers_out.content_length) {
+        r->headers_out.content_length->hash = 0;
+        r->headers_out.content_length = NULL;
+    }
+
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+    r->headers_out.charset.len = 0;
+}
+
+
+/* OpenAI's error shape; message, type and code need no escaping */
+
+ngx_int_t
+ngx_nexus_proxy_error_json(ngx_pool_t *pool, const char *message,
+    const char *type, const char *code, ngx_str_t *out)
+{
+    u_char  *p;
+    size_t   len;
+
+    len = sizeof("{\"error\":{\"message\":\"\",\"type\":\"\",\"param\":null,"
+                 "\"code\":\"\"}}") - 1
+          + ngx_strlen(message) + ngx_strlen(type) + ngx_strlen(code);
+
+    out->data = ngx_pnalloc(pool, len);
+    if (out->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_sprintf(out->data, "{\"error\":{\"message\":\"%s\",\"type\":"
+                    "\"%s\",\"param\":null,\"code\":\"%s\"}}",
+                    message, type, code);
+
+    out->len = p - out->data;
+
+    return NGX_OK;
 }
 
 
@@ -1597,7 +1595,8 @@ ngx_nexus_proxy_account(ngx_http_request_t *r, ngx_nexus_proxy_t *px)
     ngx_nexus_budget_settle(px, ev.total_tokens);
 
     ev.latency_ms = ngx_current_msec - px->start;
-    ev.ttft_ms = px->has_ttft ? px->ttft : 0;
+    /* 0 means "no first token": a token within the first ms counts 1 */
+    ev.ttft_ms = px->has_ttft ? ngx_max(px->ttft, 1) : 0;
     ev.bytes_in = r->request_length;
     ev.bytes_out = px->bytes_out;
 

@@ -29,6 +29,8 @@
 typedef struct {
     ngx_nexus_provider_t           *provider;
     ngx_str_t                       served;     /* model name it gets */
+    ngx_str_t                       body;       /* the request body for
+                                                   its type */
 } ngx_nexus_candidate_t;
 
 
@@ -100,6 +102,9 @@ ngx_nexus_proxy_t *ngx_nexus_proxy_get(ngx_http_request_t *r);
 
 /* sends the request to px->cands; returns what a content handler does */
 void ngx_nexus_proxy_start(ngx_http_request_t *r, ngx_nexus_proxy_t *px);
+
+ngx_int_t ngx_nexus_proxy_error_json(ngx_pool_t *pool, const char *message,
+    const char *type, const char *code, ngx_str_t *out);
 
 /* an OpenAI-shaped error as the whole response */
 ngx_int_t ngx_nexus_proxy_send_json(ngx_http_request_t *r,

@@ -17,11 +17,14 @@
  * Nothing is lost when a worker exits gracefully (nginx -s reload or
  * quit): the flush timer is not cancelable while events wait, so nginx
  * keeps the exiting worker alive until they are written, and the query
- * timer of the pool does the same while a batch is in flight.  An exiting
- * worker cannot reconnect to PostgreSQL: if its connections are gone, or
- * a few attempts fail, it gives up, logs how many events it lost, and
- * exits.  What a crashed (or killed) worker held in memory is lost: at
- * most one flush interval of its requests, or one batch.
+ * timer of the pool does the same while a batch is in flight.  The worker
+ * learns that it is exiting at once, from an idle connection of its own
+ * that nginx closes then, and writes what it holds without waiting for
+ * its next tick.  An exiting worker cannot reconnect to PostgreSQL: if
+ * its connections are gone, or a few attempts fail, it gives up, logs how
+ * many events it lost, and exits.  What a crashed (or killed) worker held
+ * in memory is lost: at most one flush interval of its requests, or one
+ * batch.
  *
  * One worker per node also keeps the daily partitions created ahead, by
  * calling nexus_usage_partitions() every hour.
@@ -48,6 +51,7 @@
 
 /* an exiting worker cannot reconnect: it tries a batch this many times */
 #define NGX_NEXUS_USAGE_EXIT_TRIES      3
+#define NGX_NEXUS_USAGE_EXIT_RETRY      200
 
 #define NGX_NEXUS_USAGE_PARTS_EVERY     (3600 * 1000)
 #define NGX_NEXUS_USAGE_PARTS_RETRY     (60 * 1000)
@@ -61,6 +65,8 @@ typedef struct {
 } ngx_nexus_usage_row_t;
 
 
+static void ngx_nexus_usage_watch(ngx_cycle_t *cycle);
+static void ngx_nexus_usage_shutdown(ngx_event_t *ev);
 static void ngx_nexus_usage_timer(ngx_event_t *ev);
 static void ngx_nexus_usage_arm(void);
 static void ngx_nexus_usage_flush(void);
@@ -99,6 +105,7 @@ static ngx_uint_t    ngx_nexus_usage_exit_tries;
 
 static ngx_event_t   ngx_nexus_usage_ev;
 static ngx_event_t   ngx_nexus_usage_parts_ev;
+static ngx_connection_t  *ngx_nexus_usage_idle;
 
 /* timers log their connection's fd at debug level: give them one */
 static ngx_connection_t  ngx_nexus_usage_conn = { .fd = (ngx_socket_t) -1 };
@@ -211,7 +218,7 @@ ngx_nexus_usage_init_process(ngx_cycle_t *cycle)
     ngx_nexus_usage_ev.data = &ngx_nexus_usage_conn;
     ngx_nexus_usage_ev.cancelable = 1;
 
-    ngx_add_timer(&ngx_nexus_usage_ev, ngx_nexus_usage_interval);
+    ngx_nexus_usage_watch(cycle);
 
     if (ngx_worker == 0) {
         /* one worker per node is enough; the nodes take turns in SQL */
@@ -229,6 +236,67 @@ ngx_nexus_usage_init_process(ngx_cycle_t *cycle)
 
 
 /*
+ * nginx starts a graceful shutdown by closing the idle connections of each
+ * worker (ngx_close_idle_connections()), the way it tells keepalive
+ * connections.  An idle connection on /dev/null, never read from and
+ * never in the event loop, brings that notice here.  Without it, an
+ * exiting worker would write its events at its next tick only.
+ */
+
+static void
+ngx_nexus_usage_watch(ngx_cycle_t *cycle)
+{
+    ngx_fd_t           fd;
+    ngx_connection_t  *c;
+
+    ngx_nexus_usage_idle = NULL;
+
+    fd = ngx_open_file("/dev/null", NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (fd == NGX_INVALID_FILE) {
+        ngx_log_error(NGX_LOG_WARN, cycle->log, ngx_errno,
+                      "nexus usage: cannot open /dev/null, exiting "
+                      "workers write their events at their next tick");
+        return;
+    }
+
+    c = ngx_get_connection((ngx_socket_t) fd, cycle->log);
+    if (c == NULL) {
+        (void) ngx_close_file(fd);
+        return;
+    }
+
+    c->idle = 1;
+    c->read->handler = ngx_nexus_usage_shutdown;
+
+    ngx_nexus_usage_idle = c;
+}
+
+
+static void
+ngx_nexus_usage_shutdown(ngx_event_t *ev)
+{
+    ngx_connection_t  *c;
+
+    c = ev->data;
+
+    /* no socket left open behind the exiting worker */
+    ngx_close_connection(c);
+    ngx_nexus_usage_idle = NULL;
+
+    if (!ngx_nexus_usage_on) {
+        return;
+    }
+
+    if (ngx_nexus_usage_ev.timer_set) {
+        ngx_del_timer(&ngx_nexus_usage_ev);
+    }
+
+    ngx_nexus_usage_flush();
+    ngx_nexus_usage_arm();
+}
+
+
+/*
  * The worker is exiting for good.  After a graceful shutdown nothing is
  * left here; after a fast one (SIGTERM, nginx -s stop) what is left is
  * lost, and said so.  A batch in flight may or may not have landed.
@@ -237,6 +305,11 @@ ngx_nexus_usage_init_process(ngx_cycle_t *cycle)
 void
 ngx_nexus_usage_exit_process(ngx_cycle_t *cycle)
 {
+    if (ngx_nexus_usage_idle) {
+        ngx_close_connection(ngx_nexus_usage_idle);
+        ngx_nexus_usage_idle = NULL;
+    }
+
     if (!ngx_nexus_usage_on) {
         return;
     }
@@ -370,24 +443,23 @@ ngx_nexus_usage_emit(const ngx_nexus_usage_t *ev)
 }
 
 
+/*
+ * The timer runs only while events wait: the first event of a quiet worker
+ * arms it, and a failed batch in flight arms it again.
+ */
+
 static void
 ngx_nexus_usage_timer(ngx_event_t *ev)
 {
     ngx_nexus_usage_log_drops();
     ngx_nexus_usage_flush();
-
-    if (ngx_exiting && ngx_nexus_usage_nwaiting == 0) {
-        /* a failed batch in flight arms the timer again */
-        return;
-    }
-
     ngx_nexus_usage_arm();
 }
 
 
 /*
- * The flush timer keeps a gracefully exiting worker alive exactly while
- * events wait to be sent.
+ * The timer is set while events wait, and keeps a gracefully exiting
+ * worker alive exactly as long.
  */
 
 static void
@@ -395,8 +467,11 @@ ngx_nexus_usage_arm(void)
 {
     ngx_nexus_usage_ev.cancelable = (ngx_nexus_usage_nwaiting == 0);
 
-    if (!ngx_nexus_usage_ev.timer_set) {
-        ngx_add_timer(&ngx_nexus_usage_ev, ngx_nexus_usage_interval);
+    if (ngx_nexus_usage_nwaiting && !ngx_nexus_usage_ev.timer_set) {
+        ngx_add_timer(&ngx_nexus_usage_ev,
+                      ngx_exiting ? ngx_min(ngx_nexus_usage_interval,
+                                            NGX_NEXUS_USAGE_EXIT_RETRY)
+                                  : ngx_nexus_usage_interval);
     }
 }
 
