@@ -156,6 +156,13 @@ ngx_nexus_ops_handler(ngx_http_request_t *r)
         return ngx_nexus_health_ready(r);
     }
 
+    if (ngx_nexus_route(r, &rest) == NGX_OK
+        && rest.len == sizeof("ops/notifications") - 1
+        && ngx_strncmp(rest.data, "ops/notifications", rest.len) == 0)
+    {
+        return ngx_nexus_notify_ops(r);
+    }
+
     return ngx_nexus_not_found(r);
 }
 
