@@ -4,9 +4,9 @@
  * Intake: entries of the event stream become delivery jobs.
  *
  * For a batch of entries: each is parsed (common/nx_notify.c); its
- * tenant's routes are read; the first enabled route that matches and has
- * an enabled destination gives the targets, else the tenant's enabled
- * destinations, else the global fallback URLs.  The jobs of the whole
+ * tenant's routes are read; the first enabled route that matches (in
+ * priority order) gives the targets, its destinations in order; else the
+ * tenant's enabled destinations; else the global fallback URLs.  The jobs of the whole
  * batch are inserted in one transaction (a job's dedupe key is the entry
  * id and the target, so inserting twice is harmless), and only then are
  * the entries acknowledged.  A batch that fails for a transient reason is
@@ -479,7 +479,12 @@ notify_targets(const nx_notify_event_t *ev, const notify_routing_t *rt,
 
     if (rt != NULL && YAJL_IS_ARRAY(rt->routes)) {
 
-        /* the first route that matches and has a destination to use */
+        /*
+         * The first route that matches takes the event, to all of its
+         * destinations: a disabled one gets a job too, which goes to the
+         * DLQ as destination_disabled (and can be replayed once it is
+         * enabled again), rather than the event going elsewhere.
+         */
 
         for (i = 0; i < rt->routes->u.array.len && n == 0; i++) {
             route = rt->routes->u.array.values[i];
@@ -503,9 +508,8 @@ notify_targets(const nx_notify_event_t *ev, const notify_routing_t *rt,
 
                 d = notify_destination(rt, id);
 
+                /* a destination deleted since the route was written */
                 if (d == NULL
-                    || nx_json_bool(nx_json_get(d, "enabled"), &enabled) != 0
-                    || !enabled
                     || nx_json_string(nx_json_get(d, "url"), &url) != 0)
                 {
                     continue;
