@@ -259,14 +259,18 @@ sub job_rows {
     return $JSON->decode($out);
 }
 
+# over the UTF-8 bytes of a (decoded) string
 sub sha256_hex {
+    my ($s) = @_;
     require Digest::SHA;
-    return Digest::SHA::sha256_hex($_[0]);
+    utf8::encode($s) if utf8::is_utf8($s);
+    return Digest::SHA::sha256_hex($s);
 }
 
 sub hmac_sha256_hex {
     my ($data, $key) = @_;
     require Digest::SHA;
+    utf8::encode($data) if utf8::is_utf8($data);
     return Digest::SHA::hmac_sha256_hex($data, $key);
 }
 
