@@ -50,6 +50,8 @@ CREATE TABLE notify_routes (
 
 CREATE TABLE notify_jobs (
     id              uuid        PRIMARY KEY DEFAULT gen_random_uuid(),
+    -- the order jobs were made in (a route's destinations, in order)
+    seq             bigserial   NOT NULL,
     tenant_id       bigint      REFERENCES tenants (id) ON DELETE CASCADE,
     -- "destination": destination_id; "fallback": a global fallback URL
     kind            text        NOT NULL
@@ -81,7 +83,7 @@ CREATE TABLE notify_jobs (
     delivered_at    timestamptz
 );
 
-CREATE INDEX notify_jobs_due_idx ON notify_jobs (next_attempt_at)
+CREATE INDEX notify_jobs_due_idx ON notify_jobs (next_attempt_at, seq)
     WHERE status IN ('queued', 'retrying');
 CREATE INDEX notify_jobs_lease_idx ON notify_jobs (locked_until)
     WHERE status = 'delivering';
@@ -172,20 +174,25 @@ LANGUAGE sql AS $$
         GROUP BY 1
     ),
     due AS (
-        SELECT j.id, j.next_attempt_at, j.destination_id, j.url, j.kind
+        -- targets already at their cap are left out before the LIMIT, so
+        -- that a backlog for one receiver cannot hide everyone else's
+        SELECT j.id, j.next_attempt_at, j.seq, j.destination_id, j.url,
+               j.kind
         FROM notify_jobs j
         WHERE j.status IN ('queued', 'retrying')
           AND j.next_attempt_at <= now()
           AND j.attempts < p_max_attempts
           AND j.created_at >= now() - make_interval(secs => p_max_age_s)
-        ORDER BY j.next_attempt_at, j.id
+          AND coalesce(j.destination_id::text, j.url) NOT IN (
+              SELECT busy.target FROM busy WHERE busy.n >= p_per_target)
+        ORDER BY j.next_attempt_at, j.seq
         LIMIT greatest(p_limit * 8, 256)
     ),
     ranked AS (
-        SELECT due.id, due.next_attempt_at,
+        SELECT due.id, due.next_attempt_at, due.seq,
                row_number() OVER (
                    PARTITION BY coalesce(due.destination_id::text, due.url)
-                   ORDER BY due.next_attempt_at, due.id) AS rn,
+                   ORDER BY due.next_attempt_at, due.seq) AS rn,
                coalesce(b.n, 0) AS busy
         FROM due
         LEFT JOIN notify_destinations d ON d.id = due.destination_id
@@ -202,7 +209,7 @@ LANGUAGE sql AS $$
           AND j.next_attempt_at <= now()
           AND j.id IN (SELECT r.id FROM ranked r
                        WHERE r.rn + r.busy <= p_per_target
-                       ORDER BY r.next_attempt_at, r.id
+                       ORDER BY r.next_attempt_at, r.seq
                        LIMIT p_limit)
         FOR UPDATE SKIP LOCKED
     ),
@@ -223,6 +230,7 @@ LANGUAGE sql AS $$
     FROM claimed c
     LEFT JOIN notify_destinations d ON d.id = c.destination_id
     LEFT JOIN tenants t ON t.id = c.tenant_id
+    ORDER BY c.next_attempt_at, c.seq
 $$;
 
 
@@ -311,7 +319,7 @@ LANGUAGE sql AS $$
                OR j.attempts >= p_max_attempts
                OR (j.kind = 'destination'
                    AND (d.id IS NULL OR NOT d.enabled)))
-        ORDER BY j.created_at
+        ORDER BY j.seq
         LIMIT 1000
         FOR UPDATE OF j SKIP LOCKED
     ),

@@ -318,12 +318,12 @@ static const struct {
     /* $1 scope, $2 status or '', $3 tenant or '', $4 limit */
     { "nexus_notify_job_list",
       "SELECT coalesce(json_agg(" NGX_NEXUS_JOB_JSON
-      " ORDER BY j.created_at DESC, j.id), '[]')::text"
+      " ORDER BY j.seq DESC), '[]')::text"
       " FROM (SELECT j.* FROM notify_jobs j"
       " LEFT JOIN tenants t ON t.id = j.tenant_id"
       " WHERE ($1::bigint = 0 OR j.tenant_id = $1::bigint)"
       " AND ($2 = '' OR j.status = $2) AND ($3 = '' OR t.name = $3)"
-      " ORDER BY j.created_at DESC, j.id LIMIT $4::integer) j"
+      " ORDER BY j.seq DESC LIMIT $4::integer) j"
       " LEFT JOIN tenants t ON t.id = j.tenant_id",
       4 },
 

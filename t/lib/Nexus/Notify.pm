@@ -254,7 +254,7 @@ sub admin {
 # job_rows($where): notify_jobs rows as hashes
 sub job_rows {
     my ($where) = @_;
-    my $out = psql("SELECT coalesce(json_agg(j ORDER BY j.created_at, j.id),"
+    my $out = psql("SELECT coalesce(json_agg(j ORDER BY j.seq),"
         . " '[]') FROM notify_jobs j WHERE $where");
     return $JSON->decode($out);
 }
