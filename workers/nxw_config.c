@@ -3,7 +3,8 @@
  *
  * Worker configuration: one table of typed keys (after Redis's config.c).
  * Each key has a default, may be set in the config file ("key value" or
- * "key = value", "#" comments, double quotes for values with spaces) and
+ * "key = value", "#" comments, also after a value, double quotes for
+ * values with spaces or "#") and
  * in the environment as NEXUS_<KEY> (which wins over the file), and says
  * whether SIGHUP may change it.
  */
@@ -387,6 +388,18 @@ nxw_config_file(const nxw_option_t *const *tables, void *conf,
 
         *end = '\0';
         value = p;
+
+        /* a "#" after white space starts a comment, outside quotes */
+        if (*value != '"') {
+            for (end = value; *end; end++) {
+                if (*end == '#' && end > value
+                    && (end[-1] == ' ' || end[-1] == '\t'))
+                {
+                    *end = '\0';
+                    break;
+                }
+            }
+        }
 
         /* the value ends at the line's end, less trailing white space */
         end = value + strlen(value);
