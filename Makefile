@@ -139,6 +139,7 @@ demo-down:
 bench: all $(BUILD)/bench-policy
 	@$(BUILD)/bench-policy bench/policy_rules.json
 	@NEXUS_RUN=bench/auth.pl t/run
+	@NEXUS_RUN=bench/notify.pl t/run
 
 $(BUILD)/bench-policy: bench/policy.c $(BUILD)/libnexus.a
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libnexus.a $(LIBS_COMMON)

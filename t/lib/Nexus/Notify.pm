@@ -11,7 +11,8 @@ package Nexus::Notify;
 #   my $w = worker_start(env => {NEXUS_NOTIFY_MAX_ATTEMPTS => 3});
 #   worker_stop($w) → exit code (SIGTERM, waits);  worker_kill($w) (-9)
 #   worker_log($w) → its JSON lines, decoded
-#   wait_for(sub { ... }, 10) → 1 when the sub returned true in time
+#   wait_for(sub { ... }, 10[, 0.05]) → 1 when the sub returned true in
+#       time (polled every 0.05 s)
 #   notify_nginx(%opt) → $t: nexus_conf() plus nexus_seal_key_file
 #   seal_key_file() → the path of this file's seal key (hex)
 #   admin($t, $key, METHOD, path, json) → http_req() result with {json}
@@ -158,9 +159,10 @@ sub receiver_stop {
 ###############################################################################
 # nexus-notify
 
-# worker_start(env => {...}, consumer => 'name'): starts build/nexus-notify
-# with the test database and Redis, the short timeouts above, and env on
-# top. Returns {pid, log, consumer}.
+# worker_start(env => {...}, consumer => 'name', args => [...], nowait => 1):
+# starts build/nexus-notify with the test database and Redis, the short
+# timeouts above, and env on top; waits until it logs "starting" unless
+# nowait. Returns {pid, log, consumer}.
 sub worker_start {
     my (%opt) = @_;
     my $bin = "$ROOT/build/nexus-notify";
@@ -183,9 +185,11 @@ sub worker_start {
     }
     my $w = { pid => $pid, log => $log, consumer => $consumer };
     push @WORKERS, $w;
-    # up when it logged "starting"
-    wait_for(sub { grep { $_->{msg} eq 'starting' } worker_log($w) }, 10)
-        or Test::More::diag("nexus-notify did not log 'starting'");
+    # up when it logged "starting" (nowait: the caller times it itself)
+    if (!$opt{nowait}) {
+        wait_for(sub { grep { $_->{msg} eq 'starting' } worker_log($w) }, 10)
+            or Test::More::diag("nexus-notify did not log 'starting'");
+    }
     return $w;
 }
 
@@ -236,11 +240,11 @@ sub worker_log {
 # misc
 
 sub wait_for {
-    my ($cond, $timeout) = @_;
+    my ($cond, $timeout, $step) = @_;
     my $deadline = time + ($timeout // 10);
     while (time < $deadline) {
         return 1 if $cond->();
-        sleep 0.05;
+        sleep($step // 0.05);
     }
     return $cond->() ? 1 : 0;
 }
