@@ -196,7 +196,7 @@ nxw_config_log(const nxw_option_t *const *tables, const void *conf)
                 if (v == NULL) {
                     v = "";
 
-                } else if (o->flags & NXW_OPT_SECRET) {
+                } else if ((o->flags & NXW_OPT_SECRET) && v[0] != '\0') {
                     v = "(set)";
 
                 } else if (o->flags & NXW_OPT_URL) {

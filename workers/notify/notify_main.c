@@ -66,7 +66,9 @@ static const nxw_option_t  notify_options[] = {
     { "seal_key_file", NXW_OPT_STR, NULL, 0,
       offsetof(notify_conf_t, seal_key_file), 0, 0 },
 
-    { "notify_fallback_urls", NXW_OPT_STR, "", NXW_OPT_RELOAD | NXW_OPT_URL,
+    /* webhook URLs often carry a token in the path: never logged */
+    { "notify_fallback_urls", NXW_OPT_STR, "",
+      NXW_OPT_RELOAD | NXW_OPT_SECRET,
       offsetof(notify_conf_t, fallback_urls), 0, 0 },
 
     { "notify_fallback_secret_file", NXW_OPT_STR, NULL, NXW_OPT_RELOAD,
