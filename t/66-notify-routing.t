@@ -17,7 +17,7 @@ use Nexus::Fixtures;
 use Nexus::Notify;
 
 my $t = notify_nginx();
-nexus_plan(21);
+nexus_plan(22);
 
 my $rcv = receiver_start();
 my $fsecret = 'whsec-fallback-66';
@@ -107,6 +107,10 @@ my $lkey = make_key($lonely, role => 'admin');
 ($jobs, $to) = routed($lkey, event_type => 'quota.x');
 is($to, 'fallback', 'no destination at all: the global fallback URL');
 is($jobs->[0]{url}, "$rcv->{url}/fallback", 'that URL');
+my $listed = admin($t, $lkey, 'GET', '/v1/admin/notifications/jobs')
+    ->{json}{data}[0];
+ok($listed->{kind} eq 'fallback' && !defined $listed->{url},
+    'the tenant sees a fallback job, not the platform\'s URL');
 ($jobs, $to) = routed($padmin, event_type => 'system.test', tenant => undef);
 is($to, 'fallback', 'a platform event: the fallback URL');
 ok(wait_for(sub { @{ receiver_received($rcv, '/fallback') } >= 2 }, 10),

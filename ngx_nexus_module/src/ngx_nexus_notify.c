@@ -167,7 +167,8 @@ static ngx_nexus_redis_script_t  ngx_nexus_notify_ops_script;
 
 #define NGX_NEXUS_JOB_JSON                                                    \
     "json_build_object('id', j.id, 'tenant', t.name, 'kind', j.kind,"        \
-    " 'destination_id', j.destination_id, 'url', j.url,"                     \
+    " 'destination_id', j.destination_id,"                                   \
+    " 'url', CASE WHEN j.kind = 'destination' THEN j.url END,"               \
     " 'route_id', j.route_id, 'event_id', j.event_id,"                       \
     " 'event_type', j.event_type, 'severity', j.severity,"                   \
     " 'status', j.status, 'attempts', j.attempts,"                           \
@@ -176,11 +177,13 @@ static ngx_nexus_redis_script_t  ngx_nexus_notify_ops_script;
     " 'replay_of', j.replay_of, 'created_at', j.created_at,"                 \
     " 'updated_at', j.updated_at, 'delivered_at', j.delivered_at)"
 
+/* a fallback receiver's answer is the platform's, not the tenant's */
 #define NGX_NEXUS_ATTEMPT_JSON                                                \
     "json_build_object('attempt', a.attempt, 'started_at', a.started_at,"    \
     " 'duration_ms', a.duration_ms, 'outcome', a.outcome,"                   \
     " 'http_status', a.http_status, 'error', a.error,"                       \
-    " 'response_body', a.response_body,"                                     \
+    " 'response_body', CASE WHEN j.kind = 'destination'"                     \
+    " OR $2::bigint = 0 THEN a.response_body END,"                           \
     " 'payload_sha256', a.payload_sha256, 'worker', a.worker)"
 
 #define NGX_NEXUS_DLQ_JSON                                                    \
