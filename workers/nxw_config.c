@@ -81,6 +81,9 @@ int
 nxw_config_load(const nxw_option_t *const *tables, void *conf,
     const char *file, char *err, size_t errlen)
 {
+    char         host[128], name[200];
+    nxw_conf_t  *base;
+
     if (nxw_config_defaults(tables, conf, err, errlen) != 0) {
         return -1;
     }
@@ -91,7 +94,38 @@ nxw_config_load(const nxw_option_t *const *tables, void *conf,
         return -1;
     }
 
-    return nxw_config_env(tables, conf, err, errlen);
+    if (nxw_config_env(tables, conf, err, errlen) != 0) {
+        return -1;
+    }
+
+    /* the runtime's keys come first in every daemon's struct */
+    base = conf;
+
+    if (nxw_log_level(base->log_level) < 0) {
+        (void) snprintf(err, errlen, "\"log_level\" must be error, warn, "
+                        "info or debug");
+        return -1;
+    }
+
+    if (base->consumer == NULL || base->consumer[0] == '\0') {
+        if (gethostname(host, sizeof(host)) != 0) {
+            strcpy(host, "localhost");
+        }
+
+        host[sizeof(host) - 1] = '\0';
+        (void) snprintf(name, sizeof(name), "%s-%s", host,
+                        base->role ? base->role : "worker");
+
+        free(base->consumer);
+        base->consumer = strdup(name);
+
+        if (base->consumer == NULL) {
+            (void) snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+    }
+
+    return 0;
 }
 
 

@@ -169,8 +169,8 @@ static int64_t  notify_next_cron;
 int
 main(int argc, char **argv)
 {
-    int         c, test, level, draining;
-    char        err[512], host[128];
+    int         c, test, draining;
+    char        err[512];
     int64_t     deadline, wait, due;
     nxw_log_t  *l;
 
@@ -209,24 +209,7 @@ main(int argc, char **argv)
         return 2;
     }
 
-    if (notify_conf.base.consumer == NULL) {
-        if (gethostname(host, sizeof(host)) != 0) {
-            strcpy(host, "localhost");
-        }
-
-        host[sizeof(host) - 1] = '\0';
-        (void) snprintf(err, sizeof(err), "%s-notify", host);
-        notify_conf.base.consumer = strdup(err);
-    }
-
-    level = nxw_log_level(notify_conf.base.log_level);
-    if (level < 0) {
-        nxw_log_msg(NXW_LOG_ERROR, "invalid configuration",
-                    "log_level must be error, warn, info or debug");
-        return 2;
-    }
-
-    nxw_log_set_level(level);
+    nxw_log_set_level(nxw_log_level(notify_conf.base.log_level));
 
     if (notify_state_build(&notify_conf, &notify_state, err, sizeof(err))
         != 0)
