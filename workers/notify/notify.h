@@ -119,7 +119,7 @@ void notify_intake_free(void);
 
 /* notify_deliver.c: jobs over HTTP */
 int notify_deliver_init(void);
-void notify_deliver_claim(void);
+int notify_deliver_claim(void);
 void notify_deliver_run(int64_t wait_ms);
 void notify_deliver_record(void);
 size_t notify_deliver_inflight(void);

@@ -131,7 +131,9 @@ notify_deliver_next_due(void)
 }
 
 
-void
+/* how many jobs were claimed: 0 also when nothing could be */
+
+int
 notify_deliver_claim(void)
 {
     int          i, n;
@@ -142,13 +144,13 @@ notify_deliver_claim(void)
 
     /* attempts waiting to be recorded come first */
     if (notify_ndone > 0) {
-        return;
+        return 0;
     }
 
     free_slots = notify_conf.concurrency - (int64_t) notify_ninflight;
 
     if (free_slots <= 0) {
-        return;
+        return 0;
     }
 
     (void) snprintf(limit, sizeof(limit), "%lld", (long long) free_slots);
@@ -171,14 +173,14 @@ notify_deliver_claim(void)
     res = nxw_pg_exec(&notify_pg, "notify_claim", 6, values);
 
     if (res == NULL) {
-        return;
+        return 0;
     }
 
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         nxw_log_msg(NXW_LOG_ERROR, "cannot claim jobs",
                     PQresultErrorMessage(res));
         PQclear(res);
-        return;
+        return 0;
     }
 
     n = PQntuples(res);
@@ -188,6 +190,8 @@ notify_deliver_claim(void)
     }
 
     PQclear(res);
+
+    return n;
 }
 
 

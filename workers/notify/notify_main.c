@@ -169,7 +169,7 @@ static int64_t  notify_next_cron;
 int
 main(int argc, char **argv)
 {
-    int         c, test, draining;
+    int         c, test, draining, claimed;
     char        err[512];
     int64_t     deadline, wait, due;
     nxw_log_t  *l;
@@ -264,6 +264,7 @@ main(int argc, char **argv)
 
     draining = 0;
     deadline = 0;
+    claimed = 0;
 
     for ( ;; ) {
 
@@ -300,7 +301,13 @@ main(int argc, char **argv)
 
                 due = notify_deliver_next_due();
 
-                if (due >= 0 && due < wait) {
+                /*
+                 * A job due now that the last claim did not get is held
+                 * back (its receiver at its cap, its destination about to
+                 * be swept): look again after the poll interval, not at
+                 * once, or the loop would spin on PostgreSQL.
+                 */
+                if (due >= 0 && due < wait && !(due == 0 && claimed == 0)) {
                     wait = due;
                 }
 
@@ -314,11 +321,18 @@ main(int argc, char **argv)
             }
 
             notify_intake(wait);
-            notify_deliver_claim();
+            claimed = notify_deliver_claim();
         }
 
         notify_deliver_run(notify_deliver_inflight() ? 50 : 0);
         notify_deliver_record();
+
+        if (notify_deliver_inflight() == 0
+            && notify_deliver_unrecorded() > 0)
+        {
+            /* PostgreSQL is away and attempts wait: do not spin */
+            nxw_sleep_ms(50);
+        }
 
         if (draining) {
             if (notify_deliver_inflight() == 0
