@@ -260,6 +260,10 @@ ngx_nexus_admin_handler(ngx_http_request_t *r)
     rest.data += 6;
     rest.len -= 6;
 
+    if (rest.len >= 13 && ngx_strncmp(rest.data, "notifications", 13) == 0) {
+        return ngx_nexus_notify_admin(r, &rest);
+    }
+
     if (rest.len == 7 && ngx_strncmp(rest.data, "tenants", 7) == 0) {
 
         if (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) {

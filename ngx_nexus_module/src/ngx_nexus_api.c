@@ -193,6 +193,14 @@ ngx_nexus_ops_handler(ngx_http_request_t *r)
         if (rest.len == 0 || rest.data[0] == '/') {
             return ngx_nexus_breaker_ops(r, &rest);
         }
+
+        return ngx_nexus_not_found(r);
+    }
+
+    if (rest.len == sizeof("ops/notifications") - 1
+        && ngx_strncmp(rest.data, "ops/notifications", rest.len) == 0)
+    {
+        return ngx_nexus_notify_ops(r);
     }
 
     return ngx_nexus_not_found(r);

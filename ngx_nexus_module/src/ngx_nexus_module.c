@@ -114,6 +114,13 @@ static ngx_command_t  ngx_nexus_commands[] = {
       0,
       NULL },
 
+    { ngx_string("nexus_seal_key_file"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_nexus_seal_key_conf,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("nexus_key_cache_ttl"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_msec_slot,
@@ -704,7 +711,9 @@ ngx_nexus_postconfiguration(ngx_conf_t *cf)
         || ngx_nexus_usage_init_statements(cf) != NGX_OK
         || ngx_nexus_usage_admin_init_statements(cf) != NGX_OK
         || ngx_nexus_audit_init_statements(cf) != NGX_OK
-        || ngx_nexus_audit_api_init_statements(cf) != NGX_OK)
+        || ngx_nexus_audit_api_init_statements(cf) != NGX_OK
+        || ngx_nexus_notify_init(cf) != NGX_OK
+        || ngx_nexus_workers_init(cf) != NGX_OK)
     {
         return NGX_ERROR;
     }

@@ -17,6 +17,7 @@
 
 #include <nx_key.h>
 #include <nx_breaker.h>
+#include <nx_seal.h>
 
 
 #define NGX_NEXUS_HANDLER_NONE          0
@@ -120,6 +121,7 @@ typedef struct {
     ngx_uint_t                  max_attempts;   /* nexus_max_attempts */
     ngx_msec_t                  discovery_interval;
     ngx_msec_t                  discovery_ttl;
+    nx_seal_key_t              *seal_key;       /* nexus_seal_key_file */
 
     unsigned                    used:1;     /* a location uses nexus */
     unsigned                    zone_needed:1;
@@ -289,6 +291,14 @@ void ngx_nexus_lease_release(ngx_nexus_lease_t *lease);
 ngx_int_t ngx_nexus_limit(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx);
 char *ngx_nexus_limit_rates_conf(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+
+/* notifications (ngx_nexus_notify.c) and worker heartbeats */
+char *ngx_nexus_seal_key_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_nexus_notify_init(ngx_conf_t *cf);
+ngx_int_t ngx_nexus_notify_admin(ngx_http_request_t *r, ngx_str_t *rest);
+ngx_int_t ngx_nexus_notify_ops(ngx_http_request_t *r);
+ngx_int_t ngx_nexus_workers_init(ngx_conf_t *cf);
 
 
 extern ngx_module_t  ngx_nexus_module;
