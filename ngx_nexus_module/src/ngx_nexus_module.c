@@ -22,6 +22,7 @@
 #include "ngx_nexus_audit.h"
 #include "ngx_nexus_budget.h"
 #include "ngx_nexus_cost.h"
+#include "ngx_nexus_credits.h"
 
 #include <nx_name.h>
 
@@ -733,6 +734,7 @@ ngx_nexus_postconfiguration(ngx_conf_t *cf)
         || ngx_nexus_limit_init(cf) != NGX_OK
         || ngx_nexus_budget_init(cf) != NGX_OK
         || ngx_nexus_cost_init(cf) != NGX_OK
+        || ngx_nexus_credits_init(cf) != NGX_OK
         || ngx_nexus_kill_init(cf) != NGX_OK
         || ngx_nexus_providers_init(cf) != NGX_OK
         || ngx_nexus_proxy_init(cf) != NGX_OK
@@ -781,7 +783,8 @@ ngx_nexus_init_process(ngx_cycle_t *cycle)
         || ngx_nexus_bulkhead_init_process(cycle) != NGX_OK
         || ngx_nexus_discovery_init_process(cycle) != NGX_OK
         || ngx_nexus_usage_init_process(cycle) != NGX_OK
-        || ngx_nexus_audit_init_process(cycle) != NGX_OK)
+        || ngx_nexus_audit_init_process(cycle) != NGX_OK
+        || ngx_nexus_credits_init_process(cycle) != NGX_OK)
     {
         return NGX_ERROR;
     }
