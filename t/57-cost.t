@@ -37,7 +37,7 @@ EOF
 );
 my $n1 = nexus_nginx($conf, workers => 2);
 
-nexus_plan(56);
+nexus_plan(62);
 
 sub code {
     my ($r) = @_;
@@ -281,3 +281,22 @@ ok($r && defined $r->{headers}{'x-cost-status'},
     'recovered without a reload, with its figures');
 $n1->allow_errors(qr/nexus redis/, qr/nexus token budget/);
 
+# --- directives at nginx -t -------------------------------------------------------
+for my $cf (
+    [ 'nexus_cost_degrade_max_tokens 0;',
+      qr/"nexus_cost_degrade_max_tokens" must be 1..99999999/ ],
+    [ 'nexus_credit_grant_max 0;', qr/invalid amount "0"/ ],
+    [ 'nexus_credit_grant_daily 1.0000001;', qr/invalid amount "1.0000001"/ ],
+    [ "nexus_credit_grant_max 5;\n    nexus_credit_grant_max 6;",
+      qr/"nexus_credit_grant_max" directive is duplicate/ ],
+    [ 'nexus_credit_flush x;', qr/"nexus_credit_flush" directive invalid/ ],
+) {
+    my ($code, $out) = nexus_nginx_t(nexus_conf(extra => $cf->[0]));
+    (my $name = $cf->[0]) =~ s/\n\s*/ /g;
+    ok($code != 0 && $out =~ $cf->[1], "nginx -t refuses: $name")
+        or diag($out);
+}
+($c, $out) = nexus_nginx_t(nexus_conf(extra => 'nexus_cost_degrade_max_tokens'
+    . ' 256; nexus_credit_grant_max 100.50; nexus_credit_grant_daily 1000;'
+    . ' nexus_credit_flush 2s;'));
+is($c, 0, 'and accepts valid ones') or diag($out);
