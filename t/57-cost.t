@@ -37,7 +37,7 @@ EOF
 );
 my $n1 = nexus_nginx($conf, workers => 2);
 
-nexus_plan(62);
+nexus_plan(63);
 
 sub code {
     my ($r) = @_;
@@ -165,6 +165,8 @@ is(month($tb)->{used}, 64000, 'with the usage the provider reported');
 redis_cli('HSET', month($tb)->{key}, 'used', 600000);
 $r = chat($kb, max_tokens => 20);
 is($r->{headers}{'x-cost-status'}, 'warn', 'past the warn ratio: warn');
+is($r->{headers}{'x-cost-month-remaining-usd'}, '0.368',
+    'the remaining: less the spend and this answer');
 is($r->{status}, 200, 'and still served');
 
 # --- the hard cap: block ----------------------------------------------------------

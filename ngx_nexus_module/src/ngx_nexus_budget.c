@@ -130,7 +130,8 @@ typedef struct {
     /* and what Redis said of them */
     ngx_uint_t                  cost_state; /* NGX_NEXUS_COST_* */
     int64_t                     spend;      /* the month's, settled */
-    int64_t                     spend_held; /* in flight, this one too */
+    int64_t                     spend_held; /* held by calls in flight,
+                                               this one too */
     int64_t                     balance;    /* credits */
     int64_t                     balance_held;
     int64_t                     month_ms;   /* until the month ends */
@@ -905,8 +906,9 @@ ngx_nexus_budget_costs(ngx_http_request_t *r, ngx_nexus_budget_t *b,
 
     out = ngx_nexus_budget_out(px, nmcf, &c->degrade_model);
 
-    if (px->kind == NX_LLM_CHAT && out > nmcf->cost_degrade_tokens) {
-        out = nmcf->cost_degrade_tokens;
+    /* the cap is written into the upstream body: the worst case holds */
+    if (px->kind == NX_LLM_CHAT) {
+        out = ngx_min(out, nmcf->cost_degrade_tokens);
         b->alt_max = out;
     }
 
@@ -1699,7 +1701,7 @@ ngx_nexus_budget_cost_headers(ngx_http_request_t *r, ngx_nexus_budget_t *b,
     int64_t  spend, remaining;
 
     spend = b->spend;
-    remaining = b->cost.budget - b->spend_held;
+    remaining = b->cost.budget - b->spend - b->spend_held;
 
     if (actual >= 0) {
         spend += actual;
