@@ -41,6 +41,12 @@ int cli_set_tpm(int argc, char **argv);
 int cli_set_models(int argc, char **argv);
 int cli_show_models(int argc, char **argv);
 int cli_audit(int argc, char **argv);
+int cli_set_price(int argc, char **argv);
+int cli_show_prices(int argc, char **argv);
+int cli_import_prices(int argc, char **argv);
+int cli_set_cost_budget(int argc, char **argv);
+int cli_show_cost_budget(int argc, char **argv);
+int cli_show_credits(int argc, char **argv);
 
 /* Prints "usage: nexusctl <verb> <synopsis>" for one verb. */
 void cli_verb_usage(const char *verb, FILE *f);
