@@ -139,6 +139,7 @@ typedef struct {
     ngx_int_t                   token_ceiling;  /* nexus_token_ceiling */
     ngx_array_t                *token_ceilings; /* ... model=NAME */
     ngx_msec_t                  budget_ttl;     /* nexus_budget_ttl */
+    ngx_flag_t                  abac_wildcards; /* nexus_abac_wildcards */
 } ngx_nexus_main_conf_t;
 
 
@@ -160,6 +161,10 @@ typedef struct {
     ngx_uint_t                  pii_mode;       /* nexus_pii_guard */
     ngx_uint_t                  pii_kinds;
     int64_t                     tpm[2];         /* nexus_tpm: key, tenant */
+    ngx_flag_t                  abac;           /* nexus_abac */
+    ngx_uint_t                  abac_default;   /* nexus_abac_default */
+    ngx_flag_t                  acl_admin_bypass;
+    ngx_flag_t                  acl_test_hook;  /* nexus_acl_test_hook */
 } ngx_nexus_loc_conf_t;
 
 
@@ -269,6 +274,7 @@ char *ngx_nexus_kill_feature_conf(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 void ngx_nexus_kill_reload(ngx_cycle_t *cycle);
 ngx_int_t ngx_nexus_kill_check(ngx_http_request_t *r);
+ngx_uint_t ngx_nexus_kill_active(ngx_http_request_t *r, ngx_str_t *name);
 
 char *ngx_nexus_bulkhead_conf(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
