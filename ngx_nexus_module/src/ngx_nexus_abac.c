@@ -306,6 +306,7 @@ ngx_nexus_abac_loaded(ngx_nexus_pg_query_t *q, PGresult *res, ngx_int_t rc)
 {
     ngx_connection_t       *c;
     ngx_nexus_ctx_t        *ctx;
+    ngx_pool_cleanup_t     *cln;
     ngx_http_request_t     *r;
     ngx_nexus_abac_set_t   *set;
     ngx_nexus_abac_load_t  *ld;
@@ -344,6 +345,18 @@ ngx_nexus_abac_loaded(ngx_nexus_pg_query_t *q, PGresult *res, ngx_int_t rc)
 
         if (ld->epoch == ngx_nexus_abac_epoch) {
             ngx_nexus_abac_keep(set, ld->tenant_id);
+
+        } else {
+            /* stale already: for this request only */
+            cln = ngx_pool_cleanup_add(r->pool, 0);
+            if (cln == NULL) {
+                ngx_nexus_abac_free(set);
+                ld->handler(r, ld->data, NULL, NGX_ERROR);
+                goto done;
+            }
+
+            cln->handler = ngx_nexus_abac_cleanup;
+            cln->data = set;
         }
     }
 
@@ -364,7 +377,6 @@ ngx_nexus_abac_compile(ngx_http_request_t *r, PGresult *res)
     size_t                  len;
     ngx_pool_t             *pool;
     nx_policy_opts_t        opts;
-    ngx_pool_cleanup_t     *cln;
     ngx_nexus_abac_set_t   *set;
     ngx_nexus_abac_rule_t  *rule;
     ngx_nexus_main_conf_t  *nmcf;
@@ -385,16 +397,6 @@ ngx_nexus_abac_compile(ngx_http_request_t *r, PGresult *res)
     set->pool = pool;
     set->loaded = ngx_current_msec;
 
-    /* freed with the request unless the cache takes it */
-    cln = ngx_pool_cleanup_add(r->pool, 0);
-    if (cln == NULL) {
-        ngx_destroy_pool(pool);
-        return NULL;
-    }
-
-    cln->handler = ngx_nexus_abac_cleanup;
-    cln->data = set;
-
     n = PQntuples(res);
 
     if (n == 0) {
@@ -411,7 +413,7 @@ ngx_nexus_abac_compile(ngx_http_request_t *r, PGresult *res)
 
     set->rules = ngx_pcalloc(pool, n * sizeof(ngx_nexus_abac_rule_t));
     if (set->rules == NULL) {
-        return NULL;
+        goto failed;
     }
 
     set->nrules = n;
@@ -430,7 +432,7 @@ ngx_nexus_abac_compile(ngx_http_request_t *r, PGresult *res)
         rule->rule.data = ngx_pnalloc(pool, rule->rule.len + 1);
 
         if (rule->policy.data == NULL || rule->rule.data == NULL) {
-            return NULL;
+            goto failed;
         }
 
         ngx_cpystrn(rule->policy.data, (u_char *) PQgetvalue(res, i, 2),
@@ -441,7 +443,7 @@ ngx_nexus_abac_compile(ngx_http_request_t *r, PGresult *res)
 
     json = ngx_alloc(len, r->connection->log);
     if (json == NULL) {
-        return NULL;
+        goto failed;
     }
 
     p = json;
@@ -473,6 +475,12 @@ ngx_nexus_abac_compile(ngx_http_request_t *r, PGresult *res)
     }
 
     return set;
+
+failed:
+
+    ngx_destroy_pool(pool);
+
+    return NULL;
 }
 
 
@@ -505,10 +513,7 @@ ngx_nexus_abac_cleanup(void *data)
 {
     ngx_nexus_abac_set_t *set = data;
 
-    /* the cache owns a kept set */
-    if (!set->cached) {
-        ngx_nexus_abac_free(set);
-    }
+    ngx_nexus_abac_free(set);
 }
 
 
