@@ -12,6 +12,7 @@
  *   GET  /v1/admin/usage/{tenant}            (ngx_nexus_usage_admin.c)
  *   GET  /v1/admin/credits/{tenant}          (ngx_nexus_credits.c)
  *   POST /v1/admin/credits/{tenant}/grant    platform admins only
+ *   /v1/admin/authz/...                      (ngx_nexus_authz.c)
  *
  * The access phase already required the admin role.  A tenant's admin
  * sees and changes its own tenant only; a platform admin (an admin key of
@@ -29,6 +30,7 @@
 #include "ngx_nexus_usage.h"
 #include "ngx_nexus_audit.h"
 #include "ngx_nexus_credits.h"
+#include "ngx_nexus_abac.h"
 
 #include <nx_json.h>
 #include <nx_name.h>
@@ -265,6 +267,10 @@ ngx_nexus_admin_handler(ngx_http_request_t *r)
 
     if (rest.len >= 13 && ngx_strncmp(rest.data, "notifications", 13) == 0) {
         return ngx_nexus_notify_admin(r, &rest);
+    }
+
+    if (rest.len >= 6 && ngx_strncmp(rest.data, "authz/", 6) == 0) {
+        return ngx_nexus_authz_admin(r, &rest);
     }
 
     if (rest.len == 7 && ngx_strncmp(rest.data, "tenants", 7) == 0) {

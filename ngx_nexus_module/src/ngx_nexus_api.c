@@ -12,6 +12,7 @@
 #include "ngx_nexus_reply.h"
 #include "ngx_nexus_breaker.h"
 #include "ngx_nexus_audit.h"
+#include "ngx_nexus_abac.h"
 
 #include <nx_name.h>
 
@@ -99,6 +100,11 @@ ngx_nexus_api_handler(ngx_http_request_t *r)
 
     if (rest.len == 12 && ngx_strncmp(rest.data, "audit/events", 12) == 0) {
         return ngx_nexus_audit_api(r);
+    }
+
+    rc = ngx_nexus_authz_hook(r, &rest);
+    if (rc != NGX_DECLINED) {
+        return rc;
     }
 
     return ngx_nexus_not_found(r);

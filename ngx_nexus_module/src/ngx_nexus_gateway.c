@@ -10,7 +10,9 @@
  * set (its allowlist intersected with what the providers serve), and the
  * candidate providers are put in order: the model's targets by weight,
  * then their fallbacks.  A model outside the set and a model that does
- * not exist get the same 403, byte for byte.
+ * not exist get the same 403, byte for byte.  Where nexus_abac is on, the
+ * tenant's ABAC policies then decide on the resolved model (resource type
+ * "model", action "chat" or "embeddings") before any provider sees it.
  */
 
 
@@ -24,11 +26,16 @@
 #include "ngx_nexus_proxy.h"
 #include "ngx_nexus_discovery.h"
 #include "ngx_nexus_budget.h"
+#include "ngx_nexus_abac.h"
 
 
 static ngx_int_t ngx_nexus_gateway_call(ngx_http_request_t *r,
     ngx_uint_t kind, const char *endpoint, const char *scope);
 static void ngx_nexus_gateway_body(ngx_http_request_t *r);
+static void ngx_nexus_gateway_policy_done(ngx_http_request_t *r,
+    ngx_int_t rc);
+static void ngx_nexus_gateway_start(ngx_http_request_t *r,
+    ngx_nexus_proxy_t *px);
 static ngx_int_t ngx_nexus_gateway_candidates(ngx_http_request_t *r,
     ngx_nexus_proxy_t *px);
 static ngx_int_t ngx_nexus_gateway_bodies(ngx_http_request_t *r,
@@ -223,9 +230,57 @@ ngx_nexus_gateway_body(ngx_http_request_t *r)
 
     rc = ngx_nexus_gateway_candidates(r, px);
 
-    if (rc == NGX_OK) {
-        rc = ngx_nexus_gateway_bodies(r, px, &err);
+    if (rc == NGX_DECLINED) {
+        ngx_http_finalize_request(r, ngx_nexus_gateway_forbidden(r));
+        return;
     }
+
+    if (rc != NGX_OK) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    /* NGX_DONE: the tenant's policies are being loaded */
+    rc = ngx_nexus_abac_gateway(r, &px->model,
+                                px->kind == NX_LLM_EMBEDDINGS ? "embeddings"
+                                                              : "chat",
+                                px->req.stream, px->req.max_tokens,
+                                ngx_nexus_gateway_policy_done);
+
+    if (rc == NGX_DONE) {
+        return;
+    }
+
+    if (rc != NGX_DECLINED) {
+        ngx_http_finalize_request(r, rc);
+        return;
+    }
+
+    ngx_nexus_gateway_start(r, px);
+}
+
+
+static void
+ngx_nexus_gateway_policy_done(ngx_http_request_t *r, ngx_int_t rc)
+{
+    if (rc != NGX_DECLINED) {
+        ngx_http_finalize_request(r, rc);
+        return;
+    }
+
+    ngx_nexus_gateway_start(r, ngx_nexus_proxy_get(r));
+}
+
+
+static void
+ngx_nexus_gateway_start(ngx_http_request_t *r, ngx_nexus_proxy_t *px)
+{
+    ngx_int_t     rc;
+    nx_buf_t      json = NX_BUF_INIT;
+    ngx_str_t     body;
+    nx_llm_err_t  err;
+
+    rc = ngx_nexus_gateway_bodies(r, px, &err);
 
     if (rc == NGX_OK) {
         /* NGX_AGAIN: Redis's answer starts the proxy, or refuses */
@@ -233,11 +288,6 @@ ngx_nexus_gateway_body(ngx_http_request_t *r)
             ngx_nexus_proxy_start(r, px);
         }
 
-        return;
-    }
-
-    if (rc == NGX_DECLINED) {
-        ngx_http_finalize_request(r, ngx_nexus_gateway_forbidden(r));
         return;
     }
 

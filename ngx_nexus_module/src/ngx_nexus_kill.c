@@ -209,33 +209,27 @@ ngx_nexus_kill_loaded(ngx_nexus_pg_query_t *q, PGresult *res, ngx_int_t rc)
 }
 
 
-/*
- * NGX_DECLINED when the location's feature runs, NGX_DONE when the
- * request was answered 503.
- */
+/* whether the switch name ("kill.<feature>") is on */
 
-ngx_int_t
-ngx_nexus_kill_check(ngx_http_request_t *r)
+ngx_uint_t
+ngx_nexus_kill_active(ngx_http_request_t *r, ngx_str_t *name)
 {
     ngx_uint_t              i, killed;
     ngx_slab_pool_t        *shpool;
     ngx_nexus_kill_sh_t    *sh;
-    ngx_nexus_loc_conf_t   *nlcf;
     ngx_nexus_main_conf_t  *nmcf;
-    u_char                 *details;
 
-    nlcf = ngx_http_get_module_loc_conf(r, ngx_nexus_module);
     nmcf = ngx_http_get_module_main_conf(r, ngx_nexus_module);
 
-    if (nlcf->kill_switch.len == 0 || nmcf->shm_zone == NULL) {
-        return NGX_DECLINED;
+    if (nmcf->shm_zone == NULL) {
+        return 0;
     }
 
     sh = *ngx_nexus_zone_slot(nmcf->shm_zone, NGX_NEXUS_SLOT_KILLS);
 
     /* the common case, nothing killed, needs no lock */
     if (sh == NULL || sh->n == 0) {
-        return NGX_DECLINED;
+        return 0;
     }
 
     shpool = ngx_nexus_zone_shpool(nmcf->shm_zone);
@@ -244,9 +238,8 @@ ngx_nexus_kill_check(ngx_http_request_t *r)
     ngx_shmtx_lock(&shpool->mutex);
 
     for (i = 0; i < sh->n; i++) {
-        if (sh->len[i] == nlcf->kill_switch.len
-            && ngx_memcmp(sh->name[i], nlcf->kill_switch.data,
-                          nlcf->kill_switch.len) == 0)
+        if (sh->len[i] == name->len
+            && ngx_memcmp(sh->name[i], name->data, name->len) == 0)
         {
             killed = 1;
             break;
@@ -255,7 +248,26 @@ ngx_nexus_kill_check(ngx_http_request_t *r)
 
     ngx_shmtx_unlock(&shpool->mutex);
 
-    if (!killed) {
+    return killed;
+}
+
+
+/*
+ * NGX_DECLINED when the location's feature runs, NGX_DONE when the
+ * request was answered 503.
+ */
+
+ngx_int_t
+ngx_nexus_kill_check(ngx_http_request_t *r)
+{
+    ngx_nexus_loc_conf_t  *nlcf;
+    u_char                *details;
+
+    nlcf = ngx_http_get_module_loc_conf(r, ngx_nexus_module);
+
+    if (nlcf->kill_switch.len == 0
+        || !ngx_nexus_kill_active(r, &nlcf->kill_switch))
+    {
         return NGX_DECLINED;
     }
 

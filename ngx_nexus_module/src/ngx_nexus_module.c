@@ -23,6 +23,7 @@
 #include "ngx_nexus_budget.h"
 #include "ngx_nexus_cost.h"
 #include "ngx_nexus_credits.h"
+#include "ngx_nexus_abac.h"
 
 #include <nx_name.h>
 
@@ -75,6 +76,13 @@ static ngx_conf_enum_t  ngx_nexus_roles[] = {
     { ngx_string("reader"), NGX_NEXUS_ROLE_READER },
     { ngx_string("editor"), NGX_NEXUS_ROLE_EDITOR },
     { ngx_string("admin"), NGX_NEXUS_ROLE_ADMIN },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_conf_enum_t  ngx_nexus_abac_defaults[] = {
+    { ngx_string("deny"), 0 },
+    { ngx_string("allow"), 1 },
     { ngx_null_string, 0 }
 };
 
@@ -403,6 +411,41 @@ static ngx_command_t  ngx_nexus_commands[] = {
       0,
       NULL },
 
+    { ngx_string("nexus_abac"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_nexus_loc_conf_t, abac),
+      NULL },
+
+    { ngx_string("nexus_abac_default"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_nexus_loc_conf_t, abac_default),
+      &ngx_nexus_abac_defaults },
+
+    { ngx_string("nexus_abac_wildcards"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_nexus_main_conf_t, abac_wildcards),
+      NULL },
+
+    { ngx_string("nexus_acl_admin_bypass"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_nexus_loc_conf_t, acl_admin_bypass),
+      NULL },
+
+    { ngx_string("nexus_acl_test_hook"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_nexus_loc_conf_t, acl_test_hook),
+      NULL },
+
       ngx_null_command
 };
 
@@ -478,6 +521,7 @@ ngx_nexus_create_main_conf(ngx_conf_t *cf)
     nmcf->credit_grant_max = NGX_CONF_UNSET;
     nmcf->credit_grant_daily = NGX_CONF_UNSET;
     nmcf->credit_flush = NGX_CONF_UNSET_MSEC;
+    nmcf->abac_wildcards = NGX_CONF_UNSET;
 
     if (ngx_array_init(&nmcf->providers, cf->pool, 4,
                        sizeof(ngx_nexus_provider_t *)) != NGX_OK
@@ -501,6 +545,7 @@ ngx_nexus_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(nmcf->last_used_flush, 10000);
     ngx_conf_init_msec_value(nmcf->lease_ttl, 60000);
     ngx_conf_init_uint_value(nmcf->max_attempts, 3);
+    ngx_conf_init_value(nmcf->abac_wildcards, 0);
     ngx_conf_init_msec_value(nmcf->discovery_interval, 30000);
     ngx_conf_init_msec_value(nmcf->discovery_ttl,
                              ngx_max(300000, 3 * nmcf->discovery_interval));
@@ -567,6 +612,10 @@ ngx_nexus_create_loc_conf(ngx_conf_t *cf)
     nlcf->require_role = NGX_CONF_UNSET_UINT;
     nlcf->pii_mode = NGX_CONF_UNSET_UINT;
     nlcf->tpm[0] = NGX_CONF_UNSET;
+    nlcf->abac = NGX_CONF_UNSET;
+    nlcf->abac_default = NGX_CONF_UNSET_UINT;
+    nlcf->acl_admin_bypass = NGX_CONF_UNSET;
+    nlcf->acl_test_hook = NGX_CONF_UNSET;
 
     return nlcf;
 }
@@ -655,6 +704,12 @@ ngx_nexus_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         conf->tpm[0] = prev->tpm[0];
         conf->tpm[1] = prev->tpm[1];
     }
+
+    /* the reference's AUTHZ_DEFAULT_DENY: deny unless told otherwise */
+    ngx_conf_merge_value(conf->abac, prev->abac, 0);
+    ngx_conf_merge_uint_value(conf->abac_default, prev->abac_default, 0);
+    ngx_conf_merge_value(conf->acl_admin_bypass, prev->acl_admin_bypass, 0);
+    ngx_conf_merge_value(conf->acl_test_hook, prev->acl_test_hook, 0);
 
     nmcf = ngx_http_conf_get_module_main_conf(cf, ngx_nexus_module);
 
@@ -750,7 +805,10 @@ ngx_nexus_postconfiguration(ngx_conf_t *cf)
         || ngx_nexus_audit_init_statements(cf) != NGX_OK
         || ngx_nexus_audit_api_init_statements(cf) != NGX_OK
         || ngx_nexus_notify_init(cf) != NGX_OK
-        || ngx_nexus_workers_init(cf) != NGX_OK)
+        || ngx_nexus_workers_init(cf) != NGX_OK
+        || ngx_nexus_abac_init(cf) != NGX_OK
+        || ngx_nexus_authz_admin_init(cf) != NGX_OK
+        || ngx_nexus_acl_init(cf) != NGX_OK)
     {
         return NGX_ERROR;
     }

@@ -145,6 +145,7 @@ typedef struct {
     int64_t                     credit_grant_max;   /* micro-dollars */
     int64_t                     credit_grant_daily;
     ngx_msec_t                  credit_flush;   /* nexus_credit_flush */
+    ngx_flag_t                  abac_wildcards; /* nexus_abac_wildcards */
 } ngx_nexus_main_conf_t;
 
 
@@ -166,6 +167,10 @@ typedef struct {
     ngx_uint_t                  pii_mode;       /* nexus_pii_guard */
     ngx_uint_t                  pii_kinds;
     int64_t                     tpm[2];         /* nexus_tpm: key, tenant */
+    ngx_flag_t                  abac;           /* nexus_abac */
+    ngx_uint_t                  abac_default;   /* nexus_abac_default */
+    ngx_flag_t                  acl_admin_bypass;
+    ngx_flag_t                  acl_test_hook;  /* nexus_acl_test_hook */
 } ngx_nexus_loc_conf_t;
 
 
@@ -275,6 +280,7 @@ char *ngx_nexus_kill_feature_conf(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 void ngx_nexus_kill_reload(ngx_cycle_t *cycle);
 ngx_int_t ngx_nexus_kill_check(ngx_http_request_t *r);
+ngx_uint_t ngx_nexus_kill_active(ngx_http_request_t *r, ngx_str_t *name);
 
 char *ngx_nexus_bulkhead_conf(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);

@@ -8,6 +8,7 @@
  * working on every worker of every node as soon as the notification
  * arrives.  Whenever the LISTEN connection is (re)established the whole
  * cache is dropped: notifications sent while nobody listened are lost.
+ * The same channel carries kill switches ('x:') and ABAC policies ('a:'), prices ('c:').
  */
 
 
@@ -15,6 +16,7 @@
 #include "ngx_nexus_pg.h"
 #include "ngx_nexus_keycache.h"
 #include "ngx_nexus_cost.h"
+#include "ngx_nexus_abac.h"
 
 
 static void ngx_nexus_revoke_notify(ngx_cycle_t *cycle, const char *channel,
@@ -69,6 +71,13 @@ ngx_nexus_revoke_notify(ngx_cycle_t *cycle, const char *channel,
         return;
     }
 
+    if (len > 2 && payload[0] == 'a' && payload[1] == ':') {
+        /* 'a:0': a platform-wide policy, which every tenant's set holds */
+        ngx_nexus_abac_changed(cycle, ngx_atoof((u_char *) payload + 2,
+                                                len - 2));
+        return;
+    }
+
     if (len > 2 && payload[0] == 't' && payload[1] == ':') {
         tenant_id = ngx_atoof((u_char *) payload + 2, len - 2);
 
@@ -96,6 +105,9 @@ ngx_nexus_revoke_listening(ngx_cycle_t *cycle, ngx_uint_t on)
     if (nmcf->shm_zone) {
         ngx_nexus_keycache_listening(nmcf->shm_zone, on);
     }
+
+    /* so may a policy, in both directions */
+    ngx_nexus_abac_listening(cycle, on);
 
     /* a kill switch may have changed while this worker did not listen */
     if (on) {
