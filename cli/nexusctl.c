@@ -4,7 +4,7 @@
  * nexusctl: the operator's command-line tool. This file holds main(), the
  * usage text and the dispatch to one handler per verb; each verb lives in
  * its own file (cli_migrate.c, cli_tenant.c, cli_key.c, cli_limits.c,
- * cli_quota.c, cli_usage.c, cli_models.c).
+ * cli_quota.c, cli_usage.c, cli_models.c, cli_plan.c).
  */
 
 #include <fcntl.h>
@@ -94,6 +94,22 @@ static const cli_verb_t  cli_verbs[] = {
     { "show-models", cli_show_models,
       "(--tenant NAME | --prefix PREFIX)",
       "show the models of a tenant or a key" },
+
+    { "load-plans", cli_load_plans,
+      "[--file FILE]",
+      "replace the plan catalog (default: the built-in one)" },
+
+    { "list-plans", cli_list_plans,
+      "",
+      "list the plans of the catalog" },
+
+    { "set-plan", cli_set_plan,
+      "--tenant NAME (--plan PLAN | --default)",
+      "put a tenant on a plan, or back on the default plan" },
+
+    { "show-plan", cli_show_plan,
+      "--tenant NAME [--json]",
+      "show a tenant's plan and effective features" },
 
     { NULL, NULL, NULL, NULL }
 };

@@ -37,6 +37,10 @@ int cli_show_quota(int argc, char **argv);
 int cli_show_usage(int argc, char **argv);
 int cli_set_models(int argc, char **argv);
 int cli_show_models(int argc, char **argv);
+int cli_load_plans(int argc, char **argv);
+int cli_list_plans(int argc, char **argv);
+int cli_set_plan(int argc, char **argv);
+int cli_show_plan(int argc, char **argv);
 
 /* Prints "usage: nexusctl <verb> <synopsis>" for one verb. */
 void cli_verb_usage(const char *verb, FILE *f);
