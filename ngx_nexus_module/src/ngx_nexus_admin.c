@@ -10,6 +10,7 @@
  *   POST /v1/admin/api-keys
  *   POST /v1/admin/api-keys/{id}/revoke
  *   GET  /v1/admin/usage/{tenant}            (ngx_nexus_usage_admin.c)
+ *   /v1/admin/plans...                       (ngx_nexus_plan.c)
  *
  * The access phase already required the admin role.  A tenant's admin
  * sees and changes its own tenant only; a platform admin (an admin key of
@@ -29,6 +30,7 @@
 #include <nx_json.h>
 #include <nx_name.h>
 #include <nx_duration.h>
+#include <nx_plan.h>
 
 
 #define NGX_NEXUS_ADMIN_LIST_TENANTS    0
@@ -236,6 +238,10 @@ ngx_nexus_admin_handler(ngx_http_request_t *r)
 
     rest.data += 6;
     rest.len -= 6;
+
+    if (rest.len >= 5 && ngx_strncmp(rest.data, "plans", 5) == 0) {
+        return ngx_nexus_plan_admin(r, &rest);
+    }
 
     if (rest.len == 7 && ngx_strncmp(rest.data, "tenants", 7) == 0) {
 
@@ -923,8 +929,9 @@ ngx_nexus_admin_set_kills(ngx_http_request_t *r, yajl_val v)
             || !(YAJL_IS_TRUE(e) || YAJL_IS_FALSE(e)))
         {
             ngx_nexus_admin_invalid(r, "each switch must be named "
-                                       "kill.<feature> (1-32 of [a-z0-9_]) "
-                                       "and set to true or false");
+                                       "kill.<feature> (1-32 of [a-z0-9_], "
+                                       "dots between them) and set to "
+                                       "true or false");
             return;
         }
 
@@ -971,21 +978,14 @@ ngx_nexus_admin_set_kills(ngx_http_request_t *r, yajl_val v)
 static ngx_int_t
 ngx_nexus_admin_kill_name(const char *name)
 {
-    size_t  n;
-
-    if (ngx_strncmp(name, "kill.", 5) != 0) {
+    /* kill.<feature>, the feature named as nexus_feature names it */
+    if (ngx_strncmp(name, "kill.", 5) != 0
+        || nx_feature_name_valid(name + 5, ngx_strlen(name + 5)) != 0)
+    {
         return NGX_ERROR;
     }
 
-    for (n = 5; name[n]; n++) {
-        if (!((name[n] >= 'a' && name[n] <= 'z')
-              || (name[n] >= '0' && name[n] <= '9') || name[n] == '_'))
-        {
-            return NGX_ERROR;
-        }
-    }
-
-    return (n > 5 && n <= 5 + 32) ? NGX_OK : NGX_ERROR;
+    return NGX_OK;
 }
 
 

@@ -246,7 +246,7 @@ static ngx_command_t  ngx_nexus_commands[] = {
       NULL },
 
     { ngx_string("nexus_feature"),
-      NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
       ngx_nexus_kill_feature_conf,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
@@ -533,7 +533,13 @@ ngx_nexus_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_uint_value(conf->fail_mode, prev->fail_mode,
                               NGX_NEXUS_FAIL_CLOSED);
 
-    ngx_conf_merge_str_value(conf->kill_switch, prev->kill_switch, "");
+    /* a feature, its kill switch and its entitlement flag go together */
+    if (conf->kill_switch.data == NULL) {
+        conf->kill_switch = prev->kill_switch;
+        conf->feature = prev->feature;
+        conf->entitlement = prev->entitlement;
+    }
+
     ngx_conf_merge_uint_value(conf->require_role, prev->require_role,
                               NGX_NEXUS_ROLE_READER);
     ngx_conf_merge_str_value(conf->require_scope, prev->require_scope, "");
@@ -640,7 +646,8 @@ ngx_nexus_postconfiguration(ngx_conf_t *cf)
         || ngx_nexus_providers_init(cf) != NGX_OK
         || ngx_nexus_proxy_init(cf) != NGX_OK
         || ngx_nexus_usage_init_statements(cf) != NGX_OK
-        || ngx_nexus_usage_admin_init_statements(cf) != NGX_OK)
+        || ngx_nexus_usage_admin_init_statements(cf) != NGX_OK
+        || ngx_nexus_plan_init_statements(cf) != NGX_OK)
     {
         return NGX_ERROR;
     }

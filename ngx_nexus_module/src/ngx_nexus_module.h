@@ -52,6 +52,7 @@
 #define NGX_NEXUS_TENANT_MAX            63
 #define NGX_NEXUS_SCOPES_MAX            255
 #define NGX_NEXUS_MODELS_MAX            2000
+#define NGX_NEXUS_FEATURES_MAX          1024
 
 /* a presented key is never longer than this: anything longer is invalid */
 #define NGX_NEXUS_TOKEN_MAX             256
@@ -143,6 +144,8 @@ typedef struct {
     ngx_uint_t                  rates[4];       /* nexus_rate_limits */
     ngx_uint_t                  fail_mode;
     ngx_str_t                   kill_switch;    /* "kill.<feature>" */
+    ngx_str_t                   feature;        /* nexus_feature */
+    ngx_flag_t                  entitlement;    /* ... entitlement=on */
     ngx_uint_t                  concurrency[2]; /* key, tenant */
     ngx_uint_t                  require_role;   /* nexus_require_role */
     ngx_str_t                   require_scope;  /* nexus_require_scope */
@@ -161,6 +164,8 @@ typedef struct {
     ngx_str_t                   scopes;         /* comma-separated */
     ngx_str_t                   models;         /* "*", or names with ","
                                                    (see 0005_models.sql) */
+    ngx_str_t                   features;       /* effective feature names
+                                                   with "," (0011_plans) */
     uint32_t                    limits[NGX_NEXUS_LIMITS];
     int64_t                     quota[2];       /* daily, monthly; 0 none */
     ngx_uint_t                  quota_soft;     /* permille */
@@ -254,6 +259,12 @@ char *ngx_nexus_kill_feature_conf(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 void ngx_nexus_kill_reload(ngx_cycle_t *cycle);
 ngx_int_t ngx_nexus_kill_check(ngx_http_request_t *r);
+
+/* plans and entitlements (ngx_nexus_plan.c) */
+ngx_int_t ngx_nexus_plan_init_statements(ngx_conf_t *cf);
+ngx_int_t ngx_nexus_plan_check(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx);
+ngx_int_t ngx_nexus_plan_admin(ngx_http_request_t *r, ngx_str_t *rest);
+ngx_int_t ngx_nexus_plan_self_serve(ngx_http_request_t *r);
 
 char *ngx_nexus_bulkhead_conf(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
