@@ -26,6 +26,7 @@
 #include "ngx_nexus_redis.h"
 #include "ngx_nexus_limit.h"
 #include "ngx_nexus_usage.h"
+#include "ngx_nexus_idempotency.h"
 
 #include <nx_json.h>
 #include <nx_name.h>
@@ -228,7 +229,14 @@ ngx_int_t
 ngx_nexus_admin_handler(ngx_http_request_t *r)
 {
     u_char     *p;
+    ngx_int_t   rc;
     ngx_str_t   rest, id;
+
+    /* every write with an Idempotency-Key runs once (a retry replays) */
+    rc = ngx_nexus_idempotency(r, ngx_nexus_admin_handler);
+    if (rc != NGX_DECLINED) {
+        return rc;
+    }
 
     if (ngx_nexus_route(r, &rest) != NGX_OK
         || rest.len < 6 || ngx_strncmp(rest.data, "admin/", 6) != 0)

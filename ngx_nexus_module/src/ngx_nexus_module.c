@@ -19,6 +19,7 @@
 #include "ngx_nexus_breaker.h"
 #include "ngx_nexus_metrics.h"
 #include "ngx_nexus_usage.h"
+#include "ngx_nexus_idempotency.h"
 
 #include <nx_name.h>
 
@@ -322,6 +323,20 @@ static ngx_command_t  ngx_nexus_commands[] = {
       offsetof(ngx_nexus_main_conf_t, usage_queue),
       NULL },
 
+    { ngx_string("nexus_idempotency_ttl"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_nexus_main_conf_t, idempotency_ttl),
+      NULL },
+
+    { ngx_string("nexus_idempotency_lock"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_nexus_main_conf_t, idempotency_lock),
+      NULL },
+
       ngx_null_command
 };
 
@@ -388,6 +403,8 @@ ngx_nexus_create_main_conf(ngx_conf_t *cf)
     nmcf->usage_flush = NGX_CONF_UNSET_MSEC;
     nmcf->usage_batch = NGX_CONF_UNSET;
     nmcf->usage_queue = NGX_CONF_UNSET;
+    nmcf->idempotency_ttl = NGX_CONF_UNSET_MSEC;
+    nmcf->idempotency_lock = NGX_CONF_UNSET_MSEC;
 
     if (ngx_array_init(&nmcf->providers, cf->pool, 4,
                        sizeof(ngx_nexus_provider_t *)) != NGX_OK
@@ -426,6 +443,19 @@ ngx_nexus_init_main_conf(ngx_conf_t *cf, void *conf)
 
     if (nmcf->breaker.open_ms == 0) {
         nmcf->breaker.open_ms = 30000;
+    }
+
+    ngx_conf_init_msec_value(nmcf->idempotency_ttl, 24 * 60 * 60 * 1000);
+    ngx_conf_init_msec_value(nmcf->idempotency_lock, 60000);
+
+    /* a lock shorter than a query could let a retry run alongside it */
+    if (nmcf->idempotency_lock < 1000
+        || nmcf->idempotency_ttl < nmcf->idempotency_lock)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"nexus_idempotency_lock\" must be at least 1s "
+                           "and at most \"nexus_idempotency_ttl\"");
+        return NGX_CONF_ERROR;
     }
 
     if (nmcf->lease_ttl < 300) {
@@ -647,7 +677,8 @@ ngx_nexus_postconfiguration(ngx_conf_t *cf)
         || ngx_nexus_proxy_init(cf) != NGX_OK
         || ngx_nexus_usage_init_statements(cf) != NGX_OK
         || ngx_nexus_usage_admin_init_statements(cf) != NGX_OK
-        || ngx_nexus_plan_init_statements(cf) != NGX_OK)
+        || ngx_nexus_plan_init_statements(cf) != NGX_OK
+        || ngx_nexus_idempotency_init(cf) != NGX_OK)
     {
         return NGX_ERROR;
     }

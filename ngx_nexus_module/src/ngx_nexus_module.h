@@ -129,6 +129,9 @@ typedef struct {
     ngx_msec_t                  usage_flush;    /* nexus_usage_flush */
     ngx_int_t                   usage_batch;    /* nexus_usage_batch */
     ngx_int_t                   usage_queue;    /* nexus_usage_queue */
+
+    ngx_msec_t                  idempotency_ttl;    /* nexus_idempotency_ttl */
+    ngx_msec_t                  idempotency_lock;   /* ..._lock */
 } ngx_nexus_main_conf_t;
 
 
@@ -218,6 +221,8 @@ typedef struct {
     void                       *proxy;          /* ngx_nexus_proxy_t */
     ngx_nexus_body_pt           body_handler;
     ngx_int_t                   pending;
+
+    void                       *idem;           /* ngx_nexus_idempotency.c */
 } ngx_nexus_ctx_t;
 
 
