@@ -28,7 +28,7 @@ EOF
 my $n1 = nexus_nginx($conf, workers => 2);
 my $n2 = nexus_nginx($conf, workers => 2);
 
-nexus_plan(105);
+nexus_plan(106);
 
 my $ops = make_tenant('plan-ops', platform => 1);
 my $padmin = make_key($ops, name => 'ops', role => 'admin');
@@ -248,6 +248,7 @@ is($r->{json}{data}{tenant}, $t1, 'its own tenant');
 is($r->{json}{data}{plan}{id}, 'enterprise', 'its plan');
 ok((grep { $_ eq 'feature.tts' } @{ $r->{json}{data}{features} }),
     'its effective features');
+ok(!exists $r->{json}{data}{overrides}, 'not who set its overrides');
 is(req($n1, 'GET', '/v1/self-serve/plan')->{status}, 401, 'no key: 401');
 is(req($n1, 'POST', '/v1/self-serve/plan', $user1, {})->{status}, 405,
     'read only');

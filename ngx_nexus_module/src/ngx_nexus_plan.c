@@ -124,8 +124,9 @@ static const struct {
       " nullif($3, ''))::text",
       3 },
 
+    /* who set an override (a platform key's prefix) is not for everyone */
     { "nexus_plan_self",
-      "SELECT nexus_plan_json($1::bigint)::text",
+      "SELECT (nexus_plan_json($1::bigint)::jsonb - 'overrides')::text",
       1 },
 };
 
