@@ -767,7 +767,7 @@ cli_set_plan(int argc, char **argv)
     res = cli_db_exec(conn, cli_plan_set_sql, 2, values);
 
     if (cli_db_state(res, CLI_DB_FOREIGN_KEY_VIOLATION)) {
-        cli_error("no plan \"%s\" in the catalog (see list-plans)",
+        cli_error("plan \"%s\" is not in the catalog (see list-plans)",
                   cli_quote(plan));
         rc = CLI_FAILED;
 
@@ -775,7 +775,7 @@ cli_set_plan(int argc, char **argv)
         rc = cli_db_fail(conn, res, "cannot set the plan");
 
     } else if (PQgetvalue(res, 0, 0)[0] != 't') {
-        cli_error("no tenant \"%s\"", tenant);
+        cli_error("tenant \"%s\" not found", tenant);
         rc = CLI_FAILED;
 
     } else {
@@ -866,7 +866,7 @@ cli_plan_print(PGconn *conn, const char *tenant, int json)
     }
 
     if (PQntuples(res) != 1) {
-        cli_error("no tenant \"%s\"", tenant);
+        cli_error("tenant \"%s\" not found", tenant);
         PQclear(res);
         return CLI_FAILED;
     }

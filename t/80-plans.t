@@ -227,7 +227,7 @@ is($code, 0, 'nexusctl show-plan --json');
 like($out, qr/"plan" ?: ?\{"id" ?: ?"pro"/, 'the API document');
 ($code, $out, $err) = nexusctl('set-plan', '--tenant', $t2, '--plan', 'gold');
 is($code, 1, 'an unknown plan: exit 1');
-like($err, qr/no plan "gold" in the catalog/, 'and why');
+like($err, qr/plan "gold" is not in the catalog/, 'and why');
 
 my $tmp = File::Temp->new(SUFFIX => '.json');
 print $tmp '{"default_plan":"free","features":[{"key":"feature.chat"}],'
