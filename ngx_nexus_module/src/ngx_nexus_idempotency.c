@@ -668,7 +668,10 @@ ngx_nexus_idem_header_filter(ngx_http_request_t *r)
         return ngx_http_next_header_filter(r);
     }
 
-    ngx_memcpy(ic->type.data, r->headers_out.content_type.data, ic->type.len);
+    if (ic->type.len) {
+        ngx_memcpy(ic->type.data, r->headers_out.content_type.data,
+                   ic->type.len);
+    }
 
     if (r->header_only) {
         ngx_nexus_idem_complete(r, ic);
