@@ -24,11 +24,12 @@ my $conf = nexus_conf(locations => <<'EOF');
                                                      entitlement=off; }
         location /open/    { nexus_auth on; nexus_feature tts;
                              proxy_pass http://%%MOCK%%/; }
+        location /own/v1/  { nexus_api; nexus_feature internal; }
 EOF
 my $n1 = nexus_nginx($conf, workers => 2);
 my $n2 = nexus_nginx($conf, workers => 2);
 
-nexus_plan(106);
+nexus_plan(118);
 
 my $ops = make_tenant('plan-ops', platform => 1);
 my $padmin = make_key($ops, name => 'ops', role => 'admin');
@@ -239,6 +240,47 @@ like($err, qr/plan "(enterprise|pro)" is not in \S+ but 1 tenant\(s\) are on it/
     'naming the plan');
 is(req($n1, 'GET', '/v1/admin/plans', $admin1)->{json}{data}{plans}[1]{id},
     'pro', 'the catalog is unchanged');
+
+# an operator's own catalog: the shipped one plus feature.internal in pro
+my $cat = JSON::PP->new->decode(do {
+    local $/;
+    open my $fh, '<', "$ENV{NEXUS_TEST_ROOT}/config/plans.json" or die $!;
+    <$fh>;
+});
+push @{ $cat->{features} }, { key => 'feature.internal' };
+push @{ $cat->{plans}[1]{features} }, 'feature.internal';
+my $own = File::Temp->new(SUFFIX => '.json');
+print $own JSON::PP->new->encode($cat);
+close $own;
+is(become('/own/v1/me', $user2, '403=12'), '403=12',
+    'a feature the catalog does not know: refused to all');
+($code, $out, $err) = nexusctl('load-plans', '--file', $own->filename);
+is($code, 0, 'load-plans --file') or diag($err);
+like($out, qr/: 3 plans, 18 features, default plan free$/, 'eighteen features');
+is(become('/own/v1/me', $user1, '403=12'), '403=12',
+    'not in enterprise: still refused');
+is(become('/own/v1/me', $user2, '200=12'), '200=12', 'allowed on pro');
+($code) = nexusctl('load-plans');
+is(become('/own/v1/me', $user2, '403=12'), '403=12',
+    'the built-in catalog again: refused');
+
+$cat->{plans}[0]{features}[0] = 'feature.nothing';
+$own = File::Temp->new(SUFFIX => '.json');
+print $own JSON::PP->new->encode($cat);
+close $own;
+($code, $out, $err) = nexusctl('load-plans', '--file', $own->filename);
+is($code, 2, 'a plan with an undeclared feature: exit 2');
+like($err, qr/plan "free": feature 1 is not a key of "features"/, 'says which');
+$own = File::Temp->new(SUFFIX => '.json');
+print $own '{"default_plan":';
+close $own;
+($code, $out, $err) = nexusctl('load-plans', '--file', $own->filename);
+is($code, 2, 'invalid JSON: exit 2');
+($code, $out, $err) = nexusctl('set-plan', '--tenant', $t2);
+is($code, 2, 'set-plan without --plan or --default: exit 2');
+($code, $out, $err) = nexusctl('show-plan', '--tenant', 'nosuch');
+is($code, 1, 'show-plan of an unknown tenant: exit 1');
+like($err, qr/tenant "nosuch" not found/, 'not found');
 
 # --- self-serve ---------------------------------------------------------------------
 
