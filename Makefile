@@ -1,7 +1,8 @@
 # Nexus: build, test and demo.
 #
 #   make deps       install the Debian packages the project needs (idempotent)
-#   make            build/ngx_nexus_module.so, build/libnexus.a, build/nexusctl
+#   make            build/ngx_nexus_module.so, build/libnexus.a, build/nexusctl,
+#                   the worker daemons (build/nexus-notify)
 #   make test       unit tests (cmocka) and integration tests (prove)
 #   make demo       local stack under ./var; make demo-down stops it
 #   make fuzz       run each libFuzzer harness of common/ briefly
@@ -33,15 +34,19 @@ MOD_HDRS    := $(wildcard ngx_nexus_module/src/*.h)
 UNIT_SRCS   := $(wildcard common/tests/test_*.c)
 UNIT_BINS   := $(patsubst common/tests/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 FUZZ_SRCS   := $(wildcard common/fuzz/fuzz_*.c)
+WORKER_SRCS := $(wildcard workers/nxw_*.c)
+WORKER_HDRS := $(wildcard workers/*.h workers/*/*.h)
+NOTIFY_SRCS := $(wildcard workers/notify/*.c)
 
 LIBS_CRYPTO := -lcrypto
 LIBS_COMMON := -lyajl -lcrypto -lpcre2-8
 LIBS_CLI    := -lpq $(LIBS_COMMON) -ljemalloc
+LIBS_WORKER := -lhiredis -lpq -lcurl $(LIBS_COMMON) -ljemalloc
 
-.PHONY: all deps module lib cli test unit integration demo demo-down clean \
-        fuzz bench test-asan
+.PHONY: all deps module lib cli workers test unit integration demo \
+        demo-down clean fuzz bench test-asan
 
-all: lib cli module
+all: lib cli module workers
 
 deps:
 	@scripts/deps.sh
@@ -71,6 +76,14 @@ $(BUILD)/gen/cli_plans_json.h: config/plans.json
 	  sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/    "/' \
 	      -e 's/$$/\\n"/' $<; \
 	  echo '    ;'; } > $@.tmp && mv $@.tmp $@
+
+# The worker daemons: the runtime of workers/ and one directory each.
+workers: $(BUILD)/nexus-notify
+
+$(BUILD)/nexus-notify: $(NOTIFY_SRCS) $(WORKER_SRCS) $(WORKER_HDRS) \
+        $(COMMON_HDRS) $(BUILD)/libnexus.a
+	$(CC) $(CFLAGS) $(SAN_FLAGS) -Iworkers -Iworkers/notify -o $@ \
+	    $(NOTIFY_SRCS) $(WORKER_SRCS) $(BUILD)/libnexus.a $(LIBS_WORKER)
 
 # The module is built by nginx's own build system from the nginx-dev tree.
 # configure runs again whenever the set of module files or the addon config
@@ -137,6 +150,7 @@ bench: all $(BUILD)/bench-policy
 	@$(BUILD)/bench-policy bench/policy_rules.json
 	@NEXUS_RUN=bench/auth.pl t/run
 	@NEXUS_RUN=bench/gateway.pl t/run
+	@NEXUS_RUN=bench/notify.pl t/run
 
 $(BUILD)/bench-policy: bench/policy.c $(BUILD)/libnexus.a
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libnexus.a $(LIBS_COMMON)

@@ -4,7 +4,8 @@
  * nexusctl: the operator's command-line tool. This file holds main(), the
  * usage text and the dispatch to one handler per verb; each verb lives in
  * its own file (cli_migrate.c, cli_tenant.c, cli_key.c, cli_limits.c,
- * cli_quota.c, cli_usage.c, cli_models.c, cli_plan.c).
+ * cli_quota.c, cli_usage.c, cli_models.c, cli_audit.c, cli_budget.c,
+ * cli_plan.c).
  */
 
 #include <fcntl.h>
@@ -80,6 +81,20 @@ static const cli_verb_t  cli_verbs[] = {
       "--tenant NAME",
       "show the request quota of a tenant" },
 
+    { "set-budget", cli_set_budget,
+      "--prefix PREFIX [--daily N] [--monthly N] [--total N]\n"
+      "                           [--no-daily] [--no-monthly] [--no-total]\n"
+      "       nexusctl set-budget --prefix PREFIX --clear",
+      "set or clear the token budget of a key" },
+
+    { "show-budget", cli_show_budget,
+      "--prefix PREFIX",
+      "show the token budget and tokens per minute of a key" },
+
+    { "set-tpm", cli_set_tpm,
+      "(--tenant NAME | --prefix PREFIX) (--tpm N | --clear)",
+      "set or clear the tokens per minute of a tenant or a key" },
+
     { "show-usage", cli_show_usage,
       "--tenant NAME [--period day|month] [--json]",
       "show the usage of a tenant this UTC day or month" },
@@ -94,6 +109,10 @@ static const cli_verb_t  cli_verbs[] = {
     { "show-models", cli_show_models,
       "(--tenant NAME | --prefix PREFIX)",
       "show the models of a tenant or a key" },
+
+    { "audit", cli_audit,
+      "verify [--tenant NAME] [--since DURATION|TIME]",
+      "verify the audit log's chains and checkpoints" },
 
     { "load-plans", cli_load_plans,
       "[--file FILE]",
@@ -234,6 +253,8 @@ cli_usage(FILE *f)
         " (required)\n"
         "  NEXUS_KEY_PEPPER_FILE   file holding the key pepper"
         " (create-key)\n"
+        "  NEXUS_AUDIT_KEY_FILE    file holding the audit key"
+        " (audit verify)\n"
         "  NEXUS_MIGRATIONS_DIR    migrations directory (migrate)\n"
         "\n"
         "exit status: 0 ok, 1 operation failed, 2 usage or configuration"

@@ -15,14 +15,21 @@
 #   mock LLM   18081  t/mock/server.js
 #   nginx      18080  with build/ngx_nexus_module.so, config rendered from
 #                     nginx.conf.example into var/nginx/nginx.conf
+#   workers           build/nexus-notify (webhook notifications), its log
+#                     in var/log/nexus-notify.log
+#   receiver   18091  t/notify/receiver.js, a webhook receiver to point a
+#                     destination at (secret "demo-secret")
 #
 # nginx.conf.example tokens replaced when rendering: __PG_PORT__,
-# __REDIS_PORT__, __MOCK_PORT__, __NEXUS_PORT__, __PEPPER_FILE__, __PREFIX__
-# (the absolute var/ dir), __MODULE__ (absolute path of the module).
+# __REDIS_PORT__, __MOCK_PORT__, __NEXUS_PORT__, __PEPPER_FILE__,
+# __AUDIT_KEY_FILE__, __SEAL_KEY_FILE__, __PREFIX__ (the absolute var/
+# dir), __MODULE__
+# (absolute path of the module).
 # NEXUS_DEMO_CONF=<file> renders another template (development aid).
 #
 # "up" is safe to run again: each service starts only if its pid file does not
-# name a live process of the right kind. var/pepper is made once and kept;
+# name a live process of the right kind. var/pepper and var/audit.key are
+# made once and kept;
 # var/demo.env keeps its key as long as that key still works.
 
 set -uo pipefail
@@ -34,11 +41,15 @@ PG_PORT=54329
 REDIS_PORT=63799
 MOCK_PORT=18081
 NEXUS_PORT=18080
+RECEIVER_PORT=18091
 TEMPLATE=${NEXUS_DEMO_CONF:-$ROOT/nginx.conf.example}
 MODULE=$ROOT/build/ngx_nexus_module.so
 NEXUSCTL=$ROOT/build/nexusctl
 NGINX=/usr/sbin/nginx
 PEPPER=$VAR/pepper
+AUDIT_KEY=$VAR/audit.key
+SEAL_KEY=$VAR/seal.key
+NOTIFY=$ROOT/build/nexus-notify
 DB_URL="postgresql://nexus@127.0.0.1:$PG_PORT/nexus"
 URL="http://127.0.0.1:$NEXUS_PORT"
 ENV_FILE=$VAR/demo.env
@@ -265,12 +276,15 @@ nginx_up() {
     fi
     port_open "$NEXUS_PORT" && die "port $NEXUS_PORT is taken by another process"
     PG_PORT=$PG_PORT REDIS_PORT=$REDIS_PORT MOCK_PORT=$MOCK_PORT \
-    NEXUS_PORT=$NEXUS_PORT PEPPER=$PEPPER PREFIX=$VAR MODULE=$MODULE \
+    NEXUS_PORT=$NEXUS_PORT PEPPER=$PEPPER AUDIT_KEY=$AUDIT_KEY PREFIX=$VAR \
+    MODULE=$MODULE SEAL_KEY=$SEAL_KEY \
         perl -pe 's/__PG_PORT__/$ENV{PG_PORT}/g;
                   s/__REDIS_PORT__/$ENV{REDIS_PORT}/g;
                   s/__MOCK_PORT__/$ENV{MOCK_PORT}/g;
                   s/__NEXUS_PORT__/$ENV{NEXUS_PORT}/g;
                   s/__PEPPER_FILE__/$ENV{PEPPER}/g;
+                  s/__AUDIT_KEY_FILE__/$ENV{AUDIT_KEY}/g;
+                  s/__SEAL_KEY_FILE__/$ENV{SEAL_KEY}/g;
                   s/__PREFIX__/$ENV{PREFIX}/g;
                   s/__MODULE__/$ENV{MODULE}/g;' \
         "$TEMPLATE" >"$VAR/nginx/nginx.conf.new" || die "rendering failed"
@@ -309,6 +323,71 @@ nginx_down() {
 
 nginx_running() {
     [[ -f $VAR/nginx/nginx.conf ]] && alive "$(nginx_pidfile)" 'nginx: master'
+}
+
+# --- workers -------------------------------------------------------------------
+
+# nexus-notify, with the demo's database and Redis; 127.0.0.1 is
+# allowlisted so that a destination can point at the local receiver.
+notify_up() {
+    if alive "$VAR/notify.pid" nexus-notify; then
+        say "nexus-notify already running"
+        return 0
+    fi
+    if [[ ! -x $NOTIFY ]]; then
+        say "build/nexus-notify is not built (make): not started"
+        return 1
+    fi
+    NEXUS_DATABASE_URL=$DB_URL \
+    NEXUS_REDIS_URL=redis://127.0.0.1:$REDIS_PORT \
+    NEXUS_SEAL_KEY_FILE=$SEAL_KEY \
+    NEXUS_CONSUMER=demo-notify \
+    NEXUS_NOTIFY_ALLOW_CIDRS=127.0.0.1/32 \
+        setsid "$NOTIFY" >>"$VAR/log/nexus-notify.log" 2>&1 </dev/null &
+    echo $! >"$VAR/notify.pid"
+    sleep 0.3
+    alive "$VAR/notify.pid" nexus-notify \
+        || die "nexus-notify did not start (see var/log/nexus-notify.log)"
+    say "nexus-notify started"
+}
+
+notify_down() {
+    if alive "$VAR/notify.pid" nexus-notify; then
+        local pid
+        pid=$(cat "$VAR/notify.pid")
+        # SIGTERM: it finishes what is in flight (10 s at most), exits 0
+        kill -TERM "$pid"
+        for _ in $(seq 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null
+        say "nexus-notify stopped"
+    else
+        say "nexus-notify not running"
+    fi
+    rm -f "$VAR/notify.pid"
+}
+
+receiver_up() {
+    if alive "$VAR/receiver.pid" receiver.js; then
+        say "webhook receiver already running on $RECEIVER_PORT"
+        return
+    fi
+    port_open "$RECEIVER_PORT" && die "port $RECEIVER_PORT is taken by another process"
+    setsid node "$ROOT/t/notify/receiver.js" --port "$RECEIVER_PORT" \
+        --host 127.0.0.1 --secret demo-secret \
+        >>"$VAR/log/receiver.log" 2>&1 </dev/null &
+    echo $! >"$VAR/receiver.pid"
+    wait_for "the webhook receiver" 10 port_open "$RECEIVER_PORT"
+    say "webhook receiver started on $RECEIVER_PORT"
+}
+
+receiver_down() {
+    if alive "$VAR/receiver.pid" receiver.js; then
+        kill "$(cat "$VAR/receiver.pid")"
+        say "webhook receiver stopped"
+    else
+        say "webhook receiver not running"
+    fi
+    rm -f "$VAR/receiver.pid"
 }
 
 # --- tenant and key ------------------------------------------------------------
@@ -377,6 +456,7 @@ NEXUS_DATABASE_URL=$DB_URL
 NEXUS_REDIS_URL=redis://127.0.0.1:$REDIS_PORT
 NEXUS_MOCK_URL=http://127.0.0.1:$MOCK_PORT
 NEXUS_KEY_PEPPER_FILE=$PEPPER
+NEXUS_AUDIT_KEY_FILE=$AUDIT_KEY
 EOF
     )
 }
@@ -396,10 +476,21 @@ Nexus demo is up. Environment: var/demo.env (set -a; . var/demo.env; set +a)
        -d '{"model":"mock-small","messages":[{"role":"user","content":"hello"}]}' \\
        $URL/mock/v1/chat/completions     # a location guarded by nexus_auth
   curl -s -H 'Authorization: Bearer $KEY' $URL/v1/models
-  curl -sN -H 'Authorization: Bearer $KEY' -H 'Content-Type: application/json' \
-       -d '{"model":"claude-small","stream":true,"messages":[{"role":"user","content":"hello"}]}' \
+  curl -sN -H 'Authorization: Bearer $KEY' -H 'Content-Type: application/json' \\
+       -d '{"model":"claude-small","stream":true,"messages":[{"role":"user","content":"hello"}]}' \\
        $URL/v1/chat/completions          # the gateway: Anthropic, as OpenAI SSE
   curl -s -i $URL/v1/me            # 401 without a key
+
+Webhook notifications (nexus-notify delivers to the receiver on $RECEIVER_PORT):
+
+  curl -s -H 'Authorization: Bearer $KEY' -H 'Content-Type: application/json' \\
+       -d '{"url":"http://127.0.0.1:$RECEIVER_PORT/hook","secret":"demo-secret"}' \\
+       $URL/v1/admin/notifications/destinations
+  curl -s -H 'Authorization: Bearer $KEY' -H 'Content-Type: application/json' \\
+       -d '{"event_type":"demo.hello","severity":"info","data":{"hi":1}}' \\
+       $URL/v1/admin/notifications/events
+  curl -s http://127.0.0.1:$RECEIVER_PORT/__received
+  curl -s -H 'Authorization: Bearer $KEY' $URL/v1/ops/notifications
 
 Stop it with: make demo-down (data stays in var/)
 EOF
@@ -415,9 +506,19 @@ up() {
         (umask 077; openssl rand -hex 32 >"$PEPPER") || die "openssl failed"
         say "new pepper in var/pepper"
     fi
+    if [[ ! -s $AUDIT_KEY ]]; then
+        (umask 077; openssl rand -hex 32 >"$AUDIT_KEY") \
+            || die "openssl failed"
+        say "new audit key in var/audit.key"
+    fi
+    if [[ ! -s $SEAL_KEY ]]; then
+        (umask 077; openssl rand -hex 32 >"$SEAL_KEY") || die "openssl failed"
+        say "new seal key in var/seal.key"
+    fi
     # nginx workers run as nobody:nogroup when nginx is started by root
     if [[ $(id -u) -eq 0 ]]; then
-        chgrp nogroup "$PEPPER" 2>/dev/null && chmod 640 "$PEPPER"
+        chgrp nogroup "$PEPPER" "$AUDIT_KEY" "$SEAL_KEY" 2>/dev/null \
+            && chmod 640 "$PEPPER" "$AUDIT_KEY" "$SEAL_KEY"
     fi
     pg_up
     redis_up
@@ -425,6 +526,9 @@ up() {
     local nginx_ok=1
     nginx_up || nginx_ok=0
     tenant_and_key
+    # after the migrations: the worker prepares its statements on connect
+    receiver_up
+    notify_up || true
     print_curls
     if (( ! nginx_ok )); then
         echo
@@ -433,6 +537,8 @@ up() {
 }
 
 down() {
+    notify_down
+    receiver_down
     nginx_down
     mock_down
     redis_down
@@ -441,6 +547,11 @@ down() {
 
 status() {
     nginx_running && say "nginx running on $NEXUS_PORT" || say "nginx stopped"
+    alive "$VAR/notify.pid" nexus-notify && say "nexus-notify running" \
+        || say "nexus-notify stopped"
+    alive "$VAR/receiver.pid" receiver.js \
+        && say "webhook receiver running on $RECEIVER_PORT" \
+        || say "webhook receiver stopped"
     alive "$VAR/mock.pid" server.js && say "mock running on $MOCK_PORT" \
         || say "mock stopped"
     alive "$VAR/redis/redis.pid" redis-server \

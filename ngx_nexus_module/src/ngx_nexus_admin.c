@@ -26,6 +26,7 @@
 #include "ngx_nexus_redis.h"
 #include "ngx_nexus_limit.h"
 #include "ngx_nexus_usage.h"
+#include "ngx_nexus_audit.h"
 #include "ngx_nexus_idempotency.h"
 
 #include <nx_json.h>
@@ -45,12 +46,16 @@
 #define NGX_NEXUS_ADMIN_SET_QUOTA       8
 #define NGX_NEXUS_ADMIN_NOPS            9
 
+/* a body larger than this is not copied into an audit event */
+#define NGX_NEXUS_ADMIN_AUDIT_BODY      4096
+
 
 typedef struct {
     ngx_uint_t                  op;
     u_char                      key[NX_KEY_LEN];
     ngx_str_t                   tenant;     /* quotas/{tenant} */
     ngx_str_t                   json;       /* the quota, while Redis runs */
+    ngx_str_t                   target;     /* for the audit log */
 } ngx_nexus_admin_ctx_t;
 
 
@@ -83,9 +88,26 @@ static void ngx_nexus_admin_usage_done(ngx_nexus_redis_cmd_t *cmd,
 static void ngx_nexus_admin_usage_reply(ngx_http_request_t *r,
     redisReply *reply, ngx_int_t rc);
 static void ngx_nexus_admin_set_kills(ngx_http_request_t *r, yajl_val v);
+static void ngx_nexus_admin_audit(ngx_http_request_t *r,
+    ngx_nexus_admin_ctx_t *actx, PGresult *res, const char *code);
 
 
 static ngx_uint_t  ngx_nexus_admin_stmts[NGX_NEXUS_ADMIN_NOPS];
+
+
+/* the audit events of the writes, by op */
+
+static const char  *ngx_nexus_admin_events[NGX_NEXUS_ADMIN_NOPS] = {
+    NULL,
+    "admin.tenant.created",
+    NULL,
+    "auth.api_key.created",
+    "auth.api_key.revoked",
+    NULL,
+    "admin.kill_switch.updated",
+    NULL,
+    "admin.quota.updated"
+};
 
 
 #define NGX_NEXUS_TENANT_JSON                                                 \
@@ -119,7 +141,7 @@ static const struct {
 
     { "nexus_admin_create_tenant",
       "INSERT INTO tenants AS t (name, platform) VALUES ($1, $2::boolean)"
-      " RETURNING " NGX_NEXUS_TENANT_JSON "::text",
+      " RETURNING " NGX_NEXUS_TENANT_JSON "::text, t.id",
       2 },
 
     { "nexus_admin_list_keys",
@@ -141,7 +163,7 @@ static const struct {
       " FROM tenants t WHERE ($1::bigint = 0 OR t.id = $1::bigint)"
       " AND t.name = $2"
       " RETURNING (SELECT " NGX_NEXUS_KEY_JSON "::text"
-      " FROM tenants t WHERE t.id = k.tenant_id)",
+      " FROM tenants t WHERE t.id = k.tenant_id), k.tenant_id",
       8 },
 
     { "nexus_admin_revoke_key",
@@ -149,7 +171,7 @@ static const struct {
       " revoked_at = coalesce(k.revoked_at, now())"
       " FROM tenants t WHERE t.id = k.tenant_id AND k.id = $1::bigint"
       " AND ($2::bigint = 0 OR k.tenant_id = $2::bigint)"
-      " RETURNING " NGX_NEXUS_KEY_JSON "::text",
+      " RETURNING " NGX_NEXUS_KEY_JSON "::text, k.tenant_id",
       2 },
 
     { "nexus_admin_list_kills",
@@ -176,7 +198,8 @@ static const struct {
     { "nexus_admin_set_quota",
       "UPDATE tenants AS t SET quota = jsonb_strip_nulls(t.quota || $2::jsonb)"
       " WHERE t.name = $1"
-      " RETURNING json_build_object('tenant', t.name, 'quota', t.quota)::text",
+      " RETURNING json_build_object('tenant', t.name, 'quota', t.quota)::text,"
+      " t.id",
       2 },
 };
 
@@ -246,6 +269,10 @@ ngx_nexus_admin_handler(ngx_http_request_t *r)
 
     rest.data += 6;
     rest.len -= 6;
+
+    if (rest.len >= 13 && ngx_strncmp(rest.data, "notifications", 13) == 0) {
+        return ngx_nexus_notify_admin(r, &rest);
+    }
 
     if (rest.len >= 5 && ngx_strncmp(rest.data, "plans", 5) == 0) {
         return ngx_nexus_plan_admin(r, &rest);
@@ -448,13 +475,16 @@ ngx_nexus_admin_create_tenant(ngx_http_request_t *r, yajl_val v)
 {
     int                    platform;
     ngx_int_t              rc;
-    const char            *name;
-    ngx_nexus_ctx_t       *ctx;
-    ngx_nexus_pg_query_t  *q;
+    const char             *name;
+    ngx_nexus_ctx_t        *ctx;
+    ngx_nexus_pg_query_t   *q;
+    ngx_nexus_admin_ctx_t  *actx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
 
     if (!ctx->principal.platform) {
+        ngx_nexus_audit_forbidden(r, "FORBIDDEN",
+                                  "{\"required\":\"platform_admin\"}");
         ngx_http_finalize_request(r,
             ngx_nexus_send_error(r, NGX_HTTP_FORBIDDEN, "FORBIDDEN",
                                  "only a platform admin can create tenants",
@@ -487,6 +517,10 @@ ngx_nexus_admin_create_tenant(ngx_http_request_t *r, yajl_val v)
 
     (void) ngx_nexus_pg_param(q, (u_char *) name, ngx_strlen(name));
     (void) ngx_nexus_pg_param(q, (u_char *) (platform ? "t" : "f"), 1);
+
+    actx = ctx->handler_ctx;
+    actx->target.data = (u_char *) name;
+    actx->target.len = ngx_strlen(name);
 
     rc = ngx_nexus_admin_query(r, q);
 
@@ -634,6 +668,8 @@ ngx_nexus_admin_create_key(ngx_http_request_t *r, yajl_val v)
 
     /* the key itself is kept only to be shown once, in the response */
     actx = ctx->handler_ctx;
+    actx->target.data = (u_char *) tenant;
+    actx->target.len = rc;
     ngx_memcpy(actx->key, key.key, NX_KEY_LEN);
     ngx_explicit_memzero(&key, sizeof(nx_key_t));
 
@@ -706,7 +742,9 @@ ngx_nexus_admin_scopes(ngx_http_request_t *r, yajl_val v, ngx_str_t *out)
 static ngx_int_t
 ngx_nexus_admin_revoke_key(ngx_http_request_t *r, ngx_str_t *id)
 {
-    ngx_nexus_pg_query_t  *q;
+    ngx_nexus_ctx_t        *ctx;
+    ngx_nexus_pg_query_t   *q;
+    ngx_nexus_admin_ctx_t  *actx;
 
     if (id->len == 0 || id->len > 18) {
         return ngx_nexus_not_found(r);
@@ -719,6 +757,10 @@ ngx_nexus_admin_revoke_key(ngx_http_request_t *r, ngx_str_t *id)
 
     (void) ngx_nexus_pg_param(q, id->data, id->len);
     (void) ngx_nexus_admin_param_int(q, ngx_nexus_admin_scope(r));
+
+    ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
+    actx = ctx->handler_ctx;
+    actx->target = *id;
 
     /* a body, if any, is not needed */
     if (ngx_http_discard_request_body(r) != NGX_OK) {
@@ -736,7 +778,7 @@ ngx_nexus_admin_done(ngx_nexus_pg_query_t *q, PGresult *res, ngx_int_t rc)
     u_char                 *json, *buf, *p;
     size_t                  len;
     ngx_uint_t              status;
-    const char             *state;
+    const char             *state, *code;
     ngx_http_request_t     *r;
     ngx_nexus_ctx_t        *ctx;
     ngx_nexus_admin_ctx_t  *actx;
@@ -748,7 +790,11 @@ ngx_nexus_admin_done(ngx_nexus_pg_query_t *q, PGresult *res, ngx_int_t rc)
     ctx->pgq = NULL;
     r->read_event_handler = ngx_http_block_reading;
 
+    /* what the audit log says went wrong, if anything */
+    code = "INTERNAL_ERROR";
+
     if (rc == NGX_DECLINED) {
+        code = "DEPENDENCY_UNAVAILABLE";
         rc = ngx_nexus_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                   "DEPENDENCY_UNAVAILABLE",
                                   "the database is unavailable, try again",
@@ -767,6 +813,7 @@ ngx_nexus_admin_done(ngx_nexus_pg_query_t *q, PGresult *res, ngx_int_t rc)
 
         if (ngx_strcmp(state, "23514") == 0) {
             /* a CHECK constraint: what was sent is not acceptable */
+            code = "VALIDATION_ERROR";
             rc = ngx_nexus_send_error(r, NGX_HTTP_BAD_REQUEST,
                                       "VALIDATION_ERROR",
                                       "the values are out of range", NULL);
@@ -776,6 +823,7 @@ ngx_nexus_admin_done(ngx_nexus_pg_query_t *q, PGresult *res, ngx_int_t rc)
         if (ngx_strcmp(state, "23505") == 0
             && actx->op == NGX_NEXUS_ADMIN_CREATE_TENANT)
         {
+            code = "TENANT_EXISTS";
             rc = ngx_nexus_send_error(r, NGX_HTTP_CONFLICT, "TENANT_EXISTS",
                                       "a tenant with this name exists",
                                       NULL);
@@ -793,19 +841,22 @@ ngx_nexus_admin_done(ngx_nexus_pg_query_t *q, PGresult *res, ngx_int_t rc)
         goto done;
     }
 
-    if (PQntuples(res) != 1 || PQnfields(res) != 1
+    /* a write's row comes with the id of the tenant it concerns */
+    if (PQntuples(res) != 1 || PQnfields(res) < 1
         || PQgetisnull(res, 0, 0))
     {
         switch (actx->op) {
 
         case NGX_NEXUS_ADMIN_CREATE_KEY:
         case NGX_NEXUS_ADMIN_SET_QUOTA:
+            code = "TENANT_NOT_FOUND";
             rc = ngx_nexus_send_error(r, NGX_HTTP_NOT_FOUND,
                                       "TENANT_NOT_FOUND",
                                       "no such tenant", NULL);
             break;
 
         default:
+            code = "KEY_NOT_FOUND";
             rc = ngx_nexus_send_error(r, NGX_HTTP_NOT_FOUND,
                                       "KEY_NOT_FOUND", "no such API key",
                                       NULL);
@@ -849,10 +900,92 @@ ngx_nexus_admin_done(ngx_nexus_pg_query_t *q, PGresult *res, ngx_int_t rc)
     }
 
     rc = ngx_nexus_send_data(r, status, buf, p - buf);
+    code = NULL;
 
 done:
 
+    ngx_nexus_admin_audit(r, actx, res, code);
     ngx_http_finalize_request(r, rc);
+}
+
+
+/*
+ * The audit event of a write: the row as the response shows it, in the
+ * chain of the tenant it concerns, or the error code and what the write
+ * was about, in the chain of the admin's own tenant; with the request's
+ * JSON body, which the audit log redacts (a client may well send a
+ * "password" nobody asked for).
+ */
+
+static void
+ngx_nexus_admin_audit(ngx_http_request_t *r, ngx_nexus_admin_ctx_t *actx,
+    PGresult *res, const char *code)
+{
+    u_char           *members, *p;
+    size_t            len;
+    int64_t           tenant_id;
+    ngx_str_t         body;
+    const char       *type;
+    ngx_nexus_ctx_t  *ctx;
+
+    type = ngx_nexus_admin_events[actx->op];
+
+    if (type == NULL) {
+        return;
+    }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
+    tenant_id = ctx->principal.tenant_id;
+
+    /* a JSON object, checked when it was read; a large one is left out */
+    if (ngx_nexus_body_collect(r, &body, NGX_NEXUS_ADMIN_AUDIT_BODY)
+        != NGX_OK)
+    {
+        ngx_str_set(&body, "\"[TOO_LARGE]\"");
+    }
+
+    if (code == NULL) {
+        if (PQnfields(res) > 1 && !PQgetisnull(res, 0, 1)) {
+            tenant_id = ngx_atoof((u_char *) PQgetvalue(res, 0, 1),
+                                  PQgetlength(res, 0, 1));
+        }
+
+        len = PQgetlength(res, 0, 0);
+
+        members = ngx_pnalloc(r->pool, sizeof("\"result\":,\"request\":")
+                                       + len + body.len);
+        if (members == NULL) {
+            return;
+        }
+
+        /* the key itself is not in the row: it was spliced in above */
+        p = ngx_sprintf(members, "\"result\":%*s", len,
+                        PQgetvalue(res, 0, 0));
+
+    } else {
+        members = ngx_pnalloc(r->pool, sizeof("\"code\":\"\",\"target\":\"\","
+                                              "\"request\":")
+                                       + ngx_strlen(code) + actx->target.len
+                                       + body.len);
+        if (members == NULL) {
+            return;
+        }
+
+        /* targets are validated tenant names and key ids */
+        p = ngx_sprintf(members, "\"code\":\"%s\",\"target\":\"%V\"", code,
+                        &actx->target);
+    }
+
+    if (body.len) {
+        p = ngx_sprintf(p, ",\"request\":%V", &body);
+    }
+
+    *p = '\0';
+
+    ngx_nexus_audit_request(r, tenant_id, type,
+                            code ? NGX_NEXUS_AUDIT_FAILURE
+                                 : NGX_NEXUS_AUDIT_SUCCESS,
+                            (char *) members);
 }
 
 
@@ -880,6 +1013,8 @@ ngx_nexus_admin_kills(ngx_http_request_t *r)
 
     /* who may ask comes before how: nothing here for a tenant's admin */
     if (!ctx->principal.platform) {
+        ngx_nexus_audit_forbidden(r, "FORBIDDEN",
+                                  "{\"required\":\"platform_admin\"}");
         return ngx_nexus_send_error(r, NGX_HTTP_FORBIDDEN, "FORBIDDEN",
                                     "kill switches are for platform admins",
                                     "{\"required\":\"platform_admin\"}");
@@ -1015,6 +1150,9 @@ ngx_nexus_admin_quota(ngx_http_request_t *r, ngx_str_t *tenant)
 
     if (r->method == NGX_HTTP_PATCH) {
         if (!ctx->principal.platform) {
+            ngx_nexus_audit_forbidden(r, "FORBIDDEN",
+                                      "{\"required\":"
+                                      "\"platform_admin\"}");
             return ngx_nexus_send_error(r, NGX_HTTP_FORBIDDEN, "FORBIDDEN",
                                         "only a platform admin can change "
                                         "a quota",
@@ -1159,6 +1297,9 @@ ngx_nexus_admin_set_quota(ngx_http_request_t *r, yajl_val v)
 
     (void) ngx_nexus_pg_param(q, tenant.data, tenant.len);
     (void) ngx_nexus_pg_param(q, json, p - json);
+
+    actx = ctx->handler_ctx;
+    actx->target = tenant;
 
     rc = ngx_nexus_admin_query(r, q);
 

@@ -11,6 +11,7 @@
 #include "ngx_nexus_module.h"
 #include "ngx_nexus_reply.h"
 #include "ngx_nexus_breaker.h"
+#include "ngx_nexus_audit.h"
 
 #include <nx_name.h>
 
@@ -100,6 +101,10 @@ ngx_nexus_api_handler(ngx_http_request_t *r)
         }
 
         return ngx_nexus_api_me(r);
+    }
+
+    if (rest.len == 12 && ngx_strncmp(rest.data, "audit/events", 12) == 0) {
+        return ngx_nexus_audit_api(r);
     }
 
     return ngx_nexus_not_found(r);
@@ -194,6 +199,14 @@ ngx_nexus_ops_handler(ngx_http_request_t *r)
         if (rest.len == 0 || rest.data[0] == '/') {
             return ngx_nexus_breaker_ops(r, &rest);
         }
+
+        return ngx_nexus_not_found(r);
+    }
+
+    if (rest.len == sizeof("ops/notifications") - 1
+        && ngx_strncmp(rest.data, "ops/notifications", rest.len) == 0)
+    {
+        return ngx_nexus_notify_ops(r);
     }
 
     return ngx_nexus_not_found(r);

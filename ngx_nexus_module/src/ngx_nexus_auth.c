@@ -16,6 +16,7 @@
 #include "ngx_nexus_pg.h"
 #include "ngx_nexus_keycache.h"
 #include "ngx_nexus_reply.h"
+#include "ngx_nexus_audit.h"
 
 #include <nx_bearer.h>
 #include <nx_name.h>
@@ -32,6 +33,8 @@ static ngx_int_t ngx_nexus_auth_row(PGresult *res,
 static ngx_int_t ngx_nexus_auth_unhex(u_char *dst, u_char *src, size_t n);
 static ngx_int_t ngx_nexus_auth_limits(ngx_nexus_key_data_t *kd, u_char *p,
     size_t len);
+static ngx_int_t ngx_nexus_auth_budget(ngx_nexus_key_data_t *kd, u_char *p,
+    size_t len);
 static ngx_int_t ngx_nexus_auth_quota(ngx_nexus_key_data_t *kd, u_char *p,
     size_t len);
 static void ngx_nexus_auth_decide(ngx_http_request_t *r,
@@ -41,6 +44,8 @@ static void ngx_nexus_auth_set(ngx_nexus_ctx_t *ctx, ngx_int_t status,
 static ngx_int_t ngx_nexus_auth_finish(ngx_http_request_t *r,
     ngx_nexus_ctx_t *ctx);
 
+static ngx_int_t ngx_nexus_auth_forbidden(ngx_http_request_t *r,
+    const char *message, const char *details);
 static ngx_int_t ngx_nexus_auth_forbidden_role(ngx_http_request_t *r,
     ngx_uint_t role);
 
@@ -58,6 +63,7 @@ static const char  ngx_nexus_auth_sql[] =
     " nexus_quota_text(t.quota),"
     " nexus_models_text(k.allowed_models, t.allow_all_models,"
     " t.allowed_models),"
+    " nexus_budget_text(k.token_budget, k.tpm, t.tpm),"
     " nexus_features_text(t.id)"
     " FROM api_keys k JOIN tenants t ON t.id = k.tenant_id"
     " WHERE k.prefix = $1";
@@ -325,7 +331,7 @@ ngx_nexus_auth_row(PGresult *res, ngx_nexus_key_data_t *kd, u_char *hash)
     char      *v;
     ngx_int_t  n;
 
-    if (PQnfields(res) != 14) {
+    if (PQnfields(res) != 15) {
         return NGX_ERROR;
     }
 
@@ -391,12 +397,19 @@ ngx_nexus_auth_row(PGresult *res, ngx_nexus_key_data_t *kd, u_char *hash)
     ngx_memcpy(kd->models, PQgetvalue(res, 0, 12), len);
     kd->models_len = (uint16_t) len;
 
+    if (ngx_nexus_auth_budget(kd, (u_char *) PQgetvalue(res, 0, 13),
+                              PQgetlength(res, 0, 13))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
     /* bounded by the catalog (features_bound in 0011_plans.sql) */
-    len = PQgetlength(res, 0, 13);
+    len = PQgetlength(res, 0, 14);
     if (len > NGX_NEXUS_FEATURES_MAX) {
         return NGX_ERROR;
     }
-    ngx_memcpy(kd->features, PQgetvalue(res, 0, 13), len);
+    ngx_memcpy(kd->features, PQgetvalue(res, 0, 14), len);
     kd->features_len = (uint16_t) len;
 
     if (kd->key_id <= 0 || kd->tenant_id <= 0 || kd->expires_at < 0) {
@@ -502,6 +515,47 @@ ngx_nexus_auth_quota(ngx_nexus_key_data_t *kd, u_char *p, size_t len)
 }
 
 
+/* "daily,monthly,total,key_tpm,tenant_tpm" of nexus_budget_text() */
+
+static ngx_int_t
+ngx_nexus_auth_budget(ngx_nexus_key_data_t *kd, u_char *p, size_t len)
+{
+    u_char      *last, *comma;
+    off_t        n;
+    ngx_uint_t   i;
+    int64_t      v[5];
+
+    last = p + len;
+
+    for (i = 0; i < 5; i++) {
+        comma = ngx_strlchr(p, last, ',');
+
+        if (comma == NULL) {
+            if (i != 4) {
+                return NGX_ERROR;
+            }
+            comma = last;
+        }
+
+        n = ngx_atoof(p, comma - p);
+        if (n == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        v[i] = n;
+        p = comma + 1;
+    }
+
+    kd->budget[0] = v[0];
+    kd->budget[1] = v[1];
+    kd->budget[2] = v[2];
+    kd->tpm[0] = v[3];
+    kd->tpm[1] = v[4];
+
+    return NGX_OK;
+}
+
+
 /* the decision for a key that exists: the same from cache or database */
 
 static void
@@ -552,6 +606,8 @@ ngx_nexus_auth_decide(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx,
     ctx->principal.quota[1] = kd->quota[1];
     ctx->principal.quota_soft = kd->quota_soft;
     ctx->principal.quota_observe = kd->quota_observe;
+    ngx_memcpy(ctx->principal.budget, kd->budget, sizeof(kd->budget));
+    ngx_memcpy(ctx->principal.tpm, kd->tpm, sizeof(kd->tpm));
 
     ctx->principal.tenant.data = p;
     ctx->principal.tenant.len = kd->tenant_len;
@@ -612,9 +668,10 @@ ngx_nexus_auth_finish(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
                 || ngx_strncmp(nlcf->tenant.data, ctx->principal.tenant.data,
                                nlcf->tenant.len) != 0))
         {
-            rc = ngx_nexus_send_error(r, NGX_HTTP_FORBIDDEN, "FORBIDDEN",
-                                      "this route belongs to another tenant",
-                                      "{\"reason\":\"tenant_mismatch\"}");
+            rc = ngx_nexus_auth_forbidden(r,
+                                          "this route belongs to another "
+                                          "tenant",
+                                          "{\"reason\":\"tenant_mismatch\"}");
             goto done;
         }
 
@@ -623,9 +680,10 @@ ngx_nexus_auth_finish(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
                 || !ctx->principal.platform))
         {
             /* operators see every tenant's traffic: platform admins only */
-            rc = ngx_nexus_send_error(r, NGX_HTTP_FORBIDDEN, "FORBIDDEN",
-                                      "this route requires a platform admin",
-                                      "{\"required\":\"platform_admin\"}");
+            rc = ngx_nexus_auth_forbidden(r,
+                                          "this route requires a platform "
+                                          "admin",
+                                          "{\"required\":\"platform_admin\"}");
             goto done;
         }
 
@@ -645,9 +703,10 @@ ngx_nexus_auth_finish(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
         if (nlcf->handler == NGX_NEXUS_HANDLER_ADMIN
             && ctx->principal.role != NGX_NEXUS_ROLE_ADMIN)
         {
-            rc = ngx_nexus_send_error(r, NGX_HTTP_FORBIDDEN, "FORBIDDEN",
-                                      "this route requires the admin role",
-                                      "{\"required_role\":\"admin\"}");
+            rc = ngx_nexus_auth_forbidden(r,
+                                          "this route requires the admin "
+                                          "role",
+                                          "{\"required_role\":\"admin\"}");
             goto done;
         }
 
@@ -741,9 +800,21 @@ ngx_nexus_auth_forbidden_role(ngx_http_request_t *r, ngx_uint_t role)
     ngx_sprintf(details, "{\"required_role\":\"%s\"}%Z",
                 nx_role_name((int) role));
 
-    return ngx_nexus_send_error(r, NGX_HTTP_FORBIDDEN, "FORBIDDEN",
-                                "the key's role is not allowed here",
-                                (char *) details);
+    return ngx_nexus_auth_forbidden(r, "the key's role is not allowed here",
+                                    (char *) details);
+}
+
+
+/* a 403 for a principal that lacks a right: audited as rbac.forbidden */
+
+static ngx_int_t
+ngx_nexus_auth_forbidden(ngx_http_request_t *r, const char *message,
+    const char *details)
+{
+    ngx_nexus_audit_forbidden(r, "FORBIDDEN", details);
+
+    return ngx_nexus_send_error(r, NGX_HTTP_FORBIDDEN, "FORBIDDEN", message,
+                                details);
 }
 
 
@@ -759,6 +830,8 @@ ngx_nexus_auth_missing_scope(ngx_http_request_t *r, ngx_str_t *scope)
 
     /* scopes are [a-z0-9_:.*-]: nothing to escape */
     ngx_sprintf(details, "{\"scope\":\"%V\"}%Z", scope);
+
+    ngx_nexus_audit_forbidden(r, "SCOPE_MISSING", (char *) details);
 
     return ngx_nexus_send_error(r, NGX_HTTP_FORBIDDEN, "SCOPE_MISSING",
                                 "the key lacks the scope this route needs",

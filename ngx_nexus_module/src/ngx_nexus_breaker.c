@@ -31,6 +31,7 @@
 #include "ngx_nexus_reply.h"
 #include "ngx_nexus_provider.h"
 #include "ngx_nexus_breaker.h"
+#include "ngx_nexus_audit.h"
 
 
 #define NGX_NEXUS_BREAKER_NAME      64
@@ -678,6 +679,8 @@ ngx_nexus_breaker_admin(ngx_http_request_t *r)
     if (ctx == NULL || !ctx->authenticated
         || ctx->principal.role != NGX_NEXUS_ROLE_ADMIN)
     {
+        ngx_nexus_audit_forbidden(r, "FORBIDDEN",
+                                  "{\"required_role\":\"admin\"}");
         return ngx_nexus_send_error(r, NGX_HTTP_FORBIDDEN, "FORBIDDEN",
                                     "resetting a circuit breaker requires "
                                     "the admin role",

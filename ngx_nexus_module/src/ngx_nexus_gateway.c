@@ -23,6 +23,7 @@
 #include "ngx_nexus_body.h"
 #include "ngx_nexus_proxy.h"
 #include "ngx_nexus_discovery.h"
+#include "ngx_nexus_budget.h"
 
 
 static ngx_int_t ngx_nexus_gateway_call(ngx_http_request_t *r,
@@ -227,7 +228,11 @@ ngx_nexus_gateway_body(ngx_http_request_t *r)
     }
 
     if (rc == NGX_OK) {
-        ngx_nexus_proxy_start(r, px);
+        /* NGX_AGAIN: Redis's answer starts the proxy, or refuses */
+        if (ngx_nexus_budget_reserve(r, px) == NGX_OK) {
+            ngx_nexus_proxy_start(r, px);
+        }
+
         return;
     }
 

@@ -7,7 +7,10 @@
  * "live" answers from the worker alone.  "ready" asks this worker's own
  * pools: a prepared SELECT on PostgreSQL, and on Redis a PING pipelined
  * with a small script sent as EVALSHA (so that a flushed script cache is
- * noticed and healed here, not on a request that matters).
+ * noticed and healed here, not on a request that matters).  For
+ * /v1/ops/health that script is the one that reads the worker daemons'
+ * heartbeats (ngx_nexus_workers.c): a stale one makes the status
+ * "degraded", still 200.
  */
 
 
@@ -15,6 +18,7 @@
 #include "ngx_nexus_pg.h"
 #include "ngx_nexus_redis.h"
 #include "ngx_nexus_reply.h"
+#include "ngx_nexus_workers.h"
 
 
 #define NGX_NEXUS_DEP_UNKNOWN       0
@@ -26,6 +30,9 @@
 typedef struct {
     ngx_uint_t                  pg;
     ngx_uint_t                  redis;
+    ngx_nexus_redis_cmd_t      *workers_cmd;
+    ngx_str_t                   workers;    /* JSON, or empty */
+    ngx_uint_t                  stale;
 } ngx_nexus_ready_t;
 
 
@@ -128,10 +135,12 @@ ngx_nexus_ready_send(ngx_http_request_t *r)
     ngx_nexus_ctx_t        *ctx;
     ngx_nexus_ready_t      *rd;
     ngx_nexus_pg_query_t   *q;
+    ngx_nexus_loc_conf_t   *nlcf;
     ngx_nexus_redis_cmd_t  *cmds[2];
 
     ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
     rd = ctx->handler_ctx;
+    nlcf = ngx_http_get_module_loc_conf(r, ngx_nexus_module);
 
     /* one reference for the request's own completion */
     r->main->count++;
@@ -159,8 +168,15 @@ ngx_nexus_ready_send(ngx_http_request_t *r)
         argvlen[0] = 4;
 
         cmds[0] = ngx_nexus_redis_command(1, argv, argvlen);
-        cmds[1] = ngx_nexus_redis_eval(&ngx_nexus_ready_script, 0, 0, NULL,
-                                       NULL);
+
+        if (nlcf->handler == NGX_NEXUS_HANDLER_OPS) {
+            cmds[1] = ngx_nexus_workers_command();
+            rd->workers_cmd = cmds[1];
+
+        } else {
+            cmds[1] = ngx_nexus_redis_eval(&ngx_nexus_ready_script, 0, 0,
+                                           NULL, NULL);
+        }
 
         if (cmds[0] == NULL || cmds[1] == NULL) {
             if (cmds[0]) {
@@ -237,6 +253,15 @@ ngx_nexus_ready_redis(ngx_nexus_redis_cmd_t *cmd, redisReply *reply,
         rd->redis = NGX_NEXUS_DEP_UP;
     }
 
+    if (cmd == rd->workers_cmd && rc == NGX_OK
+        && reply->type != REDIS_REPLY_ERROR
+        && ngx_nexus_workers_render(r->pool, reply, &rd->workers,
+                                    &rd->stale)
+           != NGX_OK)
+    {
+        ngx_str_null(&rd->workers);
+    }
+
     if (--ctx->pending == 0) {
         ngx_nexus_ready_done(r);
     }
@@ -258,7 +283,7 @@ ngx_nexus_ready_done(ngx_http_request_t *r)
 
     r->read_event_handler = ngx_http_block_reading;
 
-    json = ngx_pnalloc(r->pool, 256);
+    json = ngx_pnalloc(r->pool, 256 + rd->workers.len);
     if (json == NULL) {
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
@@ -270,8 +295,14 @@ ngx_nexus_ready_done(ngx_http_request_t *r)
 
     if (rd->pg != NGX_NEXUS_DEP_DOWN && rd->redis != NGX_NEXUS_DEP_DOWN) {
         body = json + 128;
-        p = ngx_sprintf(body, "{\"status\":\"ready\",\"checks\":%*s}",
-                        p - json, json);
+        p = ngx_sprintf(body, "{\"status\":\"%s\",\"checks\":%*s",
+                        rd->stale ? "degraded" : "ready", p - json, json);
+
+        if (rd->workers.len) {
+            p = ngx_sprintf(p, ",\"workers\":%V", &rd->workers);
+        }
+
+        *p++ = '}';
 
         nlcf = ngx_http_get_module_loc_conf(r, ngx_nexus_module);
 

@@ -45,6 +45,8 @@ typedef struct {
     int64_t                     quota[2];       /* daily, monthly; 0 none */
     uint16_t                    quota_soft;     /* permille */
     u_char                      quota_observe;
+    int64_t                     budget[3];      /* daily, monthly, total */
+    int64_t                     tpm[2];         /* key, tenant */
     uint16_t                    models_len;
     u_char                      models[NGX_NEXUS_MODELS_MAX];
     uint16_t                    features_len;

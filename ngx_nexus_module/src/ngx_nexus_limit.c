@@ -20,6 +20,7 @@
 #include "ngx_nexus_redis.h"
 #include "ngx_nexus_reply.h"
 #include "ngx_nexus_limit.h"
+#include "ngx_nexus_audit.h"
 
 
 static void ngx_nexus_limit_handler(ngx_nexus_redis_cmd_t *cmd,
@@ -42,6 +43,8 @@ static void ngx_nexus_lease_hold(ngx_nexus_lease_t *lease);
 static void ngx_nexus_lease_renew(ngx_event_t *ev);
 static void ngx_nexus_limit_rates(ngx_nexus_loc_conf_t *nlcf,
     ngx_uint_t cls, ngx_nexus_principal_t *pr, ngx_uint_t *rates);
+static void ngx_nexus_limit_audit(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx,
+    redisReply *fired);
 
 
 /* the defaults of reference file 000, by route class */
@@ -74,6 +77,7 @@ static const char  ngx_nexus_lease_lua[] =
     "end\n"
     "return 1\n";
 static time_t                    ngx_nexus_limit_warned;
+static ngx_uint_t                ngx_nexus_limit_degraded;
 
 /*
  * Everything a request may consume, checked first and taken only if all
@@ -86,6 +90,9 @@ static time_t                    ngx_nexus_limit_warned;
  * 5-6 key and tenant in-flight caps (0: none); 7 lease id; 8 lease ttl;
  * 9 tenant id; 10-11 daily and monthly quota (0: none); 12 soft cap in
  * permille; 13 "1" to observe rather than enforce; 14 units.
+ * The last element of the reply lists the quota events this call fired
+ * (each at most once per period and tenant), for the audit log:
+ * "<type> <period> <limit> <used>", joined with ",".
  */
 
 static const char  ngx_nexus_limit_lua[] =
@@ -105,12 +112,14 @@ static const char  ngx_nexus_limit_lua[] =
     "  redis.call('PEXPIRE', key, math.ceil(burst * 1000 / rate) + 1000)\n"
     "end\n"
     NGX_NEXUS_LUA_CALENDAR
+    "local fired = {}\n"
     "local function event(tid, ty, p, pid, lim, used, ttl)\n"
     "  local once = 'nx:q:' .. tid .. ':ev:' .. ty .. ':' .. pid\n"
     "  if redis.call('SET', once, '1', 'NX', 'PX', ttl) then\n"
     "    redis.call('XADD', 'nx:events', 'MAXLEN', '~', 100000, '*',"
     " 'type', ty, 'tenant_id', tid, 'period', p, 'limit', lim,"
     " 'used', used, 'ts', now)\n"
+    "    fired[#fired + 1] = string.format('%s %s %d %d', ty, p, lim, used)\n"
     "  end\n"
     "end\n"
     "local kr, kb = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
@@ -206,7 +215,8 @@ static const char  ngx_nexus_limit_lua[] =
     "  store(KEYS[2], ttk, tr, tb)\n"
     "end\n"
     "return {scope == '' and 1 or 0, scope, wait,"
-    " math.floor(math.min(ktk, ttk)), kind, qp, ql, qu, qr, warn}\n";
+    " math.floor(math.min(ktk, ttk)), kind, qp, ql, qu, qr, warn,"
+    " table.concat(fired, ',')}\n";
 
 
 ngx_int_t
@@ -579,7 +589,7 @@ ngx_nexus_limit_handler(ngx_nexus_redis_cmd_t *cmd, redisReply *reply,
     ctx->limit_status = NGX_DECLINED;
 
     if (rc == NGX_OK
-        && reply->type == REDIS_REPLY_ARRAY && reply->elements == 10
+        && reply->type == REDIS_REPLY_ARRAY && reply->elements == 11
         && reply->element[0]->type == REDIS_REPLY_INTEGER
         && reply->element[1]->type == REDIS_REPLY_STRING
         && reply->element[2]->type == REDIS_REPLY_INTEGER
@@ -589,7 +599,8 @@ ngx_nexus_limit_handler(ngx_nexus_redis_cmd_t *cmd, redisReply *reply,
         && reply->element[6]->type == REDIS_REPLY_INTEGER
         && reply->element[7]->type == REDIS_REPLY_INTEGER
         && reply->element[8]->type == REDIS_REPLY_INTEGER
-        && reply->element[9]->type == REDIS_REPLY_INTEGER)
+        && reply->element[9]->type == REDIS_REPLY_INTEGER
+        && reply->element[10]->type == REDIS_REPLY_STRING)
     {
         ctx->limit_status = reply->element[0]->integer
                             ? NGX_OK : NGX_HTTP_TOO_MANY_REQUESTS;
@@ -610,6 +621,10 @@ ngx_nexus_limit_handler(ngx_nexus_redis_cmd_t *cmd, redisReply *reply,
         ctx->quota_used = reply->element[7]->integer;
         ctx->quota_remaining = reply->element[8]->integer;
         ctx->quota_warn = (reply->element[9]->integer != 0);
+
+        if (reply->element[10]->len) {
+            ngx_nexus_limit_audit(r, ctx, reply->element[10]);
+        }
 
         if (ctx->lease) {
             if (ctx->limit_status == NGX_OK) {
@@ -659,6 +674,7 @@ ngx_nexus_limit_finish(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
     const char            *scope, *cname;
     u_char                *details;
     ngx_nexus_loc_conf_t  *nlcf;
+    u_char                 members[128];
 
     nlcf = ngx_http_get_module_loc_conf(r, ngx_nexus_module);
 
@@ -671,12 +687,29 @@ ngx_nexus_limit_finish(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
 
         if (nlcf->fail_mode == NGX_NEXUS_FAIL_OPEN) {
 
-            /* once a second per worker: an outage must not flood the log */
+            ngx_nexus_limit_degraded++;
+
+            /*
+             * once a second per worker: an outage must not flood the log,
+             * nor the audit log, which counts the requests let through
+             */
             if (ngx_time() != ngx_nexus_limit_warned) {
                 ngx_nexus_limit_warned = ngx_time();
                 ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                               "nexus rate limits unavailable, allowing "
                               "(nexus_fail_mode open)");
+
+                ngx_sprintf(members, "\"route_class\":\"%s\","
+                            "\"fail_mode\":\"open\",\"decision\":"
+                            "\"allowed\",\"requests_allowed\":%ui%Z",
+                            cname, ngx_nexus_limit_degraded);
+
+                ngx_nexus_audit_request(r, ctx->principal.tenant_id,
+                                        "system.rate_limit.degraded",
+                                        NGX_NEXUS_AUDIT_FAILURE,
+                                        (char *) members);
+
+                ngx_nexus_limit_degraded = 0;
             }
 
             if (ngx_nexus_add_header(r, "X-RateLimit-Status", "degraded")
@@ -1017,4 +1050,85 @@ ngx_nexus_limit_quota(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
     ngx_http_finalize_request(r, rc);
 
     return NGX_DONE;
+}
+
+
+/*
+ * The quota events the limits script fired, once per tenant and period
+ * across the fleet: quota.soft_cap_reached, quota.hard_cap_blocked and
+ * quota.overage (quota.overage_observed in the audit log, as in reference
+ * file 000's taxonomy).
+ */
+
+static void
+ngx_nexus_limit_audit(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx,
+    redisReply *fired)
+{
+    u_char      *p, *last, *end, *f[4];
+    size_t       n[4];
+    ngx_uint_t   i;
+    const char  *type, *outcome;
+    u_char       members[160];
+
+    p = (u_char *) fired->str;
+    last = p + fired->len;
+
+    while (p < last) {
+        end = ngx_strlchr(p, last, ',');
+        if (end == NULL) {
+            end = last;
+        }
+
+        /* "<type> <period> <limit> <used>": four words, written above */
+        for (i = 0; i < 4; i++) {
+            f[i] = p;
+            p = ngx_strlchr(p, end, ' ');
+            if (p == NULL) {
+                p = end;
+            }
+
+            n[i] = p - f[i];
+
+            if (p < end) {
+                p++;
+            }
+        }
+
+        p = end + 1;
+
+        if (n[0] == sizeof("quota.soft_cap_reached") - 1
+            && ngx_strncmp(f[0], "quota.soft_cap_reached", n[0]) == 0)
+        {
+            type = "quota.soft_cap_reached";
+            outcome = NGX_NEXUS_AUDIT_SUCCESS;
+
+        } else if (n[0] == sizeof("quota.hard_cap_blocked") - 1
+                   && ngx_strncmp(f[0], "quota.hard_cap_blocked", n[0]) == 0)
+        {
+            type = "quota.hard_cap_blocked";
+            outcome = NGX_NEXUS_AUDIT_FAILURE;
+
+        } else if (n[0] == sizeof("quota.overage") - 1
+                   && ngx_strncmp(f[0], "quota.overage", n[0]) == 0)
+        {
+            type = "quota.overage_observed";
+            outcome = NGX_NEXUS_AUDIT_SUCCESS;
+
+        } else {
+            continue;
+        }
+
+        if (n[1] > 5 || n[2] == 0 || n[2] > 20 || n[3] == 0 || n[3] > 20
+            || ngx_atoof(f[2], n[2]) == NGX_ERROR
+            || ngx_atoof(f[3], n[3]) == NGX_ERROR)
+        {
+            continue;
+        }
+
+        ngx_sprintf(members, "\"period\":\"%*s\",\"limit\":%*s,"
+                    "\"used\":%*s%Z", n[1], f[1], n[2], f[2], n[3], f[3]);
+
+        ngx_nexus_audit_request(r, ctx->principal.tenant_id, type, outcome,
+                                (char *) members);
+    }
 }

@@ -62,4 +62,17 @@ ngx_int_t ngx_nexus_limit_local(ngx_shm_zone_t *zone,
     ngx_nexus_limit_result_t *res);
 
 
+/*
+ * Tokens per minute in the shared zone (no nexus_redis): tpm[] is the
+ * key's and the tenant's (0: none).  The first takes a worst case from
+ * both buckets or neither (NGX_ERROR: no room in the zone); the second
+ * gives back what was not used (a negative back charges an excess).
+ */
+ngx_int_t ngx_nexus_limit_local_tokens(ngx_shm_zone_t *zone,
+    ngx_nexus_principal_t *pr, int64_t *tpm, int64_t want,
+    ngx_nexus_limit_result_t *res);
+void ngx_nexus_limit_local_tokens_settle(ngx_shm_zone_t *zone,
+    ngx_nexus_principal_t *pr, int64_t *tpm, int64_t back);
+
+
 #endif /* _NGX_NEXUS_LIMIT_H_INCLUDED_ */

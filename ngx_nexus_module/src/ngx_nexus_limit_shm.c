@@ -45,6 +45,9 @@ static ngx_nexus_bucket_t *ngx_nexus_bucket_get(ngx_slab_pool_t *shpool,
     ngx_nexus_bucket_t *keep);
 static double ngx_nexus_bucket_level(ngx_nexus_bucket_t *b, ngx_msec_t now,
     ngx_uint_t rate, ngx_uint_t burst);
+static ngx_int_t ngx_nexus_limit_tokens_buckets(ngx_shm_zone_t *zone,
+    ngx_nexus_principal_t *pr, int64_t *tpm, ngx_nexus_bucket_t **b,
+    double *level);
 
 
 ngx_int_t
@@ -263,4 +266,159 @@ ngx_nexus_bucket_level(ngx_nexus_bucket_t *b, ngx_msec_t now,
 
     /* a lowered limit takes effect at once */
     return ngx_min(tokens, (double) burst);
+}
+
+
+/*
+ * Tokens per minute without Redis (ngx_nexus_budget.c): a bucket for the
+ * key ("K:<key id>") and one for its tenant ("T:<tenant id>"), holding
+ * tpm[] tokens (0: none) and refilled at tpm[] a minute.  A worst case is
+ * taken from both if each holds min(want, tpm), or from neither; debt is
+ * allowed, so a settlement may leave a bucket below zero.  Called with
+ * the zone unlocked; NGX_ERROR when it has no room for a bucket.
+ */
+
+ngx_int_t
+ngx_nexus_limit_local_tokens(ngx_shm_zone_t *zone, ngx_nexus_principal_t *pr,
+    int64_t *tpm, int64_t want, ngx_nexus_limit_result_t *res)
+{
+    double               level[2], need;
+    ngx_uint_t           i;
+    ngx_slab_pool_t     *shpool;
+    ngx_nexus_bucket_t  *b[2];
+
+    shpool = ngx_nexus_zone_shpool(zone);
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    if (ngx_nexus_limit_tokens_buckets(zone, pr, tpm, b, level) != NGX_OK) {
+        ngx_shmtx_unlock(&shpool->mutex);
+        return NGX_ERROR;
+    }
+
+    res->allowed = 1;
+    res->tenant_scope = 0;
+    res->retry_ms = 0;
+
+    for (i = 0; i < 2; i++) {
+        if (b[i] == NULL) {
+            continue;
+        }
+
+        need = (double) ngx_min(want, tpm[i]);
+
+        if (level[i] < need) {
+            res->allowed = 0;
+            res->tenant_scope = i;
+            res->retry_ms = (int64_t) ((need - level[i]) * 60000 / tpm[i])
+                            + 1;
+            res->remaining = (int64_t) ngx_max(level[i], 0);
+            break;
+        }
+    }
+
+    for (i = 0; i < 2; i++) {
+        if (b[i] == NULL) {
+            continue;
+        }
+
+        b[i]->tokens = res->allowed ? level[i] - want : level[i];
+        b[i]->ts = ngx_current_msec;
+    }
+
+    if (res->allowed) {
+        /* the one with the fewest tokens left binds */
+        i = (b[0] == NULL || (b[1] && b[1]->tokens < b[0]->tokens));
+        res->tenant_scope = i;
+        res->remaining = (int64_t) ngx_max(b[i]->tokens, 0);
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    return NGX_OK;
+}
+
+
+/* back: the tokens reserved less those used (negative: an excess) */
+
+void
+ngx_nexus_limit_local_tokens_settle(ngx_shm_zone_t *zone,
+    ngx_nexus_principal_t *pr, int64_t *tpm, int64_t back)
+{
+    double               level[2];
+    ngx_uint_t           i;
+    ngx_slab_pool_t     *shpool;
+    ngx_nexus_bucket_t  *b[2];
+
+    shpool = ngx_nexus_zone_shpool(zone);
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    if (ngx_nexus_limit_tokens_buckets(zone, pr, tpm, b, level) == NGX_OK) {
+
+        for (i = 0; i < 2; i++) {
+            if (b[i]) {
+                b[i]->tokens = ngx_min(level[i] + back, (double) tpm[i]);
+                b[i]->ts = ngx_current_msec;
+            }
+        }
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+}
+
+
+/* under the zone's lock: the buckets (NULL where tpm is 0), refilled */
+
+static ngx_int_t
+ngx_nexus_limit_tokens_buckets(ngx_shm_zone_t *zone, ngx_nexus_principal_t *pr,
+    int64_t *tpm, ngx_nexus_bucket_t **b, double *level)
+{
+    u_char                *p;
+    double                 tokens;
+    size_t                 len;
+    ngx_uint_t             i;
+    ngx_msec_t             now;
+    ngx_slab_pool_t       *shpool;
+    ngx_nexus_limit_sh_t  *sh;
+    u_char                 key[NGX_NEXUS_BUCKET_KEY];
+
+    shpool = ngx_nexus_zone_shpool(zone);
+    now = ngx_current_msec;
+
+    sh = ngx_nexus_limit_sh(shpool,
+                            ngx_nexus_zone_slot(zone, NGX_NEXUS_SLOT_LIMITS));
+    if (sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    b[0] = NULL;
+    b[1] = NULL;
+
+    for (i = 0; i < 2; i++) {
+        if (tpm[i] <= 0) {
+            continue;
+        }
+
+        p = ngx_snprintf(key, sizeof(key), "%c:%L", i ? 'T' : 'K',
+                         i ? pr->tenant_id : pr->key_id);
+        len = p - key;
+
+        b[i] = ngx_nexus_bucket_get(shpool, sh, key, len,
+                                    (ngx_uint_t) tpm[i], b[0]);
+        if (b[i] == NULL) {
+            return NGX_ERROR;
+        }
+
+        tokens = b[i]->tokens;
+
+        if ((ngx_msec_int_t) (now - b[i]->ts) > 0) {
+            tokens += (double) (now - b[i]->ts) * tpm[i] / 60000;
+        }
+
+        /* a lowered limit takes effect at once */
+        level[i] = ngx_min(tokens, (double) tpm[i]);
+    }
+
+    return NGX_OK;
 }

@@ -19,6 +19,8 @@
 #include "ngx_nexus_breaker.h"
 #include "ngx_nexus_metrics.h"
 #include "ngx_nexus_usage.h"
+#include "ngx_nexus_audit.h"
+#include "ngx_nexus_budget.h"
 #include "ngx_nexus_idempotency.h"
 
 #include <nx_name.h>
@@ -109,6 +111,13 @@ static ngx_command_t  ngx_nexus_commands[] = {
     { ngx_string("nexus_key_pepper_file"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_nexus_pepper_file,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("nexus_seal_key_file"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_nexus_seal_key_conf,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
@@ -323,6 +332,48 @@ static ngx_command_t  ngx_nexus_commands[] = {
       offsetof(ngx_nexus_main_conf_t, usage_queue),
       NULL },
 
+    { ngx_string("nexus_audit_key_file"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_nexus_audit_key_file,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("nexus_audit_flush"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_nexus_main_conf_t, audit_flush),
+      NULL },
+
+    { ngx_string("nexus_audit_checkpoint"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_nexus_main_conf_t, audit_checkpoint),
+      NULL },
+
+    { ngx_string("nexus_token_ceiling"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
+      ngx_nexus_budget_ceiling_conf,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("nexus_budget_ttl"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_nexus_main_conf_t, budget_ttl),
+      NULL },
+
+    { ngx_string("nexus_tpm"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_nexus_budget_tpm_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("nexus_idempotency_ttl"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_msec_slot,
@@ -389,6 +440,7 @@ ngx_nexus_create_main_conf(ngx_conf_t *cf)
      *     nmcf->redis = NULL;
      *     nmcf->shm_zone = NULL;
      *     nmcf->pepper_len = 0;
+     *     nmcf->audit_keys = NULL;
      *     nmcf->used = 0;
      */
 
@@ -403,6 +455,10 @@ ngx_nexus_create_main_conf(ngx_conf_t *cf)
     nmcf->usage_flush = NGX_CONF_UNSET_MSEC;
     nmcf->usage_batch = NGX_CONF_UNSET;
     nmcf->usage_queue = NGX_CONF_UNSET;
+    nmcf->audit_flush = NGX_CONF_UNSET_MSEC;
+    nmcf->audit_checkpoint = NGX_CONF_UNSET_MSEC;
+    nmcf->token_ceiling = NGX_CONF_UNSET;
+    nmcf->budget_ttl = NGX_CONF_UNSET_MSEC;
     nmcf->idempotency_ttl = NGX_CONF_UNSET_MSEC;
     nmcf->idempotency_lock = NGX_CONF_UNSET_MSEC;
 
@@ -470,6 +526,12 @@ ngx_nexus_init_main_conf(ngx_conf_t *cf, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    if (ngx_nexus_audit_init_main_conf(cf, nmcf) != NGX_CONF_OK
+        || ngx_nexus_budget_init_main_conf(cf, nmcf) != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
     return ngx_nexus_usage_init_main_conf(cf, nmcf);
 }
 
@@ -499,6 +561,7 @@ ngx_nexus_create_loc_conf(ngx_conf_t *cf)
     nlcf->concurrency[0] = NGX_CONF_UNSET_UINT;
     nlcf->require_role = NGX_CONF_UNSET_UINT;
     nlcf->pii_mode = NGX_CONF_UNSET_UINT;
+    nlcf->tpm[0] = NGX_CONF_UNSET;
 
     return nlcf;
 }
@@ -589,6 +652,11 @@ ngx_nexus_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         ngx_memcpy(conf->rates, prev->rates, sizeof(conf->rates));
     }
 
+    if (conf->tpm[0] == NGX_CONF_UNSET) {
+        conf->tpm[0] = prev->tpm[0];
+        conf->tpm[1] = prev->tpm[1];
+    }
+
     nmcf = ngx_http_conf_get_module_main_conf(cf, ngx_nexus_module);
 
     if (conf->concurrency[0] != NGX_CONF_UNSET_UINT
@@ -672,11 +740,16 @@ ngx_nexus_postconfiguration(ngx_conf_t *cf)
         || ngx_nexus_last_used_init_statements(cf) != NGX_OK
         || ngx_nexus_health_init(cf) != NGX_OK
         || ngx_nexus_limit_init(cf) != NGX_OK
+        || ngx_nexus_budget_init(cf) != NGX_OK
         || ngx_nexus_kill_init(cf) != NGX_OK
         || ngx_nexus_providers_init(cf) != NGX_OK
         || ngx_nexus_proxy_init(cf) != NGX_OK
         || ngx_nexus_usage_init_statements(cf) != NGX_OK
         || ngx_nexus_usage_admin_init_statements(cf) != NGX_OK
+        || ngx_nexus_audit_init_statements(cf) != NGX_OK
+        || ngx_nexus_audit_api_init_statements(cf) != NGX_OK
+        || ngx_nexus_notify_init(cf) != NGX_OK
+        || ngx_nexus_workers_init(cf) != NGX_OK
         || ngx_nexus_plan_init_statements(cf) != NGX_OK
         || ngx_nexus_idempotency_init(cf) != NGX_OK)
     {
@@ -719,7 +792,8 @@ ngx_nexus_init_process(ngx_cycle_t *cycle)
         || ngx_nexus_last_used_init_process(cycle) != NGX_OK
         || ngx_nexus_bulkhead_init_process(cycle) != NGX_OK
         || ngx_nexus_discovery_init_process(cycle) != NGX_OK
-        || ngx_nexus_usage_init_process(cycle) != NGX_OK)
+        || ngx_nexus_usage_init_process(cycle) != NGX_OK
+        || ngx_nexus_audit_init_process(cycle) != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -732,6 +806,7 @@ static void
 ngx_nexus_exit_process(ngx_cycle_t *cycle)
 {
     ngx_nexus_usage_exit_process(cycle);
+    ngx_nexus_audit_exit_process(cycle);
     ngx_nexus_pg_exit_process(cycle);
     ngx_nexus_redis_exit_process(cycle);
 }

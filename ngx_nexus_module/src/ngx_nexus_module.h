@@ -17,6 +17,7 @@
 
 #include <nx_key.h>
 #include <nx_breaker.h>
+#include <nx_seal.h>
 
 
 #define NGX_NEXUS_HANDLER_NONE          0
@@ -121,6 +122,7 @@ typedef struct {
     ngx_uint_t                  max_attempts;   /* nexus_max_attempts */
     ngx_msec_t                  discovery_interval;
     ngx_msec_t                  discovery_ttl;
+    nx_seal_key_t              *seal_key;       /* nexus_seal_key_file */
 
     unsigned                    used:1;     /* a location uses nexus */
     unsigned                    zone_needed:1;
@@ -129,6 +131,15 @@ typedef struct {
     ngx_msec_t                  usage_flush;    /* nexus_usage_flush */
     ngx_int_t                   usage_batch;    /* nexus_usage_batch */
     ngx_int_t                   usage_queue;    /* nexus_usage_queue */
+
+    u_char                     *audit_keys;     /* chain key, checkpoint
+                                                   key; NULL: no audit */
+    ngx_msec_t                  audit_flush;    /* nexus_audit_flush */
+    ngx_msec_t                  audit_checkpoint;
+
+    ngx_int_t                   token_ceiling;  /* nexus_token_ceiling */
+    ngx_array_t                *token_ceilings; /* ... model=NAME */
+    ngx_msec_t                  budget_ttl;     /* nexus_budget_ttl */
 
     ngx_msec_t                  idempotency_ttl;    /* nexus_idempotency_ttl */
     ngx_msec_t                  idempotency_lock;   /* ..._lock */
@@ -154,6 +165,7 @@ typedef struct {
     ngx_str_t                   require_scope;  /* nexus_require_scope */
     ngx_uint_t                  pii_mode;       /* nexus_pii_guard */
     ngx_uint_t                  pii_kinds;
+    int64_t                     tpm[2];         /* nexus_tpm: key, tenant */
 } ngx_nexus_loc_conf_t;
 
 
@@ -172,6 +184,9 @@ typedef struct {
     uint32_t                    limits[NGX_NEXUS_LIMITS];
     int64_t                     quota[2];       /* daily, monthly; 0 none */
     ngx_uint_t                  quota_soft;     /* permille */
+    int64_t                     budget[3];      /* tokens: daily, monthly,
+                                                   total; 0 none */
+    int64_t                     tpm[2];         /* key, tenant; 0 none */
     unsigned                    quota_observe:1;
     unsigned                    platform:1;
 } ngx_nexus_principal_t;
@@ -292,6 +307,14 @@ void ngx_nexus_lease_release(ngx_nexus_lease_t *lease);
 ngx_int_t ngx_nexus_limit(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx);
 char *ngx_nexus_limit_rates_conf(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+
+/* notifications (ngx_nexus_notify.c) and worker heartbeats */
+char *ngx_nexus_seal_key_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_nexus_notify_init(ngx_conf_t *cf);
+ngx_int_t ngx_nexus_notify_admin(ngx_http_request_t *r, ngx_str_t *rest);
+ngx_int_t ngx_nexus_notify_ops(ngx_http_request_t *r);
+ngx_int_t ngx_nexus_workers_init(ngx_conf_t *cf);
 
 
 extern ngx_module_t  ngx_nexus_module;

@@ -18,7 +18,7 @@
 
 
 #define NGX_NEXUS_PG_MAX_PARAMS     8
-#define NGX_NEXUS_PG_MAX_STMTS      64
+#define NGX_NEXUS_PG_MAX_STMTS      128
 
 
 /*

@@ -30,6 +30,7 @@
 #include "ngx_nexus_module.h"
 #include "ngx_nexus_proxy.h"
 #include "ngx_nexus_reply.h"
+#include "ngx_nexus_budget.h"
 
 
 #define NGX_NEXUS_PROXY_EVENT_MAX   (1024 * 1024)
@@ -1158,7 +1159,10 @@ bad:
 }
 
 
-/* x-nexus-provider, x-nexus-attempt and x-nexus-latency-ms */
+/*
+ * x-nexus-provider, x-nexus-attempt and x-nexus-latency-ms; and the token
+ * budget's headers
+ */
 
 static ngx_int_t
 ngx_nexus_proxy_headers(ngx_http_request_t *r, ngx_nexus_proxy_t *px)
@@ -1189,7 +1193,7 @@ ngx_nexus_proxy_headers(ngx_http_request_t *r, ngx_nexus_proxy_t *px)
         return NGX_ERROR;
     }
 
-    return NGX_OK;
+    return ngx_nexus_budget_headers(r, px);
 }
 
 
@@ -1586,6 +1590,9 @@ ngx_nexus_proxy_account(ngx_http_request_t *r, ngx_nexus_proxy_t *px)
                                : 0;
         ev.total_tokens = ev.prompt_tokens + ev.completion_tokens;
     }
+
+    /* the tokens the usage event records, exactly once */
+    ngx_nexus_budget_settle(px, ev.total_tokens);
 
     ev.latency_ms = ngx_current_msec - px->start;
     /* 0 means "no first token": a token within the first ms counts 1 */

@@ -73,6 +73,8 @@ typedef struct {
     ngx_str_t                       reply;      /* a replaced answer */
     off_t                           bytes_out;
 
+    void                           *budget;     /* ngx_nexus_budget_t */
+
     const char                     *outcome;    /* for usage events */
     const char                     *error_code;
 

@@ -224,6 +224,7 @@ sub _run {
 #   %%REDIS%%           127.0.0.1:<redis port>
 #   %%MOCK%%            127.0.0.1:<mock port>
 #   %%PEPPER%%          the key pepper file
+#   %%AUDIT_KEY%%       the audit log's key file
 #   %%DIR%%             this instance's dir
 #   %%ROOT%%            the repo root
 #   %%PG_PORT%% %%REDIS_PORT%% %%MOCK_PORT%%
@@ -832,6 +833,7 @@ sub _expand {
         REDIS => '127.0.0.1:' . Nexus::Test::_env('NEXUS_TEST_REDIS_PORT'),
         MOCK => '127.0.0.1:' . Nexus::Test::_env('NEXUS_TEST_MOCK_PORT'),
         PEPPER => Nexus::Test::_env('NEXUS_TEST_PEPPER_FILE'),
+        AUDIT_KEY => Nexus::Test::_env('NEXUS_TEST_AUDIT_KEY_FILE'),
         DIR => $self->{dir},
         ROOT => Nexus::Test::_env('NEXUS_TEST_ROOT'),
         PG_PORT => Nexus::Test::_env('NEXUS_TEST_PG_PORT'),
