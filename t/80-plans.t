@@ -16,7 +16,8 @@ use File::Temp ();
 use Nexus::Test;
 use Nexus::Fixtures;
 
-my $conf = nexus_conf(locations => <<'EOF');
+my $audit = 'nexus_audit_key_file %%AUDIT_KEY%%; nexus_audit_flush 200ms;';
+my $conf = nexus_conf(extra => $audit, locations => <<'EOF');
         location /tts/v1/  { nexus_api; nexus_feature tts; }
         location /sso/v1/  { nexus_api; nexus_feature identity.sso; }
         location /chat/v1/ { nexus_api; nexus_feature chat; }
@@ -29,7 +30,7 @@ EOF
 my $n1 = nexus_nginx($conf, workers => 2);
 my $n2 = nexus_nginx($conf, workers => 2);
 
-nexus_plan(118);
+nexus_plan(124);
 
 my $ops = make_tenant('plan-ops', platform => 1);
 my $padmin = make_key($ops, name => 'ops', role => 'admin');
@@ -318,6 +319,38 @@ is(code(req($n1, 'GET', '/v1/admin/plans/nosuch', $padmin)), 'TENANT_NOT_FOUND',
     'an unknown tenant');
 is(code(req($n1, 'PUT', '/v1/admin/plans/nosuch', $padmin, { plan_id => 'pro' })),
     'TENANT_NOT_FOUND', 'an unknown tenant, written');
+
+# --- the audit log ----------------------------------------------------------------------
+
+# the count of audit events of a type for a tenant, once it stops growing
+sub audited {
+    my ($type, $tenant, $outcome) = @_;
+    my $sql = 'SELECT count(*) FROM audit_events WHERE event_type = '
+        . sql_quote($type) . ' AND tenant_id = (SELECT id FROM tenants'
+        . ' WHERE name = ' . sql_quote($tenant) . ')'
+        . ($outcome ? ' AND outcome = ' . sql_quote($outcome) : '');
+    my ($n, $last) = (psql($sql), -1);
+    my $deadline = time + 3;
+    while (($n == 0 || $n != $last) && time < $deadline) {
+        sleep 0.3;
+        ($last, $n) = ($n, psql($sql));
+    }
+    return $n;
+}
+
+ok(audited('admin.plan.updated', $t1, 'success') >= 2,
+    'plan changes are audited in the tenant\'s chain');
+ok(audited('admin.plan_override.updated', $t2, 'success') >= 2,
+    'override changes too');
+ok(audited('admin.plan_override.deleted', $t1, 'success') >= 1,
+    'and their removal');
+ok(audited('rbac.forbidden', $t1, 'failure') >= 3,
+    'a tenant admin\'s attempts are rbac.forbidden');
+ok(audited('selfserve.plan.viewed', $t1, 'success') >= 1,
+    'the self-serve view is selfserve.plan.viewed');
+is(psql("SELECT metadata::jsonb -> 'request' ->> 'plan_id' FROM audit_events"
+    . " WHERE event_type = 'admin.plan.updated' ORDER BY id LIMIT 1"), 'pro',
+    'with the request');
 
 # --- validation ------------------------------------------------------------------------
 

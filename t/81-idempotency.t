@@ -16,10 +16,11 @@ use Time::HiRes qw(time sleep);
 use Nexus::Test;
 use Nexus::Fixtures;
 
-my $n1 = nexus_nginx(nexus_conf(), workers => 2);
-my $n2 = nexus_nginx(nexus_conf(), workers => 2);
+my $audit = 'nexus_audit_key_file %%AUDIT_KEY%%; nexus_audit_flush 200ms;';
+my $n1 = nexus_nginx(nexus_conf(extra => $audit), workers => 2);
+my $n2 = nexus_nginx(nexus_conf(extra => $audit), workers => 2);
 
-nexus_plan(78);
+nexus_plan(79);
 
 my $ops = make_tenant('idem-ops', platform => 1);
 my $padmin = make_key($ops, name => 'ops', role => 'admin');
@@ -70,6 +71,20 @@ isnt($r2->{headers}{'x-request-id'}, $r1->{headers}{'x-request-id'},
 is(tenants_named($x), 1, 'one tenant');
 is(code(req($n1, 'POST', '/v1/admin/tenants', $padmin, { name => $x })),
     'TENANT_EXISTS', 'without the key the same POST would have failed');
+my $deadline = time + 5;
+my $created = 0;
+while (time < $deadline) {
+    $created = psql("SELECT count(*) FROM audit_events WHERE event_type ="
+        . " 'admin.tenant.created' AND outcome = 'success' AND"
+        . " metadata::jsonb -> 'request' ->> 'name' = " . sql_quote($x));
+    last if $created;
+    sleep 0.1;
+}
+sleep 0.5;
+is(psql("SELECT count(*) FROM audit_events WHERE event_type ="
+    . " 'admin.tenant.created' AND outcome = 'success' AND"
+    . " metadata::jsonb -> 'request' ->> 'name' = " . sql_quote($x)), 1,
+    'one audit event: a replay is not a write');
 is(req($n1, 'POST', '/v1/admin/tenants', $padmin, { name => $x }, 'k-1')
     ->{status}, 201, 'a third time, still replayed');
 
@@ -175,7 +190,7 @@ $r = req($n1, 'POST', '/v1/admin/tenants', $padmin, { name => $v }, 'k-8');
 is($r->{status}, 503, 'PostgreSQL down: 503');
 is(code($r), 'DEPENDENCY_UNAVAILABLE', 'DEPENDENCY_UNAVAILABLE');
 pg_start();
-my $deadline = time + 10;
+$deadline = time + 10;
 $r = req($n1, 'POST', '/v1/admin/tenants', $padmin, { name => $v }, 'k-8');
 while ($r->{status} == 503 && time < $deadline) {
     sleep 0.2;

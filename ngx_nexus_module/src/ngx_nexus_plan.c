@@ -30,6 +30,7 @@
 #include "ngx_nexus_pg.h"
 #include "ngx_nexus_reply.h"
 #include "ngx_nexus_body.h"
+#include "ngx_nexus_audit.h"
 
 #include <nx_json.h>
 #include <nx_name.h>
@@ -45,10 +46,14 @@
 #define NGX_NEXUS_PLAN_SELF             6
 #define NGX_NEXUS_PLAN_NOPS             7
 
+/* the request body in an audit event, at most */
+#define NGX_NEXUS_PLAN_AUDIT_BODY       4096
+
 
 typedef struct {
     ngx_uint_t                  op;
     ngx_str_t                   tenant;
+    ngx_str_t                   feature;    /* DELETE ?feature_key= */
 } ngx_nexus_plan_ctx_t;
 
 
@@ -72,12 +77,17 @@ static void ngx_nexus_plan_invalid(ngx_http_request_t *r,
     const char *message);
 static void ngx_nexus_plan_done(ngx_nexus_pg_query_t *q, PGresult *res,
     ngx_int_t rc);
+static void ngx_nexus_plan_audit(ngx_http_request_t *r, PGresult *res,
+    const char *code);
 
 
 static ngx_uint_t  ngx_nexus_plan_stmts[NGX_NEXUS_PLAN_NOPS];
 
 
-/* $1 tenant name, $2 scope (0: any tenant): no row for another tenant */
+/*
+ * $1 tenant name, $2 scope (0: any tenant): no row for another tenant.
+ * The writes return the tenant's id second, for the audit event's chain.
+ */
 
 #define NGX_NEXUS_PLAN_TENANT                                                 \
     " FROM tenants t WHERE t.name = $1"                                       \
@@ -100,7 +110,8 @@ static const struct {
 
     /* $3 the plan, "" for the default plan; $4 who */
     { "nexus_plan_assign",
-      "SELECT nexus_plan_assign($1, $2::bigint, nullif($3, ''), $4)::text",
+      "SELECT j::text, (SELECT id FROM tenants WHERE name = $1)"
+      " FROM nexus_plan_assign($1, $2::bigint, nullif($3, ''), $4) j",
       4 },
 
     { "nexus_plan_overrides",
@@ -114,14 +125,15 @@ static const struct {
      * one an override keeps its config; $6 who
      */
     { "nexus_plan_override_set",
-      "SELECT nexus_plan_override($1, $2::bigint, $3, $4::boolean,"
-      " $5::jsonb -> 'config_json', $6)::text",
+      "SELECT j::text, (SELECT id FROM tenants WHERE name = $1)"
+      " FROM nexus_plan_override($1, $2::bigint, $3, $4::boolean,"
+      " $5::jsonb -> 'config_json', $6) j",
       6 },
 
     /* $3 the feature key, "" for every override of the tenant */
     { "nexus_plan_override_delete",
-      "SELECT nexus_plan_override_delete($1, $2::bigint,"
-      " nullif($3, ''))::text",
+      "SELECT j::text, (SELECT id FROM tenants WHERE name = $1)"
+      " FROM nexus_plan_override_delete($1, $2::bigint, nullif($3, '')) j",
       3 },
 
     /* who set an override (a platform key's prefix) is not for everyone */
@@ -329,6 +341,9 @@ ngx_nexus_plan_platform_only(ngx_http_request_t *r)
     if (ctx->principal.platform) {
         return NGX_DECLINED;
     }
+
+    ngx_nexus_audit_forbidden(r, "FORBIDDEN",
+                              "{\"required\":\"platform_admin\"}");
 
     return ngx_nexus_send_error(r, NGX_HTTP_FORBIDDEN, "FORBIDDEN",
                                 "only a platform admin can change a plan",
@@ -589,7 +604,9 @@ static ngx_int_t
 ngx_nexus_plan_override_delete(ngx_http_request_t *r, ngx_str_t *tenant)
 {
     ngx_str_t              key;
+    ngx_nexus_ctx_t       *ctx;
     ngx_nexus_pg_query_t  *q;
+    ngx_nexus_plan_ctx_t  *pctx;
 
     ngx_str_null(&key);
 
@@ -608,6 +625,10 @@ ngx_nexus_plan_override_delete(ngx_http_request_t *r, ngx_str_t *tenant)
     if (q == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
+    pctx = ctx->handler_ctx;
+    pctx->feature = key;
 
     (void) ngx_nexus_pg_param(q, key.data, key.len);
 
@@ -654,6 +675,8 @@ ngx_nexus_plan_done(ngx_nexus_pg_query_t *q, PGresult *res, ngx_int_t rc)
 
         if (ngx_strcmp(state, "23503") == 0) {
             /* the plan or the feature is not in the catalog */
+            ngx_nexus_plan_audit(r, NULL, "VALIDATION_ERROR");
+
             rc = ngx_nexus_send_error(r, NGX_HTTP_BAD_REQUEST,
                                       "VALIDATION_ERROR",
                                       pctx->op == NGX_NEXUS_PLAN_ASSIGN
@@ -683,12 +706,13 @@ ngx_nexus_plan_done(ngx_nexus_pg_query_t *q, PGresult *res, ngx_int_t rc)
         goto done;
     }
 
-    if (PQntuples(res) != 1 || PQnfields(res) != 1
+    if (PQntuples(res) != 1 || PQnfields(res) < 1
         || PQgetisnull(res, 0, 0))
     {
         /* a tenant admin asking for another tenant learns nothing more */
         rc = ngx_nexus_send_error(r, NGX_HTTP_NOT_FOUND, "TENANT_NOT_FOUND",
                                   "no such tenant", NULL);
+        ngx_nexus_plan_audit(r, NULL, "TENANT_NOT_FOUND");
         goto done;
     }
 
@@ -706,7 +730,103 @@ ngx_nexus_plan_done(ngx_nexus_pg_query_t *q, PGresult *res, ngx_int_t rc)
 
     rc = ngx_nexus_send_data(r, NGX_HTTP_OK, buf, len);
 
+    ngx_nexus_plan_audit(r, res, NULL);
+
 done:
 
     ngx_http_finalize_request(r, rc);
+}
+
+
+/*
+ * The audit event of a write, or of the self-serve view: on success in
+ * the chain of the tenant concerned, with the request's body (which the
+ * audit log redacts); on failure in the admin's own chain, with the code.
+ */
+
+static void
+ngx_nexus_plan_audit(ngx_http_request_t *r, PGresult *res, const char *code)
+{
+    u_char                *members, *p;
+    int64_t                tenant_id;
+    ngx_str_t              body;
+    const char            *type;
+    ngx_nexus_ctx_t       *ctx;
+    ngx_nexus_plan_ctx_t  *pctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
+    pctx = ctx->handler_ctx;
+    tenant_id = ctx->principal.tenant_id;
+
+    switch (pctx->op) {
+
+    case NGX_NEXUS_PLAN_ASSIGN:
+        type = "admin.plan.updated";
+        break;
+
+    case NGX_NEXUS_PLAN_OVERRIDE_SET:
+        type = "admin.plan_override.updated";
+        break;
+
+    case NGX_NEXUS_PLAN_OVERRIDE_DELETE:
+        type = "admin.plan_override.deleted";
+        break;
+
+    case NGX_NEXUS_PLAN_SELF:
+        if (code == NULL) {
+            ngx_nexus_audit_request(r, tenant_id, "selfserve.plan.viewed",
+                                    NGX_NEXUS_AUDIT_SUCCESS, NULL);
+        }
+        return;
+
+    default:
+        return;
+    }
+
+    if (code == NULL && res != NULL && PQnfields(res) > 1
+        && !PQgetisnull(res, 0, 1))
+    {
+        tenant_id = ngx_atoof((u_char *) PQgetvalue(res, 0, 1),
+                              PQgetlength(res, 0, 1));
+    }
+
+    /* a JSON object, checked when it was read; a large one is left out */
+    if (ngx_nexus_body_collect(r, &body, NGX_NEXUS_PLAN_AUDIT_BODY)
+        != NGX_OK)
+    {
+        ngx_str_set(&body, "\"[TOO_LARGE]\"");
+    }
+
+    members = ngx_pnalloc(r->pool,
+                          sizeof("\"code\":\"\",\"tenant\":\"\","
+                                 "\"feature_key\":\"\",\"request\":")
+                          + (code ? ngx_strlen(code) : 0) + pctx->tenant.len
+                          + pctx->feature.len + body.len);
+    if (members == NULL) {
+        return;
+    }
+
+    p = members;
+
+    if (code) {
+        p = ngx_sprintf(p, "\"code\":\"%s\",", code);
+    }
+
+    /* tenant names and feature keys are validated: nothing to escape */
+    p = ngx_sprintf(p, "\"tenant\":\"%V\"", &pctx->tenant);
+
+    if (pctx->feature.len) {
+        p = ngx_sprintf(p, ",\"feature_key\":\"%V\"", &pctx->feature);
+    }
+
+    if (body.len) {
+        p = ngx_sprintf(p, ",\"request\":%V", &body);
+    }
+
+    *p = '\0';
+
+    ngx_nexus_audit_request(r, tenant_id, type,
+                            code ? NGX_NEXUS_AUDIT_FAILURE
+                                 : NGX_NEXUS_AUDIT_SUCCESS,
+                            (char *) members);
 }
