@@ -20,7 +20,7 @@ my $audit = 'nexus_audit_key_file %%AUDIT_KEY%%; nexus_audit_flush 200ms;';
 my $n1 = nexus_nginx(nexus_conf(extra => $audit), workers => 2);
 my $n2 = nexus_nginx(nexus_conf(extra => $audit), workers => 2);
 
-nexus_plan(79);
+nexus_plan(83);
 
 my $ops = make_tenant('idem-ops', platform => 1);
 my $padmin = make_key($ops, name => 'ops', role => 'admin');
@@ -167,6 +167,17 @@ $r1 = req($n1, 'PATCH', "/v1/admin/quotas/$ta", $padmin, { daily => 5 }, 'k-6');
 is($r1->{status}, 200, 'quotas');
 is(replayed(req($n1, 'PATCH', "/v1/admin/quotas/$ta", $padmin, { daily => 5 },
     'k-6')), 'true', 'quotas retried: replay');
+
+my $len = redis_cli('XLEN', 'nx:events');
+$r1 = req($n1, 'POST', '/v1/admin/notifications/events', $admin_b,
+    { event_type => 'test.idem' }, 'k-12');
+is($r1->{status}, 202, 'a notification event');
+$r2 = req($n2, 'POST', '/v1/admin/notifications/events', $admin_b,
+    { event_type => 'test.idem' }, 'k-12');
+is(replayed($r2), 'true', 'notification events retried: replay');
+is($r2->{json}{data}{event_id}, $r1->{json}{data}{event_id}, 'the same event');
+is(redis_cli('XLEN', 'nx:events'), $len + 1,
+    'appended once (tenant b has no quota to add events of its own)');
 
 # reads ignore the header
 $r = req($n1, 'GET', '/v1/admin/tenants', $padmin, undef, 'k-1');
