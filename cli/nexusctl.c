@@ -5,7 +5,7 @@
  * usage text and the dispatch to one handler per verb; each verb lives in
  * its own file (cli_migrate.c, cli_tenant.c, cli_key.c, cli_limits.c,
  * cli_quota.c, cli_usage.c, cli_models.c, cli_audit.c, cli_budget.c,
- * cli_plan.c).
+ * cli_cost.c, cli_plan.c).
  */
 
 #include <fcntl.h>
@@ -109,6 +109,34 @@ static const cli_verb_t  cli_verbs[] = {
     { "show-models", cli_show_models,
       "(--tenant NAME | --prefix PREFIX)",
       "show the models of a tenant or a key" },
+
+    { "set-price", cli_set_price,
+      "--model MODEL --input USD --output USD\n"
+      "                           [--effective-from TIME]",
+      "add a price version of a model (dollars per 1K tokens)" },
+
+    { "show-prices", cli_show_prices,
+      "[--model MODEL] [--all]",
+      "show the current and scheduled prices (--all: past ones too)" },
+
+    { "import-prices", cli_import_prices,
+      "--file FILE",
+      "add the prices of a price list such as config/pricing.json" },
+
+    { "set-cost-budget", cli_set_cost_budget,
+      "--tenant NAME [--monthly-usd N | --no-budget]\n"
+      "                           [--warn-ratio R] [--mode block|degrade]\n"
+      "                           [--degrade-model MODEL]\n"
+      "                           [--allow-unpriced | --no-allow-unpriced]",
+      "set the monthly cost budget of a tenant" },
+
+    { "show-cost-budget", cli_show_cost_budget,
+      "--tenant NAME",
+      "show the cost budget of a tenant" },
+
+    { "show-credits", cli_show_credits,
+      "--tenant NAME [--limit N]",
+      "show a tenant's credit ledger as PostgreSQL has it" },
 
     { "audit", cli_audit,
       "verify [--tenant NAME] [--since DURATION|TIME]",

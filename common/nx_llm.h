@@ -60,6 +60,9 @@ typedef struct {
     int64_t     max_tokens;     /* max_completion_tokens, else max_tokens,
                                    else options.num_predict; -1 when none */
     int64_t     prompt_estimate;/* estimated prompt tokens (>= 1) */
+    int         max_tokens_forced;  /* set by the caller: the upstream
+                                   body says max_tokens, whatever the
+                                   client sent (a capped request) */
 } nx_llm_req_t;
 
 /*

@@ -159,13 +159,18 @@ static int
 nx_llm_build_openai(const nx_llm_req_t *req, const char *model,
     nx_buf_t *out)
 {
-    int          first, usage;
+    int          first, usage, forced;
     size_t       i, last_model, last_stream, last_so;
     yajl_val     root;
-    const char  *key;
+    const char  *key, *mt_name;
 
     root = req->tree;
     first = 1;
+
+    /* a capped chat: the client's limits are replaced by ours */
+    forced = req->max_tokens_forced && req->max_tokens > 0
+             && req->kind == NX_LLM_CHAT;
+    mt_name = "max_tokens";
 
     /* only an OpenAI stream is asked for usage */
     usage = req->stream && req->kind == NX_LLM_CHAT;
@@ -201,6 +206,17 @@ nx_llm_build_openai(const nx_llm_req_t *req, const char *model,
             continue;
         }
 
+        if (forced && (strcmp(key, "max_tokens") == 0
+                       || strcmp(key, "max_completion_tokens") == 0))
+        {
+            /* the name a newer model insists on is kept */
+            if (key[4] == 'c') {
+                mt_name = "max_completion_tokens";
+            }
+
+            continue;
+        }
+
         if (nx_llm_put_member(out, &first, key) != 0) {
             return -1;
         }
@@ -226,6 +242,13 @@ nx_llm_build_openai(const nx_llm_req_t *req, const char *model,
         {
             return -1;
         }
+    }
+
+    if (forced
+        && (nx_llm_put_member(out, &first, mt_name) != 0
+            || nx_llm_put_int(out, req->max_tokens) != 0))
+    {
+        return -1;
     }
 
     return nx_buf_append(out, "}", 1);

@@ -564,6 +564,54 @@ build_bad(int kind, const char *body, int type, const char *param,
 #define USER_HI  "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]"
 
 
+/* a request the caller capped: max_tokens replaced, or added */
+
+static void
+build_forced(const char *body, int type, int64_t cap, const char *expect)
+{
+    nx_buf_t      b = NX_BUF_INIT;
+    nx_llm_req_t  req;
+    nx_llm_err_t  err;
+
+    parse_ok(CHAT, body, &req);
+
+    req.max_tokens = cap;
+    req.max_tokens_forced = 1;
+
+    assert_int_equal(nx_llm_build_request(&req, type, "cheap", 0, &b, &err),
+                     0);
+    buf_is(&b, expect);
+
+    nx_buf_free(&b);
+    nx_llm_req_free(&req);
+}
+
+
+static void
+test_build_forced(void **state)
+{
+    (void) state;
+
+    build_forced("{\"model\":\"a\"," USER_HI ",\"max_tokens\":900}",
+                 NX_LLM_OPENAI, 64,
+                 "{\"model\":\"cheap\"," USER_HI ",\"max_tokens\":64}");
+
+    build_forced("{\"model\":\"a\"," USER_HI "}", NX_LLM_OPENAI, 64,
+                 "{\"model\":\"cheap\"," USER_HI ",\"max_tokens\":64}");
+
+    /* both sent: one left, under the name a newer model insists on */
+    build_forced("{\"max_tokens\":5,\"model\":\"a\",\"max_completion_tokens\""
+                 ":900," USER_HI "}", NX_LLM_OPENAI, 64,
+                 "{\"model\":\"cheap\"," USER_HI ","
+                 "\"max_completion_tokens\":64}");
+
+    build_forced("{\"model\":\"a\"," USER_HI ",\"max_tokens\":900}",
+                 NX_LLM_OLLAMA, 64,
+                 "{\"model\":\"cheap\"," USER_HI ",\"stream\":false,"
+                 "\"options\":{\"num_predict\":64}}");
+}
+
+
 static void
 test_build_openai(void **state)
 {
@@ -1901,6 +1949,7 @@ main(void)
         cmocka_unit_test(test_error_json),
         cmocka_unit_test(test_estimate),
         cmocka_unit_test(test_build_openai),
+        cmocka_unit_test(test_build_forced),
         cmocka_unit_test(test_build_ollama),
         cmocka_unit_test(test_build_anthropic),
         cmocka_unit_test(test_upstream_path),

@@ -10,6 +10,8 @@
  *   POST /v1/admin/api-keys
  *   POST /v1/admin/api-keys/{id}/revoke
  *   GET  /v1/admin/usage/{tenant}            (ngx_nexus_usage_admin.c)
+ *   GET  /v1/admin/credits/{tenant}          (ngx_nexus_credits.c)
+ *   POST /v1/admin/credits/{tenant}/grant    platform admins only
  *   /v1/admin/plans...                       (ngx_nexus_plan.c)
  *
  * The access phase already required the admin role.  A tenant's admin
@@ -27,6 +29,7 @@
 #include "ngx_nexus_limit.h"
 #include "ngx_nexus_usage.h"
 #include "ngx_nexus_audit.h"
+#include "ngx_nexus_credits.h"
 #include "ngx_nexus_idempotency.h"
 
 #include <nx_json.h>
@@ -319,6 +322,13 @@ ngx_nexus_admin_handler(ngx_http_request_t *r)
         }
 
         return ngx_nexus_admin_quota(r, &id);
+    }
+
+    if (rest.len > 8 && ngx_strncmp(rest.data, "credits/", 8) == 0) {
+        id.data = rest.data + 8;
+        id.len = rest.len - 8;
+
+        return ngx_nexus_credits_admin(r, &id);
     }
 
     if (rest.len > 6 && ngx_strncmp(rest.data, "usage/", 6) == 0) {

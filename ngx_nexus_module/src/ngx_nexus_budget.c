@@ -27,6 +27,20 @@
  * reservation, with X-RateLimit-Status: degraded).  Without nexus_redis,
  * tokens per minute are checked in the shared zone, per node, like the
  * rate limits (ngx_nexus_limit_shm.c); budgets, the fleet's, cannot be.
+ *
+ * The same reservation carries a request's cost when its tenant has a
+ * cost budget or runs on credits (ngx_nexus_cost.c): the worst case in
+ * micro-dollars at the model's price, held against the month's budget and
+ * the credit balance, and the actual cost settled with the tokens.  At the
+ * budget's hard cap the tenant's mode decides: block (429 BUDGET_EXCEEDED,
+ * X-Cost-Status: capped), or degrade, where the script reserves the
+ * degraded request instead - the tenant's degrade model, its output
+ * capped - which the gateway then sends (ngx_nexus_gateway_retarget()).
+ * Credits that cannot cover the worst case refuse the request with 402
+ * INSUFFICIENT_CREDITS.  A model without a price is refused before any of
+ * it (403 MODEL_NOT_PRICED) unless the tenant allows unpriced models,
+ * which then cost nothing.  Still one round trip to reserve and one to
+ * settle.
  */
 
 
@@ -35,11 +49,29 @@
 #include "ngx_nexus_reply.h"
 #include "ngx_nexus_limit.h"
 #include "ngx_nexus_budget.h"
+#include "ngx_nexus_cost.h"
+#include "ngx_nexus_credits.h"
 
 
 #define NGX_NEXUS_BUDGET_OK         0
 #define NGX_NEXUS_BUDGET_OVER       1
 #define NGX_NEXUS_BUDGET_TPM        2
+#define NGX_NEXUS_BUDGET_COST       3
+#define NGX_NEXUS_BUDGET_CREDITS    4
+#define NGX_NEXUS_BUDGET_NO_BALANCE 5
+
+/* what the reservation did about the cost */
+#define NGX_NEXUS_COST_NONE         0
+#define NGX_NEXUS_COST_ASKED        1
+#define NGX_NEXUS_COST_DEGRADED     3
+
+#define NGX_NEXUS_HTTP_PAYMENT_REQUIRED  402
+
+#define NGX_NEXUS_BUDGET_NKEYS      7
+#define NGX_NEXUS_BUDGET_REPLY      19
+
+/* the stream of credit changes, drained into credit_transactions */
+#define NGX_NEXUS_CREDIT_LEDGER     "nx:cr:ledger"
 
 /* a total budget never resets: a client may come back in a day */
 #define NGX_NEXUS_BUDGET_TOTAL_RETRY    86400000
@@ -58,12 +90,16 @@ typedef struct {
     ngx_event_t                 renew;
     ngx_msec_t                  ttl;
 
-    /* keys[], id and base point into strs */
+    /* keys[], id, base, cbase, rid and model point into strs */
     u_char                     *strs;
     size_t                      strs_len;
-    ngx_str_t                   keys[4];
+    ngx_str_t                   keys[NGX_NEXUS_BUDGET_NKEYS];
     ngx_str_t                   id;
     ngx_str_t                   base;
+    ngx_str_t                   cbase;      /* empty: costs not counted */
+    ngx_str_t                   rid;        /* the request id, and */
+    ngx_str_t                   model;      /* model, for the ledger */
+    int64_t                     tenant_id;
 
     int64_t                     want;
     int64_t                     limits[3];  /* daily, monthly, total */
@@ -83,6 +119,26 @@ typedef struct {
 
     ngx_nexus_principal_t      *principal;  /* without Redis */
 
+    /* costs: the tenant's settings, the worst cases, and the prices */
+    ngx_nexus_cost_t            cost;
+    int64_t                     cost_want;  /* micro-dollars */
+    int64_t                     alt_want;   /* degraded: tokens, 0 none */
+    int64_t                     alt_cost;
+    int64_t                     alt_max;    /* its max_tokens, -1 as asked */
+    int64_t                     price[2];   /* of the model sent */
+
+    /* and what Redis said of them */
+    ngx_uint_t                  cost_state; /* NGX_NEXUS_COST_* */
+    int64_t                     spend;      /* the month's, settled */
+    int64_t                     spend_held; /* held by calls in flight,
+                                               this one too */
+    int64_t                     balance;    /* credits */
+    int64_t                     balance_held;
+    int64_t                     month_ms;   /* until the month ends */
+    int64_t                     cost_held;  /* this reservation's */
+
+    unsigned                    governed:1; /* costs are counted */
+    unsigned                    unknown:1;  /* no catalog: cannot tell */
     unsigned                    sent:1;     /* may exist in Redis */
     unsigned                    held:1;     /* reserved */
     unsigned                    local:1;    /* TPM in the shared zone */
@@ -91,8 +147,13 @@ typedef struct {
 } ngx_nexus_budget_t;
 
 
-static int64_t ngx_nexus_budget_want(ngx_nexus_proxy_t *px,
+static int64_t ngx_nexus_budget_out(ngx_nexus_proxy_t *px,
+    ngx_nexus_main_conf_t *nmcf, ngx_str_t *model);
+static void ngx_nexus_budget_costs(ngx_http_request_t *r,
+    ngx_nexus_budget_t *b, ngx_nexus_principal_t *pr,
     ngx_nexus_main_conf_t *nmcf);
+static ngx_int_t ngx_nexus_budget_unpriced(ngx_http_request_t *r,
+    ngx_nexus_proxy_t *px);
 static ngx_int_t ngx_nexus_budget_strings(ngx_http_request_t *r,
     ngx_nexus_budget_t *b, ngx_nexus_principal_t *pr);
 static void ngx_nexus_budget_reserved(ngx_nexus_redis_cmd_t *cmd,
@@ -107,6 +168,14 @@ static ngx_int_t ngx_nexus_budget_exceeded(ngx_http_request_t *r,
     ngx_nexus_budget_t *b);
 static ngx_int_t ngx_nexus_budget_tpm_limited(ngx_http_request_t *r,
     ngx_nexus_budget_t *b);
+static ngx_int_t ngx_nexus_budget_capped(ngx_http_request_t *r,
+    ngx_nexus_budget_t *b, const char *why);
+static ngx_int_t ngx_nexus_budget_no_credits(ngx_http_request_t *r,
+    ngx_nexus_budget_t *b);
+static ngx_int_t ngx_nexus_budget_cost_headers(ngx_http_request_t *r,
+    ngx_nexus_budget_t *b, const char *status, int64_t actual);
+static ngx_int_t ngx_nexus_budget_usd_header(ngx_http_request_t *r,
+    const char *name, int64_t musd);
 static ngx_int_t ngx_nexus_budget_unavailable(ngx_http_request_t *r,
     ngx_nexus_budget_t *b);
 static int64_t ngx_nexus_budget_remaining(ngx_nexus_budget_t *b);
@@ -120,7 +189,7 @@ static void ngx_nexus_budget_renew(ngx_event_t *ev);
 static void ngx_nexus_budget_orphan(ngx_nexus_redis_cmd_t *cmd,
     redisReply *reply, ngx_int_t rc);
 static void ngx_nexus_budget_send_settle(ngx_nexus_budget_t *b,
-    int64_t tokens);
+    int64_t tokens, int64_t cost);
 static void ngx_nexus_budget_settled(ngx_nexus_redis_cmd_t *cmd,
     redisReply *reply, ngx_int_t rc);
 
@@ -146,6 +215,15 @@ static time_t  ngx_nexus_budget_lost;
  * records "tokens:day:month:counted", KEYS[3] and KEYS[4] the key's and
  * the tenant's TPM buckets (tokens "tk" at time "ts", refilled at the
  * rate of a minute, debt allowed).
+ *
+ * Costs, for a tenant with a cost budget or credits, under cbase
+ * ("nx:cost:<tenant id>"; empty when costs do not concern the request):
+ * cbase:m:<YYYY-MM> (a hash of "used" and "res", the micro-dollars
+ * settled and held this month), KEYS[5] and KEYS[6] the tenant's own
+ * sorted set and hash of cost reservations, "micro-dollars:month:credits",
+ * under the same ids as the token reservations, so that a stale one is
+ * swept by any request of the tenant; KEYS[7] the tenant's credits (a
+ * hash of "bal" and "res", micro-dollars; see ngx_nexus_credits.c).
  */
 
 #define NGX_NEXUS_BUDGET_LUA_COMMON                                           \
@@ -183,6 +261,18 @@ static time_t  ngx_nexus_budget_lost;
     "  end\n"                                                                 \
     "  return n\n"                                                            \
     "end\n"                                                                   \
+    "local function crelease(rid)\n"                                          \
+    "  local rec = redis.call('HGET', KEYS[6], rid)\n"                        \
+    "  redis.call('ZREM', KEYS[5], rid)\n"                                    \
+    "  if not rec then return nil end\n"                                      \
+    "  redis.call('HDEL', KEYS[6], rid)\n"                                    \
+    "  local c, mo, cr = string.match(rec, '^(%d+):([%d-]+):(%d)$')\n"        \
+    "  if not c then return nil end\n"                                        \
+    "  c = tonumber(c)\n"                                                     \
+    "  add(cbase .. ':m:' .. mo, 'res', -c)\n"                                \
+    "  if cr == '1' then add(KEYS[7], 'res', -c) end\n"                       \
+    "  return c, mo, cr == '1'\n"                                             \
+    "end\n"                                                                   \
     "local function level(key, tpm)\n"                                        \
     "  local v = redis.call('HMGET', key, 'tk', 'ts')\n"                      \
     "  local tk, ts = tonumber(v[1]), tonumber(v[2])\n"                       \
@@ -198,6 +288,9 @@ static time_t  ngx_nexus_budget_lost;
     " math.ceil((tpm - tk) * 60000 / tpm) + 1000)\n"                          \
     "end\n"
 
+/* a month's spend is kept a month after it ends, for reports */
+#define NGX_NEXUS_BUDGET_LUA_MONTH_TTL  "(mend - now + 32 * 86400000)"
+
 
 static ngx_nexus_redis_script_t  ngx_nexus_budget_reserve_script;
 static ngx_nexus_redis_script_t  ngx_nexus_budget_settle_script;
@@ -207,28 +300,70 @@ static ngx_nexus_redis_script_t  ngx_nexus_budget_renew_script;
 /*
  * ARGV: 1 reservation id, 2 tokens wanted, 3 ttl (ms), 4-6 the daily,
  * monthly and total budgets (0: none), 7-8 the key's and the tenant's
- * TPM (0: none), 9 base.  Returns 11 integers: allowed (1/0), refused
- * by (0, 1 budget, 2 TPM), the binding period (0 none, 1 day, 2 month,
- * 3 total), its limit, used, reserved (this reservation included when
- * allowed), ms until it resets (0 for total), the binding TPM bucket
- * (0 none, 1 key, 2 tenant), its limit, its tokens left, and the ms to
- * wait for enough of them when refused.
+ * TPM (0: none), 9 base; 10 cbase (empty: no costs), 11 the worst case
+ * in micro-dollars, 12-13 the tokens and micro-dollars of the degraded
+ * request (0: none can be made), 14 the monthly budget in micro-dollars
+ * (0: none), 15 "1" when the tenant runs on credits.
+ *
+ * The cost comes first: a budget that cannot cover the worst case in
+ * flight and settled either degrades the request (the tokens checked
+ * against the token budgets are then the degraded request's) or refuses
+ * it; credits that cannot cover it refuse it.
+ *
+ * Returns 19 integers: allowed (1/0), refused by (0, 1 token budget,
+ * 2 TPM, 3 cost budget, 4 credits, 5 no credit balance in Redis), the
+ * binding period (0 none, 1 day, 2 month, 3 total), its limit, used,
+ * reserved (this reservation included when allowed), ms until it resets
+ * (0 for total), the binding TPM bucket (0 none, 1 key, 2 tenant), its
+ * limit, its tokens left, the ms to wait for enough of them when
+ * refused; then the cost: 0 none, 1 as asked, 3 degraded; the month's
+ * spend settled and held (this reservation included when allowed), the
+ * credit balance and what is held of it (the same), ms until the month
+ * ends, the micro-dollars and the tokens reserved.
  */
 
 static const char  ngx_nexus_budget_reserve_lua[] =
-    "local base = ARGV[9]\n"
+    "local base, cbase = ARGV[9], ARGV[10]\n"
     NGX_NEXUS_BUDGET_LUA_COMMON
     "local id, want, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])\n"
     "local lim = {tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])}\n"
     "local ktpm, ttpm = tonumber(ARGV[7]), tonumber(ARGV[8])\n"
+    "local bp, bl, bu, br, brem, bt = 0, 0, 0, 0, 0, 0\n"
+    "local ts, tl, tr, tw = 0, 0, 0, 0\n"
+    "local cost, cst, mu, mr, cb, cr = 0, 0, 0, 0, 0, 0\n"
+    "local credits = ARGV[15] == '1'\n"
+    "local function out(ok, by)\n"
+    "  return {ok, by, bp, bl, bu, br, bt, ts, tl, tr, tw, cst, mu, mr, cb,"
+    " cr, mend - now, cost, want}\n"
+    "end\n"
     "for _, rid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now,"
     " 'LIMIT', 0, 100)) do\n"
     "  release(rid, 0)\n"
     "end\n"
+    "local mk = cbase .. ':m:' .. mon\n"
+    "if cbase ~= '' then\n"
+    "  for _, rid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[5], '-inf',"
+    " now, 'LIMIT', 0, 100)) do\n"
+    "    crelease(rid)\n"
+    "  end\n"
+    "  local v = redis.call('HMGET', mk, 'used', 'res')\n"
+    "  mu, mr = tonumber(v[1]) or 0, tonumber(v[2]) or 0\n"
+    "  cost, cst = tonumber(ARGV[11]), 1\n"
+    "  local budget = tonumber(ARGV[14])\n"
+    "  if budget > 0 and mu + mr + cost > budget then\n"
+    "    if tonumber(ARGV[12]) <= 0 then return out(0, 3) end\n"
+    "    want, cost, cst = tonumber(ARGV[12]), tonumber(ARGV[13]), 3\n"
+    "  end\n"
+    "  if credits then\n"
+    "    local c = redis.call('HMGET', KEYS[7], 'bal', 'res')\n"
+    "    if not c[1] then return out(0, 5) end\n"
+    "    cb, cr = tonumber(c[1]), tonumber(c[2]) or 0\n"
+    "    if cb - cr < cost then return out(0, 4) end\n"
+    "  end\n"
+    "end\n"
     "local pk = {base .. ':d:' .. day, base .. ':m:' .. mon, base .. ':t'}\n"
     "local reset = {dend - now, mend - now, 0}\n"
     "local counted = lim[1] > 0 or lim[2] > 0 or lim[3] > 0\n"
-    "local bp, bl, bu, br, brem, bt = 0, 0, 0, 0, 0, 0\n"
     "for i = 1, 3 do\n"
     "  if lim[i] > 0 then\n"
     "    local v = redis.call('HMGET', pk[i], 'used', 'res')\n"
@@ -239,19 +374,19 @@ static const char  ngx_nexus_budget_reserve_lua[] =
     "    end\n"
     "  end\n"
     "end\n"
-    "if bp > 0 and brem < want then\n"
-    "  return {0, 1, bp, bl, bu, br, bt, 0, 0, 0, 0}\n"
-    "end\n"
+    "if bp > 0 and brem < want then return out(0, 1) end\n"
     "local kt, tt = 0, 0\n"
     "if ktpm > 0 then kt = level(KEYS[3], ktpm) end\n"
     "if ttpm > 0 then tt = level(KEYS[4], ttpm) end\n"
     "if ktpm > 0 and kt < math.min(want, ktpm) then\n"
-    "  return {0, 2, bp, bl, bu, br, bt, 1, ktpm, math.floor(kt),"
-    " math.ceil((math.min(want, ktpm) - kt) * 60000 / ktpm)}\n"
+    "  ts, tl, tr = 1, ktpm, math.floor(kt)\n"
+    "  tw = math.ceil((math.min(want, ktpm) - kt) * 60000 / ktpm)\n"
+    "  return out(0, 2)\n"
     "end\n"
     "if ttpm > 0 and tt < math.min(want, ttpm) then\n"
-    "  return {0, 2, bp, bl, bu, br, bt, 2, ttpm, math.floor(tt),"
-    " math.ceil((math.min(want, ttpm) - tt) * 60000 / ttpm)}\n"
+    "  ts, tl, tr = 2, ttpm, math.floor(tt)\n"
+    "  tw = math.ceil((math.min(want, ttpm) - tt) * 60000 / ttpm)\n"
+    "  return out(0, 2)\n"
     "end\n"
     "if counted then\n"
     "  for i = 1, 3 do redis.call('HINCRBY', pk[i], 'res', want) end\n"
@@ -261,7 +396,18 @@ static const char  ngx_nexus_budget_reserve_lua[] =
     "redis.call('ZADD', KEYS[1], now + ttl, id)\n"
     "redis.call('HSET', KEYS[2], id, string.format('%d:%d:%s:%d', want,"
     " day, mon, counted and 1 or 0))\n"
-    "local ts, tl, tr = 0, 0, 0\n"
+    "if cbase ~= '' then\n"
+    "  redis.call('HINCRBY', mk, 'res', cost)\n"
+    "  redis.call('PEXPIRE', mk, " NGX_NEXUS_BUDGET_LUA_MONTH_TTL ")\n"
+    "  mr = mr + cost\n"
+    "  if credits then\n"
+    "    redis.call('HINCRBY', KEYS[7], 'res', cost)\n"
+    "    cr = cr + cost\n"
+    "  end\n"
+    "  redis.call('ZADD', KEYS[5], now + ttl, id)\n"
+    "  redis.call('HSET', KEYS[6], id, string.format('%d:%s:%d', cost, mon,"
+    " credits and 1 or 0))\n"
+    "end\n"
     "if ktpm > 0 then\n"
     "  kt = kt - want\n"
     "  store(KEYS[3], kt, ktpm)\n"
@@ -272,23 +418,46 @@ static const char  ngx_nexus_budget_reserve_lua[] =
     "  store(KEYS[4], tt, ttpm)\n"
     "  if ts == 0 or tt < tr then ts, tl, tr = 2, ttpm, tt end\n"
     "end\n"
+    "tr = math.floor(math.max(tr, 0))\n"
     "if bp > 0 then br = br + want end\n"
-    "return {1, 0, bp, bl, bu, br, bt, ts, tl, math.floor(math.max(tr, 0)),"
-    " 0}\n";
+    "return out(1, 0)\n";
 
 
 /*
  * ARGV: 1 reservation id, 2 tokens used, 3-4 the key's and the tenant's
- * TPM (0: none), 5 base, 6 "1" when the key has a budget now.  A
- * reservation that is gone (expired, or never made: Redis was down) is
- * settled as if there had been none: its tokens are counted and charged.
+ * TPM (0: none), 5 base, 6 "1" when the key has a budget now; 7 cbase
+ * (empty: no costs), 8 the micro-dollars the request cost, 9 "1" when
+ * the tenant runs on credits, 10 the tenant's id, 11 the request id,
+ * 12 the model; KEYS[8] is the credit ledger stream.  A reservation that
+ * is gone (expired, or never made: Redis was down) is settled as if
+ * there had been none: its tokens are counted and charged, its cost
+ * spent and deducted.  A deduction is appended to the ledger with the
+ * balance before and after, in the same script: the ledger cannot miss a
+ * change of the balance, nor record one that did not happen.
  */
 
 static const char  ngx_nexus_budget_settle_lua[] =
-    "local base = ARGV[5]\n"
+    "local base, cbase = ARGV[5], ARGV[7]\n"
     NGX_NEXUS_BUDGET_LUA_COMMON
     "local id, used = ARGV[1], tonumber(ARGV[2])\n"
     "local ktpm, ttpm = tonumber(ARGV[3]), tonumber(ARGV[4])\n"
+    "if cbase ~= '' then\n"
+    "  local c, mo, credits = crelease(id)\n"
+    "  if not c then mo, credits = mon, ARGV[9] == '1' end\n"
+    "  local cost = tonumber(ARGV[8])\n"
+    "  if cost > 0 then\n"
+    "    local mk = cbase .. ':m:' .. mo\n"
+    "    redis.call('HINCRBY', mk, 'used', cost)\n"
+    "    redis.call('PEXPIRE', mk, " NGX_NEXUS_BUDGET_LUA_MONTH_TTL ")\n"
+    "    local b = credits and redis.call('HGET', KEYS[7], 'bal')\n"
+    "    if b then\n"
+    "      local a = redis.call('HINCRBY', KEYS[7], 'bal', -cost)\n"
+    "      redis.call('XADD', KEYS[8], '*', 't', ARGV[10], 'k', 'api_usage',"
+    " 'a', string.format('%d', -cost), 'b', b, 'f', string.format('%d', a),"
+    " 'r', ARGV[11], 'm', ARGV[12])\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
     "local n = release(id, used)\n"
     "local back\n"
     "if n then\n"
@@ -313,11 +482,12 @@ static const char  ngx_nexus_budget_settle_lua[] =
     "return n and 1 or 0\n";
 
 
-/* KEYS: reservations; ARGV: reservation id, ttl */
+/* KEYS: the key's and the tenant's reservations; ARGV: id, ttl */
 
 static const char  ngx_nexus_budget_renew_lua[] =
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "redis.call('ZADD', KEYS[2], 'XX', now + tonumber(ARGV[2]), ARGV[1])\n"
     "return redis.call('ZADD', KEYS[1], 'XX', 'CH', now + tonumber(ARGV[2]),"
     " ARGV[1])\n";
 
@@ -491,16 +661,18 @@ ngx_nexus_budget_reserve(ngx_http_request_t *r, ngx_nexus_proxy_t *px)
 {
     u_char                  *p;
     int64_t                  tpm[2];
+    ngx_int_t                rc;
     ngx_uint_t               i;
-    const char              *argv[13];
-    size_t                   argvlen[13];
+    const char              *argv[22];
+    size_t                   argvlen[22];
     ngx_nexus_ctx_t         *ctx;
+    ngx_nexus_cost_t         cost;
     ngx_nexus_budget_t      *b;
     ngx_nexus_loc_conf_t    *nlcf;
     ngx_nexus_main_conf_t   *nmcf;
     ngx_nexus_principal_t   *pr;
     ngx_nexus_redis_cmd_t   *cmd;
-    u_char                   args[7][NGX_INT64_LEN];
+    u_char                   args[13][NGX_INT64_LEN];
 
     ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
     nlcf = ngx_http_get_module_loc_conf(r, ngx_nexus_module);
@@ -513,8 +685,19 @@ ngx_nexus_budget_reserve(ngx_http_request_t *r, ngx_nexus_proxy_t *px)
         tpm[i] = pr->tpm[i] ? pr->tpm[i] : ngx_max(nlcf->tpm[i], 0);
     }
 
+    rc = ngx_nexus_cost_lookup(r, pr->tenant_id, &px->model, &cost);
+
+    if (rc == NGX_ERROR) {
+        goto failed;
+    }
+
+    if (rc == NGX_OK && !cost.priced && !cost.unpriced) {
+        ngx_http_finalize_request(r, ngx_nexus_budget_unpriced(r, px));
+        return NGX_DONE;
+    }
+
     if (pr->budget[0] == 0 && pr->budget[1] == 0 && pr->budget[2] == 0
-        && tpm[0] == 0 && tpm[1] == 0)
+        && tpm[0] == 0 && tpm[1] == 0 && rc == NGX_DECLINED)
     {
         return NGX_OK;
     }
@@ -527,9 +710,20 @@ ngx_nexus_budget_reserve(ngx_http_request_t *r, ngx_nexus_proxy_t *px)
     b->request = r;
     b->proxy = px;
     b->ttl = nmcf->budget_ttl;
-    b->want = ngx_nexus_budget_want(px, nmcf);
+    b->tenant_id = pr->tenant_id;
+    b->want = px->req.prompt_estimate
+              + ngx_nexus_budget_out(px, nmcf, &px->model);
     ngx_memcpy(b->limits, pr->budget, sizeof(b->limits));
     ngx_memcpy(b->tpm, tpm, sizeof(b->tpm));
+
+    if (rc == NGX_OK) {
+        b->governed = 1;
+        b->cost = cost;
+        ngx_nexus_budget_costs(r, b, pr, nmcf);
+
+    } else if (rc == NGX_BUSY) {
+        b->unknown = 1;
+    }
 
     if (ngx_nexus_budget_strings(r, b, pr) != NGX_OK) {
         goto failed;
@@ -537,44 +731,71 @@ ngx_nexus_budget_reserve(ngx_http_request_t *r, ngx_nexus_proxy_t *px)
 
     px->budget = b;
 
+    if (b->unknown) {
+        /* whether this request costs anything cannot be told yet */
+        return ngx_nexus_budget_decide(r, b, NGX_DECLINED);
+    }
+
     if (!ngx_nexus_redis_configured()) {
         b->principal = pr;
         return ngx_nexus_budget_local(r, b);
     }
 
-    for (i = 0; i < 4; i++) {
+    for (i = 0; i < NGX_NEXUS_BUDGET_NKEYS; i++) {
         argv[i] = (const char *) b->keys[i].data;
         argvlen[i] = b->keys[i].len;
     }
 
-    argv[4] = (const char *) b->id.data;
-    argvlen[4] = b->id.len;
+    argv[7] = (const char *) b->id.data;
+    argvlen[7] = b->id.len;
 
     p = ngx_sprintf(args[0], "%L", b->want);
-    argv[5] = (const char *) args[0];
-    argvlen[5] = p - args[0];
+    argv[8] = (const char *) args[0];
+    argvlen[8] = p - args[0];
 
     p = ngx_sprintf(args[1], "%M", b->ttl);
-    argv[6] = (const char *) args[1];
-    argvlen[6] = p - args[1];
+    argv[9] = (const char *) args[1];
+    argvlen[9] = p - args[1];
 
     for (i = 0; i < 3; i++) {
         p = ngx_sprintf(args[2 + i], "%L", b->limits[i]);
-        argv[7 + i] = (const char *) args[2 + i];
-        argvlen[7 + i] = p - args[2 + i];
+        argv[10 + i] = (const char *) args[2 + i];
+        argvlen[10 + i] = p - args[2 + i];
     }
 
     for (i = 0; i < 2; i++) {
         p = ngx_sprintf(args[5 + i], "%L", b->tpm[i]);
-        argv[10 + i] = (const char *) args[5 + i];
-        argvlen[10 + i] = p - args[5 + i];
+        argv[13 + i] = (const char *) args[5 + i];
+        argvlen[13 + i] = p - args[5 + i];
     }
 
-    argv[12] = (const char *) b->base.data;
-    argvlen[12] = b->base.len;
+    argv[15] = (const char *) b->base.data;
+    argvlen[15] = b->base.len;
 
-    cmd = ngx_nexus_redis_eval(&ngx_nexus_budget_reserve_script, 4, 13, argv,
-                               argvlen);
+    argv[16] = (const char *) b->cbase.data;
+    argvlen[16] = b->cbase.len;
+
+    p = ngx_sprintf(args[7], "%L", b->cost_want);
+    argv[17] = (const char *) args[7];
+    argvlen[17] = p - args[7];
+
+    p = ngx_sprintf(args[8], "%L", b->alt_want);
+    argv[18] = (const char *) args[8];
+    argvlen[18] = p - args[8];
+
+    p = ngx_sprintf(args[9], "%L", b->alt_cost);
+    argv[19] = (const char *) args[9];
+    argvlen[19] = p - args[9];
+
+    p = ngx_sprintf(args[10], "%L", b->cost.budget);
+    argv[20] = (const char *) args[10];
+    argvlen[20] = p - args[10];
+
+    argv[21] = b->cost.credits ? "1" : "0";
+    argvlen[21] = 1;
+
+    cmd = ngx_nexus_redis_eval(&ngx_nexus_budget_reserve_script,
+                               NGX_NEXUS_BUDGET_NKEYS, 22, argv, argvlen);
     if (cmd == NULL) {
         goto failed;
     }
@@ -602,17 +823,18 @@ failed:
 }
 
 
-/* the worst case of a call: its prompt and the most it may answer */
+/* the most a call may answer: max_tokens, else the model's ceiling */
 
 static int64_t
-ngx_nexus_budget_want(ngx_nexus_proxy_t *px, ngx_nexus_main_conf_t *nmcf)
+ngx_nexus_budget_out(ngx_nexus_proxy_t *px, ngx_nexus_main_conf_t *nmcf,
+    ngx_str_t *model)
 {
     int64_t               out;
     ngx_uint_t            i;
     ngx_nexus_ceiling_t  *c;
 
     if (px->kind == NX_LLM_EMBEDDINGS) {
-        return px->req.prompt_estimate;
+        return 0;
     }
 
     out = px->req.max_tokens;
@@ -624,9 +846,8 @@ ngx_nexus_budget_want(ngx_nexus_proxy_t *px, ngx_nexus_main_conf_t *nmcf)
             c = nmcf->token_ceilings->elts;
 
             for (i = 0; i < nmcf->token_ceilings->nelts; i++) {
-                if (c[i].model.len == px->model.len
-                    && ngx_strncmp(c[i].model.data, px->model.data,
-                                   px->model.len)
+                if (c[i].model.len == model->len
+                    && ngx_strncmp(c[i].model.data, model->data, model->len)
                        == 0)
                 {
                     out = c[i].tokens;
@@ -636,7 +857,95 @@ ngx_nexus_budget_want(ngx_nexus_proxy_t *px, ngx_nexus_main_conf_t *nmcf)
         }
     }
 
-    return px->req.prompt_estimate + out;
+    return out;
+}
+
+
+/*
+ * The worst case in dollars, at the model's price (an unpriced model the
+ * tenant allows costs nothing); and the degraded request, when the tenant
+ * degrades at its cap and the degrade model can be used: another model
+ * than the one asked for, in the key's set, priced (or unpriced allowed),
+ * for a request that is not an embedding.  Its output is capped at
+ * nexus_cost_degrade_max_tokens where the gateway writes the upstream
+ * body's limit itself (an OpenAI-shaped chat); a native Ollama request
+ * keeps the client's.
+ */
+
+static void
+ngx_nexus_budget_costs(ngx_http_request_t *r, ngx_nexus_budget_t *b,
+    ngx_nexus_principal_t *pr, ngx_nexus_main_conf_t *nmcf)
+{
+    int64_t             prompt, out;
+    ngx_nexus_cost_t   *c;
+    ngx_nexus_proxy_t  *px;
+
+    c = &b->cost;
+    px = b->proxy;
+    prompt = px->req.prompt_estimate;
+
+    if (c->priced) {
+        b->price[0] = c->price[0];
+        b->price[1] = c->price[1];
+    }
+
+    b->cost_want = nx_money_cost(prompt, b->want - prompt, b->price[0],
+                                 b->price[1]);
+    b->alt_max = -1;
+
+    if (!c->degrade
+        || px->kind == NX_LLM_EMBEDDINGS
+        || (!c->degrade_priced && !c->unpriced)
+        || (c->degrade_model.len == px->model.len
+            && ngx_strncmp(c->degrade_model.data, px->model.data,
+                           px->model.len) == 0)
+        || !ngx_nexus_auth_has_scope(&pr->models, &c->degrade_model))
+    {
+        return;
+    }
+
+    out = ngx_nexus_budget_out(px, nmcf, &c->degrade_model);
+
+    /* the cap is written into the upstream body: the worst case holds */
+    if (px->kind == NX_LLM_CHAT) {
+        out = ngx_min(out, nmcf->cost_degrade_tokens);
+        b->alt_max = out;
+    }
+
+    b->alt_want = prompt + out;
+    b->alt_cost = c->degrade_priced
+                  ? nx_money_cost(prompt, out, c->degrade_price[0],
+                                  c->degrade_price[1])
+                  : 0;
+}
+
+
+/* 403 MODEL_NOT_PRICED: what a tenant pays for must have a price */
+
+static ngx_int_t
+ngx_nexus_budget_unpriced(ngx_http_request_t *r, ngx_nexus_proxy_t *px)
+{
+    u_char     *details;
+    ngx_str_t   model;
+
+    if (ngx_nexus_json_escape(r->pool, &px->model, &model) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    details = ngx_pnalloc(r->pool, sizeof("{\"model\":\"\"}") + model.len);
+    if (details == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_sprintf(details, "{\"model\":\"%V\"}%Z", &model);
+
+    px->sent_own = 1;
+    px->error_code = "MODEL_NOT_PRICED";
+
+    return ngx_nexus_send_error(r, NGX_HTTP_FORBIDDEN, "MODEL_NOT_PRICED",
+                                "the model has no price in the catalog and "
+                                "this tenant pays for what it uses",
+                                (char *) details);
 }
 
 
@@ -644,9 +953,17 @@ static ngx_int_t
 ngx_nexus_budget_strings(ngx_http_request_t *r, ngx_nexus_budget_t *b,
     ngx_nexus_principal_t *pr)
 {
-    u_char  *p, *start;
+    u_char     *p, *start;
+    ngx_str_t   rid;
 
-    b->strs_len = 6 * (sizeof("nx:tb::rv") + NGX_INT64_LEN) + 64;
+    if (ngx_nexus_request_id(r, &rid) != NGX_OK) {
+        ngx_str_null(&rid);
+    }
+
+    rid.len = ngx_min(rid.len, 128);
+
+    b->strs_len = 12 * (sizeof("nx:cost::rv") + NGX_INT64_LEN) + 64
+                  + rid.len + b->proxy->model.len;
 
     p = ngx_pnalloc(r->pool, b->strs_len);
     if (p == NULL) {
@@ -679,6 +996,37 @@ ngx_nexus_budget_strings(ngx_http_request_t *r, ngx_nexus_budget_t *b,
     p = ngx_sprintf(p, "nx:tpm:t:%L", pr->tenant_id);
     b->keys[3].data = start;
     b->keys[3].len = p - start;
+
+    /* the tenant's costs; named (and unused) when they are not counted */
+    start = p;
+    p = ngx_sprintf(p, "nx:cost:%L:r", pr->tenant_id);
+    b->keys[4].data = start;
+    b->keys[4].len = p - start;
+
+    start = p;
+    p = ngx_sprintf(p, "nx:cost:%L:rv", pr->tenant_id);
+    b->keys[5].data = start;
+    b->keys[5].len = p - start;
+
+    start = p;
+    p = ngx_sprintf(p, "nx:cr:%L", pr->tenant_id);
+    b->keys[6].data = start;
+    b->keys[6].len = p - start;
+
+    start = p;
+    p = ngx_sprintf(p, "nx:cost:%L", pr->tenant_id);
+    b->cbase.data = start;
+    b->cbase.len = b->governed ? (size_t) (p - start) : 0;
+
+    start = p;
+    p = ngx_cpymem(p, rid.data, rid.len);
+    b->rid.data = start;
+    b->rid.len = rid.len;
+
+    start = p;
+    p = ngx_cpymem(p, b->proxy->model.data, b->proxy->model.len);
+    b->model.data = start;
+    b->model.len = p - start;
 
     /* unique across the fleet without trusting anything the client sent */
     start = p;
@@ -729,7 +1077,11 @@ ngx_nexus_budget_reserved(ngx_nexus_redis_cmd_t *cmd, redisReply *reply,
 }
 
 
-/* NGX_OK: reserved; NGX_HTTP_TOO_MANY_REQUESTS: refused; else NGX_DECLINED */
+/*
+ * NGX_OK: reserved; NGX_HTTP_TOO_MANY_REQUESTS: refused (by a budget, a
+ * rate, or credits); NGX_BUSY: the tenant's credit balance is not in
+ * Redis; else NGX_DECLINED
+ */
 
 static ngx_int_t
 ngx_nexus_budget_parse(ngx_nexus_budget_t *b, redisReply *reply)
@@ -737,20 +1089,23 @@ ngx_nexus_budget_parse(ngx_nexus_budget_t *b, redisReply *reply)
     size_t        i;
     redisReply  **e;
 
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 11) {
+    if (reply->type != REDIS_REPLY_ARRAY
+        || reply->elements != NGX_NEXUS_BUDGET_REPLY)
+    {
         return NGX_DECLINED;
     }
 
     e = reply->element;
 
-    for (i = 0; i < 11; i++) {
+    for (i = 0; i < NGX_NEXUS_BUDGET_REPLY; i++) {
         if (e[i]->type != REDIS_REPLY_INTEGER) {
             return NGX_DECLINED;
         }
     }
 
     if (e[2]->integer < 0 || e[2]->integer > 3
-        || e[7]->integer < 0 || e[7]->integer > 2)
+        || e[7]->integer < 0 || e[7]->integer > 2
+        || e[11]->integer < 0 || e[11]->integer > 3)
     {
         return NGX_DECLINED;
     }
@@ -766,17 +1121,34 @@ ngx_nexus_budget_parse(ngx_nexus_budget_t *b, redisReply *reply)
     b->tpm_remaining = ngx_max(e[9]->integer, 0);
     b->tpm_wait_ms = e[10]->integer;
 
+    b->cost_state = (ngx_uint_t) e[11]->integer;
+    b->spend = e[12]->integer;
+    b->spend_held = e[13]->integer;
+    b->balance = e[14]->integer;
+    b->balance_held = e[15]->integer;
+    b->month_ms = e[16]->integer;
+
     if (e[0]->integer == 1) {
+        /* degraded: these are the degraded request's */
+        b->cost_held = e[17]->integer;
+        b->want = e[18]->integer;
         return NGX_OK;
     }
 
-    if (b->refused != NGX_NEXUS_BUDGET_OVER
-        && b->refused != NGX_NEXUS_BUDGET_TPM)
-    {
+    switch (b->refused) {
+
+    case NGX_NEXUS_BUDGET_OVER:
+    case NGX_NEXUS_BUDGET_TPM:
+    case NGX_NEXUS_BUDGET_COST:
+    case NGX_NEXUS_BUDGET_CREDITS:
+        return NGX_HTTP_TOO_MANY_REQUESTS;
+
+    case NGX_NEXUS_BUDGET_NO_BALANCE:
+        return NGX_BUSY;
+
+    default:
         return NGX_DECLINED;
     }
-
-    return NGX_HTTP_TOO_MANY_REQUESTS;
 }
 
 
@@ -801,16 +1173,65 @@ ngx_nexus_budget_decide(ngx_http_request_t *r, ngx_nexus_budget_t *b,
 
         ngx_add_timer(&b->renew, ngx_max(b->ttl / 3, 1));
 
-        return NGX_OK;
+        if (b->cost_state != NGX_NEXUS_COST_DEGRADED) {
+            return NGX_OK;
+        }
+
+        /* the budget is at its cap: the cheaper request is what was held */
+        b->price[0] = b->cost.degrade_priced ? b->cost.degrade_price[0] : 0;
+        b->price[1] = b->cost.degrade_priced ? b->cost.degrade_price[1] : 0;
+
+        rc = ngx_nexus_gateway_retarget(r, b->proxy, &b->cost.degrade_model,
+                                        b->alt_max);
+
+        if (rc == NGX_OK) {
+            return NGX_OK;
+        }
+
+        if (rc == NGX_ERROR) {
+            rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+            break;
+        }
+
+        /* no provider serves it: as if it could not be degraded */
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "nexus cost budget: degrade model \"%V\" cannot serve "
+                      "this request, refused", &b->cost.degrade_model);
+
+        rc = ngx_nexus_budget_capped(r, b, "degrade_model_unavailable");
+        break;
 
     case NGX_HTTP_TOO_MANY_REQUESTS:
         /* refused: nothing was written */
         b->sent = 0;
 
-        rc = (b->refused == NGX_NEXUS_BUDGET_OVER)
-             ? ngx_nexus_budget_exceeded(r, b)
-             : ngx_nexus_budget_tpm_limited(r, b);
+        switch (b->refused) {
+
+        case NGX_NEXUS_BUDGET_OVER:
+            rc = ngx_nexus_budget_exceeded(r, b);
+            break;
+
+        case NGX_NEXUS_BUDGET_COST:
+            rc = ngx_nexus_budget_capped(r, b, NULL);
+            break;
+
+        case NGX_NEXUS_BUDGET_CREDITS:
+            rc = ngx_nexus_budget_no_credits(r, b);
+            break;
+
+        default:
+            rc = ngx_nexus_budget_tpm_limited(r, b);
+            break;
+        }
+
         break;
+
+    case NGX_BUSY:
+        /* Redis lost the balance (a restart without persistence) */
+        b->sent = 0;
+        ngx_nexus_credits_reseed();
+
+        /* fall through */
 
     default:
         rc = ngx_nexus_budget_unavailable(r, b);
@@ -831,8 +1252,8 @@ ngx_nexus_budget_decide(ngx_http_request_t *r, ngx_nexus_budget_t *b,
 
 /*
  * Without nexus_redis: a budget is the fleet's and cannot be counted on
- * one node (nexus_fail_mode decides), but tokens per minute are checked in
- * the shared zone, like the rate limits.
+ * one node, nor can costs and credits (nexus_fail_mode decides), but
+ * tokens per minute are checked in the shared zone, like the rate limits.
  */
 
 static ngx_int_t
@@ -842,7 +1263,7 @@ ngx_nexus_budget_local(ngx_http_request_t *r, ngx_nexus_budget_t *b)
     ngx_nexus_main_conf_t     *nmcf;
     ngx_nexus_limit_result_t   res;
 
-    if (b->limits[0] || b->limits[1] || b->limits[2]) {
+    if (b->limits[0] || b->limits[1] || b->limits[2] || b->governed) {
         rc = ngx_nexus_budget_unavailable(r, b);
 
         if (rc != NGX_DECLINED) {
@@ -947,6 +1368,121 @@ ngx_nexus_budget_exceeded(ngx_http_request_t *r, ngx_nexus_budget_t *b)
 }
 
 
+/*
+ * 429 BUDGET_EXCEEDED for the tenant's monthly cost budget: settled and
+ * held spend leave less than the worst case of this request, and the
+ * tenant blocks at its cap (or its degrade model cannot serve).
+ */
+
+static ngx_int_t
+ngx_nexus_budget_capped(ngx_http_request_t *r, ngx_nexus_budget_t *b,
+    const char *why)
+{
+    u_char             *details, *p;
+    int64_t             retry;
+    ngx_nexus_proxy_t  *px;
+    u_char              limit[NX_MONEY_LEN], spend[NX_MONEY_LEN];
+    u_char              held[NX_MONEY_LEN], want[NX_MONEY_LEN];
+
+    px = b->proxy;
+
+    /* only calls in flight hold it when what is settled leaves room */
+    retry = (b->spend + b->cost_want <= b->cost.budget)
+            ? 1000 : ngx_max(b->month_ms, 1000);
+
+    nx_money_format((char *) limit, b->cost.budget, NX_MONEY_MICRO);
+    nx_money_format((char *) spend, b->spend, NX_MONEY_MICRO);
+    nx_money_format((char *) held, b->spend_held, NX_MONEY_MICRO);
+    nx_money_format((char *) want, b->cost_want, NX_MONEY_MICRO);
+
+    details = ngx_pnalloc(r->pool, 256 + 4 * NX_MONEY_LEN);
+    if (details == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_sprintf(details, "{\"budget\":\"cost\",\"period\":\"month\","
+                    "\"limit_usd\":%s,\"spend_usd\":%s,\"reserved_usd\":%s,"
+                    "\"requested_usd\":%s,\"hard_cap_mode\":\"%s\","
+                    "\"retry_after_ms\":%L",
+                    limit, spend, held, want,
+                    b->cost.degrade ? "degrade" : "block", retry);
+
+    if (why) {
+        p = ngx_sprintf(p, ",\"reason\":\"%s\"", why);
+    }
+
+    *p++ = '}';
+    *p = '\0';
+
+    if (ngx_nexus_budget_cost_headers(r, b, "capped", -1) != NGX_OK
+        || ngx_nexus_budget_header(r, "Retry-After", (retry + 999) / 1000)
+           != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    px->sent_own = 1;
+    px->error_code = "BUDGET_EXCEEDED";
+
+    return ngx_nexus_send_error(r, NGX_HTTP_TOO_MANY_REQUESTS,
+                                "BUDGET_EXCEEDED",
+                                "the tenant's monthly cost budget cannot "
+                                "cover this request", (char *) details);
+}
+
+
+/* 402 INSUFFICIENT_CREDITS: the balance cannot cover the worst case */
+
+static ngx_int_t
+ngx_nexus_budget_no_credits(ngx_http_request_t *r, ngx_nexus_budget_t *b)
+{
+    u_char             *details;
+    int64_t             want;
+    ngx_nexus_proxy_t  *px;
+    u_char              balance[NX_MONEY_LEN], held[NX_MONEY_LEN];
+    u_char              need[NX_MONEY_LEN];
+
+    px = b->proxy;
+
+    /* the degraded request's, if that is what was asked of the credits */
+    want = (b->cost_state == NGX_NEXUS_COST_DEGRADED) ? b->alt_cost
+                                                       : b->cost_want;
+
+    nx_money_format((char *) balance, b->balance, NX_MONEY_MICRO);
+    nx_money_format((char *) held, b->balance_held, NX_MONEY_MICRO);
+    nx_money_format((char *) need, want, NX_MONEY_MICRO);
+
+    details = ngx_pnalloc(r->pool, 128 + 3 * NX_MONEY_LEN);
+    if (details == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_sprintf(details, "{\"balance_usd\":%s,\"reserved_usd\":%s,"
+                "\"requested_usd\":%s}%Z", balance, held, need);
+
+    if (b->cost.budget
+        && ngx_nexus_budget_cost_headers(r, b, NULL, -1) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_nexus_budget_usd_header(r, "X-Credits-Remaining-Usd",
+                                    ngx_max(b->balance - b->balance_held, 0))
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    px->sent_own = 1;
+    px->error_code = "INSUFFICIENT_CREDITS";
+
+    return ngx_nexus_send_error(r, NGX_NEXUS_HTTP_PAYMENT_REQUIRED,
+                                "INSUFFICIENT_CREDITS",
+                                "the tenant's credit balance cannot cover "
+                                "this request", (char *) details);
+}
+
+
 /* 429 RATE_LIMITED by tokens per minute, with the headers of a rate limit */
 
 static ngx_int_t
@@ -1025,7 +1561,7 @@ ngx_nexus_budget_unavailable(ngx_http_request_t *r, ngx_nexus_budget_t *b)
     if (ngx_time() != ngx_nexus_budget_warned) {
         ngx_nexus_budget_warned = ngx_time();
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "nexus token budgets unavailable, %s "
+                      "nexus token budgets and costs unavailable, %s "
                       "(nexus_fail_mode %s)",
                       nlcf->fail_mode == NGX_NEXUS_FAIL_OPEN
                       ? "allowing" : "refusing",
@@ -1048,6 +1584,15 @@ ngx_nexus_budget_unavailable(ngx_http_request_t *r, ngx_nexus_budget_t *b)
     b->proxy->sent_own = 1;
     b->proxy->error_code = "RATE_LIMIT_UNAVAILABLE";
 
+    if (!b->limits[0] && !b->limits[1] && !b->limits[2]
+        && (b->governed || b->unknown))
+    {
+        return ngx_nexus_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                    "RATE_LIMIT_UNAVAILABLE",
+                                    "costs cannot be checked, try again",
+                                    "{\"check\":\"cost_budget\"}");
+    }
+
     return ngx_nexus_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                 "RATE_LIMIT_UNAVAILABLE",
                                 "token budgets cannot be checked, try again",
@@ -1067,7 +1612,7 @@ ngx_nexus_budget_remaining(ngx_nexus_budget_t *b)
 ngx_int_t
 ngx_nexus_budget_headers(ngx_http_request_t *r, ngx_nexus_proxy_t *px)
 {
-    int64_t              remaining;
+    int64_t              remaining, actual;
     ngx_nexus_budget_t  *b;
 
     b = px->budget;
@@ -1102,7 +1647,113 @@ ngx_nexus_budget_headers(ngx_http_request_t *r, ngx_nexus_proxy_t *px)
         return NGX_ERROR;
     }
 
+    if (!b->governed || b->cost_state == NGX_NEXUS_COST_NONE) {
+        return NGX_OK;
+    }
+
+    /* a whole answer: what it cost is known already */
+    actual = -1;
+
+    if (px->mode == NGX_NEXUS_PROXY_BODY && px->st.usage.present) {
+        actual = nx_money_cost(px->st.usage.prompt, px->st.usage.completion,
+                               b->price[0], b->price[1]);
+    }
+
+    if (b->cost.budget
+        && ngx_nexus_budget_cost_headers(r, b, NULL, actual) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (b->cost.credits) {
+        remaining = b->balance - b->balance_held;
+
+        if (actual >= 0) {
+            remaining += b->cost_held - actual;
+        }
+
+        if (ngx_nexus_budget_usd_header(r, "X-Credits-Remaining-Usd",
+                                        ngx_max(remaining, 0))
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
     return NGX_OK;
+}
+
+
+/*
+ * X-Cost-Month-Budget-Usd, -Spend-Usd and -Remaining-Usd, X-Cost-Status
+ * and X-Cost-Estimated.  The spend is what is settled this month, plus
+ * this answer's cost when it is known (actual >= 0); the remaining is the
+ * budget less the spend and what calls in flight hold, this one's
+ * reservation included while its cost is not known.  status NULL: ok,
+ * warn once the spend reaches the warn ratio, degraded for a degraded
+ * request.
+ */
+
+static ngx_int_t
+ngx_nexus_budget_cost_headers(ngx_http_request_t *r, ngx_nexus_budget_t *b,
+    const char *status, int64_t actual)
+{
+    int64_t  spend, remaining;
+
+    spend = b->spend;
+    remaining = b->cost.budget - b->spend - b->spend_held;
+
+    if (actual >= 0) {
+        spend += actual;
+        remaining += b->cost_held - actual;
+    }
+
+    if (status == NULL) {
+        if (b->cost_state == NGX_NEXUS_COST_DEGRADED) {
+            status = "degraded";
+
+        } else if (spend * 1000 >= b->cost.budget * (int64_t) b->cost.warn) {
+            status = "warn";
+
+        } else {
+            status = "ok";
+        }
+    }
+
+    if (ngx_nexus_budget_usd_header(r, "X-Cost-Month-Budget-Usd",
+                                    b->cost.budget)
+        != NGX_OK
+        || ngx_nexus_budget_usd_header(r, "X-Cost-Month-Spend-Usd", spend)
+           != NGX_OK
+        || ngx_nexus_budget_usd_header(r, "X-Cost-Month-Remaining-Usd",
+                                       ngx_max(remaining, 0))
+           != NGX_OK
+        || ngx_nexus_budget_set_header(r, "X-Cost-Status", status) != NGX_OK
+        || ngx_nexus_budget_set_header(r, "X-Cost-Estimated",
+                                       actual >= 0 ? "false" : "true")
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_nexus_budget_usd_header(ngx_http_request_t *r, const char *name,
+    int64_t musd)
+{
+    u_char  *p;
+
+    p = ngx_pnalloc(r->pool, NX_MONEY_LEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    nx_money_format((char *) p, musd, NX_MONEY_MICRO);
+
+    return ngx_nexus_budget_set_header(r, name, (const char *) p);
 }
 
 
@@ -1181,8 +1832,8 @@ static void
 ngx_nexus_budget_renew(ngx_event_t *ev)
 {
     u_char                  ttl[NGX_INT_T_LEN];
-    const char             *argv[3];
-    size_t                  argvlen[3];
+    const char             *argv[4];
+    size_t                  argvlen[4];
     ngx_nexus_budget_t     *b;
     ngx_nexus_redis_cmd_t  *cmd;
 
@@ -1190,13 +1841,15 @@ ngx_nexus_budget_renew(ngx_event_t *ev)
 
     argv[0] = (const char *) b->keys[0].data;
     argvlen[0] = b->keys[0].len;
-    argv[1] = (const char *) b->id.data;
-    argvlen[1] = b->id.len;
-    argv[2] = (const char *) ttl;
-    argvlen[2] = ngx_sprintf(ttl, "%M", b->ttl) - ttl;
+    argv[1] = (const char *) b->keys[4].data;
+    argvlen[1] = b->keys[4].len;
+    argv[2] = (const char *) b->id.data;
+    argvlen[2] = b->id.len;
+    argv[3] = (const char *) ttl;
+    argvlen[3] = ngx_sprintf(ttl, "%M", b->ttl) - ttl;
 
     /* fire and forget: a lost renewal only shortens the reservation */
-    cmd = ngx_nexus_redis_eval(&ngx_nexus_budget_renew_script, 1, 3, argv,
+    cmd = ngx_nexus_redis_eval(&ngx_nexus_budget_renew_script, 2, 4, argv,
                                argvlen);
     if (cmd) {
         (void) ngx_nexus_redis_send(&cmd, 1);
@@ -1209,9 +1862,11 @@ ngx_nexus_budget_renew(ngx_event_t *ev)
 /* from the proxy's accounting, in the request's pool cleanup */
 
 void
-ngx_nexus_budget_settle(ngx_nexus_proxy_t *px, int64_t tokens)
+ngx_nexus_budget_settle(ngx_nexus_proxy_t *px, int64_t prompt,
+    int64_t completion)
 {
     u_char                 *p;
+    int64_t                 tokens;
     ngx_uint_t              i;
     ngx_nexus_budget_t     *b, *o;
     ngx_nexus_main_conf_t  *nmcf;
@@ -1223,6 +1878,7 @@ ngx_nexus_budget_settle(ngx_nexus_proxy_t *px, int64_t tokens)
     }
 
     b->settled = 1;
+    tokens = prompt + completion;
 
     if (b->renew.timer_set) {
         ngx_del_timer(&b->renew);
@@ -1260,8 +1916,14 @@ ngx_nexus_budget_settle(ngx_nexus_proxy_t *px, int64_t tokens)
         o->cmd = NULL;
         o->id.data = p + (b->id.data - b->strs);
         o->base.data = p + (b->base.data - b->strs);
+        o->cbase.data = p + (b->cbase.data - b->strs);
+        o->rid.data = p + (b->rid.data - b->strs);
+        o->model.data = p + (b->model.data - b->strs);
 
-        for (i = 0; i < 4; i++) {
+        /* the settings' strings stay behind: a settlement needs none */
+        ngx_str_null(&o->cost.degrade_model);
+
+        for (i = 0; i < NGX_NEXUS_BUDGET_NKEYS; i++) {
             o->keys[i].data = p + (b->keys[i].data - b->strs);
         }
 
@@ -1276,7 +1938,11 @@ ngx_nexus_budget_settle(ngx_nexus_proxy_t *px, int64_t tokens)
         return;
     }
 
-    ngx_nexus_budget_send_settle(b, tokens);
+    ngx_nexus_budget_send_settle(b, tokens,
+                                 b->governed
+                                 ? nx_money_cost(prompt, completion,
+                                                 b->price[0], b->price[1])
+                                 : 0);
 }
 
 
@@ -1292,7 +1958,7 @@ ngx_nexus_budget_orphan(ngx_nexus_redis_cmd_t *cmd, redisReply *reply,
     if (rc != NGX_OK
         || ngx_nexus_budget_parse(o, reply) != NGX_HTTP_TOO_MANY_REQUESTS)
     {
-        ngx_nexus_budget_send_settle(o, 0);
+        ngx_nexus_budget_send_settle(o, 0, 0);
     }
 
     ngx_free(o);
@@ -1300,40 +1966,65 @@ ngx_nexus_budget_orphan(ngx_nexus_redis_cmd_t *cmd, redisReply *reply,
 
 
 static void
-ngx_nexus_budget_send_settle(ngx_nexus_budget_t *b, int64_t tokens)
+ngx_nexus_budget_send_settle(ngx_nexus_budget_t *b, int64_t tokens,
+    int64_t cost)
 {
     u_char                 *p;
     ngx_uint_t              i;
-    const char             *argv[10];
-    size_t                  argvlen[10];
+    const char             *argv[20];
+    size_t                  argvlen[20];
     ngx_nexus_redis_cmd_t  *cmd;
-    u_char                  args[3][NGX_INT64_LEN];
+    u_char                  args[5][NGX_INT64_LEN];
 
-    for (i = 0; i < 4; i++) {
+    for (i = 0; i < NGX_NEXUS_BUDGET_NKEYS; i++) {
         argv[i] = (const char *) b->keys[i].data;
         argvlen[i] = b->keys[i].len;
     }
 
-    argv[4] = (const char *) b->id.data;
-    argvlen[4] = b->id.len;
+    argv[7] = NGX_NEXUS_CREDIT_LEDGER;
+    argvlen[7] = sizeof(NGX_NEXUS_CREDIT_LEDGER) - 1;
+
+    argv[8] = (const char *) b->id.data;
+    argvlen[8] = b->id.len;
 
     p = ngx_sprintf(args[0], "%L", ngx_max(tokens, 0));
-    argv[5] = (const char *) args[0];
-    argvlen[5] = p - args[0];
+    argv[9] = (const char *) args[0];
+    argvlen[9] = p - args[0];
 
     for (i = 0; i < 2; i++) {
         p = ngx_sprintf(args[1 + i], "%L", b->tpm[i]);
-        argv[6 + i] = (const char *) args[1 + i];
-        argvlen[6 + i] = p - args[1 + i];
+        argv[10 + i] = (const char *) args[1 + i];
+        argvlen[10 + i] = p - args[1 + i];
     }
 
-    argv[8] = (const char *) b->base.data;
-    argvlen[8] = b->base.len;
+    argv[12] = (const char *) b->base.data;
+    argvlen[12] = b->base.len;
 
-    argv[9] = (b->limits[0] || b->limits[1] || b->limits[2]) ? "1" : "0";
-    argvlen[9] = 1;
+    argv[13] = (b->limits[0] || b->limits[1] || b->limits[2]) ? "1" : "0";
+    argvlen[13] = 1;
 
-    cmd = ngx_nexus_redis_eval(&ngx_nexus_budget_settle_script, 4, 10, argv,
+    argv[14] = (const char *) b->cbase.data;
+    argvlen[14] = b->cbase.len;
+
+    p = ngx_sprintf(args[3], "%L", ngx_max(cost, 0));
+    argv[15] = (const char *) args[3];
+    argvlen[15] = p - args[3];
+
+    argv[16] = b->cost.credits ? "1" : "0";
+    argvlen[16] = 1;
+
+    p = ngx_sprintf(args[4], "%L", b->tenant_id);
+    argv[17] = (const char *) args[4];
+    argvlen[17] = p - args[4];
+
+    argv[18] = (const char *) b->rid.data;
+    argvlen[18] = b->rid.len;
+
+    argv[19] = (const char *) b->model.data;
+    argvlen[19] = b->model.len;
+
+    cmd = ngx_nexus_redis_eval(&ngx_nexus_budget_settle_script,
+                               NGX_NEXUS_BUDGET_NKEYS + 1, 20, argv,
                                argvlen);
     if (cmd == NULL) {
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
@@ -1353,8 +2044,8 @@ ngx_nexus_budget_send_settle(ngx_nexus_budget_t *b, int64_t tokens)
         ngx_nexus_budget_lost = ngx_time();
         ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
                       "nexus token budget: Redis unavailable, %L tokens "
-                      "not counted; the reservation expires by itself",
-                      tokens);
+                      "(%L micro-dollars) not counted; the reservation "
+                      "expires by itself", tokens, cost);
     }
 }
 

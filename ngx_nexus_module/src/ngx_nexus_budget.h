@@ -44,7 +44,8 @@ ngx_int_t ngx_nexus_budget_headers(ngx_http_request_t *r,
     ngx_nexus_proxy_t *px);
 
 /* once, when the request ends: the tokens it actually used */
-void ngx_nexus_budget_settle(ngx_nexus_proxy_t *px, int64_t tokens);
+void ngx_nexus_budget_settle(ngx_nexus_proxy_t *px, int64_t prompt,
+    int64_t completion);
 
 
 #endif /* _NGX_NEXUS_BUDGET_H_INCLUDED_ */

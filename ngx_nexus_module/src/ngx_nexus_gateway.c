@@ -460,6 +460,48 @@ ngx_nexus_gateway_bodies(ngx_http_request_t *r, ngx_nexus_proxy_t *px,
 }
 
 
+/*
+ * A tenant at its cost budget's cap, in degrade mode: the request goes to
+ * the tenant's degrade model instead, with its output capped.  The model
+ * is checked and routed like one the client named (the key's effective
+ * set, then nexus_model targets or discovered providers), and the answer
+ * names it.  Called once the reservation of the degraded request is held,
+ * before the first attempt.
+ */
+
+ngx_int_t
+ngx_nexus_gateway_retarget(ngx_http_request_t *r, ngx_nexus_proxy_t *px,
+    ngx_str_t *model, int64_t max_tokens)
+{
+    ngx_int_t     rc;
+    nx_llm_err_t  err;
+
+    if (model->len == 0 || model->len > NX_LLM_MODEL_MAX) {
+        return NGX_DECLINED;
+    }
+
+    /* px->model points here */
+    ngx_memcpy(px->req.model, model->data, model->len);
+    px->req.model[model->len] = '\0';
+    px->model.len = model->len;
+
+    if (max_tokens > 0) {
+        px->req.max_tokens = max_tokens;
+        px->req.max_tokens_forced = 1;
+    }
+
+    px->ncands = 0;
+
+    rc = ngx_nexus_gateway_candidates(r, px);
+
+    if (rc == NGX_OK) {
+        rc = ngx_nexus_gateway_bodies(r, px, &err);
+    }
+
+    return rc;
+}
+
+
 static void
 ngx_nexus_gateway_add(ngx_nexus_proxy_t *px, ngx_nexus_provider_t *p,
     ngx_str_t *served)

@@ -22,6 +22,7 @@
 #define NGX_NEXUS_SLOT_BREAKERS     3
 #define NGX_NEXUS_SLOT_METRICS      4
 #define NGX_NEXUS_SLOT_MODELS       5
+#define NGX_NEXUS_SLOT_COSTS        6
 
 #define NGX_NEXUS_KEY_MISS          0
 #define NGX_NEXUS_KEY_FOUND         1

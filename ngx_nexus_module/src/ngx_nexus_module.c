@@ -21,6 +21,8 @@
 #include "ngx_nexus_usage.h"
 #include "ngx_nexus_audit.h"
 #include "ngx_nexus_budget.h"
+#include "ngx_nexus_cost.h"
+#include "ngx_nexus_credits.h"
 #include "ngx_nexus_idempotency.h"
 
 #include <nx_name.h>
@@ -367,6 +369,34 @@ static ngx_command_t  ngx_nexus_commands[] = {
       offsetof(ngx_nexus_main_conf_t, budget_ttl),
       NULL },
 
+    { ngx_string("nexus_cost_degrade_max_tokens"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_nexus_main_conf_t, cost_degrade_tokens),
+      NULL },
+
+    { ngx_string("nexus_credit_grant_max"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_nexus_cost_usd_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_nexus_main_conf_t, credit_grant_max),
+      NULL },
+
+    { ngx_string("nexus_credit_grant_daily"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_nexus_cost_usd_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_nexus_main_conf_t, credit_grant_daily),
+      NULL },
+
+    { ngx_string("nexus_credit_flush"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_nexus_main_conf_t, credit_flush),
+      NULL },
+
     { ngx_string("nexus_tpm"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
       ngx_nexus_budget_tpm_conf,
@@ -459,6 +489,10 @@ ngx_nexus_create_main_conf(ngx_conf_t *cf)
     nmcf->audit_checkpoint = NGX_CONF_UNSET_MSEC;
     nmcf->token_ceiling = NGX_CONF_UNSET;
     nmcf->budget_ttl = NGX_CONF_UNSET_MSEC;
+    nmcf->cost_degrade_tokens = NGX_CONF_UNSET;
+    nmcf->credit_grant_max = NGX_CONF_UNSET;
+    nmcf->credit_grant_daily = NGX_CONF_UNSET;
+    nmcf->credit_flush = NGX_CONF_UNSET_MSEC;
     nmcf->idempotency_ttl = NGX_CONF_UNSET_MSEC;
     nmcf->idempotency_lock = NGX_CONF_UNSET_MSEC;
 
@@ -527,7 +561,8 @@ ngx_nexus_init_main_conf(ngx_conf_t *cf, void *conf)
     }
 
     if (ngx_nexus_audit_init_main_conf(cf, nmcf) != NGX_CONF_OK
-        || ngx_nexus_budget_init_main_conf(cf, nmcf) != NGX_CONF_OK)
+        || ngx_nexus_budget_init_main_conf(cf, nmcf) != NGX_CONF_OK
+        || ngx_nexus_cost_init_main_conf(cf, nmcf) != NGX_CONF_OK)
     {
         return NGX_CONF_ERROR;
     }
@@ -741,6 +776,8 @@ ngx_nexus_postconfiguration(ngx_conf_t *cf)
         || ngx_nexus_health_init(cf) != NGX_OK
         || ngx_nexus_limit_init(cf) != NGX_OK
         || ngx_nexus_budget_init(cf) != NGX_OK
+        || ngx_nexus_cost_init(cf) != NGX_OK
+        || ngx_nexus_credits_init(cf) != NGX_OK
         || ngx_nexus_kill_init(cf) != NGX_OK
         || ngx_nexus_providers_init(cf) != NGX_OK
         || ngx_nexus_proxy_init(cf) != NGX_OK
@@ -793,7 +830,8 @@ ngx_nexus_init_process(ngx_cycle_t *cycle)
         || ngx_nexus_bulkhead_init_process(cycle) != NGX_OK
         || ngx_nexus_discovery_init_process(cycle) != NGX_OK
         || ngx_nexus_usage_init_process(cycle) != NGX_OK
-        || ngx_nexus_audit_init_process(cycle) != NGX_OK)
+        || ngx_nexus_audit_init_process(cycle) != NGX_OK
+        || ngx_nexus_credits_init_process(cycle) != NGX_OK)
     {
         return NGX_ERROR;
     }

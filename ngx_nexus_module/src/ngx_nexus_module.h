@@ -141,6 +141,12 @@ typedef struct {
     ngx_array_t                *token_ceilings; /* ... model=NAME */
     ngx_msec_t                  budget_ttl;     /* nexus_budget_ttl */
 
+    ngx_int_t                   cost_degrade_tokens;
+                                        /* nexus_cost_degrade_max_tokens */
+    int64_t                     credit_grant_max;   /* micro-dollars */
+    int64_t                     credit_grant_daily;
+    ngx_msec_t                  credit_flush;   /* nexus_credit_flush */
+
     ngx_msec_t                  idempotency_ttl;    /* nexus_idempotency_ttl */
     ngx_msec_t                  idempotency_lock;   /* ..._lock */
 } ngx_nexus_main_conf_t;

@@ -1592,7 +1592,7 @@ ngx_nexus_proxy_account(ngx_http_request_t *r, ngx_nexus_proxy_t *px)
     }
 
     /* the tokens the usage event records, exactly once */
-    ngx_nexus_budget_settle(px, ev.total_tokens);
+    ngx_nexus_budget_settle(px, ev.prompt_tokens, ev.completion_tokens);
 
     ev.latency_ms = ngx_current_msec - px->start;
     /* 0 means "no first token": a token within the first ms counts 1 */

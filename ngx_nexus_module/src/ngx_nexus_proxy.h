@@ -106,6 +106,15 @@ void ngx_nexus_proxy_start(ngx_http_request_t *r, ngx_nexus_proxy_t *px);
 ngx_int_t ngx_nexus_proxy_error_json(ngx_pool_t *pool, const char *message,
     const char *type, const char *code, ngx_str_t *out);
 
+/*
+ * Sends the request to model instead, its output capped at max_tokens
+ * (-1: as asked): a cost budget's degrade mode.  NGX_OK, NGX_DECLINED
+ * when no provider serves model for this key, NGX_BUSY when none of them
+ * can take the request, NGX_ERROR.  (ngx_nexus_gateway.c)
+ */
+ngx_int_t ngx_nexus_gateway_retarget(ngx_http_request_t *r,
+    ngx_nexus_proxy_t *px, ngx_str_t *model, int64_t max_tokens);
+
 /* an OpenAI-shaped error as the whole response */
 ngx_int_t ngx_nexus_proxy_send_json(ngx_http_request_t *r,
     ngx_uint_t status, u_char *json, size_t len);

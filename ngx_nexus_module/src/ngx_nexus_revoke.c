@@ -14,6 +14,7 @@
 #include "ngx_nexus_module.h"
 #include "ngx_nexus_pg.h"
 #include "ngx_nexus_keycache.h"
+#include "ngx_nexus_cost.h"
 
 
 static void ngx_nexus_revoke_notify(ngx_cycle_t *cycle, const char *channel,
@@ -62,6 +63,12 @@ ngx_nexus_revoke_notify(ngx_cycle_t *cycle, const char *channel,
         return;
     }
 
+    if (len > 2 && payload[0] == 'c' && payload[1] == ':') {
+        /* the pricing catalog or a tenant's cost settings */
+        ngx_nexus_cost_reload(cycle);
+        return;
+    }
+
     if (len > 2 && payload[0] == 't' && payload[1] == ':') {
         tenant_id = ngx_atoof((u_char *) payload + 2, len - 2);
 
@@ -101,5 +108,6 @@ ngx_nexus_revoke_listening(ngx_cycle_t *cycle, ngx_uint_t on)
     /* a kill switch may have changed while this worker did not listen */
     if (on) {
         ngx_nexus_kill_reload(cycle);
+        ngx_nexus_cost_reload(cycle);
     }
 }

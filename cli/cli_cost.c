@@ -1,0 +1,1057 @@
+/*
+ * Copyright (C) Nexus authors
+ *
+ * nexusctl pricing and cost budgets: set-price, show-prices,
+ * import-prices, set-cost-budget, show-cost-budget and show-credits.
+ *
+ * Prices are versions: set-price adds one, effective now or from
+ * --effective-from, and never changes an existing one; a model's price is
+ * its latest version that is not in the future.  Prices are given in
+ * dollars per 1K tokens and stored in nano-dollars, budgets in dollars and
+ * stored in micro-dollars (common/nx_money.h): the decimals are parsed
+ * here, exactly, never through a float.  import-prices loads a price
+ * list such as config/pricing.json, skipping versions already present.
+ *
+ * A tenant's cost budget is a row of tenant_costs (migration 0013); every
+ * write fires a NOTIFY on which each nginx worker reloads it, as it does
+ * for the catalog.  The live counters (the month's spend, the credit
+ * balance) are in Redis, where the gateway keeps them: show-credits reads
+ * the ledger PostgreSQL has, which trails Redis by a second or so.
+ * Credits are granted through the admin API, which changes the balance
+ * in Redis (POST /v1/admin/credits/{tenant}/grant).
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <nx_json.h>
+#include <nx_money.h>
+
+#include "nexusctl.h"
+#include "cli_db.h"
+#include "cli_opt.h"
+#include "cli_out.h"
+#include "cli_tenant.h"
+
+
+#define CLI_COST_MODEL_MAX        128
+
+/* $1e9 a month, in micro-dollars: what tenant_costs accepts */
+#define CLI_COST_BUDGET_MAX       1000000000000000LL
+
+/* a price list larger than this is a mistake */
+#define CLI_COST_FILE_MAX         (1024 * 1024)
+
+#define CLI_COST_SQLSTATE_CHECK   "23514"
+#define CLI_COST_SQLSTATE_TIME    "22007"
+#define CLI_COST_SQLSTATE_TIME2   "22008"
+
+
+#define CLI_COST_USD(col)                                                    \
+    "trim_scale(round(" col " / 1000000000.0, 9))"
+
+#define CLI_COST_PRICE_COLS                                                  \
+    "p.model, " CLI_COST_USD("p.input_nusd_per_1k") " AS input_usd_per_1k, " \
+    CLI_COST_USD("p.output_nusd_per_1k") " AS output_usd_per_1k, "          \
+    CLI_DB_TS("p.effective_from") " AS effective_from, "                    \
+    "CASE WHEN p.effective_from > now() THEN 'scheduled' "                  \
+    "WHEN p.effective_from = (SELECT max(q.effective_from) "                \
+    "FROM model_prices q WHERE q.model = p.model "                          \
+    "AND q.effective_from <= now()) THEN 'current' ELSE 'past' END "        \
+    "AS status"
+
+/* $1: the model, or NULL for all; $2: 't' for past versions too */
+
+static const char  cli_cost_show_prices_sql[] =
+    "SELECT * FROM (SELECT " CLI_COST_PRICE_COLS " FROM model_prices p"
+    " WHERE $1::text IS NULL OR p.model = $1) v"
+    " WHERE $2::boolean OR v.status <> 'past'"
+    " ORDER BY v.model COLLATE \"C\", v.effective_from";
+
+static const char  cli_cost_set_price_sql[] =
+    "INSERT INTO model_prices AS p (model, input_nusd_per_1k,"
+    " output_nusd_per_1k, effective_from, created_by)"
+    " VALUES ($1, $2::bigint, $3::bigint,"
+    " coalesce($4::timestamptz, now()), 'nexusctl')"
+    " RETURNING " CLI_DB_TS("p.effective_from");
+
+/* $1: [{"model":..,"input":N,"output":N}], $2 effective_from */
+
+static const char  cli_cost_import_sql[] =
+    "WITH ins AS (INSERT INTO model_prices (model, input_nusd_per_1k,"
+    " output_nusd_per_1k, effective_from, created_by)"
+    " SELECT x.model, x.input, x.output, $2::timestamptz, 'nexusctl import'"
+    " FROM json_to_recordset($1::json)"
+    " AS x(model text, input bigint, output bigint)"
+    " ON CONFLICT (model, effective_from) DO NOTHING RETURNING 1)"
+    " SELECT count(*) FROM ins";
+
+#define CLI_COST_BUDGET_COLS                                                 \
+    "t.name, CASE WHEN c.monthly_budget_musd IS NULL THEN 'none' ELSE "     \
+    "trim_scale(round(c.monthly_budget_musd / 1000000.0, 6))::text END, "   \
+    "trim_scale(c.warn_ratio)::text, c.hard_cap_mode, "                     \
+    "coalesce(c.degrade_model, 'none'), c.allow_unpriced, c.credits"
+
+/*
+ * $1 tenant name; then, NULL where not given: $2 monthly budget (0: none),
+ * $3 warn ratio, $4 mode, $5 degrade model ('': none), $6 allow_unpriced.
+ * A new row takes the defaults for what is not given.
+ */
+
+static const char  cli_cost_set_budget_sql[] =
+    "WITH up AS (INSERT INTO tenant_costs AS c (tenant_id,"
+    " monthly_budget_musd, warn_ratio, hard_cap_mode, degrade_model,"
+    " allow_unpriced)"
+    " SELECT t.id, nullif($2::bigint, 0), coalesce($3::numeric, 0.8),"
+    " coalesce($4, 'block'), nullif($5, ''), coalesce($6::boolean, false)"
+    " FROM tenants t WHERE t.name = $1"
+    " ON CONFLICT (tenant_id) DO UPDATE SET"
+    " monthly_budget_musd = CASE WHEN $2 IS NULL THEN c.monthly_budget_musd"
+    " ELSE nullif($2::bigint, 0) END,"
+    " warn_ratio = coalesce($3::numeric, c.warn_ratio),"
+    " hard_cap_mode = coalesce($4, c.hard_cap_mode),"
+    " degrade_model = CASE WHEN $5 IS NULL THEN c.degrade_model"
+    " ELSE nullif($5, '') END,"
+    " allow_unpriced = coalesce($6::boolean, c.allow_unpriced),"
+    " updated_at = now()"
+    " RETURNING c.*)"
+    " SELECT " CLI_COST_BUDGET_COLS " FROM up c"
+    " JOIN tenants t ON t.id = c.tenant_id";
+
+static const char  cli_cost_show_budget_sql[] =
+    "SELECT " CLI_COST_BUDGET_COLS " FROM tenants t"
+    " LEFT JOIN tenant_costs c ON c.tenant_id = t.id WHERE t.name = $1";
+
+/* a degrade model without a price today cannot be degraded to */
+
+static const char  cli_cost_priced_sql[] =
+    "SELECT 1 FROM model_prices WHERE model = $1 AND effective_from <= now()";
+
+static const char  cli_cost_credits_sql[] =
+    "SELECT coalesce((SELECT credits FROM tenant_costs"
+    " WHERE tenant_id = $1::bigint), false),"
+    " (SELECT trim_scale(round(balance_after_musd / 1000000.0, 6))::text"
+    " FROM credit_transactions WHERE tenant_id = $1::bigint"
+    " ORDER BY entry_ms DESC, entry_seq DESC LIMIT 1)";
+
+static const char  cli_cost_ledger_sql[] =
+    "SELECT entry_ms || '-' || entry_seq AS id, transaction_type AS type,"
+    " trim_scale(round(amount_musd / 1000000.0, 6)) AS amount_usd,"
+    " trim_scale(round(balance_before_musd / 1000000.0, 6)) AS before_usd,"
+    " trim_scale(round(balance_after_musd / 1000000.0, 6)) AS after_usd,"
+    " " CLI_DB_TS("created_at") " AS created_at,"
+    " coalesce(created_by, request_id) AS by_or_request"
+    " FROM (SELECT * FROM credit_transactions WHERE tenant_id = $1::bigint"
+    " ORDER BY entry_ms DESC, entry_seq DESC LIMIT $2::int) c"
+    " ORDER BY entry_ms, entry_seq";
+
+
+typedef struct {
+    const char   *tenant;
+    const char   *monthly_arg;
+    const char   *ratio_arg;
+    const char   *mode_arg;
+    const char   *degrade_arg;
+    int           no_budget;
+    int           allow_unpriced;   /* -1 not given, 0, 1 */
+
+    char          monthly[24];
+    char          ratio[NX_MONEY_LEN];
+} cli_cost_budget_args_t;
+
+
+static int cli_cost_model_check(const char *model);
+static int cli_cost_price(const char *name, const char *s, int64_t *v);
+static int cli_cost_time_fail(PGconn *conn, PGresult *res, const char *ts,
+    const char *what);
+static int cli_cost_import_json(yajl_val prices, char **json, size_t *n);
+static char *cli_cost_read(const char *path, size_t *len);
+static int cli_cost_budget_check(const char *verb, cli_cost_budget_args_t *a);
+static void cli_cost_budget_print(const PGresult *res);
+
+
+static const struct option  cli_set_price_opts[] = {
+    { "model",            required_argument,  NULL,  'm' },
+    { "input",            required_argument,  NULL,  'i' },
+    { "output",           required_argument,  NULL,  'o' },
+    { "effective-from",   required_argument,  NULL,  'e' },
+    { NULL,               0,                  NULL,  0 }
+};
+
+static const struct option  cli_show_prices_opts[] = {
+    { "model",            required_argument,  NULL,  'm' },
+    { "all",              no_argument,        NULL,  'a' },
+    { NULL,               0,                  NULL,  0 }
+};
+
+static const struct option  cli_import_prices_opts[] = {
+    { "file",             required_argument,  NULL,  'f' },
+    { NULL,               0,                  NULL,  0 }
+};
+
+static const struct option  cli_set_cost_budget_opts[] = {
+    { "tenant",           required_argument,  NULL,  'n' },
+    { "monthly-usd",      required_argument,  NULL,  'u' },
+    { "no-budget",        no_argument,        NULL,  'U' },
+    { "warn-ratio",       required_argument,  NULL,  'w' },
+    { "mode",             required_argument,  NULL,  'm' },
+    { "degrade-model",    required_argument,  NULL,  'd' },
+    { "allow-unpriced",   no_argument,        NULL,  'a' },
+    { "no-allow-unpriced", no_argument,       NULL,  'A' },
+    { NULL,               0,                  NULL,  0 }
+};
+
+static const struct option  cli_tenant_opts[] = {
+    { "tenant",           required_argument,  NULL,  'n' },
+    { "limit",            required_argument,  NULL,  'l' },
+    { NULL,               0,                  NULL,  0 }
+};
+
+
+/* set-price --model M --input X --output Y [--effective-from TS] */
+
+int
+cli_set_price(int argc, char **argv)
+{
+    int          c, rc;
+    char         in[24], out[24];
+    int64_t      vin, vout;
+    PGconn      *conn;
+    PGresult    *res;
+    const char  *model, *in_arg, *out_arg, *from, *values[4];
+
+    model = NULL;
+    in_arg = NULL;
+    out_arg = NULL;
+    from = NULL;
+
+    while ((c = cli_getopt(argc, argv, cli_set_price_opts)) != -1) {
+
+        switch (c) {
+
+        case 'm':
+            model = optarg;
+            break;
+
+        case 'i':
+            in_arg = optarg;
+            break;
+
+        case 'o':
+            out_arg = optarg;
+            break;
+
+        case 'e':
+            from = optarg;
+            break;
+
+        default:
+            return cli_opt_usage(argv[0], c);
+        }
+    }
+
+    if (cli_opt_end(argc, argv) != 0) {
+        return CLI_USAGE;
+    }
+
+    if (model == NULL || in_arg == NULL || out_arg == NULL) {
+        cli_error("%s: --model, --input and --output are required", argv[0]);
+        cli_verb_usage(argv[0], stderr);
+        return CLI_USAGE;
+    }
+
+    if (cli_cost_model_check(model) != 0
+        || cli_cost_price("input price", in_arg, &vin) != 0
+        || cli_cost_price("output price", out_arg, &vout) != 0)
+    {
+        return CLI_USAGE;
+    }
+
+    snprintf(in, sizeof(in), "%lld", (long long) vin);
+    snprintf(out, sizeof(out), "%lld", (long long) vout);
+
+    conn = cli_db_connect(&rc);
+    if (conn == NULL) {
+        return rc;
+    }
+
+    values[0] = model;
+    values[1] = in;
+    values[2] = out;
+    values[3] = from;
+
+    res = cli_db_exec(conn, cli_cost_set_price_sql, 4, values);
+
+    if (!cli_db_ok(res)) {
+        if (cli_db_state(res, CLI_DB_UNIQUE_VIOLATION)) {
+            cli_error("model \"%s\" has a price effective at that time "
+                      "already", cli_quote(model));
+            rc = CLI_FAILED;
+
+        } else {
+            rc = cli_cost_time_fail(conn, res, from, "cannot set price");
+        }
+
+    } else {
+        nx_money_format(in, vin, NX_MONEY_NANO);
+        nx_money_format(out, vout, NX_MONEY_NANO);
+
+        printf("price of %s from %s: input $%s, output $%s per 1K tokens\n",
+               model, PQgetvalue(res, 0, 0), in, out);
+        rc = (cli_flush() == 0) ? CLI_OK : CLI_FAILED;
+    }
+
+    PQclear(res);
+    cli_db_close(conn);
+
+    return rc;
+}
+
+
+/* show-prices [--model M] [--all] */
+
+int
+cli_show_prices(int argc, char **argv)
+{
+    int          c, rc, all;
+    PGconn      *conn;
+    PGresult    *res;
+    const char  *model, *values[2];
+
+    model = NULL;
+    all = 0;
+
+    while ((c = cli_getopt(argc, argv, cli_show_prices_opts)) != -1) {
+
+        switch (c) {
+
+        case 'm':
+            model = optarg;
+            break;
+
+        case 'a':
+            all = 1;
+            break;
+
+        default:
+            return cli_opt_usage(argv[0], c);
+        }
+    }
+
+    if (cli_opt_end(argc, argv) != 0) {
+        return CLI_USAGE;
+    }
+
+    if (model != NULL && cli_cost_model_check(model) != 0) {
+        return CLI_USAGE;
+    }
+
+    conn = cli_db_connect(&rc);
+    if (conn == NULL) {
+        return rc;
+    }
+
+    values[0] = model;
+    values[1] = all ? "t" : "f";
+
+    res = cli_db_exec(conn, cli_cost_show_prices_sql, 2, values);
+
+    if (!cli_db_ok(res)) {
+        rc = cli_db_fail(conn, res, "cannot show prices");
+
+    } else if (PQntuples(res) == 0 && model != NULL) {
+        cli_error("model \"%s\" has no price", cli_quote(model));
+        rc = CLI_FAILED;
+
+    } else {
+        rc = (cli_table_print(res) == 0 && cli_flush() == 0)
+             ? CLI_OK : CLI_FAILED;
+    }
+
+    PQclear(res);
+    cli_db_close(conn);
+
+    return rc;
+}
+
+
+/*
+ * import-prices --file F.  The file:
+ *   {"effective_from": "2025-01-01T00:00:00Z",
+ *    "prices": {"gpt-4o": {"input": 0.0025, "output": 0.01}, ...}}
+ * prices in dollars per 1K tokens, as JSON numbers or strings; any other
+ * member (a note, a version) is ignored.
+ */
+
+int
+cli_import_prices(int argc, char **argv)
+{
+    int          c, rc;
+    char        *buf, *json, err[128], n[24];
+    size_t       len, njson;
+    PGconn      *conn;
+    yajl_val     root, prices;
+    PGresult    *res;
+    const char  *path, *from, *values[2];
+
+    path = NULL;
+
+    while ((c = cli_getopt(argc, argv, cli_import_prices_opts)) != -1) {
+
+        switch (c) {
+
+        case 'f':
+            path = optarg;
+            break;
+
+        default:
+            return cli_opt_usage(argv[0], c);
+        }
+    }
+
+    if (cli_opt_end(argc, argv) != 0) {
+        return CLI_USAGE;
+    }
+
+    if (path == NULL) {
+        cli_error("%s: --file is required", argv[0]);
+        cli_verb_usage(argv[0], stderr);
+        return CLI_USAGE;
+    }
+
+    buf = cli_cost_read(path, &len);
+    if (buf == NULL) {
+        return CLI_FAILED;
+    }
+
+    root = nx_json_parse(buf, len, err, sizeof(err));
+    free(buf);
+
+    if (root == NULL) {
+        cli_error("%s: not JSON: %s", cli_quote(path), err);
+        return CLI_FAILED;
+    }
+
+    prices = nx_json_get(root, "prices");
+
+    if (nx_json_string(nx_json_get(root, "effective_from"), &from) != 0
+        || !YAJL_IS_OBJECT(prices) || prices->u.object.len == 0)
+    {
+        cli_error("%s: \"effective_from\" (a time) and \"prices\" (an object "
+                  "of models) are required", cli_quote(path));
+        yajl_tree_free(root);
+        return CLI_FAILED;
+    }
+
+    if (cli_cost_import_json(prices, &json, &njson) != 0) {
+        yajl_tree_free(root);
+        return CLI_FAILED;
+    }
+
+    conn = cli_db_connect(&rc);
+    if (conn == NULL) {
+        free(json);
+        yajl_tree_free(root);
+        return rc;
+    }
+
+    values[0] = json;
+    values[1] = from;
+
+    res = cli_db_exec(conn, cli_cost_import_sql, 2, values);
+
+    if (!cli_db_ok(res)) {
+        rc = cli_cost_time_fail(conn, res, from, "cannot import prices");
+
+    } else {
+        snprintf(n, sizeof(n), "%zu", prices->u.object.len);
+        printf("imported %s of %s prices effective from %s from %s\n",
+               PQgetvalue(res, 0, 0), n, cli_quote(from), cli_quote(path));
+        rc = (cli_flush() == 0) ? CLI_OK : CLI_FAILED;
+    }
+
+    PQclear(res);
+    cli_db_close(conn);
+    free(json);
+    yajl_tree_free(root);
+
+    return rc;
+}
+
+
+/* [{"model":"m","input":N,"output":N},...] with the prices in nano-dollars */
+
+static int
+cli_cost_import_json(yajl_val prices, char **json, size_t *n)
+{
+    int          k;
+    char        *p, *end;
+    size_t       i, size;
+    int64_t      v[2];
+    yajl_val     e, f;
+    const char  *model, *s, *sides[2] = { "input", "output" };
+
+    size = 2;
+
+    for (i = 0; i < prices->u.object.len; i++) {
+        size += 6 * strlen(prices->u.object.keys[i]) + 80;
+    }
+
+    *json = malloc(size);
+    if (*json == NULL) {
+        cli_error("out of memory");
+        return -1;
+    }
+
+    p = *json;
+    end = p + size;
+    *p++ = '[';
+
+    for (i = 0; i < prices->u.object.len; i++) {
+        model = prices->u.object.keys[i];
+        e = prices->u.object.values[i];
+
+        if (cli_cost_model_check(model) != 0) {
+            goto failed;
+        }
+
+        for (k = 0; k < 2; k++) {
+            f = nx_json_get(e, sides[k]);
+
+            if (YAJL_IS_NUMBER(f) && f->u.number.r != NULL) {
+                s = f->u.number.r;
+
+            } else if (nx_json_string(f, &s) != 0) {
+                cli_error("model \"%s\": \"%s\" is required, in dollars per "
+                          "1K tokens", cli_quote(model), sides[k]);
+                goto failed;
+            }
+
+            if (cli_cost_price(sides[k], s, &v[k]) != 0) {
+                goto failed;
+            }
+        }
+
+        /* a checked name needs no escaping but '"' and '\\' */
+        p += snprintf(p, end - p, "%s{\"model\":\"", i ? "," : "");
+        p += nx_json_escape(p, model, strlen(model));
+        p += snprintf(p, end - p, "\",\"input\":%lld,\"output\":%lld}",
+                      (long long) v[0], (long long) v[1]);
+    }
+
+    *p++ = ']';
+    *p = '\0';
+    *n = p - *json;
+
+    return 0;
+
+failed:
+
+    free(*json);
+    *json = NULL;
+
+    return -1;
+}
+
+
+static char *
+cli_cost_read(const char *path, size_t *len)
+{
+    char        *buf;
+    FILE        *f;
+    size_t       n;
+    struct stat  st;
+
+    f = fopen(path, "r");
+    if (f == NULL) {
+        cli_error("cannot open %s", cli_quote(path));
+        return NULL;
+    }
+
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)
+        || st.st_size > CLI_COST_FILE_MAX)
+    {
+        cli_error("%s: not a regular file of at most 1 MB", cli_quote(path));
+        fclose(f);
+        return NULL;
+    }
+
+    buf = malloc(st.st_size + 1);
+    if (buf == NULL) {
+        cli_error("out of memory");
+        fclose(f);
+        return NULL;
+    }
+
+    n = fread(buf, 1, st.st_size, f);
+    fclose(f);
+
+    if (n != (size_t) st.st_size) {
+        cli_error("cannot read %s", cli_quote(path));
+        free(buf);
+        return NULL;
+    }
+
+    *len = n;
+
+    return buf;
+}
+
+
+/*
+ * set-cost-budget --tenant T [--monthly-usd N | --no-budget]
+ *     [--warn-ratio R] [--mode block|degrade] [--degrade-model M]
+ *     [--allow-unpriced | --no-allow-unpriced]
+ */
+
+int
+cli_set_cost_budget(int argc, char **argv)
+{
+    int                     c, rc;
+    PGconn                 *conn;
+    PGresult               *res;
+    const char             *values[6];
+    cli_cost_budget_args_t  a;
+
+    memset(&a, 0, sizeof(cli_cost_budget_args_t));
+    a.allow_unpriced = -1;
+
+    while ((c = cli_getopt(argc, argv, cli_set_cost_budget_opts)) != -1) {
+
+        switch (c) {
+
+        case 'n':
+            a.tenant = optarg;
+            break;
+
+        case 'u':
+            a.monthly_arg = optarg;
+            break;
+
+        case 'U':
+            a.no_budget = 1;
+            break;
+
+        case 'w':
+            a.ratio_arg = optarg;
+            break;
+
+        case 'm':
+            a.mode_arg = optarg;
+            break;
+
+        case 'd':
+            a.degrade_arg = optarg;
+            break;
+
+        case 'a':
+        case 'A':
+            if (a.allow_unpriced != -1) {
+                cli_error("%s: --allow-unpriced and --no-allow-unpriced "
+                          "exclude each other", argv[0]);
+                return CLI_USAGE;
+            }
+
+            a.allow_unpriced = (c == 'a');
+            break;
+
+        default:
+            return cli_opt_usage(argv[0], c);
+        }
+    }
+
+    if (cli_opt_end(argc, argv) != 0
+        || cli_cost_budget_check(argv[0], &a) != 0)
+    {
+        return CLI_USAGE;
+    }
+
+    conn = cli_db_connect(&rc);
+    if (conn == NULL) {
+        return rc;
+    }
+
+    values[0] = a.tenant;
+    values[1] = a.no_budget ? "0" : (a.monthly_arg ? a.monthly : NULL);
+    values[2] = a.ratio_arg ? a.ratio : NULL;
+    values[3] = a.mode_arg;
+    values[4] = a.degrade_arg;
+    values[5] = (a.allow_unpriced == -1) ? NULL
+                : (a.allow_unpriced ? "t" : "f");
+
+    res = cli_db_exec(conn, cli_cost_set_budget_sql, 6, values);
+
+    if (!cli_db_ok(res)) {
+        if (cli_db_state(res, CLI_COST_SQLSTATE_CHECK)) {
+            cli_error("mode degrade needs a --degrade-model");
+            rc = CLI_FAILED;
+
+        } else {
+            rc = cli_db_fail(conn, res, "cannot set cost budget");
+        }
+
+        PQclear(res);
+        cli_db_close(conn);
+        return rc;
+    }
+
+    if (PQntuples(res) == 0) {
+        cli_error("tenant \"%s\" not found", a.tenant);
+        PQclear(res);
+        cli_db_close(conn);
+        return CLI_FAILED;
+    }
+
+    cli_cost_budget_print(res);
+
+    /* a degrade model the gateway cannot price: it will block instead */
+    if (strcmp(PQgetvalue(res, 0, 3), "degrade") == 0
+        && PQgetvalue(res, 0, 5)[0] != 't')
+    {
+        values[0] = PQgetvalue(res, 0, 4);
+
+        PQclear(res);
+        res = cli_db_exec(conn, cli_cost_priced_sql, 1, values);
+
+        if (cli_db_ok(res) && PQntuples(res) == 0) {
+            cli_warn("the degrade model has no price yet: requests at the "
+                     "cap are blocked until it has one");
+        }
+    }
+
+    PQclear(res);
+    cli_db_close(conn);
+
+    return (cli_flush() == 0) ? CLI_OK : CLI_FAILED;
+}
+
+
+static int
+cli_cost_budget_check(const char *verb, cli_cost_budget_args_t *a)
+{
+    int64_t  v;
+
+    if (a->tenant == NULL) {
+        cli_error("%s: --tenant is required", verb);
+        cli_verb_usage(verb, stderr);
+        return -1;
+    }
+
+    if (cli_tenant_name_check(a->tenant) != 0) {
+        return -1;
+    }
+
+    if (a->monthly_arg != NULL && a->no_budget) {
+        cli_error("%s: --monthly-usd cannot be combined with --no-budget",
+                  verb);
+        return -1;
+    }
+
+    if (a->monthly_arg == NULL && !a->no_budget && a->ratio_arg == NULL
+        && a->mode_arg == NULL && a->degrade_arg == NULL
+        && a->allow_unpriced == -1)
+    {
+        cli_error("%s: one of --monthly-usd, --no-budget, --warn-ratio, "
+                  "--mode, --degrade-model, --allow-unpriced or "
+                  "--no-allow-unpriced is required", verb);
+        cli_verb_usage(verb, stderr);
+        return -1;
+    }
+
+    if (a->monthly_arg != NULL) {
+        if (nx_money_parse(a->monthly_arg, strlen(a->monthly_arg),
+                           NX_MONEY_MICRO, CLI_COST_BUDGET_MAX, &v)
+            != 0 || v == 0)
+        {
+            cli_error("invalid monthly budget \"%s\": dollars above 0 and at "
+                      "most 1000000000, with at most 6 decimals",
+                      cli_quote(a->monthly_arg));
+            return -1;
+        }
+
+        snprintf(a->monthly, sizeof(a->monthly), "%lld", (long long) v);
+    }
+
+    if (a->ratio_arg != NULL) {
+        if (nx_money_parse(a->ratio_arg, strlen(a->ratio_arg), 3, 1000, &v)
+            != 0 || v == 0)
+        {
+            cli_error("invalid warn ratio \"%s\": a number above 0 and at "
+                      "most 1, with at most 3 decimals",
+                      cli_quote(a->ratio_arg));
+            return -1;
+        }
+
+        /* written from the parsed value, never copied */
+        nx_money_format(a->ratio, v, 3);
+    }
+
+    if (a->mode_arg != NULL) {
+        if (strcmp(a->mode_arg, "block") == 0) {
+            a->mode_arg = "block";
+
+        } else if (strcmp(a->mode_arg, "degrade") == 0) {
+            a->mode_arg = "degrade";
+
+        } else {
+            cli_error("invalid mode \"%s\": block or degrade",
+                      cli_quote(a->mode_arg));
+            return -1;
+        }
+    }
+
+    if (a->degrade_arg != NULL && a->degrade_arg[0] != '\0'
+        && cli_cost_model_check(a->degrade_arg) != 0)
+    {
+        return -1;
+    }
+
+    return 0;
+}
+
+
+/* show-cost-budget --tenant T */
+
+int
+cli_show_cost_budget(int argc, char **argv)
+{
+    int          c, rc;
+    PGconn      *conn;
+    PGresult    *res;
+    const char  *tenant, *values[1];
+
+    tenant = NULL;
+
+    while ((c = cli_getopt(argc, argv, cli_tenant_opts)) != -1) {
+
+        switch (c) {
+
+        case 'n':
+            tenant = optarg;
+            break;
+
+        default:
+            return cli_opt_usage(argv[0], c);
+        }
+    }
+
+    if (cli_opt_end(argc, argv) != 0) {
+        return CLI_USAGE;
+    }
+
+    if (tenant == NULL) {
+        cli_error("%s: --tenant is required", argv[0]);
+        cli_verb_usage(argv[0], stderr);
+        return CLI_USAGE;
+    }
+
+    if (cli_tenant_name_check(tenant) != 0) {
+        return CLI_USAGE;
+    }
+
+    conn = cli_db_connect(&rc);
+    if (conn == NULL) {
+        return rc;
+    }
+
+    values[0] = tenant;
+
+    res = cli_db_exec(conn, cli_cost_show_budget_sql, 1, values);
+
+    if (!cli_db_ok(res)) {
+        rc = cli_db_fail(conn, res, "cannot show cost budget");
+
+    } else if (PQntuples(res) == 0) {
+        cli_error("tenant \"%s\" not found", tenant);
+        rc = CLI_FAILED;
+
+    } else {
+        cli_cost_budget_print(res);
+        rc = (cli_flush() == 0) ? CLI_OK : CLI_FAILED;
+    }
+
+    PQclear(res);
+    cli_db_close(conn);
+
+    return rc;
+}
+
+
+/* One row of CLI_COST_BUDGET_COLS; a tenant without a row has defaults. */
+
+static void
+cli_cost_budget_print(const PGresult *res)
+{
+    if (PQgetisnull(res, 0, 2)) {
+        printf("cost budget of tenant %s: none\n", PQgetvalue(res, 0, 0));
+        return;
+    }
+
+    printf("cost budget of tenant %s: monthly_usd=%s warn_ratio=%s mode=%s "
+           "degrade_model=%s allow_unpriced=%s credits=%s\n",
+           PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1),
+           PQgetvalue(res, 0, 2), PQgetvalue(res, 0, 3),
+           PQgetvalue(res, 0, 4),
+           PQgetvalue(res, 0, 5)[0] == 't' ? "yes" : "no",
+           PQgetvalue(res, 0, 6)[0] == 't' ? "yes" : "no");
+}
+
+
+/* show-credits --tenant T [--limit N]: the ledger PostgreSQL has */
+
+int
+cli_show_credits(int argc, char **argv)
+{
+    int                  c, rc;
+    char                 limit[24];
+    PGconn              *conn;
+    PGresult            *res;
+    const char          *tenant, *limit_arg, *values[2];
+    cli_tenant_t         t;
+    unsigned long long   n;
+
+    tenant = NULL;
+    limit_arg = NULL;
+    n = 20;
+
+    while ((c = cli_getopt(argc, argv, cli_tenant_opts)) != -1) {
+
+        switch (c) {
+
+        case 'n':
+            tenant = optarg;
+            break;
+
+        case 'l':
+            limit_arg = optarg;
+            break;
+
+        default:
+            return cli_opt_usage(argv[0], c);
+        }
+    }
+
+    if (cli_opt_end(argc, argv) != 0) {
+        return CLI_USAGE;
+    }
+
+    if (tenant == NULL) {
+        cli_error("%s: --tenant is required", argv[0]);
+        cli_verb_usage(argv[0], stderr);
+        return CLI_USAGE;
+    }
+
+    if (limit_arg != NULL && cli_opt_count("limit", limit_arg, 1000, &n) != 0)
+    {
+        return CLI_USAGE;
+    }
+
+    conn = cli_db_connect(&rc);
+    if (conn == NULL) {
+        return rc;
+    }
+
+    rc = cli_tenant_find(conn, tenant, &t);
+    if (rc != CLI_OK) {
+        cli_db_close(conn);
+        return rc;
+    }
+
+    values[0] = t.id;
+
+    res = cli_db_exec(conn, cli_cost_credits_sql, 1, values);
+
+    if (!cli_db_ok(res)) {
+        rc = cli_db_fail(conn, res, "cannot show credits");
+        PQclear(res);
+        cli_db_close(conn);
+        return rc;
+    }
+
+    printf("credits of tenant %s: %s, ledger balance $%s\n", tenant,
+           PQgetvalue(res, 0, 0)[0] == 't' ? "on" : "off",
+           PQgetisnull(res, 0, 1) ? "0.00" : PQgetvalue(res, 0, 1));
+
+    PQclear(res);
+
+    snprintf(limit, sizeof(limit), "%llu", n);
+    values[1] = limit;
+
+    res = cli_db_exec(conn, cli_cost_ledger_sql, 2, values);
+
+    if (!cli_db_ok(res)) {
+        rc = cli_db_fail(conn, res, "cannot show credits");
+
+    } else {
+        rc = (cli_table_print(res) == 0 && cli_flush() == 0)
+             ? CLI_OK : CLI_FAILED;
+    }
+
+    PQclear(res);
+    cli_db_close(conn);
+
+    return rc;
+}
+
+
+/* what model_prices and tenant_costs accept: 1-128 bytes, no space, ',' */
+
+static int
+cli_cost_model_check(const char *model)
+{
+    size_t  i, len;
+
+    len = strlen(model);
+
+    for (i = 0; i < len; i++) {
+        if ((unsigned char) model[i] <= ' ' || model[i] == ','
+            || model[i] == 0x7f)
+        {
+            break;
+        }
+    }
+
+    if (len == 0 || len > CLI_COST_MODEL_MAX || i < len) {
+        cli_error("invalid model \"%s\": 1-128 characters, no spaces or "
+                  "commas", cli_quote(model));
+        return -1;
+    }
+
+    return 0;
+}
+
+
+static int
+cli_cost_price(const char *name, const char *s, int64_t *v)
+{
+    if (nx_money_parse(s, strlen(s), NX_MONEY_NANO, NX_MONEY_PRICE_MAX, v)
+        != 0)
+    {
+        cli_error("invalid %s \"%s\": dollars per 1K tokens, from 0 to 10, "
+                  "with at most 9 decimals", name, cli_quote(s));
+        return -1;
+    }
+
+    return 0;
+}
+
+
+/* a failed statement with a time parameter: a bad time is the user's */
+
+static int
+cli_cost_time_fail(PGconn *conn, PGresult *res, const char *ts,
+    const char *what)
+{
+    if (ts != NULL
+        && (cli_db_state(res, CLI_COST_SQLSTATE_TIME)
+            || cli_db_state(res, CLI_COST_SQLSTATE_TIME2)))
+    {
+        cli_error("invalid time \"%s\": for example 2025-07-01T00:00:00Z",
+                  cli_quote(ts));
+        return CLI_USAGE;
+    }
+
+    return cli_db_fail(conn, res, what);
+}
