@@ -20,7 +20,7 @@ my $audit = 'nexus_audit_key_file %%AUDIT_KEY%%; nexus_audit_flush 200ms;';
 my $n1 = nexus_nginx(nexus_conf(extra => $audit), workers => 2);
 my $n2 = nexus_nginx(nexus_conf(extra => $audit), workers => 2);
 
-nexus_plan(83);
+nexus_plan(87);
 
 my $ops = make_tenant('idem-ops', platform => 1);
 my $padmin = make_key($ops, name => 'ops', role => 'admin');
@@ -178,6 +178,17 @@ is(replayed($r2), 'true', 'notification events retried: replay');
 is($r2->{json}{data}{event_id}, $r1->{json}{data}{event_id}, 'the same event');
 is(redis_cli('XLEN', 'nx:events'), $len + 1,
     'appended once (tenant b has no quota to add events of its own)');
+
+my $tc = make_tenant('idem-credits');
+$r1 = req($n1, 'POST', "/v1/admin/credits/$tc/grant", $padmin,
+    { amount_usd => 2, reason => 'one grant, retried' }, 'k-13');
+is($r1->{status}, 200, 'a credit grant');
+$r2 = req($n2, 'POST', "/v1/admin/credits/$tc/grant", $padmin,
+    { amount_usd => 2, reason => 'one grant, retried' }, 'k-13');
+is(replayed($r2), 'true', 'credit grant retried: replay');
+is($r2->{body}, $r1->{body}, 'the same transaction');
+is(req($n1, 'GET', "/v1/admin/credits/$tc", $padmin)->{json}{data}
+    {balance_musd}, 2000000, 'granted once: 2 dollars');
 
 # reads ignore the header
 $r = req($n1, 'GET', '/v1/admin/tenants', $padmin, undef, 'k-1');
