@@ -63,9 +63,19 @@ $(BUILD)/libnexus.a: $(COMMON_OBJS)
 
 cli: $(BUILD)/nexusctl
 
-$(BUILD)/nexusctl: $(CLI_SRCS) $(CLI_HDRS) $(BUILD)/libnexus.a
-	$(CC) $(CFLAGS) $(SAN_FLAGS) -Icli -o $@ $(CLI_SRCS) $(BUILD)/libnexus.a \
-	    $(LIBS_CLI)
+$(BUILD)/nexusctl: $(CLI_SRCS) $(CLI_HDRS) $(BUILD)/libnexus.a \
+        $(BUILD)/gen/cli_plans_json.h
+	$(CC) $(CFLAGS) $(SAN_FLAGS) -Icli -I$(BUILD)/gen -o $@ $(CLI_SRCS) \
+	    $(BUILD)/libnexus.a $(LIBS_CLI)
+
+# the default plan catalog, compiled into nexusctl as a C string
+$(BUILD)/gen/cli_plans_json.h: config/plans.json
+	@mkdir -p $(dir $@)
+	{ echo '/* generated from config/plans.json */'; \
+	  echo 'static const char  cli_plans_json[] ='; \
+	  sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/    "/' \
+	      -e 's/$$/\\n"/' $<; \
+	  echo '    ;'; } > $@.tmp && mv $@.tmp $@
 
 # The worker daemons: the runtime of workers/ and one directory each.
 workers: $(BUILD)/nexus-notify

@@ -21,6 +21,7 @@
 #include "cli_db.h"
 #include "cli_opt.h"
 #include "cli_out.h"
+#include "cli_plan.h"
 
 
 #define CLI_MIGRATE_DIR_ENV  "NEXUS_MIGRATIONS_DIR"
@@ -173,7 +174,8 @@ cli_migrate(int argc, char **argv)
         }
     }
 
-    rc = CLI_OK;
+    /* a new database gets the built-in plan catalog */
+    rc = cli_plans_seed(conn);
 
 done:
 

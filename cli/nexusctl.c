@@ -5,7 +5,7 @@
  * usage text and the dispatch to one handler per verb; each verb lives in
  * its own file (cli_migrate.c, cli_tenant.c, cli_key.c, cli_limits.c,
  * cli_quota.c, cli_usage.c, cli_models.c, cli_audit.c, cli_budget.c,
- * cli_cost.c).
+ * cli_cost.c, cli_plan.c).
  */
 
 #include <fcntl.h>
@@ -141,6 +141,22 @@ static const cli_verb_t  cli_verbs[] = {
     { "audit", cli_audit,
       "verify [--tenant NAME] [--since DURATION|TIME]",
       "verify the audit log's chains and checkpoints" },
+
+    { "load-plans", cli_load_plans,
+      "[--file FILE]",
+      "replace the plan catalog (default: the built-in one)" },
+
+    { "list-plans", cli_list_plans,
+      "",
+      "list the plans of the catalog" },
+
+    { "set-plan", cli_set_plan,
+      "--tenant NAME (--plan PLAN | --default)",
+      "put a tenant on a plan, or back on the default plan" },
+
+    { "show-plan", cli_show_plan,
+      "--tenant NAME [--json]",
+      "show a tenant's plan and effective features" },
 
     { NULL, NULL, NULL, NULL }
 };

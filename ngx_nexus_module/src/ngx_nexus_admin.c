@@ -13,6 +13,7 @@
  *   GET  /v1/admin/credits/{tenant}          (ngx_nexus_credits.c)
  *   POST /v1/admin/credits/{tenant}/grant    platform admins only
  *   /v1/admin/authz/...                      (ngx_nexus_authz.c)
+ *   /v1/admin/plans...                       (ngx_nexus_plan.c)
  *
  * The access phase already required the admin role.  A tenant's admin
  * sees and changes its own tenant only; a platform admin (an admin key of
@@ -31,10 +32,12 @@
 #include "ngx_nexus_audit.h"
 #include "ngx_nexus_credits.h"
 #include "ngx_nexus_abac.h"
+#include "ngx_nexus_idempotency.h"
 
 #include <nx_json.h>
 #include <nx_name.h>
 #include <nx_duration.h>
+#include <nx_plan.h>
 
 
 #define NGX_NEXUS_ADMIN_LIST_TENANTS    0
@@ -254,7 +257,14 @@ ngx_int_t
 ngx_nexus_admin_handler(ngx_http_request_t *r)
 {
     u_char     *p;
+    ngx_int_t   rc;
     ngx_str_t   rest, id;
+
+    /* every write with an Idempotency-Key runs once (a retry replays) */
+    rc = ngx_nexus_idempotency(r, ngx_nexus_admin_handler);
+    if (rc != NGX_DECLINED) {
+        return rc;
+    }
 
     if (ngx_nexus_route(r, &rest) != NGX_OK
         || rest.len < 6 || ngx_strncmp(rest.data, "admin/", 6) != 0)
@@ -271,6 +281,10 @@ ngx_nexus_admin_handler(ngx_http_request_t *r)
 
     if (rest.len >= 6 && ngx_strncmp(rest.data, "authz/", 6) == 0) {
         return ngx_nexus_authz_admin(r, &rest);
+    }
+
+    if (rest.len >= 5 && ngx_strncmp(rest.data, "plans", 5) == 0) {
+        return ngx_nexus_plan_admin(r, &rest);
     }
 
     if (rest.len == 7 && ngx_strncmp(rest.data, "tenants", 7) == 0) {
@@ -1074,8 +1088,9 @@ ngx_nexus_admin_set_kills(ngx_http_request_t *r, yajl_val v)
             || !(YAJL_IS_TRUE(e) || YAJL_IS_FALSE(e)))
         {
             ngx_nexus_admin_invalid(r, "each switch must be named "
-                                       "kill.<feature> (1-32 of [a-z0-9_]) "
-                                       "and set to true or false");
+                                       "kill.<feature> (1-32 of [a-z0-9_], "
+                                       "dots between them) and set to "
+                                       "true or false");
             return;
         }
 
@@ -1122,21 +1137,14 @@ ngx_nexus_admin_set_kills(ngx_http_request_t *r, yajl_val v)
 static ngx_int_t
 ngx_nexus_admin_kill_name(const char *name)
 {
-    size_t  n;
-
-    if (ngx_strncmp(name, "kill.", 5) != 0) {
+    /* kill.<feature>, the feature named as nexus_feature names it */
+    if (ngx_strncmp(name, "kill.", 5) != 0
+        || nx_feature_name_valid(name + 5, ngx_strlen(name + 5)) != 0)
+    {
         return NGX_ERROR;
     }
 
-    for (n = 5; name[n]; n++) {
-        if (!((name[n] >= 'a' && name[n] <= 'z')
-              || (name[n] >= '0' && name[n] <= '9') || name[n] == '_'))
-        {
-            return NGX_ERROR;
-        }
-    }
-
-    return (n > 5 && n <= 5 + 32) ? NGX_OK : NGX_ERROR;
+    return NGX_OK;
 }
 
 

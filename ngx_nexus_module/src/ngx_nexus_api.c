@@ -90,6 +90,12 @@ ngx_nexus_api_handler(ngx_http_request_t *r)
         return rc;
     }
 
+    if (rest.len == sizeof("self-serve/plan") - 1
+        && ngx_strncmp(rest.data, "self-serve/plan", rest.len) == 0)
+    {
+        return ngx_nexus_plan_self_serve(r);
+    }
+
     if (rest.len == 2 && ngx_strncmp(rest.data, "me", 2) == 0) {
         if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
             return ngx_nexus_method_not_allowed(r, "GET, HEAD");

@@ -63,7 +63,8 @@ static const char  ngx_nexus_auth_sql[] =
     " nexus_quota_text(t.quota),"
     " nexus_models_text(k.allowed_models, t.allow_all_models,"
     " t.allowed_models),"
-    " nexus_budget_text(k.token_budget, k.tpm, t.tpm)"
+    " nexus_budget_text(k.token_budget, k.tpm, t.tpm),"
+    " nexus_features_text(t.id)"
     " FROM api_keys k JOIN tenants t ON t.id = k.tenant_id"
     " WHERE k.prefix = $1";
 
@@ -330,7 +331,7 @@ ngx_nexus_auth_row(PGresult *res, ngx_nexus_key_data_t *kd, u_char *hash)
     char      *v;
     ngx_int_t  n;
 
-    if (PQnfields(res) != 14) {
+    if (PQnfields(res) != 15) {
         return NGX_ERROR;
     }
 
@@ -402,6 +403,14 @@ ngx_nexus_auth_row(PGresult *res, ngx_nexus_key_data_t *kd, u_char *hash)
     {
         return NGX_ERROR;
     }
+
+    /* bounded by the catalog (features_bound in 0011_plans.sql) */
+    len = PQgetlength(res, 0, 14);
+    if (len > NGX_NEXUS_FEATURES_MAX) {
+        return NGX_ERROR;
+    }
+    ngx_memcpy(kd->features, PQgetvalue(res, 0, 14), len);
+    kd->features_len = (uint16_t) len;
 
     if (kd->key_id <= 0 || kd->tenant_id <= 0 || kd->expires_at < 0) {
         return NGX_ERROR;
@@ -579,7 +588,8 @@ ngx_nexus_auth_decide(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx,
     }
 
     p = ngx_pnalloc(r->pool, kd->tenant_len + NX_KEY_PREFIX_LEN
-                             + kd->scopes_len + kd->models_len);
+                             + kd->scopes_len + kd->models_len
+                             + kd->features_len);
     if (p == NULL) {
         ngx_nexus_auth_set(ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
                            "INTERNAL_ERROR", "out of memory");
@@ -613,7 +623,11 @@ ngx_nexus_auth_decide(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx,
 
     ctx->principal.models.data = p;
     ctx->principal.models.len = kd->models_len;
-    ngx_memcpy(p, kd->models, kd->models_len);
+    p = ngx_cpymem(p, kd->models, kd->models_len);
+
+    ctx->principal.features.data = p;
+    ctx->principal.features.len = kd->features_len;
+    ngx_memcpy(p, kd->features, kd->features_len);
 
     /* the key is genuine: from here on it may appear in logs */
     ctx->authenticated = 1;
@@ -693,6 +707,12 @@ ngx_nexus_auth_finish(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
                                           "this route requires the admin "
                                           "role",
                                           "{\"required_role\":\"admin\"}");
+            goto done;
+        }
+
+        /* the location's feature must be in the tenant's plan */
+        rc = ngx_nexus_plan_check(r, ctx);
+        if (rc != NGX_DECLINED) {
             goto done;
         }
 

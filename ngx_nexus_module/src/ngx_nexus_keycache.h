@@ -50,6 +50,8 @@ typedef struct {
     int64_t                     tpm[2];         /* key, tenant */
     uint16_t                    models_len;
     u_char                      models[NGX_NEXUS_MODELS_MAX];
+    uint16_t                    features_len;
+    u_char                      features[NGX_NEXUS_FEATURES_MAX];
 } ngx_nexus_key_data_t;
 
 

@@ -4,7 +4,8 @@
  *
  * Kill switches: a feature turned off for the whole fleet at once.
  *
- * A location names its feature (nexus_feature chat;).  The enabled
+ * A location names its feature (nexus_feature chat;), which is also what
+ * a tenant's plan must include (ngx_nexus_plan.c).  The enabled
  * switches live in PostgreSQL (kill_switches); each change fires NOTIFY
  * 'x:<name>', on which every worker reloads the set and writes it to the
  * shared zone.  The set is also reloaded whenever a worker starts
@@ -22,6 +23,8 @@
 #include "ngx_nexus_pg.h"
 #include "ngx_nexus_keycache.h"
 #include "ngx_nexus_reply.h"
+
+#include <nx_plan.h>
 
 
 #define NGX_NEXUS_KILL_MAX      64
@@ -57,14 +60,18 @@ ngx_nexus_kill_init(ngx_conf_t *cf)
 }
 
 
-/* nexus_feature NAME; */
+/*
+ * nexus_feature NAME [entitlement=on|off];
+ *
+ * The entitlement check itself lives in ngx_nexus_plan.c: an
+ * authenticated request needs NAME among its tenant's features.
+ */
 
 char *
 ngx_nexus_kill_feature_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_nexus_loc_conf_t *nlcf = conf;
 
-    u_char     *p;
     ngx_str_t  *value;
 
     if (nlcf->kill_switch.data) {
@@ -73,18 +80,25 @@ ngx_nexus_kill_feature_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     value = cf->args->elts;
 
-    if (value[1].len == 0 || value[1].len > 32) {
+    if (nx_feature_name_valid((char *) value[1].data, value[1].len) != 0) {
         goto invalid;
     }
 
-    for (p = value[1].data; p < value[1].data + value[1].len; p++) {
-        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9')
-              || *p == '_'))
-        {
-            goto invalid;
+    nlcf->entitlement = 1;
+
+    if (cf->args->nelts == 3) {
+
+        if (ngx_strcmp(value[2].data, "entitlement=off") == 0) {
+            nlcf->entitlement = 0;
+
+        } else if (ngx_strcmp(value[2].data, "entitlement=on") != 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\"", &value[2]);
+            return NGX_CONF_ERROR;
         }
     }
 
+    nlcf->feature = value[1];
     nlcf->kill_switch.len = sizeof("kill.") - 1 + value[1].len;
     nlcf->kill_switch.data = ngx_pnalloc(cf->pool, nlcf->kill_switch.len);
     if (nlcf->kill_switch.data == NULL) {
@@ -99,7 +113,8 @@ invalid:
 
     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                        "invalid feature name \"%V\", it must be 1-32 "
-                       "characters of [a-z0-9_]", &value[1]);
+                       "characters of [a-z0-9_], dots between them",
+                       &value[1]);
     return NGX_CONF_ERROR;
 }
 

@@ -24,6 +24,7 @@
 #include "ngx_nexus_cost.h"
 #include "ngx_nexus_credits.h"
 #include "ngx_nexus_abac.h"
+#include "ngx_nexus_idempotency.h"
 
 #include <nx_name.h>
 
@@ -265,7 +266,7 @@ static ngx_command_t  ngx_nexus_commands[] = {
       NULL },
 
     { ngx_string("nexus_feature"),
-      NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
       ngx_nexus_kill_feature_conf,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
@@ -446,6 +447,20 @@ static ngx_command_t  ngx_nexus_commands[] = {
       offsetof(ngx_nexus_loc_conf_t, acl_test_hook),
       NULL },
 
+    { ngx_string("nexus_idempotency_ttl"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_nexus_main_conf_t, idempotency_ttl),
+      NULL },
+
+    { ngx_string("nexus_idempotency_lock"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_nexus_main_conf_t, idempotency_lock),
+      NULL },
+
       ngx_null_command
 };
 
@@ -522,6 +537,8 @@ ngx_nexus_create_main_conf(ngx_conf_t *cf)
     nmcf->credit_grant_daily = NGX_CONF_UNSET;
     nmcf->credit_flush = NGX_CONF_UNSET_MSEC;
     nmcf->abac_wildcards = NGX_CONF_UNSET;
+    nmcf->idempotency_ttl = NGX_CONF_UNSET_MSEC;
+    nmcf->idempotency_lock = NGX_CONF_UNSET_MSEC;
 
     if (ngx_array_init(&nmcf->providers, cf->pool, 4,
                        sizeof(ngx_nexus_provider_t *)) != NGX_OK
@@ -561,6 +578,19 @@ ngx_nexus_init_main_conf(ngx_conf_t *cf, void *conf)
 
     if (nmcf->breaker.open_ms == 0) {
         nmcf->breaker.open_ms = 30000;
+    }
+
+    ngx_conf_init_msec_value(nmcf->idempotency_ttl, 24 * 60 * 60 * 1000);
+    ngx_conf_init_msec_value(nmcf->idempotency_lock, 60000);
+
+    /* a lock shorter than a query could let a retry run alongside it */
+    if (nmcf->idempotency_lock < 1000
+        || nmcf->idempotency_ttl < nmcf->idempotency_lock)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"nexus_idempotency_lock\" must be at least 1s "
+                           "and at most \"nexus_idempotency_ttl\"");
+        return NGX_CONF_ERROR;
     }
 
     if (nmcf->lease_ttl < 300) {
@@ -680,7 +710,13 @@ ngx_nexus_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_uint_value(conf->fail_mode, prev->fail_mode,
                               NGX_NEXUS_FAIL_CLOSED);
 
-    ngx_conf_merge_str_value(conf->kill_switch, prev->kill_switch, "");
+    /* a feature, its kill switch and its entitlement flag go together */
+    if (conf->kill_switch.data == NULL) {
+        conf->kill_switch = prev->kill_switch;
+        conf->feature = prev->feature;
+        conf->entitlement = prev->entitlement;
+    }
+
     ngx_conf_merge_uint_value(conf->require_role, prev->require_role,
                               NGX_NEXUS_ROLE_READER);
     ngx_conf_merge_str_value(conf->require_scope, prev->require_scope, "");
@@ -808,7 +844,9 @@ ngx_nexus_postconfiguration(ngx_conf_t *cf)
         || ngx_nexus_workers_init(cf) != NGX_OK
         || ngx_nexus_abac_init(cf) != NGX_OK
         || ngx_nexus_authz_admin_init(cf) != NGX_OK
-        || ngx_nexus_acl_init(cf) != NGX_OK)
+        || ngx_nexus_acl_init(cf) != NGX_OK
+        || ngx_nexus_plan_init_statements(cf) != NGX_OK
+        || ngx_nexus_idempotency_init(cf) != NGX_OK)
     {
         return NGX_ERROR;
     }

@@ -53,6 +53,7 @@
 #define NGX_NEXUS_TENANT_MAX            63
 #define NGX_NEXUS_SCOPES_MAX            255
 #define NGX_NEXUS_MODELS_MAX            2000
+#define NGX_NEXUS_FEATURES_MAX          1024
 
 /* a presented key is never longer than this: anything longer is invalid */
 #define NGX_NEXUS_TOKEN_MAX             256
@@ -146,6 +147,9 @@ typedef struct {
     int64_t                     credit_grant_daily;
     ngx_msec_t                  credit_flush;   /* nexus_credit_flush */
     ngx_flag_t                  abac_wildcards; /* nexus_abac_wildcards */
+
+    ngx_msec_t                  idempotency_ttl;    /* nexus_idempotency_ttl */
+    ngx_msec_t                  idempotency_lock;   /* ..._lock */
 } ngx_nexus_main_conf_t;
 
 
@@ -161,6 +165,8 @@ typedef struct {
     ngx_uint_t                  rates[4];       /* nexus_rate_limits */
     ngx_uint_t                  fail_mode;
     ngx_str_t                   kill_switch;    /* "kill.<feature>" */
+    ngx_str_t                   feature;        /* nexus_feature */
+    ngx_flag_t                  entitlement;    /* ... entitlement=on */
     ngx_uint_t                  concurrency[2]; /* key, tenant */
     ngx_uint_t                  require_role;   /* nexus_require_role */
     ngx_str_t                   require_scope;  /* nexus_require_scope */
@@ -184,6 +190,8 @@ typedef struct {
     ngx_str_t                   scopes;         /* comma-separated */
     ngx_str_t                   models;         /* "*", or names with ","
                                                    (see 0005_models.sql) */
+    ngx_str_t                   features;       /* effective feature names
+                                                   with "," (0011_plans) */
     uint32_t                    limits[NGX_NEXUS_LIMITS];
     int64_t                     quota[2];       /* daily, monthly; 0 none */
     ngx_uint_t                  quota_soft;     /* permille */
@@ -239,6 +247,8 @@ typedef struct {
     void                       *proxy;          /* ngx_nexus_proxy_t */
     ngx_nexus_body_pt           body_handler;
     ngx_int_t                   pending;
+
+    void                       *idem;           /* ngx_nexus_idempotency.c */
 } ngx_nexus_ctx_t;
 
 
@@ -281,6 +291,12 @@ char *ngx_nexus_kill_feature_conf(ngx_conf_t *cf, ngx_command_t *cmd,
 void ngx_nexus_kill_reload(ngx_cycle_t *cycle);
 ngx_int_t ngx_nexus_kill_check(ngx_http_request_t *r);
 ngx_uint_t ngx_nexus_kill_active(ngx_http_request_t *r, ngx_str_t *name);
+
+/* plans and entitlements (ngx_nexus_plan.c) */
+ngx_int_t ngx_nexus_plan_init_statements(ngx_conf_t *cf);
+ngx_int_t ngx_nexus_plan_check(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx);
+ngx_int_t ngx_nexus_plan_admin(ngx_http_request_t *r, ngx_str_t *rest);
+ngx_int_t ngx_nexus_plan_self_serve(ngx_http_request_t *r);
 
 char *ngx_nexus_bulkhead_conf(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);

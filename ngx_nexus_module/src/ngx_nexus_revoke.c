@@ -90,6 +90,14 @@ ngx_nexus_revoke_notify(ngx_cycle_t *cycle, const char *channel,
         }
     }
 
+    if (len > 2 && payload[0] == 'p' && payload[1] == ':') {
+        /* the plan catalog: any tenant's features may have changed */
+        ngx_log_error(NGX_LOG_INFO, cycle->log, 0,
+                      "nexus: plan catalog changed, key cache dropped");
+        ngx_nexus_keycache_flush(nmcf->shm_zone);
+        return;
+    }
+
     /* something we do not understand: be safe */
     ngx_nexus_keycache_flush(nmcf->shm_zone);
 }
