@@ -88,8 +88,6 @@ static ngx_int_t ngx_nexus_admin_quota(ngx_http_request_t *r,
 static void ngx_nexus_admin_set_quota(ngx_http_request_t *r, yajl_val v);
 static void ngx_nexus_admin_quota_usage(ngx_http_request_t *r,
     PGresult *res);
-static void ngx_nexus_admin_usage_done(ngx_nexus_redis_cmd_t *cmd,
-    redisReply *reply, ngx_int_t rc);
 static void ngx_nexus_admin_usage_reply(ngx_http_request_t *r,
     redisReply *reply, ngx_int_t rc);
 static void ngx_nexus_admin_set_kills(ngx_http_request_t *r, yajl_val v);
@@ -1373,36 +1371,15 @@ ngx_nexus_admin_quota_usage(ngx_http_request_t *r, PGresult *res)
 
         cmd = ngx_nexus_redis_eval(&ngx_nexus_admin_usage_script, 0, 1, argv,
                                    argvlen);
-        if (cmd) {
-            cmd->handler = ngx_nexus_admin_usage_done;
-            cmd->data = r;
 
-            if (ngx_nexus_redis_send(&cmd, 1) == NGX_OK) {
-                ctx->rcmd[0] = cmd;
-                ngx_nexus_wait(r);
-                return;
-            }
-        }
+        ngx_nexus_redis_ask(r, cmd, ngx_nexus_admin_usage_reply);
+        return;
     }
 
     /* usage unknown: answer with the configuration alone */
     ngx_nexus_admin_usage_reply(r, NULL, NGX_DECLINED);
 }
 
-
-static void
-ngx_nexus_admin_usage_done(ngx_nexus_redis_cmd_t *cmd, redisReply *reply,
-    ngx_int_t rc)
-{
-    ngx_http_request_t  *r;
-    ngx_nexus_ctx_t     *ctx;
-
-    r = cmd->data;
-    ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
-    ctx->rcmd[0] = NULL;
-
-    ngx_nexus_admin_usage_reply(r, reply, rc);
-}
 
 
 static void

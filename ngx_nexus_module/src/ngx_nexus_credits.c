@@ -84,8 +84,6 @@ static ngx_int_t ngx_nexus_credits_get(ngx_http_request_t *r,
     ngx_str_t *tenant);
 static void ngx_nexus_credits_got(ngx_nexus_pg_query_t *q, PGresult *res,
     ngx_int_t rc);
-static void ngx_nexus_credits_balance(ngx_nexus_redis_cmd_t *cmd,
-    redisReply *reply, ngx_int_t rc);
 static void ngx_nexus_credits_reply(ngx_http_request_t *r,
     redisReply *reply, ngx_int_t rc);
 static void ngx_nexus_credits_grant_body(ngx_http_request_t *r,
@@ -879,35 +877,14 @@ ngx_nexus_credits_got(ngx_nexus_pg_query_t *q, PGresult *res, ngx_int_t rc)
         argvlen[3] = 3;
 
         cmd = ngx_nexus_redis_command(4, argv, argvlen);
-        if (cmd) {
-            cmd->handler = ngx_nexus_credits_balance;
-            cmd->data = r;
 
-            if (ngx_nexus_redis_send(&cmd, 1) == NGX_OK) {
-                ctx->rcmd[0] = cmd;
-                ngx_nexus_wait(r);
-                return;
-            }
-        }
+        ngx_nexus_redis_ask(r, cmd, ngx_nexus_credits_reply);
+        return;
     }
 
     ngx_nexus_credits_reply(r, NULL, NGX_DECLINED);
 }
 
-
-static void
-ngx_nexus_credits_balance(ngx_nexus_redis_cmd_t *cmd, redisReply *reply,
-    ngx_int_t rc)
-{
-    ngx_http_request_t  *r;
-    ngx_nexus_ctx_t     *ctx;
-
-    r = cmd->data;
-    ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
-    ctx->rcmd[0] = NULL;
-
-    ngx_nexus_credits_reply(r, reply, rc);
-}
 
 
 /* reply NULL: Redis could not be asked */

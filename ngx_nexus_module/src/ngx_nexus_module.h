@@ -73,6 +73,7 @@ typedef struct {
     unsigned                    held:1;
 } ngx_nexus_lease_t;
 struct yajl_val_s;
+struct redisReply;
 
 /* a parsed JSON request body (yajl_val), or NULL for an empty body */
 typedef void (*ngx_nexus_body_pt)(ngx_http_request_t *r,
@@ -241,6 +242,8 @@ typedef struct {
     /* dependencies this request is waiting on, cancelled on cleanup */
     ngx_nexus_pg_query_t       *pgq;
     ngx_nexus_redis_cmd_t      *rcmd[2];
+    void                      (*redis_reply)(ngx_http_request_t *r,
+                                    struct redisReply *reply, ngx_int_t rc);
 
     /* content handlers' own state */
     void                       *handler_ctx;

@@ -131,8 +131,6 @@ static ngx_int_t ngx_nexus_notify_event_send(ngx_http_request_t *r,
 static void ngx_nexus_notify_event_done(ngx_nexus_redis_cmd_t *cmd,
     redisReply *reply, ngx_int_t rc);
 static void ngx_nexus_notify_ops_redis(ngx_http_request_t *r);
-static void ngx_nexus_notify_ops_done(ngx_nexus_redis_cmd_t *cmd,
-    redisReply *reply, ngx_int_t rc);
 static void ngx_nexus_notify_ops_reply(ngx_http_request_t *r,
     redisReply *reply, ngx_int_t rc);
 static ngx_int_t ngx_nexus_notify_string(yajl_val v, size_t min, size_t max,
@@ -2303,10 +2301,7 @@ ngx_nexus_notify_ops_redis(ngx_http_request_t *r)
 {
     const char             *argv[4];
     size_t                  lens[4];
-    ngx_nexus_ctx_t        *ctx;
     ngx_nexus_redis_cmd_t  *cmd;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
 
     if (ngx_nexus_redis_configured()) {
         argv[0] = NGX_NEXUS_NOTIFY_STREAM;
@@ -2320,36 +2315,15 @@ ngx_nexus_notify_ops_redis(ngx_http_request_t *r)
 
         cmd = ngx_nexus_redis_eval(&ngx_nexus_notify_ops_script, 3, 4, argv,
                                    lens);
-        if (cmd != NULL) {
-            cmd->handler = ngx_nexus_notify_ops_done;
-            cmd->data = r;
 
-            if (ngx_nexus_redis_send(&cmd, 1) == NGX_OK) {
-                ctx->rcmd[0] = cmd;
-                ngx_nexus_wait(r);
-                return;
-            }
-        }
+        ngx_nexus_redis_ask(r, cmd, ngx_nexus_notify_ops_reply);
+        return;
     }
 
     /* the queue's side is unknown: answer with PostgreSQL's alone */
     ngx_nexus_notify_ops_reply(r, NULL, NGX_DECLINED);
 }
 
-
-static void
-ngx_nexus_notify_ops_done(ngx_nexus_redis_cmd_t *cmd, redisReply *reply,
-    ngx_int_t rc)
-{
-    ngx_http_request_t  *r;
-    ngx_nexus_ctx_t     *ctx;
-
-    r = cmd->data;
-    ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
-    ctx->rcmd[0] = NULL;
-
-    ngx_nexus_notify_ops_reply(r, reply, rc);
-}
 
 
 static void

@@ -1000,3 +1000,42 @@ ngx_nexus_redis_deliver(ngx_nexus_redis_cmd_t *cmd, redisReply *reply,
 
     ngx_nexus_redis_free(cmd);
 }
+
+
+static void
+ngx_nexus_redis_asked(ngx_nexus_redis_cmd_t *cmd, redisReply *reply,
+    ngx_int_t rc)
+{
+    ngx_nexus_ctx_t     *ctx;
+    ngx_http_request_t  *r;
+
+    r = cmd->data;
+    ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
+    ctx->rcmd[0] = NULL;
+
+    ctx->redis_reply(r, reply, rc);
+}
+
+
+void
+ngx_nexus_redis_ask(ngx_http_request_t *r, ngx_nexus_redis_cmd_t *cmd,
+    ngx_nexus_redis_reply_pt reply)
+{
+    ngx_nexus_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
+
+    if (cmd != NULL) {
+        cmd->handler = ngx_nexus_redis_asked;
+        cmd->data = r;
+        ctx->redis_reply = reply;
+
+        if (ngx_nexus_redis_send(&cmd, 1) == NGX_OK) {
+            ctx->rcmd[0] = cmd;
+            ngx_nexus_wait(r);
+            return;
+        }
+    }
+
+    reply(r, NULL, NGX_DECLINED);
+}

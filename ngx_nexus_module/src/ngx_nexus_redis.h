@@ -66,6 +66,18 @@ void ngx_nexus_redis_exit_process(ngx_cycle_t *cycle);
 
 ngx_nexus_redis_cmd_t *ngx_nexus_redis_command(int argc, const char **argv,
     const size_t *argvlen);
+/*
+ * A request's one Redis question: sends cmd (NULL when it could not be
+ * built) for r, which waits; reply(r, reply, rc) is called when Redis
+ * answers, or at once with reply NULL and rc NGX_DECLINED when cmd is NULL
+ * or cannot be sent.
+ */
+typedef void (*ngx_nexus_redis_reply_pt)(ngx_http_request_t *r,
+    redisReply *reply, ngx_int_t rc);
+
+void ngx_nexus_redis_ask(ngx_http_request_t *r, ngx_nexus_redis_cmd_t *cmd,
+    ngx_nexus_redis_reply_pt reply);
+
 ngx_nexus_redis_cmd_t *ngx_nexus_redis_eval(ngx_nexus_redis_script_t *s,
     int nkeys, int argc, const char **argv, const size_t *argvlen);
 ngx_int_t ngx_nexus_redis_send(ngx_nexus_redis_cmd_t **cmds, ngx_uint_t n);
