@@ -130,11 +130,7 @@ static const char  *ngx_nexus_admin_events[NGX_NEXUS_ADMIN_NOPS] = {
     " 'updated_at', k.updated_at, 'updated_by', k.updated_by)"
 
 
-static const struct {
-    const char  *name;
-    const char  *sql;
-    int          nparams;
-} ngx_nexus_admin_sql[NGX_NEXUS_ADMIN_NOPS] = {
+static const ngx_nexus_pg_sql_t  ngx_nexus_admin_sql[NGX_NEXUS_ADMIN_NOPS] = {
 
     { "nexus_admin_list_tenants",
       "SELECT coalesce(json_agg(" NGX_NEXUS_TENANT_JSON " ORDER BY t.id),"
@@ -227,8 +223,6 @@ static ngx_nexus_redis_script_t  ngx_nexus_admin_usage_script;
 ngx_int_t
 ngx_nexus_admin_init_statements(ngx_conf_t *cf)
 {
-    ngx_uint_t  i;
-
     if (ngx_nexus_redis_script(cf, &ngx_nexus_admin_usage_script,
                                ngx_nexus_admin_usage_lua)
         != NGX_OK)
@@ -236,18 +230,8 @@ ngx_nexus_admin_init_statements(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
-    for (i = 0; i < NGX_NEXUS_ADMIN_NOPS; i++) {
-        if (ngx_nexus_pg_statement(cf, ngx_nexus_admin_sql[i].name,
-                                   ngx_nexus_admin_sql[i].sql,
-                                   ngx_nexus_admin_sql[i].nparams,
-                                   &ngx_nexus_admin_stmts[i])
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-    }
-
-    return NGX_OK;
+    return ngx_nexus_pg_statements(cf, ngx_nexus_admin_sql,
+                                   NGX_NEXUS_ADMIN_NOPS, ngx_nexus_admin_stmts);
 }
 
 

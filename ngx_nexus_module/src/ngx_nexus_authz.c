@@ -136,11 +136,7 @@ static const char  *ngx_nexus_authz_events[NGX_NEXUS_AUTHZ_NOPS] = {
     " AND ($" #n "::bigint = 0 OR p.tenant_id = $" #n "::bigint)"
 
 
-static const struct {
-    const char  *name;
-    const char  *sql;
-    int          nparams;
-} ngx_nexus_authz_sql[NGX_NEXUS_AUTHZ_NOPS] = {
+static const ngx_nexus_pg_sql_t  ngx_nexus_authz_sql[NGX_NEXUS_AUTHZ_NOPS] = {
 
     { "nexus_authz_list",
       "SELECT coalesce(json_agg(" NGX_NEXUS_POLICY_JSON " ORDER BY p.id),"
@@ -220,17 +216,11 @@ static const struct {
 ngx_int_t
 ngx_nexus_authz_admin_init(ngx_conf_t *cf)
 {
-    ngx_uint_t  i;
-
-    for (i = 0; i < NGX_NEXUS_AUTHZ_NOPS; i++) {
-        if (ngx_nexus_pg_statement(cf, ngx_nexus_authz_sql[i].name,
-                                   ngx_nexus_authz_sql[i].sql,
-                                   ngx_nexus_authz_sql[i].nparams,
-                                   &ngx_nexus_authz_stmts[i])
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
+    if (ngx_nexus_pg_statements(cf, ngx_nexus_authz_sql, NGX_NEXUS_AUTHZ_NOPS,
+                                ngx_nexus_authz_stmts)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
     return NGX_OK;

@@ -196,11 +196,7 @@ static ngx_nexus_redis_script_t  ngx_nexus_notify_ops_script;
     "($" #n "::bigint = 0 OR %s = $" #n "::bigint)"
 
 
-static const struct {
-    const char  *name;
-    const char  *sql;
-    int          nparams;
-} ngx_nexus_notify_sql[NGX_NEXUS_NOTIFY_NOPS] = {
+static const ngx_nexus_pg_sql_t  ngx_nexus_notify_sql[NGX_NEXUS_NOTIFY_NOPS] = {
 
     /* $1 name or '', $2 scope, $3 destination id or 0 */
     { "nexus_notify_tenant",
@@ -434,8 +430,6 @@ static const char  ngx_nexus_notify_ops_lua[] =
 ngx_int_t
 ngx_nexus_notify_init(ngx_conf_t *cf)
 {
-    ngx_uint_t  i;
-
     if (ngx_nexus_redis_script(cf, &ngx_nexus_notify_ops_script,
                                ngx_nexus_notify_ops_lua)
         != NGX_OK)
@@ -443,18 +437,8 @@ ngx_nexus_notify_init(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
-    for (i = 0; i < NGX_NEXUS_NOTIFY_NOPS; i++) {
-        if (ngx_nexus_pg_statement(cf, ngx_nexus_notify_sql[i].name,
-                                   ngx_nexus_notify_sql[i].sql,
-                                   ngx_nexus_notify_sql[i].nparams,
-                                   &ngx_nexus_notify_stmts[i])
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-    }
-
-    return NGX_OK;
+    return ngx_nexus_pg_statements(cf, ngx_nexus_notify_sql,
+                                   NGX_NEXUS_NOTIFY_NOPS, ngx_nexus_notify_stmts);
 }
 
 

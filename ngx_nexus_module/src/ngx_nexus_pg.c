@@ -105,6 +105,25 @@ static ngx_nexus_pg_listen_pt     ngx_nexus_pg_on_listen;
  */
 
 ngx_int_t
+ngx_nexus_pg_statements(ngx_conf_t *cf, const ngx_nexus_pg_sql_t *sql,
+    ngx_uint_t n, ngx_uint_t *ids)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < n; i++) {
+        if (ngx_nexus_pg_statement(cf, sql[i].name, sql[i].sql,
+                                   sql[i].nparams, &ids[i])
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
 ngx_nexus_pg_statement(ngx_conf_t *cf, const char *name, const char *sql,
     int nparams, ngx_uint_t *index)
 {

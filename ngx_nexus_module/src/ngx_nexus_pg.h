@@ -56,6 +56,17 @@ struct ngx_nexus_pg_query_s {
 
 
 /* configuration time */
+/* one prepared statement of a table of them */
+typedef struct {
+    const char                 *name;
+    const char                 *sql;
+    int                         nparams;
+} ngx_nexus_pg_sql_t;
+
+/* registers sql[0..n) as ids[0..n) */
+ngx_int_t ngx_nexus_pg_statements(ngx_conf_t *cf,
+    const ngx_nexus_pg_sql_t *sql, ngx_uint_t n, ngx_uint_t *ids);
+
 ngx_int_t ngx_nexus_pg_statement(ngx_conf_t *cf, const char *name,
     const char *sql, int nparams, ngx_uint_t *index);
 char *ngx_nexus_pg_conf(ngx_conf_t *cf, ngx_nexus_pg_conf_t *pgcf,

@@ -94,11 +94,7 @@ static ngx_uint_t  ngx_nexus_plan_stmts[NGX_NEXUS_PLAN_NOPS];
     " AND ($2::bigint = 0 OR t.id = $2::bigint)"
 
 
-static const struct {
-    const char  *name;
-    const char  *sql;
-    int          nparams;
-} ngx_nexus_plan_sql[NGX_NEXUS_PLAN_NOPS] = {
+static const ngx_nexus_pg_sql_t  ngx_nexus_plan_sql[NGX_NEXUS_PLAN_NOPS] = {
 
     { "nexus_plan_catalog",
       "SELECT nexus_plans_json()::text",
@@ -146,17 +142,11 @@ static const struct {
 ngx_int_t
 ngx_nexus_plan_init_statements(ngx_conf_t *cf)
 {
-    ngx_uint_t  i;
-
-    for (i = 0; i < NGX_NEXUS_PLAN_NOPS; i++) {
-        if (ngx_nexus_pg_statement(cf, ngx_nexus_plan_sql[i].name,
-                                   ngx_nexus_plan_sql[i].sql,
-                                   ngx_nexus_plan_sql[i].nparams,
-                                   &ngx_nexus_plan_stmts[i])
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
+    if (ngx_nexus_pg_statements(cf, ngx_nexus_plan_sql, NGX_NEXUS_PLAN_NOPS,
+                                ngx_nexus_plan_stmts)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
     return NGX_OK;
