@@ -38,6 +38,19 @@ EOF
 my $n1 = nexus_nginx($conf, workers => 2);
 my $n2 = nexus_nginx($conf);
 
+# a node takes gateway calls once it is ready: its pricing catalog loaded
+sub wait_ready {
+    my ($t) = @_;
+    for (1 .. 100) {
+        return 1 if (http_req($t->port, 'GET', '/readyz')->{status} // 0)
+            == 200;
+        sleep 0.05;
+    }
+    return 0;
+}
+
+wait_ready($_) for $n1, $n2;
+
 nexus_plan(59);
 
 my $tenant = make_tenant('budget', models => '*');
@@ -235,6 +248,7 @@ my $slow = nexus_nginx(nexus_conf(redis_timeout => '3s',
     extra => "upstream mock_up { server %%MOCK%%; }\n"
         . "    nexus_provider mock type=openai upstream=mock_up discovery=off;\n"
         . "    nexus_model m mock model=mock-small;"));
+wait_ready($slow);
 my $ko = budget_key('{"daily": 100000}');
 chat($slow, $ko, max_tokens => 5);
 wait_settled($ko);
@@ -263,6 +277,7 @@ is(period($ko, 'day')->{used}, $used0, 'and it cost nothing');
 # --- a reservation of a dead node expires ---------------------------------------
 my $kd = budget_key('{"daily": 200}');
 my $n3 = nexus_nginx($conf);
+wait_ready($n3);
 $h = chat($n3, $kd, model => 'stall', stream => 1, max_tokens => 100,
     start => 1);
 http_read_until($h, qr/data: /, 5);

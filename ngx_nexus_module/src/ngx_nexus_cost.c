@@ -655,3 +655,39 @@ ngx_nexus_cost_model_cmp(const u_char *a, size_t alen, const u_char *b,
 
     return (alen > blen) - (alen < blen);
 }
+
+
+/*
+ * For /readyz: 0 while this node has not loaded the pricing catalog once
+ * (gateway calls would be left to nexus_fail_mode), 1 once it has, or
+ * when there is nothing to load (no shared zone, no PostgreSQL, no
+ * provider).
+ */
+
+ngx_uint_t
+ngx_nexus_cost_catalog_ready(ngx_http_request_t *r)
+{
+    ngx_uint_t              ready;
+    ngx_slab_pool_t        *shpool;
+    ngx_nexus_cost_sh_t    *sh;
+    ngx_nexus_main_conf_t  *nmcf;
+
+    nmcf = ngx_http_get_module_main_conf(r, ngx_nexus_module);
+
+    if (nmcf->shm_zone == NULL || nmcf->pg == NULL
+        || nmcf->providers.nelts == 0)
+    {
+        return 1;
+    }
+
+    shpool = ngx_nexus_zone_shpool(nmcf->shm_zone);
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    sh = *ngx_nexus_zone_slot(nmcf->shm_zone, NGX_NEXUS_SLOT_COSTS);
+    ready = (sh != NULL && sh->loaded_us != 0);
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    return ready;
+}

@@ -43,6 +43,7 @@ typedef struct {
 
 /* configuration time */
 ngx_int_t ngx_nexus_cost_init(ngx_conf_t *cf);
+ngx_uint_t ngx_nexus_cost_catalog_ready(ngx_http_request_t *r);
 char *ngx_nexus_cost_init_main_conf(ngx_conf_t *cf,
     ngx_nexus_main_conf_t *nmcf);
 char *ngx_nexus_cost_usd_slot(ngx_conf_t *cf, ngx_command_t *cmd,

@@ -15,6 +15,7 @@
 
 
 #include "ngx_nexus_module.h"
+#include "ngx_nexus_cost.h"
 #include "ngx_nexus_pg.h"
 #include "ngx_nexus_redis.h"
 #include "ngx_nexus_reply.h"
@@ -275,8 +276,9 @@ ngx_nexus_ready_done(ngx_http_request_t *r)
     ngx_int_t              rc;
     ngx_nexus_ctx_t       *ctx;
     ngx_nexus_ready_t     *rd;
+    ngx_uint_t             catalog;
     ngx_nexus_loc_conf_t  *nlcf;
-    u_char                 msg[64];
+    u_char                 msg[80];
 
     ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
     rd = ctx->handler_ctx;
@@ -293,7 +295,11 @@ ngx_nexus_ready_done(ngx_http_request_t *r)
                     ngx_nexus_dep_names[rd->pg],
                     ngx_nexus_dep_names[rd->redis]);
 
-    if (rd->pg != NGX_NEXUS_DEP_DOWN && rd->redis != NGX_NEXUS_DEP_DOWN) {
+    catalog = ngx_nexus_cost_catalog_ready(r);
+
+    if (rd->pg != NGX_NEXUS_DEP_DOWN && rd->redis != NGX_NEXUS_DEP_DOWN
+        && catalog)
+    {
         body = json + 128;
         p = ngx_sprintf(body, "{\"status\":\"%s\",\"checks\":%*s",
                         rd->stale ? "degraded" : "ready", p - json, json);
@@ -317,9 +323,11 @@ ngx_nexus_ready_done(ngx_http_request_t *r)
 
     *p = '\0';
 
-    ngx_sprintf(msg, "not ready:%s%s%Z",
+    /* a node that has not loaded the pricing catalog yet takes no calls */
+    ngx_sprintf(msg, "not ready:%s%s%s%Z",
                 rd->pg == NGX_NEXUS_DEP_DOWN ? " postgres" : "",
-                rd->redis == NGX_NEXUS_DEP_DOWN ? " redis" : "");
+                rd->redis == NGX_NEXUS_DEP_DOWN ? " redis" : "",
+                catalog ? "" : " pricing catalog not loaded yet");
 
     p = ngx_pnalloc(r->pool, 160);
     if (p == NULL) {
