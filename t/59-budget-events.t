@@ -1,10 +1,11 @@
 #!/usr/bin/perl
 
-# Budget events: budget.warn when a key's token budget or a tenant's cost
+# Budget events and the self-serve reads of a tenant's admin: budget.warn when a key's token budget or a tenant's cost
 # budget reaches its warn ratio (80% for tokens), budget.exhausted when a
 # reservation is refused by a token budget or a cost budget is at its cap;
 # each once per period and key or tenant, in the audit log and in the
-# nx:events stream.  The mock counts words: "one ... ten" is 10 prompt
+# nx:events stream; GET /v1/self-serve/usage/summary and
+# /v1/self-serve/costs/budget for the caller's own tenant.  The mock counts words: "one ... ten" is 10 prompt
 # tokens and its reply 11.
 
 use strict;
@@ -24,11 +25,12 @@ my $conf = nexus_conf(
     nexus_budget_ttl 1500ms;
     nexus_audit_key_file %%AUDIT_KEY%%;
     nexus_audit_flush 200ms;
+    nexus_usage_flush 100ms;
 EOF
 );
 my $n1 = nexus_nginx($conf);
 
-nexus_plan(17);
+nexus_plan(31);
 
 sub ctl {
     my ($code, $out, $err) = nexusctl(@_);
@@ -138,3 +140,49 @@ is(scalar @x, 1, 'one cost budget.exhausted');
 is(audit_rows($tcid, 'budget.warn', 1), 1, 'cost budget.warn audited');
 is(audit_rows($tcid, 'budget.exhausted', 1), 1,
     'cost budget.exhausted audited');
+
+# --- self-serve: the usage summary -------------------------------------------------
+my $ka = make_key($tc, role => 'admin', name => 'admin');
+sub get {
+    my ($path, $key) = @_;
+    return http_req($n1->port, 'GET', $path, bearer => $key, json => 1);
+}
+my $u;
+$deadline = time + 5;
+do {
+    $r = get('/v1/self-serve/usage/summary?period=month', $ka);
+    $u = $r->{json}{data} // {};
+    sleep 0.1 unless ($u->{requests} // 0) >= 2;
+} while (($u->{requests} // 0) < 2 && time < $deadline);
+is($r->{status}, 200, 'usage summary: 200');
+is($u->{tenant} . ' ' . $u->{period}, "$tc month", 'of the caller\'s tenant, the month');
+ok($u->{requests} >= 2 && $u->{total_tokens} >= 42,
+    "its calls ($u->{requests}, $u->{total_tokens} tokens)");
+is($u->{models}[0]{model}, 'bm', 'by model');
+$r = get('/v1/self-serve/usage/summary', $ka);
+is($r->{json}{data}{period}, 'day', 'the day by default');
+$r = get('/v1/self-serve/usage/summary?period=week', $ka);
+is($r->{status} . ' ' . $r->{json}{error}{code}, '400 VALIDATION_ERROR',
+    'another period: 400');
+$r = get('/v1/self-serve/usage/summary', $kc);
+is($r->{status} . ' ' . $r->{json}{error}{code}, '403 FORBIDDEN',
+    'a key that is not an admin: 403');
+
+# --- self-serve: the cost budget ---------------------------------------------------
+$r = get('/v1/self-serve/costs/budget', $ka);
+is($r->{status}, 200, 'cost budget: 200');
+my $b = $r->{json}{data};
+is(join(' ', map { $b->{$_} } qw(tenant period status hard_cap_mode)),
+    "$tc month warn block", 'the month, warn past the warn ratio, block');
+is_deeply([ map { $b->{$_} + 0 } qw(budget_usd spend_usd reserved_usd
+    remaining_usd warn_ratio) ], [ 0.1, 0.064, 0, 0.036, 0.5 ],
+    'budget, spend, reserved, remaining, warn ratio');
+like($b->{month}, qr/^\d{4}-\d\d$/, 'the month');
+ok($b->{resets_in_ms} > 0 && $b->{resets_in_ms} <= 31 * 86400000,
+    'resets at the end of the month');
+$r = get('/v1/self-serve/costs/budget', make_key($t, role => 'admin'));
+is(join(' ', $r->{status}, $r->{json}{data}{status},
+    defined $r->{json}{data}{budget_usd} ? 'a budget' : 'null'),
+    '200 none null', 'a tenant without a cost budget: none');
+$r = get('/v1/self-serve/costs/budget', $kc);
+is($r->{status}, 403, 'a key that is not an admin: 403');
