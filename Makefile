@@ -150,6 +150,7 @@ bench: all $(BUILD)/bench-policy
 	@$(BUILD)/bench-policy bench/policy_rules.json
 	@NEXUS_RUN=bench/auth.pl t/run
 	@NEXUS_RUN=bench/gateway.pl t/run
+	@NEXUS_RUN=bench/governance.pl t/run
 	@NEXUS_RUN=bench/notify.pl t/run
 
 $(BUILD)/bench-policy: bench/policy.c $(BUILD)/libnexus.a

@@ -13,6 +13,8 @@
 #include "ngx_nexus_breaker.h"
 #include "ngx_nexus_audit.h"
 #include "ngx_nexus_abac.h"
+#include "ngx_nexus_usage.h"
+#include "ngx_nexus_cost.h"
 
 #include <nx_name.h>
 
@@ -94,6 +96,18 @@ ngx_nexus_api_handler(ngx_http_request_t *r)
         && ngx_strncmp(rest.data, "self-serve/plan", rest.len) == 0)
     {
         return ngx_nexus_plan_self_serve(r);
+    }
+
+    if (rest.len == sizeof("self-serve/usage/summary") - 1
+        && ngx_strncmp(rest.data, "self-serve/usage/summary", rest.len) == 0)
+    {
+        return ngx_nexus_usage_self_serve(r);
+    }
+
+    if (rest.len == sizeof("self-serve/costs/budget") - 1
+        && ngx_strncmp(rest.data, "self-serve/costs/budget", rest.len) == 0)
+    {
+        return ngx_nexus_cost_self_serve(r);
     }
 
     if (rest.len == 2 && ngx_strncmp(rest.data, "me", 2) == 0) {

@@ -51,6 +51,7 @@
 #include "ngx_nexus_budget.h"
 #include "ngx_nexus_cost.h"
 #include "ngx_nexus_credits.h"
+#include "ngx_nexus_audit.h"
 
 
 #define NGX_NEXUS_BUDGET_OK         0
@@ -68,7 +69,10 @@
 #define NGX_NEXUS_HTTP_PAYMENT_REQUIRED  402
 
 #define NGX_NEXUS_BUDGET_NKEYS      7
-#define NGX_NEXUS_BUDGET_REPLY      19
+#define NGX_NEXUS_BUDGET_REPLY      20
+
+/* a token budget warns at 80%: the keys have no setting of their own */
+#define NGX_NEXUS_BUDGET_WARN       "800"
 
 /* the stream of credit changes, drained into credit_transactions */
 #define NGX_NEXUS_CREDIT_LEDGER     "nx:cr:ledger"
@@ -160,6 +164,8 @@ static void ngx_nexus_budget_reserved(ngx_nexus_redis_cmd_t *cmd,
     redisReply *reply, ngx_int_t rc);
 static ngx_int_t ngx_nexus_budget_parse(ngx_nexus_budget_t *b,
     redisReply *reply);
+static void ngx_nexus_budget_audit(ngx_http_request_t *r,
+    ngx_nexus_budget_t *b, redisReply *fired);
 static ngx_int_t ngx_nexus_budget_decide(ngx_http_request_t *r,
     ngx_nexus_budget_t *b, ngx_int_t status);
 static ngx_int_t ngx_nexus_budget_local(ngx_http_request_t *r,
@@ -303,7 +309,8 @@ static ngx_nexus_redis_script_t  ngx_nexus_budget_renew_script;
  * TPM (0: none), 9 base; 10 cbase (empty: no costs), 11 the worst case
  * in micro-dollars, 12-13 the tokens and micro-dollars of the degraded
  * request (0: none can be made), 14 the monthly budget in micro-dollars
- * (0: none), 15 "1" when the tenant runs on credits.
+ * (0: none), 15 "1" when the tenant runs on credits, 16 the cost
+ * budget's warn ratio in permille, 17-18 the tenant's and the key's ids.
  *
  * The cost comes first: a budget that cannot cover the worst case in
  * flight and settled either degrades the request (the tokens checked
@@ -319,7 +326,15 @@ static ngx_nexus_redis_script_t  ngx_nexus_budget_renew_script;
  * refused; then the cost: 0 none, 1 as asked, 3 degraded; the month's
  * spend settled and held (this reservation included when allowed), the
  * credit balance and what is held of it (the same), ms until the month
- * ends, the micro-dollars and the tokens reserved.
+ * ends, the micro-dollars and the tokens reserved; and last, the budget
+ * events this call fired, for the audit log, as the limits script does:
+ * "<type> <tokens|cost> <period> <limit> <used>", joined with ",".
+ *
+ * budget.warn fires when the settled tokens of a period (or the month's
+ * settled spend) reach the warn ratio, budget.exhausted when a token
+ * budget refuses a reservation or a cost budget is at its cap (blocked or
+ * degraded); each at most once per key (tokens) or tenant (cost) and
+ * period across the fleet, a total budget's once.
  */
 
 static const char  ngx_nexus_budget_reserve_lua[] =
@@ -332,9 +347,32 @@ static const char  ngx_nexus_budget_reserve_lua[] =
     "local ts, tl, tr, tw = 0, 0, 0, 0\n"
     "local cost, cst, mu, mr, cb, cr = 0, 0, 0, 0, 0, 0\n"
     "local credits = ARGV[15] == '1'\n"
+    "local tid, kid = ARGV[17], ARGV[18]\n"
+    "local fired = {}\n"
+    "local function event(ty, what, p, pid, l, u, ttl)\n"
+    "  local once = (what == 'cost' and cbase or base) .. ':ev:' .. ty"
+    " .. ':' .. pid\n"
+    "  local new\n"
+    "  if ttl > 0 then\n"
+    "    new = redis.call('SET', once, '1', 'NX', 'PX', ttl)\n"
+    "  else\n"
+    "    new = redis.call('SET', once, '1', 'NX')\n"
+    "  end\n"
+    "  if new then\n"
+    "    local f = {'type', ty, 'tenant_id', tid, 'budget', what,"
+    " 'period', p, 'limit', l, 'used', u, 'ts', now}\n"
+    "    if what == 'tokens' then\n"
+    "      f[#f + 1], f[#f + 2] = 'key_id', kid\n"
+    "    end\n"
+    "    redis.call('XADD', 'nx:events', 'MAXLEN', '~', 100000, '*',"
+    " unpack(f))\n"
+    "    fired[#fired + 1] = string.format('%s %s %s %d %d', ty, what, p,"
+    " l, u)\n"
+    "  end\n"
+    "end\n"
     "local function out(ok, by)\n"
     "  return {ok, by, bp, bl, bu, br, bt, ts, tl, tr, tw, cst, mu, mr, cb,"
-    " cr, mend - now, cost, want}\n"
+    " cr, mend - now, cost, want, table.concat(fired, ',')}\n"
     "end\n"
     "for _, rid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now,"
     " 'LIMIT', 0, 100)) do\n"
@@ -350,7 +388,13 @@ static const char  ngx_nexus_budget_reserve_lua[] =
     "  mu, mr = tonumber(v[1]) or 0, tonumber(v[2]) or 0\n"
     "  cost, cst = tonumber(ARGV[11]), 1\n"
     "  local budget = tonumber(ARGV[14])\n"
+    "  if budget > 0 and mu * 1000 >= budget * tonumber(ARGV[16]) then\n"
+    "    event('budget.warn', 'cost', 'month', mon, budget, mu,"
+    " mend - now + 60000)\n"
+    "  end\n"
     "  if budget > 0 and mu + mr + cost > budget then\n"
+    "    event('budget.exhausted', 'cost', 'month', mon, budget, mu,"
+    " mend - now + 60000)\n"
     "    if tonumber(ARGV[12]) <= 0 then return out(0, 3) end\n"
     "    want, cost, cst = tonumber(ARGV[12]), tonumber(ARGV[13]), 3\n"
     "  end\n"
@@ -363,18 +407,27 @@ static const char  ngx_nexus_budget_reserve_lua[] =
     "end\n"
     "local pk = {base .. ':d:' .. day, base .. ':m:' .. mon, base .. ':t'}\n"
     "local reset = {dend - now, mend - now, 0}\n"
+    "local pn, pid = {'day', 'month', 'total'}, {day, mon, 't'}\n"
     "local counted = lim[1] > 0 or lim[2] > 0 or lim[3] > 0\n"
     "for i = 1, 3 do\n"
     "  if lim[i] > 0 then\n"
     "    local v = redis.call('HMGET', pk[i], 'used', 'res')\n"
     "    local u, r = tonumber(v[1]) or 0, tonumber(v[2]) or 0\n"
+    "    if u * 1000 >= lim[i] * " NGX_NEXUS_BUDGET_WARN " then\n"
+    "      event('budget.warn', 'tokens', pn[i], pid[i], lim[i], u,"
+    " reset[i] > 0 and reset[i] + 60000 or 0)\n"
+    "    end\n"
     "    if bp == 0 or lim[i] - u - r < brem then\n"
     "      bp, bl, bu, br, brem, bt = i, lim[i], u, r, lim[i] - u - r,"
     " reset[i]\n"
     "    end\n"
     "  end\n"
     "end\n"
-    "if bp > 0 and brem < want then return out(0, 1) end\n"
+    "if bp > 0 and brem < want then\n"
+    "  event('budget.exhausted', 'tokens', pn[bp], pid[bp], bl, bu,"
+    " bt > 0 and bt + 60000 or 0)\n"
+    "  return out(0, 1)\n"
+    "end\n"
     "local kt, tt = 0, 0\n"
     "if ktpm > 0 then kt = level(KEYS[3], ktpm) end\n"
     "if ttpm > 0 then tt = level(KEYS[4], ttpm) end\n"
@@ -663,8 +716,8 @@ ngx_nexus_budget_reserve(ngx_http_request_t *r, ngx_nexus_proxy_t *px)
     int64_t                  tpm[2];
     ngx_int_t                rc;
     ngx_uint_t               i;
-    const char              *argv[22];
-    size_t                   argvlen[22];
+    const char              *argv[25];
+    size_t                   argvlen[25];
     ngx_nexus_ctx_t         *ctx;
     ngx_nexus_cost_t         cost;
     ngx_nexus_budget_t      *b;
@@ -672,7 +725,7 @@ ngx_nexus_budget_reserve(ngx_http_request_t *r, ngx_nexus_proxy_t *px)
     ngx_nexus_main_conf_t   *nmcf;
     ngx_nexus_principal_t   *pr;
     ngx_nexus_redis_cmd_t   *cmd;
-    u_char                   args[13][NGX_INT64_LEN];
+    u_char                   args[16][NGX_INT64_LEN];
 
     ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
     nlcf = ngx_http_get_module_loc_conf(r, ngx_nexus_module);
@@ -794,8 +847,20 @@ ngx_nexus_budget_reserve(ngx_http_request_t *r, ngx_nexus_proxy_t *px)
     argv[21] = b->cost.credits ? "1" : "0";
     argvlen[21] = 1;
 
+    p = ngx_sprintf(args[11], "%ui", b->cost.warn);
+    argv[22] = (const char *) args[11];
+    argvlen[22] = p - args[11];
+
+    p = ngx_sprintf(args[12], "%L", pr->tenant_id);
+    argv[23] = (const char *) args[12];
+    argvlen[23] = p - args[12];
+
+    p = ngx_sprintf(args[13], "%L", pr->key_id);
+    argv[24] = (const char *) args[13];
+    argvlen[24] = p - args[13];
+
     cmd = ngx_nexus_redis_eval(&ngx_nexus_budget_reserve_script,
-                               NGX_NEXUS_BUDGET_NKEYS, 22, argv, argvlen);
+                               NGX_NEXUS_BUDGET_NKEYS, 25, argv, argvlen);
     if (cmd == NULL) {
         goto failed;
     }
@@ -1059,6 +1124,10 @@ ngx_nexus_budget_reserved(ngx_nexus_redis_cmd_t *cmd, redisReply *reply,
     if (rc == NGX_OK) {
         status = ngx_nexus_budget_parse(b, reply);
 
+        if (status != NGX_DECLINED && reply->element[19]->len) {
+            ngx_nexus_budget_audit(r, b, reply->element[19]);
+        }
+
         if (status == NGX_DECLINED) {
             ngx_log_error(NGX_LOG_ERR, c->log, 0,
                           "nexus token budget script failed: %*s",
@@ -1097,10 +1166,14 @@ ngx_nexus_budget_parse(ngx_nexus_budget_t *b, redisReply *reply)
 
     e = reply->element;
 
-    for (i = 0; i < NGX_NEXUS_BUDGET_REPLY; i++) {
+    for (i = 0; i < NGX_NEXUS_BUDGET_REPLY - 1; i++) {
         if (e[i]->type != REDIS_REPLY_INTEGER) {
             return NGX_DECLINED;
         }
+    }
+
+    if (e[19]->type != REDIS_REPLY_STRING) {
+        return NGX_DECLINED;
     }
 
     if (e[2]->integer < 0 || e[2]->integer > 3
@@ -1148,6 +1221,82 @@ ngx_nexus_budget_parse(ngx_nexus_budget_t *b, redisReply *reply)
 
     default:
         return NGX_DECLINED;
+    }
+}
+
+
+/*
+ * The budget events the reservation fired, once per key or tenant and
+ * period across the fleet, as the quota events (ngx_nexus_limit.c): the
+ * stream has them already, the audit log gets them here.
+ */
+
+static void
+ngx_nexus_budget_audit(ngx_http_request_t *r, ngx_nexus_budget_t *b,
+    redisReply *fired)
+{
+    u_char      *p, *last, *end, *f[5];
+    size_t       n[5];
+    ngx_uint_t   i;
+    const char  *type, *outcome;
+    u_char       members[192];
+
+    p = (u_char *) fired->str;
+    last = p + fired->len;
+
+    while (p < last) {
+        end = ngx_strlchr(p, last, ',');
+        if (end == NULL) {
+            end = last;
+        }
+
+        /* "<type> <tokens|cost> <period> <limit> <used>", written above */
+        for (i = 0; i < 5; i++) {
+            f[i] = p;
+            p = ngx_strlchr(p, end, ' ');
+            if (p == NULL) {
+                p = end;
+            }
+
+            n[i] = p - f[i];
+
+            if (p < end) {
+                p++;
+            }
+        }
+
+        p = end + 1;
+
+        if (n[0] == sizeof("budget.warn") - 1
+            && ngx_strncmp(f[0], "budget.warn", n[0]) == 0)
+        {
+            type = "budget.warn";
+            outcome = NGX_NEXUS_AUDIT_SUCCESS;
+
+        } else if (n[0] == sizeof("budget.exhausted") - 1
+                   && ngx_strncmp(f[0], "budget.exhausted", n[0]) == 0)
+        {
+            type = "budget.exhausted";
+            outcome = NGX_NEXUS_AUDIT_FAILURE;
+
+        } else {
+            continue;
+        }
+
+        if (n[1] > 6 || n[2] > 5 || n[3] == 0 || n[3] > 20 || n[4] == 0
+            || n[4] > 20
+            || ngx_atoof(f[3], n[3]) == NGX_ERROR
+            || ngx_atoof(f[4], n[4]) == NGX_ERROR)
+        {
+            continue;
+        }
+
+        ngx_sprintf(members, "\"budget\":\"%*s\",\"period\":\"%*s\","
+                    "\"limit\":%*s,\"used\":%*s%Z", n[1], f[1], n[2], f[2],
+                    n[3], f[3], n[4], f[4]);
+
+        ngx_nexus_audit_request(r, b->tenant_id, type, outcome,
+                                (char *) members);
     }
 }
 

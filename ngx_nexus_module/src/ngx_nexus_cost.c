@@ -24,6 +24,10 @@
  * whether a tenant's requests cost anything: the lookup says so
  * (NGX_BUSY) and nexus_fail_mode decides, as for any check that cannot be
  * made.
+ *
+ * GET /v1/self-serve/costs/budget shows a tenant's admin its month: the
+ * budget from the zone, the spend from Redis, as the X-Cost-* headers
+ * compute them.
  */
 
 
@@ -31,6 +35,10 @@
 #include "ngx_nexus_pg.h"
 #include "ngx_nexus_keycache.h"
 #include "ngx_nexus_cost.h"
+#include "ngx_nexus_redis.h"
+#include "ngx_nexus_reply.h"
+#include "ngx_nexus_limit.h"
+#include "ngx_nexus_audit.h"
 
 
 #define NGX_NEXUS_COST_DEGRADE      1
@@ -88,9 +96,33 @@ static int ngx_nexus_cost_price_cmp(const void *a, const void *b);
 static int ngx_nexus_cost_tenant_cmp(const void *a, const void *b);
 static int ngx_nexus_cost_model_cmp(const u_char *a, size_t alen,
     const u_char *b, size_t blen);
+static void ngx_nexus_cost_view_reply(ngx_http_request_t *r,
+    redisReply *reply, ngx_int_t rc);
 
 
 static ngx_uint_t  ngx_nexus_cost_stmt;
+
+static ngx_nexus_redis_script_t  ngx_nexus_cost_view_script;
+
+
+/*
+ * The month of a tenant's costs, by Redis's clock, as the budget scripts
+ * keep it (ngx_nexus_budget.c).  ARGV: cbase ("nx:cost:<tenant id>").
+ * Returns the month ("YYYY-MM"), the micro-dollars settled and held, and
+ * the ms until the month ends.
+ */
+
+static const char  ngx_nexus_cost_view_lua[] =
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    NGX_NEXUS_LUA_CALENDAR
+    "local y, m = civil(math.floor(now / 86400000))\n"
+    "local mon = string.format('%04d-%02d', y, m)\n"
+    "local ny, nm = y, m + 1\n"
+    "if nm > 12 then ny, nm = y + 1, 1 end\n"
+    "local v = redis.call('HMGET', ARGV[1] .. ':m:' .. mon, 'used', 'res')\n"
+    "return {mon, tonumber(v[1]) or 0, tonumber(v[2]) or 0,"
+    " days(ny, nm) * 86400000 - now}\n";
 
 
 /*
@@ -123,6 +155,13 @@ static const char  ngx_nexus_cost_sql[] =
 ngx_int_t
 ngx_nexus_cost_init(ngx_conf_t *cf)
 {
+    if (ngx_nexus_redis_script(cf, &ngx_nexus_cost_view_script,
+                               ngx_nexus_cost_view_lua)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
     return ngx_nexus_pg_statement(cf, "nexus_cost_catalog",
                                   ngx_nexus_cost_sql, 0,
                                   &ngx_nexus_cost_stmt);
@@ -690,4 +729,186 @@ ngx_nexus_cost_catalog_ready(ngx_http_request_t *r)
     ngx_shmtx_unlock(&shpool->mutex);
 
     return ready;
+}
+
+
+/*
+ * GET /v1/self-serve/costs/budget: the caller's tenant's monthly cost
+ * budget, spend, remaining and status, for its admin.  The settings are
+ * the zone's, the spend Redis's: one round trip.
+ */
+
+ngx_int_t
+ngx_nexus_cost_self_serve(ngx_http_request_t *r)
+{
+    u_char                 *p;
+    ngx_int_t               rc;
+    const char             *argv[1];
+    size_t                  argvlen[1];
+    ngx_str_t               none;
+    ngx_nexus_ctx_t        *ctx;
+    ngx_nexus_cost_t       *c;
+    ngx_nexus_redis_cmd_t  *cmd;
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return ngx_nexus_method_not_allowed(r, "GET, HEAD");
+    }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
+
+    if (ctx->principal.role != NGX_NEXUS_ROLE_ADMIN) {
+        ngx_nexus_audit_forbidden(r, "FORBIDDEN",
+                                  "{\"required_role\":\"admin\"}");
+        return ngx_nexus_send_error(r, NGX_HTTP_FORBIDDEN, "FORBIDDEN",
+                                    "the cost budget requires the admin "
+                                    "role", "{\"required_role\":\"admin\"}");
+    }
+
+    c = ngx_pcalloc(r->pool, sizeof(ngx_nexus_cost_t));
+    if (c == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_str_null(&none);
+
+    rc = ngx_nexus_cost_lookup(r, ctx->principal.tenant_id, &none, c);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_BUSY || !ngx_nexus_redis_configured()) {
+        return ngx_nexus_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                    "DEPENDENCY_UNAVAILABLE",
+                                    "the cost budget cannot be read now, "
+                                    "try again", NULL);
+    }
+
+    /* NGX_DECLINED: no budget, no credits; c is zeroed, budget 0 */
+
+    ctx->handler_ctx = c;
+
+    p = ngx_pnalloc(r->pool, sizeof("nx:cost:") + NGX_INT64_LEN);
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    argv[0] = (const char *) p;
+    argvlen[0] = ngx_sprintf(p, "nx:cost:%L", ctx->principal.tenant_id) - p;
+
+    cmd = ngx_nexus_redis_eval(&ngx_nexus_cost_view_script, 0, 1, argv,
+                               argvlen);
+
+    /* the request stays alive until ngx_nexus_cost_view_reply() */
+    r->main->count++;
+
+    ngx_nexus_redis_ask(r, cmd, ngx_nexus_cost_view_reply);
+
+    return NGX_DONE;
+}
+
+
+/*
+ * The status, as X-Cost-Status between calls: "none" without a budget,
+ * "capped" once the spend and what calls in flight hold leave nothing,
+ * "warn" once the spend reaches the warn ratio, else "ok".
+ */
+
+static void
+ngx_nexus_cost_view_reply(ngx_http_request_t *r, redisReply *reply,
+    ngx_int_t rc)
+{
+    u_char            *buf, *p;
+    int64_t            spend, held, remaining;
+    ngx_str_t          tenant;
+    const char        *status;
+    ngx_nexus_ctx_t   *ctx;
+    ngx_nexus_cost_t  *c;
+    u_char             b[NX_MONEY_LEN], s[NX_MONEY_LEN], h[NX_MONEY_LEN];
+    u_char             rem[NX_MONEY_LEN];
+
+    ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
+    c = ctx->handler_ctx;
+    r->read_event_handler = ngx_http_block_reading;
+
+    if (rc != NGX_OK
+        || reply->type != REDIS_REPLY_ARRAY || reply->elements != 4
+        || reply->element[0]->type != REDIS_REPLY_STRING
+        || reply->element[0]->len != 7
+        || reply->element[1]->type != REDIS_REPLY_INTEGER
+        || reply->element[2]->type != REDIS_REPLY_INTEGER
+        || reply->element[3]->type != REDIS_REPLY_INTEGER)
+    {
+        ngx_http_finalize_request(r,
+            ngx_nexus_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                 "DEPENDENCY_UNAVAILABLE",
+                                 "the cost budget cannot be read now, "
+                                 "try again", NULL));
+        return;
+    }
+
+    if (ngx_nexus_json_escape(r->pool, &ctx->principal.tenant, &tenant)
+        != NGX_OK)
+    {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    spend = ngx_max(reply->element[1]->integer, 0);
+    held = ngx_max(reply->element[2]->integer, 0);
+    remaining = ngx_max(c->budget - spend - held, 0);
+
+    if (c->budget == 0) {
+        status = "none";
+
+    } else if (remaining == 0) {
+        status = "capped";
+
+    } else if (spend * 1000 >= c->budget * (int64_t) c->warn) {
+        status = "warn";
+
+    } else {
+        status = "ok";
+    }
+
+    nx_money_format((char *) b, c->budget, NX_MONEY_MICRO);
+    nx_money_format((char *) s, spend, NX_MONEY_MICRO);
+    nx_money_format((char *) h, held, NX_MONEY_MICRO);
+    nx_money_format((char *) rem, remaining, NX_MONEY_MICRO);
+
+    buf = ngx_pnalloc(r->pool, tenant.len + 4 * NX_MONEY_LEN
+                               + 3 * NGX_INT64_LEN + 320);
+    if (buf == NULL) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    p = ngx_sprintf(buf, "{\"tenant\":\"%V\",\"period\":\"month\","
+                    "\"month\":\"%*s\",", &tenant,
+                    reply->element[0]->len, reply->element[0]->str);
+
+    if (c->budget) {
+        p = ngx_sprintf(p, "\"budget_usd\":%s,\"warn_ratio\":%ui.%03ui,"
+                        "\"hard_cap_mode\":\"%s\",", b, c->warn / 1000,
+                        c->warn % 1000, c->degrade ? "degrade" : "block");
+
+    } else {
+        p = ngx_sprintf(p, "\"budget_usd\":null,\"warn_ratio\":null,"
+                        "\"hard_cap_mode\":null,");
+    }
+
+    p = ngx_sprintf(p, "\"spend_usd\":%s,\"reserved_usd\":%s,", s, h);
+
+    if (c->budget) {
+        p = ngx_sprintf(p, "\"remaining_usd\":%s,", rem);
+
+    } else {
+        p = ngx_sprintf(p, "\"remaining_usd\":null,");
+    }
+
+    p = ngx_sprintf(p, "\"status\":\"%s\",\"resets_in_ms\":%L}", status,
+                    ngx_max(reply->element[3]->integer, 0));
+
+    ngx_http_finalize_request(r,
+        ngx_nexus_send_data(r, NGX_HTTP_OK, buf, p - buf));
 }

@@ -62,5 +62,8 @@ void ngx_nexus_cost_reload(ngx_cycle_t *cycle);
 ngx_int_t ngx_nexus_cost_lookup(ngx_http_request_t *r, int64_t tenant_id,
     ngx_str_t *model, ngx_nexus_cost_t *c);
 
+/* GET /v1/self-serve/costs/budget */
+ngx_int_t ngx_nexus_cost_self_serve(ngx_http_request_t *r);
+
 
 #endif /* _NGX_NEXUS_COST_H_INCLUDED_ */

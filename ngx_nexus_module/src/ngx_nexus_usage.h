@@ -38,6 +38,8 @@ ngx_uint_t ngx_nexus_usage_queued(void);
 /* GET /v1/admin/usage/{tenant} (ngx_nexus_usage_admin.c) */
 ngx_int_t ngx_nexus_usage_admin_init_statements(ngx_conf_t *cf);
 ngx_int_t ngx_nexus_usage_admin(ngx_http_request_t *r, ngx_str_t *tenant);
+/* GET /v1/self-serve/usage/summary: the caller's own tenant's */
+ngx_int_t ngx_nexus_usage_self_serve(ngx_http_request_t *r);
 
 
 #endif /* _NGX_NEXUS_USAGE_H_INCLUDED_ */

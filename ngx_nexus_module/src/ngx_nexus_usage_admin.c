@@ -8,6 +8,9 @@
  * key; a tenant's admin reads its own tenant only, a platform admin any.
  * PostgreSQL renders the whole document (common/nx_usage.h), the same one
  * nexusctl show-usage --json prints.
+ *
+ * GET /v1/self-serve/usage/summary?period=day|month: the same document,
+ * of the caller's own tenant, for its admin.
  */
 
 
@@ -15,10 +18,13 @@
 #include "ngx_nexus_pg.h"
 #include "ngx_nexus_reply.h"
 #include "ngx_nexus_usage.h"
+#include "ngx_nexus_audit.h"
 
 #include <nx_usage.h>
 
 
+static ngx_int_t ngx_nexus_usage_summary(ngx_http_request_t *r,
+    ngx_str_t *tenant, int64_t scope);
 static void ngx_nexus_usage_admin_done(ngx_nexus_pg_query_t *q,
     PGresult *res, ngx_int_t rc);
 
@@ -37,8 +43,43 @@ ngx_nexus_usage_admin_init_statements(ngx_conf_t *cf)
 ngx_int_t
 ngx_nexus_usage_admin(ngx_http_request_t *r, ngx_str_t *tenant)
 {
+    ngx_nexus_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
+
+    /* a tenant admin asking for another tenant finds no such tenant */
+    return ngx_nexus_usage_summary(r, tenant, ctx->principal.platform
+                                              ? 0 : ctx->principal.tenant_id);
+}
+
+
+ngx_int_t
+ngx_nexus_usage_self_serve(ngx_http_request_t *r)
+{
+    ngx_nexus_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
+
+    if (ctx->principal.role != NGX_NEXUS_ROLE_ADMIN) {
+        ngx_nexus_audit_forbidden(r, "FORBIDDEN",
+                                  "{\"required_role\":\"admin\"}");
+        return ngx_nexus_send_error(r, NGX_HTTP_FORBIDDEN, "FORBIDDEN",
+                                    "the usage summary requires the admin "
+                                    "role", "{\"required_role\":\"admin\"}");
+    }
+
+    return ngx_nexus_usage_summary(r, &ctx->principal.tenant,
+                                   ctx->principal.tenant_id);
+}
+
+
+/* scope: the only tenant the caller may see, 0 any */
+
+static ngx_int_t
+ngx_nexus_usage_summary(ngx_http_request_t *r, ngx_str_t *tenant,
+    int64_t scope)
+{
     u_char                 buf[NGX_INT64_LEN];
-    int64_t                scope;
     ngx_str_t              period;
     ngx_nexus_ctx_t       *ctx;
     ngx_nexus_pg_query_t  *q;
@@ -62,9 +103,6 @@ ngx_nexus_usage_admin(ngx_http_request_t *r, ngx_str_t *tenant)
     }
 
     ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
-
-    /* a tenant admin asking for another tenant finds no such tenant */
-    scope = ctx->principal.platform ? 0 : ctx->principal.tenant_id;
 
     q = ngx_nexus_pg_query(ngx_nexus_usage_admin_stmt,
                            tenant->len + NGX_INT64_LEN + period.len + 3);
