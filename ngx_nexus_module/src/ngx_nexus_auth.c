@@ -20,6 +20,7 @@
 
 #include <nx_bearer.h>
 #include <nx_name.h>
+#include <nx_pii.h>
 
 
 static ngx_int_t ngx_nexus_auth_start(ngx_http_request_t *r,
@@ -34,6 +35,8 @@ static ngx_int_t ngx_nexus_auth_unhex(u_char *dst, u_char *src, size_t n);
 static ngx_int_t ngx_nexus_auth_limits(ngx_nexus_key_data_t *kd, u_char *p,
     size_t len);
 static ngx_int_t ngx_nexus_auth_budget(ngx_nexus_key_data_t *kd, u_char *p,
+    size_t len);
+static ngx_int_t ngx_nexus_auth_guard(ngx_nexus_key_data_t *kd, u_char *p,
     size_t len);
 static ngx_int_t ngx_nexus_auth_quota(ngx_nexus_key_data_t *kd, u_char *p,
     size_t len);
@@ -64,7 +67,8 @@ static const char  ngx_nexus_auth_sql[] =
     " nexus_models_text(k.allowed_models, t.allow_all_models,"
     " t.allowed_models),"
     " nexus_budget_text(k.token_budget, k.tpm, t.tpm),"
-    " nexus_features_text(t.id)"
+    " nexus_features_text(t.id),"
+    " nexus_guardrails_text(t.guardrails)"
     " FROM api_keys k JOIN tenants t ON t.id = k.tenant_id"
     " WHERE k.prefix = $1";
 
@@ -331,7 +335,7 @@ ngx_nexus_auth_row(PGresult *res, ngx_nexus_key_data_t *kd, u_char *hash)
     char      *v;
     ngx_int_t  n;
 
-    if (PQnfields(res) != 15) {
+    if (PQnfields(res) != 16) {
         return NGX_ERROR;
     }
 
@@ -411,6 +415,13 @@ ngx_nexus_auth_row(PGresult *res, ngx_nexus_key_data_t *kd, u_char *hash)
     }
     ngx_memcpy(kd->features, PQgetvalue(res, 0, 14), len);
     kd->features_len = (uint16_t) len;
+
+    if (ngx_nexus_auth_guard(kd, (u_char *) PQgetvalue(res, 0, 15),
+                             PQgetlength(res, 0, 15))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
 
     if (kd->key_id <= 0 || kd->tenant_id <= 0 || kd->expires_at < 0) {
         return NGX_ERROR;
@@ -556,6 +567,53 @@ ngx_nexus_auth_budget(ngx_nexus_key_data_t *kd, u_char *p, size_t len)
 }
 
 
+/*
+ * "pii_mode,pii_kinds,max_prompt_bytes,max_tokens" of
+ * nexus_guardrails_text()
+ */
+
+static ngx_int_t
+ngx_nexus_auth_guard(ngx_nexus_key_data_t *kd, u_char *p, size_t len)
+{
+    u_char      *last, *comma;
+    off_t        n;
+    ngx_uint_t   i;
+    int64_t      v[4];
+
+    last = p + len;
+
+    for (i = 0; i < 4; i++) {
+        comma = ngx_strlchr(p, last, ',');
+
+        if (comma == NULL) {
+            if (i != 3) {
+                return NGX_ERROR;
+            }
+            comma = last;
+        }
+
+        n = ngx_atoof(p, comma - p);
+        if (n == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        v[i] = n;
+        p = comma + 1;
+    }
+
+    if (v[0] > NGX_NEXUS_PII_LOG || v[1] > NX_PII_ALL) {
+        return NGX_ERROR;
+    }
+
+    kd->guard_pii_mode = (u_char) v[0];
+    kd->guard_pii_kinds = (u_char) v[1];
+    kd->guard[0] = v[2];
+    kd->guard[1] = v[3];
+
+    return NGX_OK;
+}
+
+
 /* the decision for a key that exists: the same from cache or database */
 
 static void
@@ -608,6 +666,10 @@ ngx_nexus_auth_decide(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx,
     ctx->principal.quota_observe = kd->quota_observe;
     ngx_memcpy(ctx->principal.budget, kd->budget, sizeof(kd->budget));
     ngx_memcpy(ctx->principal.tpm, kd->tpm, sizeof(kd->tpm));
+    ctx->principal.guard_max_prompt = kd->guard[0];
+    ctx->principal.guard_max_tokens = kd->guard[1];
+    ctx->principal.guard_pii_mode = kd->guard_pii_mode;
+    ctx->principal.guard_pii_kinds = kd->guard_pii_kinds;
 
     ctx->principal.tenant.data = p;
     ctx->principal.tenant.len = kd->tenant_len;

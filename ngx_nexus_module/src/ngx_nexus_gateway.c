@@ -195,6 +195,14 @@ ngx_nexus_gateway_body(ngx_http_request_t *r)
         return;
     }
 
+    /* the tenant's guardrails; redact masks body in place before parsing */
+    rc = ngx_nexus_guard_body(r, px, &body);
+
+    if (rc != NGX_DECLINED) {
+        ngx_http_finalize_request(r, rc);
+        return;
+    }
+
     if (nx_llm_parse(px->kind, (const char *) body.data, body.len, &px->req,
                      &err)
         != 0)
@@ -227,6 +235,13 @@ ngx_nexus_gateway_body(ngx_http_request_t *r)
     px->parsed = 1;
     px->model.data = (u_char *) px->req.model;
     px->model.len = ngx_strlen(px->req.model);
+
+    rc = ngx_nexus_guard_tokens(r, px);
+
+    if (rc != NGX_DECLINED) {
+        ngx_http_finalize_request(r, rc);
+        return;
+    }
 
     rc = ngx_nexus_gateway_candidates(r, px);
 

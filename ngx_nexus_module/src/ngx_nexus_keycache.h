@@ -48,6 +48,10 @@ typedef struct {
     u_char                      quota_observe;
     int64_t                     budget[3];      /* daily, monthly, total */
     int64_t                     tpm[2];         /* key, tenant */
+    int64_t                     guard[2];       /* max_prompt_bytes,
+                                                   max_tokens; 0 none */
+    u_char                      guard_pii_mode;
+    u_char                      guard_pii_kinds;
     uint16_t                    models_len;
     u_char                      models[NGX_NEXUS_MODELS_MAX];
     uint16_t                    features_len;

@@ -199,6 +199,10 @@ typedef struct {
     int64_t                     budget[3];      /* tokens: daily, monthly,
                                                    total; 0 none */
     int64_t                     tpm[2];         /* key, tenant; 0 none */
+    int64_t                     guard_max_prompt;   /* tenant guardrails */
+    int64_t                     guard_max_tokens;   /* (0016); 0 none */
+    ngx_uint_t                  guard_pii_mode;     /* NGX_NEXUS_PII_* */
+    ngx_uint_t                  guard_pii_kinds;    /* nx_pii_kind_t bits */
     unsigned                    quota_observe:1;
     unsigned                    platform:1;
 } ngx_nexus_principal_t;

@@ -115,6 +115,17 @@ ngx_int_t ngx_nexus_proxy_error_json(ngx_pool_t *pool, const char *message,
 ngx_int_t ngx_nexus_gateway_retarget(ngx_http_request_t *r,
     ngx_nexus_proxy_t *px, ngx_str_t *model, int64_t max_tokens);
 
+/*
+ * The tenant's guardrails (ngx_nexus_guard.c): on the raw body before it
+ * is parsed (its size, personal data, masked in place for redact), then
+ * on the parsed request (max_tokens).  NGX_DECLINED to go on, otherwise
+ * the rc of a response already sent.
+ */
+ngx_int_t ngx_nexus_guard_body(ngx_http_request_t *r, ngx_nexus_proxy_t *px,
+    ngx_str_t *body);
+ngx_int_t ngx_nexus_guard_tokens(ngx_http_request_t *r,
+    ngx_nexus_proxy_t *px);
+
 /* an OpenAI-shaped error as the whole response */
 ngx_int_t ngx_nexus_proxy_send_json(ngx_http_request_t *r,
     ngx_uint_t status, u_char *json, size_t len);
