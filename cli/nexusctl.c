@@ -5,7 +5,7 @@
  * usage text and the dispatch to one handler per verb; each verb lives in
  * its own file (cli_migrate.c, cli_tenant.c, cli_key.c, cli_limits.c,
  * cli_quota.c, cli_usage.c, cli_models.c, cli_audit.c, cli_budget.c,
- * cli_cost.c, cli_plan.c).
+ * cli_cost.c, cli_plan.c, cli_guard.c).
  */
 
 #include <fcntl.h>
@@ -94,6 +94,17 @@ static const cli_verb_t  cli_verbs[] = {
     { "set-tpm", cli_set_tpm,
       "(--tenant NAME | --prefix PREFIX) (--tpm N | --clear)",
       "set or clear the tokens per minute of a tenant or a key" },
+
+    { "set-guardrails", cli_set_guardrails,
+      "--tenant NAME [--pii-mode block|redact|log|off]\n"
+      "                           [--pii-kinds K1,K2] [--max-prompt-bytes N]\n"
+      "                           [--max-tokens N]\n"
+      "       nexusctl set-guardrails --tenant NAME --clear",
+      "set or clear the request guardrails of a tenant" },
+
+    { "show-guardrails", cli_show_guardrails,
+      "--tenant NAME",
+      "show the request guardrails of a tenant" },
 
     { "show-usage", cli_show_usage,
       "--tenant NAME [--period day|month] [--json]",

@@ -35,6 +35,8 @@ int cli_show_limits(int argc, char **argv);
 int cli_set_quota(int argc, char **argv);
 int cli_show_quota(int argc, char **argv);
 int cli_show_usage(int argc, char **argv);
+int cli_set_guardrails(int argc, char **argv);
+int cli_show_guardrails(int argc, char **argv);
 int cli_set_budget(int argc, char **argv);
 int cli_show_budget(int argc, char **argv);
 int cli_set_tpm(int argc, char **argv);
