@@ -614,6 +614,7 @@ cli_set_cost_budget(int argc, char **argv)
     PGresult               *res;
     const char             *values[6];
     cli_cost_budget_args_t  a;
+    char                    model[256];
 
     memset(&a, 0, sizeof(cli_cost_budget_args_t));
     a.allow_unpriced = -1;
@@ -710,7 +711,9 @@ cli_set_cost_budget(int argc, char **argv)
     if (strcmp(PQgetvalue(res, 0, 3), "degrade") == 0
         && PQgetvalue(res, 0, 5)[0] != 't')
     {
-        values[0] = PQgetvalue(res, 0, 4);
+        /* the model's name outlives the result it came in */
+        (void) snprintf(model, sizeof(model), "%s", PQgetvalue(res, 0, 4));
+        values[0] = model;
 
         PQclear(res);
         res = cli_db_exec(conn, cli_cost_priced_sql, 1, values);
