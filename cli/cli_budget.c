@@ -90,7 +90,7 @@ static int cli_budget_set_check(const char *verb, cli_budget_args_t *a);
 static int cli_budget_set(PGconn *conn, const cli_budget_args_t *a);
 static int cli_budget_clear(PGconn *conn, const cli_budget_args_t *a);
 static void cli_budget_print(const char *prefix, const PGresult *res);
-static const char *cli_budget_value(const PGresult *res, int col);
+static void cli_budget_show_print(const char *prefix, const PGresult *res);
 
 
 static const char  *cli_budget_periods[CLI_BUDGET_NPERIODS] = {
@@ -391,26 +391,26 @@ cli_budget_print(const char *prefix, const PGresult *res)
 
     } else {
         printf("budget of key %s: daily=%s monthly=%s total=%s\n", prefix,
-               cli_budget_value(res, 0), cli_budget_value(res, 1),
-               cli_budget_value(res, 2));
+               cli_db_value(res, 0, "none"), cli_db_value(res, 1, "none"),
+               cli_db_value(res, 2, "none"));
     }
 }
 
 
-static const char *
-cli_budget_value(const PGresult *res, int col)
+/* show-budget: the budget, and the key's own tokens per minute */
+
+static void
+cli_budget_show_print(const char *prefix, const PGresult *res)
 {
-    return PQgetisnull(res, 0, col) ? "none" : PQgetvalue(res, 0, col);
+    cli_budget_print(prefix, res);
+    printf("tpm of key %s: %s\n", prefix, cli_db_value(res, 3, "none"));
 }
 
 
 int
 cli_show_budget(int argc, char **argv)
 {
-    int                c, rc;
-    PGconn            *conn;
-    PGresult          *res;
-    const char        *values[1];
+    int                c;
     cli_budget_args_t  a;
 
     memset(&a, 0, sizeof(cli_budget_args_t));
@@ -436,32 +436,8 @@ cli_show_budget(int argc, char **argv)
         return CLI_USAGE;
     }
 
-    conn = cli_db_connect(&rc);
-    if (conn == NULL) {
-        return rc;
-    }
-
-    values[0] = a.prefix;
-
-    res = cli_db_exec(conn, cli_budget_show_sql, 1, values);
-
-    if (!cli_db_ok(res)) {
-        rc = cli_db_fail(conn, res, "cannot show budget");
-
-    } else if (PQntuples(res) == 0) {
-        cli_error("key \"%s\" not found", a.prefix);
-        rc = CLI_FAILED;
-
-    } else {
-        cli_budget_print(a.prefix, res);
-        printf("tpm of key %s: %s\n", a.prefix, cli_budget_value(res, 3));
-        rc = (cli_flush() == 0) ? CLI_OK : CLI_FAILED;
-    }
-
-    PQclear(res);
-    cli_db_close(conn);
-
-    return rc;
+    return cli_db_show(cli_budget_show_sql, a.prefix, "key", "budget",
+                       cli_budget_show_print);
 }
 
 
@@ -571,7 +547,7 @@ cli_set_tpm(int argc, char **argv)
 
     } else {
         printf("tpm of %s %s: %s\n", what, values[0],
-               cli_budget_value(res, 0));
+               cli_db_value(res, 0, "none"));
         rc = (cli_flush() == 0) ? CLI_OK : CLI_FAILED;
     }
 

@@ -169,7 +169,7 @@ static int cli_cost_time_fail(PGconn *conn, PGresult *res, const char *ts,
 static int cli_cost_import_json(yajl_val prices, char **json, size_t *n);
 static char *cli_cost_read(const char *path, size_t *len);
 static int cli_cost_budget_check(const char *verb, cli_cost_budget_args_t *a);
-static void cli_cost_budget_print(const PGresult *res);
+static void cli_cost_budget_print(const char *tenant, const PGresult *res);
 
 
 static const struct option  cli_set_price_opts[] = {
@@ -705,7 +705,7 @@ cli_set_cost_budget(int argc, char **argv)
         return CLI_FAILED;
     }
 
-    cli_cost_budget_print(res);
+    cli_cost_budget_print(a.tenant, res);
 
     /* a degrade model the gateway cannot price: it will block instead */
     if (strcmp(PQgetvalue(res, 0, 3), "degrade") == 0
@@ -736,13 +736,7 @@ cli_cost_budget_check(const char *verb, cli_cost_budget_args_t *a)
 {
     int64_t  v;
 
-    if (a->tenant == NULL) {
-        cli_error("%s: --tenant is required", verb);
-        cli_verb_usage(verb, stderr);
-        return -1;
-    }
-
-    if (cli_tenant_name_check(a->tenant) != 0) {
+    if (cli_tenant_required(verb, a->tenant) != 0) {
         return -1;
     }
 
@@ -820,10 +814,8 @@ cli_cost_budget_check(const char *verb, cli_cost_budget_args_t *a)
 int
 cli_show_cost_budget(int argc, char **argv)
 {
-    int          c, rc;
-    PGconn      *conn;
-    PGresult    *res;
-    const char  *tenant, *values[1];
+    int          c;
+    const char  *tenant;
 
     tenant = NULL;
 
@@ -844,49 +836,22 @@ cli_show_cost_budget(int argc, char **argv)
         return CLI_USAGE;
     }
 
-    if (tenant == NULL) {
-        cli_error("%s: --tenant is required", argv[0]);
-        cli_verb_usage(argv[0], stderr);
+    if (cli_tenant_required(argv[0], tenant) != 0) {
         return CLI_USAGE;
     }
 
-    if (cli_tenant_name_check(tenant) != 0) {
-        return CLI_USAGE;
-    }
-
-    conn = cli_db_connect(&rc);
-    if (conn == NULL) {
-        return rc;
-    }
-
-    values[0] = tenant;
-
-    res = cli_db_exec(conn, cli_cost_show_budget_sql, 1, values);
-
-    if (!cli_db_ok(res)) {
-        rc = cli_db_fail(conn, res, "cannot show cost budget");
-
-    } else if (PQntuples(res) == 0) {
-        cli_error("tenant \"%s\" not found", tenant);
-        rc = CLI_FAILED;
-
-    } else {
-        cli_cost_budget_print(res);
-        rc = (cli_flush() == 0) ? CLI_OK : CLI_FAILED;
-    }
-
-    PQclear(res);
-    cli_db_close(conn);
-
-    return rc;
+    return cli_db_show(cli_cost_show_budget_sql, tenant, "tenant",
+                       "cost budget", cli_cost_budget_print);
 }
 
 
 /* One row of CLI_COST_BUDGET_COLS; a tenant without a row has defaults. */
 
 static void
-cli_cost_budget_print(const PGresult *res)
+cli_cost_budget_print(const char *tenant, const PGresult *res)
 {
+    (void) tenant;      /* the row names its tenant */
+
     if (PQgetisnull(res, 0, 2)) {
         printf("cost budget of tenant %s: none\n", PQgetvalue(res, 0, 0));
         return;

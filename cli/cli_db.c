@@ -218,6 +218,52 @@ cli_db_message(PGconn *conn, const PGresult *res)
 }
 
 
+const char *
+cli_db_value(const PGresult *res, int col, const char *none)
+{
+    return PQgetisnull(res, 0, col) ? none : PQgetvalue(res, 0, col);
+}
+
+
+int
+cli_db_show(const char *sql, const char *subject, const char *kind,
+    const char *what, cli_db_print_pt print)
+{
+    int          rc;
+    char         msg[64];
+    PGconn      *conn;
+    PGresult    *res;
+    const char  *values[1];
+
+    conn = cli_db_connect(&rc);
+    if (conn == NULL) {
+        return rc;
+    }
+
+    values[0] = subject;
+
+    res = cli_db_exec(conn, sql, 1, values);
+
+    if (!cli_db_ok(res)) {
+        (void) snprintf(msg, sizeof(msg), "cannot show %s", what);
+        rc = cli_db_fail(conn, res, msg);
+
+    } else if (PQntuples(res) == 0) {
+        cli_error("%s \"%s\" not found", kind, subject);
+        rc = CLI_FAILED;
+
+    } else {
+        print(subject, res);
+        rc = (cli_flush() == 0) ? CLI_OK : CLI_FAILED;
+    }
+
+    PQclear(res);
+    cli_db_close(conn);
+
+    return rc;
+}
+
+
 int
 cli_db_fail(PGconn *conn, const PGresult *res, const char *what)
 {

@@ -58,6 +58,20 @@ const char *cli_db_message(PGconn *conn, const PGresult *res);
  */
 int cli_db_fail(PGconn *conn, const PGresult *res, const char *what);
 
+/* Column col of the first row of res, or none when it is NULL. */
+const char *cli_db_value(const PGresult *res, int col, const char *none);
+
+/*
+ * A show verb: connects, runs sql with subject as its one parameter and
+ * prints the first row with print(subject, res).  No row is
+ * "<kind> \"<subject>\" not found"; a failed query is reported as
+ * "cannot show <what>".  Returns the exit code.
+ */
+typedef void (*cli_db_print_pt)(const char *subject, const PGresult *res);
+
+int cli_db_show(const char *sql, const char *subject, const char *kind,
+    const char *what, cli_db_print_pt print);
+
 /*
  * BEGIN, COMMIT and ROLLBACK. begin and commit return CLI_OK or report
  * the failure and return its exit code; rollback is best effort.

@@ -78,14 +78,11 @@ typedef struct {
 } cli_guard_args_t;
 
 
-static int cli_guard_tenant(const char *verb, const cli_guard_args_t *a);
 static int cli_guard_set_check(const char *verb, cli_guard_args_t *a);
 static int cli_guard_kinds(const char *s, unsigned *kinds);
 static int cli_guard_set(PGconn *conn, const cli_guard_args_t *a);
 static int cli_guard_clear(PGconn *conn, const cli_guard_args_t *a);
 static void cli_guard_print(const char *tenant, const PGresult *res);
-static const char *cli_guard_value(const PGresult *res, int col,
-    const char *none);
 
 
 /* "off" removes the pii guardrail; it is not a mode the column holds */
@@ -161,7 +158,7 @@ cli_set_guardrails(int argc, char **argv)
         return CLI_USAGE;
     }
 
-    if (cli_guard_tenant(argv[0], &a) != 0
+    if (cli_tenant_required(argv[0], a.tenant) != 0
         || cli_guard_set_check(argv[0], &a) != 0)
     {
         return CLI_USAGE;
@@ -177,21 +174,6 @@ cli_set_guardrails(int argc, char **argv)
     cli_db_close(conn);
 
     return rc;
-}
-
-
-/* --tenant is required, and a valid name. */
-
-static int
-cli_guard_tenant(const char *verb, const cli_guard_args_t *a)
-{
-    if (a->tenant == NULL) {
-        cli_error("%s: --tenant is required", verb);
-        cli_verb_usage(verb, stderr);
-        return -1;
-    }
-
-    return cli_tenant_name_check(a->tenant);
 }
 
 
@@ -449,26 +431,17 @@ cli_guard_print(const char *tenant, const PGresult *res)
 
     printf("guardrails of tenant %s: pii_mode=%s pii_kinds=%s "
            "max_prompt_bytes=%s max_tokens=%s\n",
-           tenant, cli_guard_value(res, 0, "off"),
-           PQgetisnull(res, 0, 0) ? "none" : cli_guard_value(res, 1, "all"),
-           cli_guard_value(res, 2, "none"), cli_guard_value(res, 3, "none"));
+           tenant, cli_db_value(res, 0, "off"),
+           PQgetisnull(res, 0, 0) ? "none" : cli_db_value(res, 1, "all"),
+           cli_db_value(res, 2, "none"), cli_db_value(res, 3, "none"));
 }
 
-
-static const char *
-cli_guard_value(const PGresult *res, int col, const char *none)
-{
-    return PQgetisnull(res, 0, col) ? none : PQgetvalue(res, 0, col);
-}
 
 
 int
 cli_show_guardrails(int argc, char **argv)
 {
-    int               c, rc;
-    PGconn           *conn;
-    PGresult         *res;
-    const char       *values[1];
+    int               c;
     cli_guard_args_t  a;
 
     memset(&a, 0, sizeof(cli_guard_args_t));
@@ -490,33 +463,10 @@ cli_show_guardrails(int argc, char **argv)
         return CLI_USAGE;
     }
 
-    if (cli_guard_tenant(argv[0], &a) != 0) {
+    if (cli_tenant_required(argv[0], a.tenant) != 0) {
         return CLI_USAGE;
     }
 
-    conn = cli_db_connect(&rc);
-    if (conn == NULL) {
-        return rc;
-    }
-
-    values[0] = a.tenant;
-
-    res = cli_db_exec(conn, cli_guard_show_sql, 1, values);
-
-    if (!cli_db_ok(res)) {
-        rc = cli_db_fail(conn, res, "cannot show guardrails");
-
-    } else if (PQntuples(res) == 0) {
-        cli_error("tenant \"%s\" not found", a.tenant);
-        rc = CLI_FAILED;
-
-    } else {
-        cli_guard_print(a.tenant, res);
-        rc = (cli_flush() == 0) ? CLI_OK : CLI_FAILED;
-    }
-
-    PQclear(res);
-    cli_db_close(conn);
-
-    return rc;
+    return cli_db_show(cli_guard_show_sql, a.tenant, "tenant", "guardrails",
+                       cli_guard_print);
 }

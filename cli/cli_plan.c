@@ -820,13 +820,7 @@ cli_show_plan(int argc, char **argv)
         return CLI_USAGE;
     }
 
-    if (tenant == NULL) {
-        cli_error("%s: --tenant is required", argv[0]);
-        cli_verb_usage(argv[0], stderr);
-        return CLI_USAGE;
-    }
-
-    if (cli_tenant_name_check(tenant) != 0) {
+    if (cli_tenant_required(argv[0], tenant) != 0) {
         return CLI_USAGE;
     }
 

@@ -84,14 +84,11 @@ typedef struct {
 } cli_quota_args_t;
 
 
-static int cli_quota_tenant(const char *verb, const cli_quota_args_t *a);
 static int cli_quota_set_check(const char *verb, cli_quota_args_t *a);
 static int cli_quota_ratio(const char *s, char *ratio);
 static int cli_quota_set(PGconn *conn, const cli_quota_args_t *a);
 static int cli_quota_clear(PGconn *conn, const cli_quota_args_t *a);
 static void cli_quota_print(const char *tenant, const PGresult *res);
-static const char *cli_quota_value(const PGresult *res, int col,
-    const char *none);
 
 
 static const char  *cli_quota_modes[CLI_QUOTA_NMODES] = {
@@ -171,7 +168,7 @@ cli_set_quota(int argc, char **argv)
         return CLI_USAGE;
     }
 
-    if (cli_quota_tenant(argv[0], &a) != 0
+    if (cli_tenant_required(argv[0], a.tenant) != 0
         || cli_quota_set_check(argv[0], &a) != 0)
     {
         return CLI_USAGE;
@@ -187,21 +184,6 @@ cli_set_quota(int argc, char **argv)
     cli_db_close(conn);
 
     return rc;
-}
-
-
-/* --tenant is required, and a valid name. */
-
-static int
-cli_quota_tenant(const char *verb, const cli_quota_args_t *a)
-{
-    if (a->tenant == NULL) {
-        cli_error("%s: --tenant is required", verb);
-        cli_verb_usage(verb, stderr);
-        return -1;
-    }
-
-    return cli_tenant_name_check(a->tenant);
 }
 
 
@@ -528,27 +510,18 @@ cli_quota_print(const char *tenant, const PGresult *res)
     }
 
     printf("quota of tenant %s: daily=%s monthly=%s soft_ratio=%s mode=%s\n",
-           tenant, cli_quota_value(res, 0, "none"),
-           cli_quota_value(res, 1, "none"),
-           cli_quota_value(res, 2, CLI_QUOTA_RATIO_DEFAULT),
-           cli_quota_value(res, 3, CLI_QUOTA_MODE_DEFAULT));
+           tenant, cli_db_value(res, 0, "none"),
+           cli_db_value(res, 1, "none"),
+           cli_db_value(res, 2, CLI_QUOTA_RATIO_DEFAULT),
+           cli_db_value(res, 3, CLI_QUOTA_MODE_DEFAULT));
 }
 
-
-static const char *
-cli_quota_value(const PGresult *res, int col, const char *none)
-{
-    return PQgetisnull(res, 0, col) ? none : PQgetvalue(res, 0, col);
-}
 
 
 int
 cli_show_quota(int argc, char **argv)
 {
-    int               c, rc;
-    PGconn           *conn;
-    PGresult         *res;
-    const char       *values[1];
+    int               c;
     cli_quota_args_t  a;
 
     memset(&a, 0, sizeof(cli_quota_args_t));
@@ -570,33 +543,10 @@ cli_show_quota(int argc, char **argv)
         return CLI_USAGE;
     }
 
-    if (cli_quota_tenant(argv[0], &a) != 0) {
+    if (cli_tenant_required(argv[0], a.tenant) != 0) {
         return CLI_USAGE;
     }
 
-    conn = cli_db_connect(&rc);
-    if (conn == NULL) {
-        return rc;
-    }
-
-    values[0] = a.tenant;
-
-    res = cli_db_exec(conn, cli_quota_show_sql, 1, values);
-
-    if (!cli_db_ok(res)) {
-        rc = cli_db_fail(conn, res, "cannot show quota");
-
-    } else if (PQntuples(res) == 0) {
-        cli_error("tenant \"%s\" not found", a.tenant);
-        rc = CLI_FAILED;
-
-    } else {
-        cli_quota_print(a.tenant, res);
-        rc = (cli_flush() == 0) ? CLI_OK : CLI_FAILED;
-    }
-
-    PQclear(res);
-    cli_db_close(conn);
-
-    return rc;
+    return cli_db_show(cli_quota_show_sql, a.tenant, "tenant", "quota",
+                       cli_quota_print);
 }

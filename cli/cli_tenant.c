@@ -166,6 +166,19 @@ cli_tenant_name_check(const char *name)
 
 
 int
+cli_tenant_required(const char *verb, const char *name)
+{
+    if (name == NULL) {
+        cli_error("%s: --tenant is required", verb);
+        cli_verb_usage(verb, stderr);
+        return -1;
+    }
+
+    return cli_tenant_name_check(name);
+}
+
+
+int
 cli_tenant_find(PGconn *conn, const char *name, cli_tenant_t *t)
 {
     int          rc;

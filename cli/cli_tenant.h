@@ -27,5 +27,11 @@ int cli_tenant_find(PGconn *conn, const char *name, cli_tenant_t *t);
 /* Validates a tenant name; prints why and returns -1 if it is invalid. */
 int cli_tenant_name_check(const char *name);
 
+/*
+ * A verb's --tenant, which it requires: given and a valid name.  Returns
+ * 0, or prints why (with the verb's usage when it is missing) and -1.
+ */
+int cli_tenant_required(const char *verb, const char *name);
+
 
 #endif /* CLI_TENANT_H */
