@@ -1465,3 +1465,41 @@ ngx_nexus_audit_ckpt_arm(ngx_msec_t timer)
         ngx_add_timer(&ngx_nexus_audit_ckpt_ev, timer);
     }
 }
+
+
+ngx_uint_t
+ngx_nexus_audit_fired(u_char **pos, u_char *last, ngx_str_t *w, ngx_uint_t n)
+{
+    u_char      *p, *end;
+    ngx_uint_t   i;
+
+    p = *pos;
+
+    if (p >= last) {
+        return 0;
+    }
+
+    end = ngx_strlchr(p, last, ',');
+    if (end == NULL) {
+        end = last;
+    }
+
+    for (i = 0; i < n; i++) {
+        w[i].data = p;
+
+        p = ngx_strlchr(p, end, ' ');
+        if (p == NULL) {
+            p = end;
+        }
+
+        w[i].len = p - w[i].data;
+
+        if (p < end) {
+            p++;
+        }
+    }
+
+    *pos = end + 1;
+
+    return 1;
+}

@@ -53,6 +53,14 @@ void ngx_nexus_audit_emit(const ngx_nexus_audit_event_t *ev);
  * actor, and metadata {"method":..,"path":..} followed by members (JSON
  * object members without the braces, or NULL).
  */
+/*
+ * The next record of the events a Lua script fired, written as
+ * "w1 w2 ...,w1 w2 ...": its first n words into w (missing ones empty),
+ * *pos moved past it.  Returns 0 once the list is used up.
+ */
+ngx_uint_t ngx_nexus_audit_fired(u_char **pos, u_char *last, ngx_str_t *w,
+    ngx_uint_t n);
+
 void ngx_nexus_audit_request(ngx_http_request_t *r, int64_t tenant_id,
     const char *event_type, const char *outcome, const char *members);
 

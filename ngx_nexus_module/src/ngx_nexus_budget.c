@@ -1235,46 +1235,26 @@ static void
 ngx_nexus_budget_audit(ngx_http_request_t *r, ngx_nexus_budget_t *b,
     redisReply *fired)
 {
-    u_char      *p, *last, *end, *f[5];
-    size_t       n[5];
-    ngx_uint_t   i;
+    u_char      *p, *last;
+    ngx_str_t    w[5];
     const char  *type, *outcome;
     u_char       members[192];
 
     p = (u_char *) fired->str;
     last = p + fired->len;
 
-    while (p < last) {
-        end = ngx_strlchr(p, last, ',');
-        if (end == NULL) {
-            end = last;
-        }
+    /* "<type> <tokens|cost> <period> <limit> <used>", written above */
+    while (ngx_nexus_audit_fired(&p, last, w, 5)) {
 
-        /* "<type> <tokens|cost> <period> <limit> <used>", written above */
-        for (i = 0; i < 5; i++) {
-            f[i] = p;
-            p = ngx_strlchr(p, end, ' ');
-            if (p == NULL) {
-                p = end;
-            }
-
-            n[i] = p - f[i];
-
-            if (p < end) {
-                p++;
-            }
-        }
-
-        p = end + 1;
-
-        if (n[0] == sizeof("budget.warn") - 1
-            && ngx_strncmp(f[0], "budget.warn", n[0]) == 0)
+        if (w[0].len == sizeof("budget.warn") - 1
+            && ngx_strncmp(w[0].data, "budget.warn", w[0].len) == 0)
         {
             type = "budget.warn";
             outcome = NGX_NEXUS_AUDIT_SUCCESS;
 
-        } else if (n[0] == sizeof("budget.exhausted") - 1
-                   && ngx_strncmp(f[0], "budget.exhausted", n[0]) == 0)
+        } else if (w[0].len == sizeof("budget.exhausted") - 1
+                   && ngx_strncmp(w[0].data, "budget.exhausted", w[0].len)
+                      == 0)
         {
             type = "budget.exhausted";
             outcome = NGX_NEXUS_AUDIT_FAILURE;
@@ -1283,17 +1263,17 @@ ngx_nexus_budget_audit(ngx_http_request_t *r, ngx_nexus_budget_t *b,
             continue;
         }
 
-        if (n[1] > 6 || n[2] > 5 || n[3] == 0 || n[3] > 20 || n[4] == 0
-            || n[4] > 20
-            || ngx_atoof(f[3], n[3]) == NGX_ERROR
-            || ngx_atoof(f[4], n[4]) == NGX_ERROR)
+        if (w[1].len > 6 || w[2].len > 5 || w[3].len == 0
+            || w[3].len > 20 || w[4].len == 0 || w[4].len > 20
+            || ngx_atoof(w[3].data, w[3].len) == NGX_ERROR
+            || ngx_atoof(w[4].data, w[4].len) == NGX_ERROR)
         {
             continue;
         }
 
-        ngx_sprintf(members, "\"budget\":\"%*s\",\"period\":\"%*s\","
-                    "\"limit\":%*s,\"used\":%*s%Z", n[1], f[1], n[2], f[2],
-                    n[3], f[3], n[4], f[4]);
+        ngx_sprintf(members, "\"budget\":\"%V\",\"period\":\"%V\","
+                    "\"limit\":%V,\"used\":%V%Z", &w[1], &w[2], &w[3],
+                    &w[4]);
 
         ngx_nexus_audit_request(r, b->tenant_id, type, outcome,
                                 (char *) members);

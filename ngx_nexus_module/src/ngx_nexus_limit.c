@@ -1064,52 +1064,33 @@ static void
 ngx_nexus_limit_audit(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx,
     redisReply *fired)
 {
-    u_char      *p, *last, *end, *f[4];
-    size_t       n[4];
-    ngx_uint_t   i;
+    u_char      *p, *last;
+    ngx_str_t    w[4];
     const char  *type, *outcome;
     u_char       members[160];
 
     p = (u_char *) fired->str;
     last = p + fired->len;
 
-    while (p < last) {
-        end = ngx_strlchr(p, last, ',');
-        if (end == NULL) {
-            end = last;
-        }
+    /* "<type> <period> <limit> <used>": four words, written above */
+    while (ngx_nexus_audit_fired(&p, last, w, 4)) {
 
-        /* "<type> <period> <limit> <used>": four words, written above */
-        for (i = 0; i < 4; i++) {
-            f[i] = p;
-            p = ngx_strlchr(p, end, ' ');
-            if (p == NULL) {
-                p = end;
-            }
-
-            n[i] = p - f[i];
-
-            if (p < end) {
-                p++;
-            }
-        }
-
-        p = end + 1;
-
-        if (n[0] == sizeof("quota.soft_cap_reached") - 1
-            && ngx_strncmp(f[0], "quota.soft_cap_reached", n[0]) == 0)
+        if (w[0].len == sizeof("quota.soft_cap_reached") - 1
+            && ngx_strncmp(w[0].data, "quota.soft_cap_reached",
+                           w[0].len) == 0)
         {
             type = "quota.soft_cap_reached";
             outcome = NGX_NEXUS_AUDIT_SUCCESS;
 
-        } else if (n[0] == sizeof("quota.hard_cap_blocked") - 1
-                   && ngx_strncmp(f[0], "quota.hard_cap_blocked", n[0]) == 0)
+        } else if (w[0].len == sizeof("quota.hard_cap_blocked") - 1
+                   && ngx_strncmp(w[0].data, "quota.hard_cap_blocked",
+                                  w[0].len) == 0)
         {
             type = "quota.hard_cap_blocked";
             outcome = NGX_NEXUS_AUDIT_FAILURE;
 
-        } else if (n[0] == sizeof("quota.overage") - 1
-                   && ngx_strncmp(f[0], "quota.overage", n[0]) == 0)
+        } else if (w[0].len == sizeof("quota.overage") - 1
+                   && ngx_strncmp(w[0].data, "quota.overage", w[0].len) == 0)
         {
             type = "quota.overage_observed";
             outcome = NGX_NEXUS_AUDIT_SUCCESS;
@@ -1118,15 +1099,16 @@ ngx_nexus_limit_audit(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx,
             continue;
         }
 
-        if (n[1] > 5 || n[2] == 0 || n[2] > 20 || n[3] == 0 || n[3] > 20
-            || ngx_atoof(f[2], n[2]) == NGX_ERROR
-            || ngx_atoof(f[3], n[3]) == NGX_ERROR)
+        if (w[1].len > 5 || w[2].len == 0 || w[2].len > 20
+            || w[3].len == 0 || w[3].len > 20
+            || ngx_atoof(w[2].data, w[2].len) == NGX_ERROR
+            || ngx_atoof(w[3].data, w[3].len) == NGX_ERROR)
         {
             continue;
         }
 
-        ngx_sprintf(members, "\"period\":\"%*s\",\"limit\":%*s,"
-                    "\"used\":%*s%Z", n[1], f[1], n[2], f[2], n[3], f[3]);
+        ngx_sprintf(members, "\"period\":\"%V\",\"limit\":%V,"
+                    "\"used\":%V%Z", &w[1], &w[2], &w[3]);
 
         ngx_nexus_audit_request(r, ctx->principal.tenant_id, type, outcome,
                                 (char *) members);
