@@ -160,6 +160,8 @@ static ngx_int_t ngx_nexus_budget_unpriced(ngx_http_request_t *r,
     ngx_nexus_proxy_t *px);
 static ngx_int_t ngx_nexus_budget_strings(ngx_http_request_t *r,
     ngx_nexus_budget_t *b, ngx_nexus_principal_t *pr);
+static u_char *ngx_nexus_budget_name(u_char *p, u_char *last,
+    ngx_str_t *s, const char *fmt, ...);
 static void ngx_nexus_budget_reserved(ngx_nexus_redis_cmd_t *cmd,
     redisReply *reply, ngx_int_t rc);
 static ngx_int_t ngx_nexus_budget_parse(ngx_nexus_budget_t *b,
@@ -1018,7 +1020,7 @@ static ngx_int_t
 ngx_nexus_budget_strings(ngx_http_request_t *r, ngx_nexus_budget_t *b,
     ngx_nexus_principal_t *pr)
 {
-    u_char     *p, *start;
+    u_char     *p, *last;
     ngx_str_t   rid;
 
     if (ngx_nexus_request_id(r, &rid) != NGX_OK) {
@@ -1036,71 +1038,60 @@ ngx_nexus_budget_strings(ngx_http_request_t *r, ngx_nexus_budget_t *b,
     }
 
     b->strs = p;
+    last = p + b->strs_len;
 
-    start = p;
-    p = ngx_sprintf(p, "nx:tb:%L", pr->key_id);
-    b->base.data = start;
-    b->base.len = p - start;
-
-    start = p;
-    p = ngx_sprintf(p, "nx:tb:%L:r", pr->key_id);
-    b->keys[0].data = start;
-    b->keys[0].len = p - start;
-
-    start = p;
-    p = ngx_sprintf(p, "nx:tb:%L:rv", pr->key_id);
-    b->keys[1].data = start;
-    b->keys[1].len = p - start;
-
-    start = p;
-    p = ngx_sprintf(p, "nx:tpm:k:%L", pr->key_id);
-    b->keys[2].data = start;
-    b->keys[2].len = p - start;
-
-    start = p;
-    p = ngx_sprintf(p, "nx:tpm:t:%L", pr->tenant_id);
-    b->keys[3].data = start;
-    b->keys[3].len = p - start;
+    p = ngx_nexus_budget_name(p, last, &b->base, "nx:tb:%L", pr->key_id);
+    p = ngx_nexus_budget_name(p, last, &b->keys[0], "nx:tb:%L:r",
+                              pr->key_id);
+    p = ngx_nexus_budget_name(p, last, &b->keys[1], "nx:tb:%L:rv",
+                              pr->key_id);
+    p = ngx_nexus_budget_name(p, last, &b->keys[2], "nx:tpm:k:%L",
+                              pr->key_id);
+    p = ngx_nexus_budget_name(p, last, &b->keys[3], "nx:tpm:t:%L",
+                              pr->tenant_id);
 
     /* the tenant's costs; named (and unused) when they are not counted */
-    start = p;
-    p = ngx_sprintf(p, "nx:cost:%L:r", pr->tenant_id);
-    b->keys[4].data = start;
-    b->keys[4].len = p - start;
+    p = ngx_nexus_budget_name(p, last, &b->keys[4], "nx:cost:%L:r",
+                              pr->tenant_id);
+    p = ngx_nexus_budget_name(p, last, &b->keys[5], "nx:cost:%L:rv",
+                              pr->tenant_id);
+    p = ngx_nexus_budget_name(p, last, &b->keys[6], "nx:cr:%L",
+                              pr->tenant_id);
+    p = ngx_nexus_budget_name(p, last, &b->cbase, "nx:cost:%L",
+                              pr->tenant_id);
 
-    start = p;
-    p = ngx_sprintf(p, "nx:cost:%L:rv", pr->tenant_id);
-    b->keys[5].data = start;
-    b->keys[5].len = p - start;
+    if (!b->governed) {
+        b->cbase.len = 0;
+    }
 
-    start = p;
-    p = ngx_sprintf(p, "nx:cr:%L", pr->tenant_id);
-    b->keys[6].data = start;
-    b->keys[6].len = p - start;
-
-    start = p;
-    p = ngx_sprintf(p, "nx:cost:%L", pr->tenant_id);
-    b->cbase.data = start;
-    b->cbase.len = b->governed ? (size_t) (p - start) : 0;
-
-    start = p;
-    p = ngx_cpymem(p, rid.data, rid.len);
-    b->rid.data = start;
-    b->rid.len = rid.len;
-
-    start = p;
-    p = ngx_cpymem(p, b->proxy->model.data, b->proxy->model.len);
-    b->model.data = start;
-    b->model.len = p - start;
+    p = ngx_nexus_budget_name(p, last, &b->rid, "%V", &rid);
+    p = ngx_nexus_budget_name(p, last, &b->model, "%V", &b->proxy->model);
 
     /* unique across the fleet without trusting anything the client sent */
-    start = p;
-    p = ngx_sprintf(p, "%P:%uA:%08xD%08xD", ngx_pid, r->connection->number,
-                    (uint32_t) ngx_random(), (uint32_t) ngx_random());
-    b->id.data = start;
-    b->id.len = p - start;
+    (void) ngx_nexus_budget_name(p, last, &b->id, "%P:%uA:%08xD%08xD",
+                                 ngx_pid, r->connection->number,
+                                 (uint32_t) ngx_random(),
+                                 (uint32_t) ngx_random());
 
     return NGX_OK;
+}
+
+
+/* one of the request's strings, written at p and named by s */
+
+static u_char *
+ngx_nexus_budget_name(u_char *p, u_char *last, ngx_str_t *s,
+    const char *fmt, ...)
+{
+    va_list  args;
+
+    va_start(args, fmt);
+    s->data = p;
+    p = ngx_vslprintf(p, last, fmt, args);
+    s->len = p - s->data;
+    va_end(args);
+
+    return p;
 }
 
 
