@@ -26,10 +26,17 @@ static const char  *const nx_roles[] = { "reader", "editor", "admin" };
 int
 nx_tenant_name_valid(const char *s, size_t len)
 {
+    return nx_ident_valid(s, len, NX_TENANT_NAME_MAX);
+}
+
+
+int
+nx_ident_valid(const char *s, size_t len, size_t max)
+{
     size_t         i;
     unsigned char  c;
 
-    if (s == NULL || len == 0 || len > NX_TENANT_NAME_MAX) {
+    if (s == NULL || len == 0 || len > max) {
         return -1;
     }
 

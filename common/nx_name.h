@@ -15,6 +15,9 @@
 /* Tenant names: 1..63 of [a-z0-9_-], starting with [a-z0-9]. */
 int nx_tenant_name_valid(const char *s, size_t len);
 
+/* The same rule with another maximum length (plan ids, for one). */
+int nx_ident_valid(const char *s, size_t len, size_t max);
+
 /* Key names: 1..128 printable ASCII characters (0x20..0x7e). */
 int nx_key_name_valid(const char *s, size_t len);
 

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "nx_plan.h"
+#include "nx_name.h"
 
 
 int
@@ -67,28 +68,8 @@ nx_feature_key_valid(const char *s, size_t len, const char **name)
 int
 nx_plan_id_valid(const char *s, size_t len)
 {
-    size_t         i;
-    unsigned char  c;
-
-    if (s == NULL || len == 0 || len > NX_PLAN_ID_MAX) {
-        return -1;
-    }
-
-    for (i = 0; i < len; i++) {
-        c = (unsigned char) s[i];
-
-        if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')) {
-            continue;
-        }
-
-        if (i > 0 && (c == '_' || c == '-')) {
-            continue;
-        }
-
-        return -1;
-    }
-
-    return 0;
+    /* the rule of tenant names */
+    return nx_ident_valid(s, len, NX_PLAN_ID_MAX);
 }
 
 
