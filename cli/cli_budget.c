@@ -267,10 +267,9 @@ cli_budget_set_check(const char *verb, cli_budget_args_t *a)
 static int
 cli_budget_set(PGconn *conn, const cli_budget_args_t *a)
 {
-    int          i, rc;
+    int          i;
     char         json[CLI_BUDGET_JSON_LEN], drop[48];
     size_t       n, d;
-    PGresult    *res;
     const char  *sep, *dsep, *values[3];
 
     /* validated numbers and our own strings: nothing is spliced in */
@@ -305,23 +304,8 @@ cli_budget_set(PGconn *conn, const cli_budget_args_t *a)
     values[1] = drop;
     values[2] = json;
 
-    res = cli_db_exec(conn, cli_budget_set_sql, 3, values);
-
-    if (!cli_db_ok(res)) {
-        rc = cli_db_fail(conn, res, "cannot set budget");
-
-    } else if (PQntuples(res) == 0) {
-        cli_error("key \"%s\" not found", a->prefix);
-        rc = CLI_FAILED;
-
-    } else {
-        cli_budget_print(a->prefix, res);
-        rc = (cli_flush() == 0) ? CLI_OK : CLI_FAILED;
-    }
-
-    PQclear(res);
-
-    return rc;
+    return cli_db_row(conn, cli_budget_set_sql, 3, values, "key", "cannot set budget",
+                      cli_budget_print);
 }
 
 

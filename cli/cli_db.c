@@ -229,36 +229,47 @@ int
 cli_db_show(const char *sql, const char *subject, const char *kind,
     const char *what, cli_db_print_pt print)
 {
-    int          rc;
-    char         msg[64];
-    PGconn      *conn;
-    PGresult    *res;
-    const char  *values[1];
+    int      rc;
+    char     msg[64];
+    PGconn  *conn;
 
     conn = cli_db_connect(&rc);
     if (conn == NULL) {
         return rc;
     }
 
-    values[0] = subject;
+    (void) snprintf(msg, sizeof(msg), "cannot show %s", what);
 
-    res = cli_db_exec(conn, sql, 1, values);
+    rc = cli_db_row(conn, sql, 1, &subject, kind, msg, print);
+
+    cli_db_close(conn);
+
+    return rc;
+}
+
+
+int
+cli_db_row(PGconn *conn, const char *sql, int n, const char *const *values,
+    const char *kind, const char *what, cli_db_print_pt print)
+{
+    int        rc;
+    PGresult  *res;
+
+    res = cli_db_exec(conn, sql, n, values);
 
     if (!cli_db_ok(res)) {
-        (void) snprintf(msg, sizeof(msg), "cannot show %s", what);
-        rc = cli_db_fail(conn, res, msg);
+        rc = cli_db_fail(conn, res, what);
 
     } else if (PQntuples(res) == 0) {
-        cli_error("%s \"%s\" not found", kind, subject);
+        cli_error("%s \"%s\" not found", kind, values[0]);
         rc = CLI_FAILED;
 
     } else {
-        print(subject, res);
+        print(values[0], res);
         rc = (cli_flush() == 0) ? CLI_OK : CLI_FAILED;
     }
 
     PQclear(res);
-    cli_db_close(conn);
 
     return rc;
 }

@@ -73,6 +73,14 @@ int cli_db_show(const char *sql, const char *subject, const char *kind,
     const char *what, cli_db_print_pt print);
 
 /*
+ * The same on an open connection, with n parameters, the first being the
+ * subject; a failed query is reported as what ("cannot set quota").
+ */
+int cli_db_row(PGconn *conn, const char *sql, int n,
+    const char *const *values, const char *kind, const char *what,
+    cli_db_print_pt print);
+
+/*
  * BEGIN, COMMIT and ROLLBACK. begin and commit return CLI_OK or report
  * the failure and return its exit code; rollback is best effort.
  */

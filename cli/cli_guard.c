@@ -295,10 +295,9 @@ cli_guard_kinds(const char *s, unsigned *kinds)
 static int
 cli_guard_set(PGconn *conn, const cli_guard_args_t *a)
 {
-    int          i, rc;
+    int          i;
     char         top[CLI_GUARD_JSON_LEN], pii[CLI_GUARD_JSON_LEN];
     size_t       n;
-    PGresult    *res;
     const char  *sep, *values[4];
 
     /* validated numbers and our own strings: nothing is spliced in */
@@ -354,63 +353,15 @@ cli_guard_set(PGconn *conn, const cli_guard_args_t *a)
     values[2] = top;
     values[3] = pii;
 
-    res = cli_db_exec(conn, cli_guard_set_sql, 4, values);
-
-    if (!cli_db_ok(res)) {
-        rc = cli_db_fail(conn, res, "cannot set guardrails");
-
-    } else if (PQntuples(res) == 0) {
-        cli_error("tenant \"%s\" not found", a->tenant);
-        rc = CLI_FAILED;
-
-    } else {
-        cli_guard_print(a->tenant, res);
-        rc = (cli_flush() == 0) ? CLI_OK : CLI_FAILED;
-    }
-
-    PQclear(res);
-
-    return rc;
+    return cli_db_row(conn, cli_guard_set_sql, 4, values, "tenant", "cannot set guardrails",
+                      cli_guard_print);
 }
 
 
 static int
 cli_guard_clear(PGconn *conn, const cli_guard_args_t *a)
 {
-    int            rc;
-    PGresult      *res;
-    const char    *values[1];
-    cli_tenant_t   t;
-
-    values[0] = a->tenant;
-
-    res = cli_db_exec(conn, cli_guard_clear_sql, 1, values);
-
-    if (!cli_db_ok(res)) {
-        rc = cli_db_fail(conn, res, "cannot clear guardrails");
-        PQclear(res);
-        return rc;
-    }
-
-    if (PQntuples(res) == 0) {
-        PQclear(res);
-
-        /* nothing to clear, or no such tenant */
-
-        rc = cli_tenant_find(conn, a->tenant, &t);
-        if (rc != CLI_OK) {
-            return rc;
-        }
-
-        printf("guardrails of tenant %s: none\n", a->tenant);
-
-    } else {
-        PQclear(res);
-
-        printf("guardrails of tenant %s: cleared\n", a->tenant);
-    }
-
-    return (cli_flush() == 0) ? CLI_OK : CLI_FAILED;
+    return cli_tenant_clear(conn, cli_guard_clear_sql, a->tenant, "guardrails");
 }
 
 

@@ -378,10 +378,8 @@ invalid:
 static int
 cli_quota_set(PGconn *conn, const cli_quota_args_t *a)
 {
-    int          rc;
     char         json[CLI_QUOTA_JSON_LEN];
     size_t       n;
-    PGresult    *res;
     const char  *sep, *values[3];
 
     /* validated numbers and our own strings: nothing is spliced in */
@@ -432,63 +430,15 @@ cli_quota_set(PGconn *conn, const cli_quota_args_t *a)
 
     values[2] = json;
 
-    res = cli_db_exec(conn, cli_quota_set_sql, 3, values);
-
-    if (!cli_db_ok(res)) {
-        rc = cli_db_fail(conn, res, "cannot set quota");
-
-    } else if (PQntuples(res) == 0) {
-        cli_error("tenant \"%s\" not found", a->tenant);
-        rc = CLI_FAILED;
-
-    } else {
-        cli_quota_print(a->tenant, res);
-        rc = (cli_flush() == 0) ? CLI_OK : CLI_FAILED;
-    }
-
-    PQclear(res);
-
-    return rc;
+    return cli_db_row(conn, cli_quota_set_sql, 3, values, "tenant", "cannot set quota",
+                      cli_quota_print);
 }
 
 
 static int
 cli_quota_clear(PGconn *conn, const cli_quota_args_t *a)
 {
-    int            rc;
-    PGresult      *res;
-    const char    *values[1];
-    cli_tenant_t   t;
-
-    values[0] = a->tenant;
-
-    res = cli_db_exec(conn, cli_quota_clear_sql, 1, values);
-
-    if (!cli_db_ok(res)) {
-        rc = cli_db_fail(conn, res, "cannot clear quota");
-        PQclear(res);
-        return rc;
-    }
-
-    if (PQntuples(res) == 0) {
-        PQclear(res);
-
-        /* nothing to clear, or no such tenant */
-
-        rc = cli_tenant_find(conn, a->tenant, &t);
-        if (rc != CLI_OK) {
-            return rc;
-        }
-
-        printf("quota of tenant %s: none\n", a->tenant);
-
-    } else {
-        PQclear(res);
-
-        printf("quota of tenant %s: cleared\n", a->tenant);
-    }
-
-    return (cli_flush() == 0) ? CLI_OK : CLI_FAILED;
+    return cli_tenant_clear(conn, cli_quota_clear_sql, a->tenant, "quota");
 }
 
 

@@ -179,6 +179,44 @@ cli_tenant_required(const char *verb, const char *name)
 
 
 int
+cli_tenant_clear(PGconn *conn, const char *sql, const char *name,
+    const char *what)
+{
+    int            rc, cleared;
+    char           msg[64];
+    PGresult      *res;
+    const char    *values[1];
+    cli_tenant_t   t;
+
+    values[0] = name;
+
+    res = cli_db_exec(conn, sql, 1, values);
+
+    if (!cli_db_ok(res)) {
+        (void) snprintf(msg, sizeof(msg), "cannot clear %s", what);
+        rc = cli_db_fail(conn, res, msg);
+        PQclear(res);
+        return rc;
+    }
+
+    cleared = (PQntuples(res) != 0);
+    PQclear(res);
+
+    /* nothing to clear, or no such tenant */
+    if (!cleared) {
+        rc = cli_tenant_find(conn, name, &t);
+        if (rc != CLI_OK) {
+            return rc;
+        }
+    }
+
+    printf("%s of tenant %s: %s\n", what, name, cleared ? "cleared" : "none");
+
+    return (cli_flush() == 0) ? CLI_OK : CLI_FAILED;
+}
+
+
+int
 cli_tenant_find(PGconn *conn, const char *name, cli_tenant_t *t)
 {
     int          rc;

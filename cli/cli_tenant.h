@@ -33,5 +33,13 @@ int cli_tenant_name_check(const char *name);
  */
 int cli_tenant_required(const char *verb, const char *name);
 
+/*
+ * Clears a tenant setting with sql ($1 the tenant, a row back when there
+ * was something to clear) and prints "<what> of tenant T: cleared", or
+ * ": none" when the tenant had none.  Returns the exit code.
+ */
+int cli_tenant_clear(PGconn *conn, const char *sql, const char *name,
+    const char *what);
+
 
 #endif /* CLI_TENANT_H */
