@@ -241,7 +241,6 @@ ngx_int_t
 ngx_nexus_abac_get(ngx_http_request_t *r, int64_t tenant_id,
     ngx_nexus_abac_pt handler, void *data, ngx_nexus_abac_set_t **set)
 {
-    u_char                  buf[NGX_INT64_LEN];
     ngx_nexus_ctx_t        *ctx;
     ngx_nexus_abac_set_t   *s;
     ngx_nexus_pg_query_t   *q;
@@ -285,7 +284,7 @@ ngx_nexus_abac_get(ngx_http_request_t *r, int64_t tenant_id,
         return NGX_ERROR;
     }
 
-    (void) ngx_nexus_pg_param(q, buf, ngx_sprintf(buf, "%L", tenant_id) - buf);
+    (void) ngx_nexus_pg_param_int(q, tenant_id);
 
     q->handler = ngx_nexus_abac_loaded;
     q->data = ld;

@@ -184,7 +184,6 @@ ngx_int_t
 ngx_nexus_acl_check(ngx_http_request_t *r, ngx_str_t *document_id,
     ngx_uint_t permission, ngx_nexus_acl_pt handler)
 {
-    u_char                 buf[NGX_INT64_LEN];
     const char            *role;
     ngx_nexus_ctx_t       *ctx;
     ngx_nexus_acl_ctx_t   *actx;
@@ -218,9 +217,7 @@ ngx_nexus_acl_check(ngx_http_request_t *r, ngx_str_t *document_id,
     }
 
     (void) ngx_nexus_pg_param(q, document_id->data, document_id->len);
-    (void) ngx_nexus_pg_param(q, buf,
-                              ngx_sprintf(buf, "%L",
-                                          ctx->principal.tenant_id) - buf);
+    (void) ngx_nexus_pg_param_int(q, ctx->principal.tenant_id);
     (void) ngx_nexus_pg_param(q, ctx->principal.prefix.data,
                               ctx->principal.prefix.len);
     (void) ngx_nexus_pg_param(q, (u_char *) role, ngx_strlen(role));
@@ -434,7 +431,6 @@ ngx_int_t
 ngx_nexus_acl_grant_owner(ngx_http_request_t *r, ngx_str_t *document_id,
     ngx_nexus_acl_grant_pt handler)
 {
-    u_char                 buf[NGX_INT64_LEN];
     ngx_nexus_ctx_t       *ctx;
     ngx_nexus_acl_ctx_t   *actx;
     ngx_nexus_pg_query_t  *q;
@@ -459,9 +455,7 @@ ngx_nexus_acl_grant_owner(ngx_http_request_t *r, ngx_str_t *document_id,
         return NGX_ERROR;
     }
 
-    (void) ngx_nexus_pg_param(q, buf,
-                              ngx_sprintf(buf, "%L",
-                                          ctx->principal.tenant_id) - buf);
+    (void) ngx_nexus_pg_param_int(q, ctx->principal.tenant_id);
     (void) ngx_nexus_pg_param(q, document_id->data, document_id->len);
     (void) ngx_nexus_pg_param(q, ctx->principal.prefix.data,
                               ctx->principal.prefix.len);

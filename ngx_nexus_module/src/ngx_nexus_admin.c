@@ -64,12 +64,8 @@ typedef struct {
 } ngx_nexus_admin_ctx_t;
 
 
-static ngx_int_t ngx_nexus_admin_query(ngx_http_request_t *r,
-    ngx_nexus_pg_query_t *q);
 static void ngx_nexus_admin_done(ngx_nexus_pg_query_t *q, PGresult *res,
     ngx_int_t rc);
-static ngx_int_t ngx_nexus_admin_run(ngx_http_request_t *r,
-    ngx_nexus_pg_query_t *q);
 static ngx_int_t ngx_nexus_admin_list_tenants(ngx_http_request_t *r);
 static void ngx_nexus_admin_create_tenant(ngx_http_request_t *r,
     yajl_val v);
@@ -398,61 +394,6 @@ ngx_nexus_admin_prepare(ngx_http_request_t *r, ngx_uint_t op, size_t size)
 
 
 static ngx_int_t
-ngx_nexus_admin_param_int(ngx_nexus_pg_query_t *q, int64_t n)
-{
-    u_char  buf[NGX_INT64_LEN + 1];
-
-    return ngx_nexus_pg_param(q, buf, ngx_sprintf(buf, "%L", n) - buf);
-}
-
-
-/*
- * From a content handler (no body read): the request stays alive until
- * ngx_nexus_admin_done() answers it.
- */
-
-static ngx_int_t
-ngx_nexus_admin_run(ngx_http_request_t *r, ngx_nexus_pg_query_t *q)
-{
-    ngx_int_t  rc;
-
-    rc = ngx_nexus_admin_query(r, q);
-
-    if (rc == NGX_DONE) {
-        r->main->count++;
-    }
-
-    return rc;
-}
-
-
-/*
- * Sends q for r.  Returns NGX_DONE when the answer will come from
- * ngx_nexus_admin_done(), or the rc of an error response sent now.
- */
-
-static ngx_int_t
-ngx_nexus_admin_query(ngx_http_request_t *r, ngx_nexus_pg_query_t *q)
-{
-    ngx_nexus_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
-
-    if (ngx_nexus_pg_send(q) != NGX_OK) {
-        return ngx_nexus_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                    "DEPENDENCY_UNAVAILABLE",
-                                    "the database is unavailable, "
-                                    "try again", NULL);
-    }
-
-    ctx->pgq = q;
-    ngx_nexus_wait(r);
-
-    return NGX_DONE;
-}
-
-
-static ngx_int_t
 ngx_nexus_admin_list_tenants(ngx_http_request_t *r)
 {
     ngx_nexus_pg_query_t  *q;
@@ -462,9 +403,9 @@ ngx_nexus_admin_list_tenants(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    (void) ngx_nexus_admin_param_int(q, ngx_nexus_admin_scope(r));
+    (void) ngx_nexus_pg_param_int(q, ngx_nexus_admin_scope(r));
 
-    return ngx_nexus_admin_run(r, q);
+    return ngx_nexus_pg_ask(r, q, 1);
 }
 
 
@@ -520,7 +461,7 @@ ngx_nexus_admin_create_tenant(ngx_http_request_t *r, yajl_val v)
     actx->target.data = (u_char *) name;
     actx->target.len = ngx_strlen(name);
 
-    rc = ngx_nexus_admin_query(r, q);
+    rc = ngx_nexus_pg_ask(r, q, 0);
 
     if (rc != NGX_DONE) {
         ngx_http_finalize_request(r, rc);
@@ -551,10 +492,10 @@ ngx_nexus_admin_list_keys(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    (void) ngx_nexus_admin_param_int(q, ngx_nexus_admin_scope(r));
+    (void) ngx_nexus_pg_param_int(q, ngx_nexus_admin_scope(r));
     (void) ngx_nexus_pg_param(q, tenant.data, tenant.len);
 
-    return ngx_nexus_admin_run(r, q);
+    return ngx_nexus_pg_ask(r, q, 1);
 }
 
 
@@ -654,7 +595,7 @@ ngx_nexus_admin_create_key(ngx_http_request_t *r, yajl_val v)
 
     ngx_hex_dump(hex, key.hash, NX_HASH_LEN);
 
-    (void) ngx_nexus_admin_param_int(q, ngx_nexus_admin_scope(r));
+    (void) ngx_nexus_pg_param_int(q, ngx_nexus_admin_scope(r));
     (void) ngx_nexus_pg_param(q, (u_char *) tenant, rc);
     (void) ngx_nexus_pg_param(q, (u_char *) name, ngx_strlen(name));
     (void) ngx_nexus_pg_param(q, (u_char *) key.prefix, NX_KEY_PREFIX_LEN);
@@ -662,7 +603,7 @@ ngx_nexus_admin_create_key(ngx_http_request_t *r, yajl_val v)
     s = nx_role_name(role);
     (void) ngx_nexus_pg_param(q, (u_char *) s, ngx_strlen(s));
     (void) ngx_nexus_pg_param(q, scopes.data, scopes.len);
-    (void) ngx_nexus_admin_param_int(q, expires);
+    (void) ngx_nexus_pg_param_int(q, expires);
 
     /* the key itself is kept only to be shown once, in the response */
     actx = ctx->handler_ctx;
@@ -671,7 +612,7 @@ ngx_nexus_admin_create_key(ngx_http_request_t *r, yajl_val v)
     ngx_memcpy(actx->key, key.key, NX_KEY_LEN);
     ngx_explicit_memzero(&key, sizeof(nx_key_t));
 
-    rc = ngx_nexus_admin_query(r, q);
+    rc = ngx_nexus_pg_ask(r, q, 0);
 
     if (rc != NGX_DONE) {
         ngx_http_finalize_request(r, rc);
@@ -754,7 +695,7 @@ ngx_nexus_admin_revoke_key(ngx_http_request_t *r, ngx_str_t *id)
     }
 
     (void) ngx_nexus_pg_param(q, id->data, id->len);
-    (void) ngx_nexus_admin_param_int(q, ngx_nexus_admin_scope(r));
+    (void) ngx_nexus_pg_param_int(q, ngx_nexus_admin_scope(r));
 
     ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
     actx = ctx->handler_ctx;
@@ -766,7 +707,7 @@ ngx_nexus_admin_revoke_key(ngx_http_request_t *r, ngx_str_t *id)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return ngx_nexus_admin_run(r, q);
+    return ngx_nexus_pg_ask(r, q, 1);
 }
 
 
@@ -1031,7 +972,7 @@ ngx_nexus_admin_kills(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return ngx_nexus_admin_run(r, q);
+    return ngx_nexus_pg_ask(r, q, 1);
 }
 
 
@@ -1108,7 +1049,7 @@ ngx_nexus_admin_set_kills(ngx_http_request_t *r, yajl_val v)
     (void) ngx_nexus_pg_param(q, ctx->principal.prefix.data,
                               ctx->principal.prefix.len);
 
-    rc = ngx_nexus_admin_query(r, q);
+    rc = ngx_nexus_pg_ask(r, q, 0);
 
     if (rc != NGX_DONE) {
         ngx_http_finalize_request(r, rc);
@@ -1179,9 +1120,9 @@ ngx_nexus_admin_quota(ngx_http_request_t *r, ngx_str_t *tenant)
     }
 
     (void) ngx_nexus_pg_param(q, tenant->data, tenant->len);
-    (void) ngx_nexus_admin_param_int(q, ngx_nexus_admin_scope(r));
+    (void) ngx_nexus_pg_param_int(q, ngx_nexus_admin_scope(r));
 
-    return ngx_nexus_admin_run(r, q);
+    return ngx_nexus_pg_ask(r, q, 1);
 }
 
 
@@ -1299,7 +1240,7 @@ ngx_nexus_admin_set_quota(ngx_http_request_t *r, yajl_val v)
     actx = ctx->handler_ctx;
     actx->target = tenant;
 
-    rc = ngx_nexus_admin_query(r, q);
+    rc = ngx_nexus_pg_ask(r, q, 0);
 
     if (rc != NGX_DONE) {
         ngx_http_finalize_request(r, rc);

@@ -203,20 +203,9 @@ ngx_nexus_audit_api(ngx_http_request_t *r)
     q->handler = ngx_nexus_audit_api_done;
     q->data = r;
 
-    if (ngx_nexus_pg_send(q) != NGX_OK) {
-        return ngx_nexus_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                    "DEPENDENCY_UNAVAILABLE",
-                                    "the database is unavailable, "
-                                    "try again", NULL);
-    }
-
     /* the request stays alive until ngx_nexus_audit_api_done() */
 
-    ctx->pgq = q;
-    ngx_nexus_wait(r);
-    r->main->count++;
-
-    return NGX_DONE;
+    return ngx_nexus_pg_ask(r, q, 1);
 }
 
 

@@ -67,13 +67,7 @@ static ngx_nexus_authz_ctx_t *ngx_nexus_authz_ctx(ngx_http_request_t *r,
     ngx_uint_t op);
 static ngx_nexus_pg_query_t *ngx_nexus_authz_prepare(ngx_http_request_t *r,
     ngx_uint_t op, size_t size);
-static ngx_int_t ngx_nexus_authz_param_int(ngx_nexus_pg_query_t *q,
-    int64_t n);
 static int64_t ngx_nexus_authz_scope(ngx_http_request_t *r);
-static ngx_int_t ngx_nexus_authz_send(ngx_http_request_t *r,
-    ngx_nexus_pg_query_t *q);
-static ngx_int_t ngx_nexus_authz_run(ngx_http_request_t *r,
-    ngx_nexus_pg_query_t *q);
 static void ngx_nexus_authz_policy_write(ngx_http_request_t *r, yajl_val v);
 static ngx_int_t ngx_nexus_authz_name_valid(const char *name);
 static ngx_int_t ngx_nexus_authz_document(ngx_http_request_t *r,
@@ -269,9 +263,9 @@ ngx_nexus_authz_policies(ngx_http_request_t *r, ngx_str_t *rest)
                 return NGX_HTTP_INTERNAL_SERVER_ERROR;
             }
 
-            (void) ngx_nexus_authz_param_int(q, ngx_nexus_authz_scope(r));
+            (void) ngx_nexus_pg_param_int(q, ngx_nexus_authz_scope(r));
 
-            return ngx_nexus_authz_run(r, q);
+            return ngx_nexus_pg_ask(r, q, 1);
         }
 
         if (r->method == NGX_HTTP_POST) {
@@ -346,14 +340,14 @@ ngx_nexus_authz_policies(ngx_http_request_t *r, ngx_str_t *rest)
         }
 
         (void) ngx_nexus_pg_param(q, id.data, id.len);
-        (void) ngx_nexus_authz_param_int(q, ngx_nexus_authz_scope(r));
+        (void) ngx_nexus_pg_param_int(q, ngx_nexus_authz_scope(r));
 
         if (ngx_http_discard_request_body(r) != NGX_OK) {
             ngx_nexus_pg_free(q);
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        return ngx_nexus_authz_run(r, q);
+        return ngx_nexus_pg_ask(r, q, 1);
     }
 
     return ngx_nexus_method_not_allowed(r, "GET, HEAD, PUT, DELETE");
@@ -409,9 +403,9 @@ ngx_nexus_authz_documents(ngx_http_request_t *r, ngx_str_t *rest)
         }
 
         (void) ngx_nexus_pg_param(q, doc.data, doc.len);
-        (void) ngx_nexus_authz_param_int(q, ngx_nexus_authz_scope(r));
+        (void) ngx_nexus_pg_param_int(q, ngx_nexus_authz_scope(r));
 
-        return ngx_nexus_authz_run(r, q);
+        return ngx_nexus_pg_ask(r, q, 1);
     }
 
     if (rest->len > sizeof("/permissions/") - 1
@@ -437,14 +431,14 @@ ngx_nexus_authz_documents(ngx_http_request_t *r, ngx_str_t *rest)
 
         (void) ngx_nexus_pg_param(q, grant.data, grant.len);
         (void) ngx_nexus_pg_param(q, doc.data, doc.len);
-        (void) ngx_nexus_authz_param_int(q, ngx_nexus_authz_scope(r));
+        (void) ngx_nexus_pg_param_int(q, ngx_nexus_authz_scope(r));
 
         if (ngx_http_discard_request_body(r) != NGX_OK) {
             ngx_nexus_pg_free(q);
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        return ngx_nexus_authz_run(r, q);
+        return ngx_nexus_pg_ask(r, q, 1);
     }
 
     return ngx_nexus_not_found(r);
@@ -708,55 +702,6 @@ ngx_nexus_authz_prepare(ngx_http_request_t *r, ngx_uint_t op, size_t size)
 }
 
 
-static ngx_int_t
-ngx_nexus_authz_param_int(ngx_nexus_pg_query_t *q, int64_t n)
-{
-    u_char  buf[NGX_INT64_LEN + 1];
-
-    return ngx_nexus_pg_param(q, buf, ngx_sprintf(buf, "%L", n) - buf);
-}
-
-
-/* NGX_DONE when ngx_nexus_authz_done() answers, or an error's rc */
-
-static ngx_int_t
-ngx_nexus_authz_send(ngx_http_request_t *r, ngx_nexus_pg_query_t *q)
-{
-    ngx_nexus_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
-
-    if (ngx_nexus_pg_send(q) != NGX_OK) {
-        return ngx_nexus_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                    "DEPENDENCY_UNAVAILABLE",
-                                    "the database is unavailable, "
-                                    "try again", NULL);
-    }
-
-    ctx->pgq = q;
-    ngx_nexus_wait(r);
-
-    return NGX_DONE;
-}
-
-
-/* from a content handler, no body read */
-
-static ngx_int_t
-ngx_nexus_authz_run(ngx_http_request_t *r, ngx_nexus_pg_query_t *q)
-{
-    ngx_int_t  rc;
-
-    rc = ngx_nexus_authz_send(r, q);
-
-    if (rc == NGX_DONE) {
-        r->main->count++;
-    }
-
-    return rc;
-}
-
-
 /*
  * POST /policies and PUT /policies/{id}: either the reference's one-rule
  * shape, {"name": "deny-x", "effect": "deny", "resource_type": ...,
@@ -857,13 +802,13 @@ ngx_nexus_authz_policy_write(ngx_http_request_t *r, yajl_val v)
     }
 
     if (actx->op == NGX_NEXUS_AUTHZ_CREATE) {
-        (void) ngx_nexus_authz_param_int(q, ngx_nexus_authz_scope(r));
+        (void) ngx_nexus_pg_param_int(q, ngx_nexus_authz_scope(r));
         (void) ngx_nexus_pg_param(q, tenant.data, tenant.len);
 
     } else {
         /* a policy stays with its tenant */
         (void) ngx_nexus_pg_param(q, actx->id.data, actx->id.len);
-        (void) ngx_nexus_authz_param_int(q, ngx_nexus_authz_scope(r));
+        (void) ngx_nexus_pg_param_int(q, ngx_nexus_authz_scope(r));
     }
 
     (void) ngx_nexus_pg_param(q, (u_char *) name, ngx_strlen(name));
@@ -872,7 +817,7 @@ ngx_nexus_authz_policy_write(ngx_http_request_t *r, yajl_val v)
     (void) ngx_nexus_pg_param(q, ctx->principal.prefix.data,
                               ctx->principal.prefix.len);
 
-    rc = ngx_nexus_authz_send(r, q);
+    rc = ngx_nexus_pg_ask(r, q, 0);
 
     if (rc != NGX_DONE) {
         ngx_http_finalize_request(r, rc);
@@ -1144,9 +1089,9 @@ ngx_nexus_authz_simulate_body(ngx_http_request_t *r, yajl_val v)
     }
 
     (void) ngx_nexus_pg_param(q, actx->id.data, actx->id.len);
-    (void) ngx_nexus_authz_param_int(q, ngx_nexus_authz_scope(r));
+    (void) ngx_nexus_pg_param_int(q, ngx_nexus_authz_scope(r));
 
-    rc = ngx_nexus_authz_send(r, q);
+    rc = ngx_nexus_pg_ask(r, q, 0);
 
     if (rc != NGX_DONE) {
         ngx_http_finalize_request(r, rc);
@@ -1454,11 +1399,11 @@ ngx_nexus_authz_grant(ngx_http_request_t *r, yajl_val v)
     (void) ngx_nexus_pg_param(q, (u_char *) id, ngx_strlen(id));
     (void) ngx_nexus_pg_param(q, perm.data, perm.len);
     (void) ngx_nexus_pg_param(q, at.data, at.len);
-    (void) ngx_nexus_authz_param_int(q, expires);
+    (void) ngx_nexus_pg_param_int(q, expires);
     (void) ngx_nexus_pg_param(q, ctx->principal.prefix.data,
                               ctx->principal.prefix.len);
 
-    rc = ngx_nexus_authz_send(r, q);
+    rc = ngx_nexus_pg_ask(r, q, 0);
 
     if (rc != NGX_DONE) {
         ngx_http_finalize_request(r, rc);

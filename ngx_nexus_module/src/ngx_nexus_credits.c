@@ -788,29 +788,15 @@ ngx_nexus_credits_get(ngx_http_request_t *r, ngx_str_t *tenant)
     (void) ngx_nexus_pg_param(q, tenant->data, tenant->len);
 
     /* a tenant admin asking for another tenant finds no such tenant */
-    (void) ngx_nexus_pg_param(q, buf,
-                              ngx_sprintf(buf, "%L",
-                                          ctx->principal.platform
-                                          ? 0 : ctx->principal.tenant_id)
-                              - buf);
+    (void) ngx_nexus_pg_param_int(q, ctx->principal.platform
+                                     ? 0 : ctx->principal.tenant_id);
     (void) ngx_nexus_pg_param(q, buf, ngx_sprintf(buf, "%i", n) - buf);
 
     q->handler = ngx_nexus_credits_got;
     q->data = r;
 
-    if (ngx_nexus_pg_send(q) != NGX_OK) {
-        return ngx_nexus_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                    "DEPENDENCY_UNAVAILABLE",
-                                    "the database is unavailable, "
-                                    "try again", NULL);
-    }
-
     /* the request stays alive until the answer */
-    ctx->pgq = q;
-    ngx_nexus_wait(r);
-    r->main->count++;
-
-    return NGX_DONE;
+    return ngx_nexus_pg_ask(r, q, 1);
 }
 
 

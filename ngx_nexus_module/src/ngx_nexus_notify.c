@@ -96,11 +96,7 @@ static ngx_int_t ngx_nexus_notify_id(ngx_str_t *s, ngx_uint_t uuid);
 static ngx_nexus_notify_ctx_t *ngx_nexus_notify_ctx(ngx_http_request_t *r);
 static ngx_nexus_pg_query_t *ngx_nexus_notify_prepare(ngx_http_request_t *r,
     ngx_uint_t op, size_t size);
-static ngx_int_t ngx_nexus_notify_param_int(ngx_nexus_pg_query_t *q,
-    int64_t n);
 static int64_t ngx_nexus_notify_scope(ngx_http_request_t *r);
-static ngx_int_t ngx_nexus_notify_run(ngx_http_request_t *r,
-    ngx_nexus_pg_query_t *q, ngx_uint_t body);
 static void ngx_nexus_notify_done(ngx_nexus_pg_query_t *q, PGresult *res,
     ngx_int_t rc);
 static ngx_int_t ngx_nexus_notify_result(ngx_http_request_t *r,
@@ -675,7 +671,7 @@ ngx_nexus_notify_ops(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return ngx_nexus_notify_run(r, q, 0);
+    return ngx_nexus_pg_ask(r, q, 1);
 }
 
 
@@ -773,15 +769,6 @@ ngx_nexus_notify_prepare(ngx_http_request_t *r, ngx_uint_t op, size_t size)
 }
 
 
-static ngx_int_t
-ngx_nexus_notify_param_int(ngx_nexus_pg_query_t *q, int64_t n)
-{
-    u_char  buf[NGX_INT64_LEN + 1];
-
-    return ngx_nexus_pg_param(q, buf, ngx_sprintf(buf, "%L", n) - buf);
-}
-
-
 static int64_t
 ngx_nexus_notify_scope(ngx_http_request_t *r)
 {
@@ -790,38 +777,6 @@ ngx_nexus_notify_scope(ngx_http_request_t *r)
     ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
 
     return ctx->principal.platform ? 0 : ctx->principal.tenant_id;
-}
-
-
-/*
- * Sends q.  From a content handler (body == 0) the request is kept alive
- * with a reference; after a body was read, nginx holds one already.
- * Returns NGX_DONE, or the rc of an error response sent now.
- */
-
-static ngx_int_t
-ngx_nexus_notify_run(ngx_http_request_t *r, ngx_nexus_pg_query_t *q,
-    ngx_uint_t body)
-{
-    ngx_nexus_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
-
-    if (ngx_nexus_pg_send(q) != NGX_OK) {
-        return ngx_nexus_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                    "DEPENDENCY_UNAVAILABLE",
-                                    "the database is unavailable, "
-                                    "try again", NULL);
-    }
-
-    ctx->pgq = q;
-    ngx_nexus_wait(r);
-
-    if (!body) {
-        r->main->count++;
-    }
-
-    return NGX_DONE;
 }
 
 
@@ -1202,7 +1157,7 @@ ngx_nexus_notify_list(ngx_http_request_t *r, ngx_uint_t op)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    (void) ngx_nexus_notify_param_int(q, ngx_nexus_notify_scope(r));
+    (void) ngx_nexus_pg_param_int(q, ngx_nexus_notify_scope(r));
 
     if (op == NGX_NEXUS_NOTIFY_JOB_LIST) {
         (void) ngx_nexus_pg_param(q, status.data, status.len);
@@ -1211,10 +1166,10 @@ ngx_nexus_notify_list(ngx_http_request_t *r, ngx_uint_t op)
     (void) ngx_nexus_pg_param(q, tenant.data, tenant.len);
 
     if (op == NGX_NEXUS_NOTIFY_JOB_LIST || op == NGX_NEXUS_NOTIFY_DLQ_LIST) {
-        (void) ngx_nexus_notify_param_int(q, limit);
+        (void) ngx_nexus_pg_param_int(q, limit);
     }
 
-    return ngx_nexus_notify_run(r, q, 0);
+    return ngx_nexus_pg_ask(r, q, 1);
 }
 
 
@@ -1451,7 +1406,7 @@ ngx_nexus_notify_lookup(ngx_http_request_t *r, ngx_uint_t then)
         (void) ngx_nexus_pg_param(q, nctx->tenant.data, nctx->tenant.len);
     }
 
-    (void) ngx_nexus_notify_param_int(q, ngx_nexus_notify_scope(r));
+    (void) ngx_nexus_pg_param_int(q, ngx_nexus_notify_scope(r));
 
     if (then == NGX_NEXUS_NOTIFY_THEN_UPDATE) {
         (void) ngx_nexus_pg_param(q, nctx->id.data, nctx->id.len);
@@ -1460,7 +1415,7 @@ ngx_nexus_notify_lookup(ngx_http_request_t *r, ngx_uint_t then)
         (void) ngx_nexus_pg_param(q, (u_char *) "0", 1);
     }
 
-    return ngx_nexus_notify_run(r, q, 1);
+    return ngx_nexus_pg_ask(r, q, 0);
 }
 
 
@@ -1548,7 +1503,7 @@ ngx_nexus_notify_dest_write(ngx_http_request_t *r, int64_t tenant_id)
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        (void) ngx_nexus_notify_param_int(q, ngx_nexus_notify_scope(r));
+        (void) ngx_nexus_pg_param_int(q, ngx_nexus_notify_scope(r));
         (void) ngx_nexus_pg_param(q, nctx->tenant.data, nctx->tenant.len);
         (void) ngx_nexus_pg_param(q, nctx->name.data, nctx->name.len);
         (void) ngx_nexus_pg_param(q, nctx->url.data, nctx->url.len);
@@ -1557,7 +1512,7 @@ ngx_nexus_notify_dest_write(ngx_http_request_t *r, int64_t tenant_id)
         (void) ngx_nexus_pg_param(q, (u_char *) (nctx->enabled ? "t" : "f"),
                                   1);
 
-        return ngx_nexus_notify_run(r, q, 1);
+        return ngx_nexus_pg_ask(r, q, 0);
     }
 
     /* the patch, rebuilt from checked values: url and name escaped */
@@ -1617,10 +1572,10 @@ ngx_nexus_notify_dest_write(ngx_http_request_t *r, int64_t tenant_id)
     }
 
     (void) ngx_nexus_pg_param(q, nctx->id.data, nctx->id.len);
-    (void) ngx_nexus_notify_param_int(q, ngx_nexus_notify_scope(r));
+    (void) ngx_nexus_pg_param_int(q, ngx_nexus_notify_scope(r));
     (void) ngx_nexus_pg_param(q, json, p - json);
 
-    return ngx_nexus_notify_run(r, q, 1);
+    return ngx_nexus_pg_ask(r, q, 0);
 }
 
 
@@ -1803,16 +1758,16 @@ ngx_nexus_notify_route_body(ngx_http_request_t *r, yajl_val v)
 
         f = nx_json_get(v, "enabled");
 
-        (void) ngx_nexus_notify_param_int(q, ngx_nexus_notify_scope(r));
+        (void) ngx_nexus_pg_param_int(q, ngx_nexus_notify_scope(r));
         (void) ngx_nexus_pg_param(q, tenant.data, tenant.len);
         (void) ngx_nexus_pg_param(q, name.data, name.len);
         (void) ngx_nexus_pg_param(q, (u_char *) (f && YAJL_IS_FALSE(f)
                                                  ? "f" : "t"), 1);
-        (void) ngx_nexus_notify_param_int(q, priority);
+        (void) ngx_nexus_pg_param_int(q, priority);
         (void) ngx_nexus_pg_param(q, match.data, match.len);
         (void) ngx_nexus_pg_param(q, ids, p - ids);
 
-        rc = ngx_nexus_notify_run(r, q, 1);
+        rc = ngx_nexus_pg_ask(r, q, 0);
 
         if (rc != NGX_DONE) {
             ngx_http_finalize_request(r, rc);
@@ -1885,10 +1840,10 @@ ngx_nexus_notify_route_body(ngx_http_request_t *r, yajl_val v)
     }
 
     (void) ngx_nexus_pg_param(q, nctx->id.data, nctx->id.len);
-    (void) ngx_nexus_notify_param_int(q, ngx_nexus_notify_scope(r));
+    (void) ngx_nexus_pg_param_int(q, ngx_nexus_notify_scope(r));
     (void) ngx_nexus_pg_param(q, json, p - json);
 
-    rc = ngx_nexus_notify_run(r, q, 1);
+    rc = ngx_nexus_pg_ask(r, q, 0);
 
     if (rc != NGX_DONE) {
         ngx_http_finalize_request(r, rc);
@@ -1919,14 +1874,14 @@ ngx_nexus_notify_route_delete(ngx_http_request_t *r)
     }
 
     (void) ngx_nexus_pg_param(q, nctx->id.data, nctx->id.len);
-    (void) ngx_nexus_notify_param_int(q, ngx_nexus_notify_scope(r));
+    (void) ngx_nexus_pg_param_int(q, ngx_nexus_notify_scope(r));
 
     if (ngx_http_discard_request_body(r) != NGX_OK) {
         ngx_nexus_pg_free(q);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return ngx_nexus_notify_run(r, q, 0);
+    return ngx_nexus_pg_ask(r, q, 1);
 }
 
 
@@ -1946,14 +1901,14 @@ ngx_nexus_notify_job(ngx_http_request_t *r, ngx_uint_t op)
     }
 
     (void) ngx_nexus_pg_param(q, nctx->id.data, nctx->id.len);
-    (void) ngx_nexus_notify_param_int(q, ngx_nexus_notify_scope(r));
+    (void) ngx_nexus_pg_param_int(q, ngx_nexus_notify_scope(r));
 
     if (ngx_http_discard_request_body(r) != NGX_OK) {
         ngx_nexus_pg_free(q);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return ngx_nexus_notify_run(r, q, 0);
+    return ngx_nexus_pg_ask(r, q, 1);
 }
 
 
@@ -1972,14 +1927,14 @@ ngx_nexus_notify_replay(ngx_http_request_t *r)
     }
 
     (void) ngx_nexus_pg_param(q, nctx->id.data, nctx->id.len);
-    (void) ngx_nexus_notify_param_int(q, ngx_nexus_notify_scope(r));
+    (void) ngx_nexus_pg_param_int(q, ngx_nexus_notify_scope(r));
 
     if (ngx_http_discard_request_body(r) != NGX_OK) {
         ngx_nexus_pg_free(q);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return ngx_nexus_notify_run(r, q, 0);
+    return ngx_nexus_pg_ask(r, q, 1);
 }
 
 

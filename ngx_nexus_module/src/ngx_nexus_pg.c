@@ -15,6 +15,7 @@
 
 
 #include "ngx_nexus_pg.h"
+#include "ngx_nexus_reply.h"
 
 
 #define NGX_NEXUS_PG_BACKOFF_MIN    100
@@ -482,6 +483,41 @@ ngx_nexus_pg_param_add(ngx_nexus_pg_query_t *q, u_char *data, size_t len,
     *q->last++ = '\0';
 
     return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_nexus_pg_param_int(ngx_nexus_pg_query_t *q, int64_t n)
+{
+    u_char  buf[NGX_INT64_LEN + 1];
+
+    return ngx_nexus_pg_param(q, buf, ngx_sprintf(buf, "%L", n) - buf);
+}
+
+
+ngx_int_t
+ngx_nexus_pg_ask(ngx_http_request_t *r, ngx_nexus_pg_query_t *q,
+    ngx_uint_t content)
+{
+    ngx_nexus_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
+
+    if (ngx_nexus_pg_send(q) != NGX_OK) {
+        return ngx_nexus_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                    "DEPENDENCY_UNAVAILABLE",
+                                    "the database is unavailable, "
+                                    "try again", NULL);
+    }
+
+    ctx->pgq = q;
+    ngx_nexus_wait(r);
+
+    if (content) {
+        r->main->count++;
+    }
+
+    return NGX_DONE;
 }
 
 

@@ -85,6 +85,16 @@ ngx_int_t ngx_nexus_pg_param(ngx_nexus_pg_query_t *q, u_char *data,
     size_t len);
 ngx_int_t ngx_nexus_pg_param_binary(ngx_nexus_pg_query_t *q, u_char *data,
     size_t len);
+ngx_int_t ngx_nexus_pg_param_int(ngx_nexus_pg_query_t *q, int64_t n);
+
+/*
+ * A request's query: sends q, whose handler answers r, and makes r wait.
+ * Returns NGX_DONE, or the rc of the 503 DEPENDENCY_UNAVAILABLE sent when
+ * PostgreSQL cannot take it.  From a content handler (not a body
+ * handler), content keeps the request alive until the answer.
+ */
+ngx_int_t ngx_nexus_pg_ask(ngx_http_request_t *r, ngx_nexus_pg_query_t *q,
+    ngx_uint_t content);
 ngx_int_t ngx_nexus_pg_send(ngx_nexus_pg_query_t *q);
 void ngx_nexus_pg_cancel(ngx_nexus_pg_query_t *q);
 void ngx_nexus_pg_free(ngx_nexus_pg_query_t *q);

@@ -63,12 +63,6 @@ static ngx_int_t ngx_nexus_plan_tenant(ngx_http_request_t *r,
 static ngx_int_t ngx_nexus_plan_platform_only(ngx_http_request_t *r);
 static ngx_nexus_pg_query_t *ngx_nexus_plan_query(ngx_http_request_t *r,
     ngx_uint_t op, ngx_str_t *tenant, size_t size);
-static ngx_int_t ngx_nexus_plan_param_int(ngx_nexus_pg_query_t *q,
-    int64_t n);
-static ngx_int_t ngx_nexus_plan_run(ngx_http_request_t *r,
-    ngx_nexus_pg_query_t *q);
-static ngx_int_t ngx_nexus_plan_send(ngx_http_request_t *r,
-    ngx_nexus_pg_query_t *q);
 static void ngx_nexus_plan_assign(ngx_http_request_t *r, yajl_val v);
 static void ngx_nexus_plan_override_set(ngx_http_request_t *r, yajl_val v);
 static ngx_int_t ngx_nexus_plan_override_delete(ngx_http_request_t *r,
@@ -217,7 +211,7 @@ ngx_nexus_plan_admin(ngx_http_request_t *r, ngx_str_t *rest)
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        return ngx_nexus_plan_run(r, q);
+        return ngx_nexus_pg_ask(r, q, 1);
     }
 
     if (rest->data[5] != '/') {
@@ -270,7 +264,7 @@ ngx_nexus_plan_tenant(ngx_http_request_t *r, ngx_str_t *tenant,
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        return ngx_nexus_plan_run(r, q);
+        return ngx_nexus_pg_ask(r, q, 1);
     }
 
     if (!(r->method & (NGX_HTTP_PUT|NGX_HTTP_PATCH))
@@ -364,9 +358,9 @@ ngx_nexus_plan_self_serve(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    (void) ngx_nexus_plan_param_int(q, ctx->principal.tenant_id);
+    (void) ngx_nexus_pg_param_int(q, ctx->principal.tenant_id);
 
-    return ngx_nexus_plan_run(r, q);
+    return ngx_nexus_pg_ask(r, q, 1);
 }
 
 
@@ -403,58 +397,11 @@ ngx_nexus_plan_query(ngx_http_request_t *r, ngx_uint_t op, ngx_str_t *tenant,
         pctx->tenant = *tenant;
 
         (void) ngx_nexus_pg_param(q, tenant->data, tenant->len);
-        (void) ngx_nexus_plan_param_int(q, ctx->principal.platform
+        (void) ngx_nexus_pg_param_int(q, ctx->principal.platform
                                            ? 0 : ctx->principal.tenant_id);
     }
 
     return q;
-}
-
-
-static ngx_int_t
-ngx_nexus_plan_param_int(ngx_nexus_pg_query_t *q, int64_t n)
-{
-    u_char  buf[NGX_INT64_LEN + 1];
-
-    return ngx_nexus_pg_param(q, buf, ngx_sprintf(buf, "%L", n) - buf);
-}
-
-
-/* from a content handler: the request lives until ngx_nexus_plan_done() */
-
-static ngx_int_t
-ngx_nexus_plan_run(ngx_http_request_t *r, ngx_nexus_pg_query_t *q)
-{
-    ngx_int_t  rc;
-
-    rc = ngx_nexus_plan_send(r, q);
-
-    if (rc == NGX_DONE) {
-        r->main->count++;
-    }
-
-    return rc;
-}
-
-
-static ngx_int_t
-ngx_nexus_plan_send(ngx_http_request_t *r, ngx_nexus_pg_query_t *q)
-{
-    ngx_nexus_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
-
-    if (ngx_nexus_pg_send(q) != NGX_OK) {
-        return ngx_nexus_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                    "DEPENDENCY_UNAVAILABLE",
-                                    "the database is unavailable, "
-                                    "try again", NULL);
-    }
-
-    ctx->pgq = q;
-    ngx_nexus_wait(r);
-
-    return NGX_DONE;
 }
 
 
@@ -508,7 +455,7 @@ ngx_nexus_plan_assign(ngx_http_request_t *r, yajl_val v)
     (void) ngx_nexus_pg_param(q, ctx->principal.prefix.data,
                               ctx->principal.prefix.len);
 
-    rc = ngx_nexus_plan_send(r, q);
+    rc = ngx_nexus_pg_ask(r, q, 0);
 
     if (rc != NGX_DONE) {
         ngx_http_finalize_request(r, rc);
@@ -577,7 +524,7 @@ ngx_nexus_plan_override_set(ngx_http_request_t *r, yajl_val v)
     (void) ngx_nexus_pg_param(q, ctx->principal.prefix.data,
                               ctx->principal.prefix.len);
 
-    rc = ngx_nexus_plan_send(r, q);
+    rc = ngx_nexus_pg_ask(r, q, 0);
 
     if (rc != NGX_DONE) {
         ngx_http_finalize_request(r, rc);
@@ -622,7 +569,7 @@ ngx_nexus_plan_override_delete(ngx_http_request_t *r, ngx_str_t *tenant)
 
     (void) ngx_nexus_pg_param(q, key.data, key.len);
 
-    return ngx_nexus_plan_run(r, q);
+    return ngx_nexus_pg_ask(r, q, 1);
 }
 
 

@@ -79,9 +79,7 @@ static ngx_int_t
 ngx_nexus_usage_summary(ngx_http_request_t *r, ngx_str_t *tenant,
     int64_t scope)
 {
-    u_char                 buf[NGX_INT64_LEN];
     ngx_str_t              period;
-    ngx_nexus_ctx_t       *ctx;
     ngx_nexus_pg_query_t  *q;
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
@@ -102,8 +100,6 @@ ngx_nexus_usage_summary(ngx_http_request_t *r, ngx_str_t *tenant,
                                     "\"allowed\":[\"day\",\"month\"]}");
     }
 
-    ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
-
     q = ngx_nexus_pg_query(ngx_nexus_usage_admin_stmt,
                            tenant->len + NGX_INT64_LEN + period.len + 3);
     if (q == NULL) {
@@ -111,26 +107,15 @@ ngx_nexus_usage_summary(ngx_http_request_t *r, ngx_str_t *tenant,
     }
 
     (void) ngx_nexus_pg_param(q, tenant->data, tenant->len);
-    (void) ngx_nexus_pg_param(q, buf, ngx_sprintf(buf, "%L", scope) - buf);
+    (void) ngx_nexus_pg_param_int(q, scope);
     (void) ngx_nexus_pg_param(q, period.data, period.len);
 
     q->handler = ngx_nexus_usage_admin_done;
     q->data = r;
 
-    if (ngx_nexus_pg_send(q) != NGX_OK) {
-        return ngx_nexus_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                    "DEPENDENCY_UNAVAILABLE",
-                                    "the database is unavailable, "
-                                    "try again", NULL);
-    }
-
     /* the request stays alive until ngx_nexus_usage_admin_done() */
 
-    ctx->pgq = q;
-    ngx_nexus_wait(r);
-    r->main->count++;
-
-    return NGX_DONE;
+    return ngx_nexus_pg_ask(r, q, 1);
 }
 
 
