@@ -32,6 +32,8 @@ static void ngx_nexus_auth_pg_handler(ngx_nexus_pg_query_t *q,
 static ngx_int_t ngx_nexus_auth_row(PGresult *res,
     ngx_nexus_key_data_t *kd, u_char *hash);
 static ngx_int_t ngx_nexus_auth_unhex(u_char *dst, u_char *src, size_t n);
+static ngx_int_t ngx_nexus_auth_numbers(u_char *p, size_t len, int64_t *v,
+    ngx_uint_t n);
 static ngx_int_t ngx_nexus_auth_limits(ngx_nexus_key_data_t *kd, u_char *p,
     size_t len);
 static ngx_int_t ngx_nexus_auth_budget(ngx_nexus_key_data_t *kd, u_char *p,
@@ -452,34 +454,57 @@ ngx_nexus_auth_unhex(u_char *dst, u_char *src, size_t n)
 }
 
 
-/* "n,n,...": the NGX_NEXUS_LIMITS numbers of nexus_rate_limits_text() */
+/*
+ * n comma-separated integers of a key lookup column, as the SQL helpers
+ * (nexus_rate_limits_text(), nexus_quota_text(), ...) write them
+ */
 
 static ngx_int_t
-ngx_nexus_auth_limits(ngx_nexus_key_data_t *kd, u_char *p, size_t len)
+ngx_nexus_auth_numbers(u_char *p, size_t len, int64_t *v, ngx_uint_t n)
 {
     u_char      *last, *comma;
-    ngx_int_t    n;
+    off_t        x;
     ngx_uint_t   i;
 
     last = p + len;
 
-    for (i = 0; i < NGX_NEXUS_LIMITS; i++) {
+    for (i = 0; i < n; i++) {
         comma = ngx_strlchr(p, last, ',');
 
         if (comma == NULL) {
-            if (i != NGX_NEXUS_LIMITS - 1) {
+            if (i != n - 1) {
                 return NGX_ERROR;
             }
             comma = last;
         }
 
-        n = ngx_atoi(p, comma - p);
-        if (n == NGX_ERROR) {
+        x = ngx_atoof(p, comma - p);
+        if (x == NGX_ERROR) {
             return NGX_ERROR;
         }
 
-        kd->limits[i] = (uint32_t) n;
+        v[i] = x;
         p = comma + 1;
+    }
+
+    return NGX_OK;
+}
+
+
+/* "n,n,...": the NGX_NEXUS_LIMITS numbers of nexus_rate_limits_text() */
+
+static ngx_int_t
+ngx_nexus_auth_limits(ngx_nexus_key_data_t *kd, u_char *p, size_t len)
+{
+    ngx_uint_t  i;
+    int64_t     v[NGX_NEXUS_LIMITS];
+
+    if (ngx_nexus_auth_numbers(p, len, v, NGX_NEXUS_LIMITS) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < NGX_NEXUS_LIMITS; i++) {
+        kd->limits[i] = (uint32_t) v[i];
     }
 
     return NGX_OK;
@@ -491,30 +516,10 @@ ngx_nexus_auth_limits(ngx_nexus_key_data_t *kd, u_char *p, size_t len)
 static ngx_int_t
 ngx_nexus_auth_quota(ngx_nexus_key_data_t *kd, u_char *p, size_t len)
 {
-    u_char      *last, *comma;
-    off_t        n;
-    ngx_uint_t   i;
-    int64_t      v[4];
+    int64_t  v[4];
 
-    last = p + len;
-
-    for (i = 0; i < 4; i++) {
-        comma = ngx_strlchr(p, last, ',');
-
-        if (comma == NULL) {
-            if (i != 3) {
-                return NGX_ERROR;
-            }
-            comma = last;
-        }
-
-        n = ngx_atoof(p, comma - p);
-        if (n == NGX_ERROR) {
-            return NGX_ERROR;
-        }
-
-        v[i] = n;
-        p = comma + 1;
+    if (ngx_nexus_auth_numbers(p, len, v, 4) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     kd->quota[0] = v[0];
@@ -531,30 +536,10 @@ ngx_nexus_auth_quota(ngx_nexus_key_data_t *kd, u_char *p, size_t len)
 static ngx_int_t
 ngx_nexus_auth_budget(ngx_nexus_key_data_t *kd, u_char *p, size_t len)
 {
-    u_char      *last, *comma;
-    off_t        n;
-    ngx_uint_t   i;
-    int64_t      v[5];
+    int64_t  v[5];
 
-    last = p + len;
-
-    for (i = 0; i < 5; i++) {
-        comma = ngx_strlchr(p, last, ',');
-
-        if (comma == NULL) {
-            if (i != 4) {
-                return NGX_ERROR;
-            }
-            comma = last;
-        }
-
-        n = ngx_atoof(p, comma - p);
-        if (n == NGX_ERROR) {
-            return NGX_ERROR;
-        }
-
-        v[i] = n;
-        p = comma + 1;
+    if (ngx_nexus_auth_numbers(p, len, v, 5) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     kd->budget[0] = v[0];
@@ -575,30 +560,10 @@ ngx_nexus_auth_budget(ngx_nexus_key_data_t *kd, u_char *p, size_t len)
 static ngx_int_t
 ngx_nexus_auth_guard(ngx_nexus_key_data_t *kd, u_char *p, size_t len)
 {
-    u_char      *last, *comma;
-    off_t        n;
-    ngx_uint_t   i;
-    int64_t      v[4];
+    int64_t  v[4];
 
-    last = p + len;
-
-    for (i = 0; i < 4; i++) {
-        comma = ngx_strlchr(p, last, ',');
-
-        if (comma == NULL) {
-            if (i != 3) {
-                return NGX_ERROR;
-            }
-            comma = last;
-        }
-
-        n = ngx_atoof(p, comma - p);
-        if (n == NGX_ERROR) {
-            return NGX_ERROR;
-        }
-
-        v[i] = n;
-        p = comma + 1;
+    if (ngx_nexus_auth_numbers(p, len, v, 4) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     if (v[0] > NGX_NEXUS_PII_LOG || v[1] > NX_PII_ALL) {
