@@ -734,10 +734,7 @@ ngx_nexus_admin_done(ngx_nexus_pg_query_t *q, PGresult *res, ngx_int_t rc)
 
     if (rc == NGX_DECLINED) {
         code = "DEPENDENCY_UNAVAILABLE";
-        rc = ngx_nexus_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                  "DEPENDENCY_UNAVAILABLE",
-                                  "the database is unavailable, try again",
-                                  NULL);
+        rc = ngx_nexus_pg_unavailable(r);
         goto done;
     }
 

@@ -1431,10 +1431,7 @@ ngx_nexus_authz_done(ngx_nexus_pg_query_t *q, PGresult *res, ngx_int_t rc)
     r->read_event_handler = ngx_http_block_reading;
 
     if (rc == NGX_DECLINED) {
-        rc = ngx_nexus_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                  "DEPENDENCY_UNAVAILABLE",
-                                  "the database is unavailable, try again",
-                                  NULL);
+        rc = ngx_nexus_pg_unavailable(r);
         goto done;
     }
 

@@ -1025,10 +1025,7 @@ ngx_nexus_credits_grant_body(ngx_http_request_t *r, yajl_val v)
     q->data = r;
 
     if (ngx_nexus_pg_send(q) != NGX_OK) {
-        rc = ngx_nexus_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                  "DEPENDENCY_UNAVAILABLE",
-                                  "the database is unavailable, try again",
-                                  NULL);
+        rc = ngx_nexus_pg_unavailable(r);
         ngx_http_finalize_request(r, rc);
         return;
     }
@@ -1293,10 +1290,7 @@ ngx_nexus_credits_pg_error(ngx_http_request_t *r, PGresult *res,
     ngx_int_t rc)
 {
     if (rc == NGX_DECLINED) {
-        return ngx_nexus_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                    "DEPENDENCY_UNAVAILABLE",
-                                    "the database is unavailable, try again",
-                                    NULL);
+        return ngx_nexus_pg_unavailable(r);
     }
 
     ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,

@@ -496,6 +496,16 @@ ngx_nexus_pg_param_int(ngx_nexus_pg_query_t *q, int64_t n)
 
 
 ngx_int_t
+ngx_nexus_pg_unavailable(ngx_http_request_t *r)
+{
+    return ngx_nexus_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                "DEPENDENCY_UNAVAILABLE",
+                                "the database is unavailable, try again",
+                                NULL);
+}
+
+
+ngx_int_t
 ngx_nexus_pg_ask(ngx_http_request_t *r, ngx_nexus_pg_query_t *q,
     ngx_uint_t content)
 {
@@ -504,10 +514,7 @@ ngx_nexus_pg_ask(ngx_http_request_t *r, ngx_nexus_pg_query_t *q,
     ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
 
     if (ngx_nexus_pg_send(q) != NGX_OK) {
-        return ngx_nexus_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                    "DEPENDENCY_UNAVAILABLE",
-                                    "the database is unavailable, "
-                                    "try again", NULL);
+        return ngx_nexus_pg_unavailable(r);
     }
 
     ctx->pgq = q;

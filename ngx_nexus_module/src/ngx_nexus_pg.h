@@ -95,6 +95,9 @@ ngx_int_t ngx_nexus_pg_param_int(ngx_nexus_pg_query_t *q, int64_t n);
  */
 ngx_int_t ngx_nexus_pg_ask(ngx_http_request_t *r, ngx_nexus_pg_query_t *q,
     ngx_uint_t content);
+
+/* 503 DEPENDENCY_UNAVAILABLE: a request's query could not be run */
+ngx_int_t ngx_nexus_pg_unavailable(ngx_http_request_t *r);
 ngx_int_t ngx_nexus_pg_send(ngx_nexus_pg_query_t *q);
 void ngx_nexus_pg_cancel(ngx_nexus_pg_query_t *q);
 void ngx_nexus_pg_free(ngx_nexus_pg_query_t *q);
