@@ -458,9 +458,9 @@ ngx_nexus_gateway_candidates(ngx_http_request_t *r, ngx_nexus_proxy_t *px)
 
 
 /*
- * The request body for each candidate's provider type.  A candidate that
- * cannot take the request (tools for Ollama, say) is dropped; when none
- * can, NGX_BUSY and err says why.
+ * The request body for each candidate's provider type, built once per
+ * type and served model.  A candidate that cannot take the request (tools
+ * for Ollama, say) is dropped; when none can, NGX_BUSY and err says why.
  */
 
 static ngx_int_t
@@ -469,7 +469,7 @@ ngx_nexus_gateway_bodies(ngx_http_request_t *r, ngx_nexus_proxy_t *px,
 {
     u_char                 *served;
     nx_buf_t                body = NX_BUF_INIT;
-    ngx_uint_t              i, n;
+    ngx_uint_t              i, k, n;
     nx_llm_err_t            e;
     ngx_nexus_candidate_t  *c;
 
@@ -478,6 +478,24 @@ ngx_nexus_gateway_bodies(ngx_http_request_t *r, ngx_nexus_proxy_t *px,
 
     for (i = 0; i < px->ncands; i++) {
         c = &px->cands[i];
+
+        /* the body of a kept candidate of the same type and model serves */
+        for (k = 0; k < n; k++) {
+            if (px->cands[k].provider->type == c->provider->type
+                && px->cands[k].served.len == c->served.len
+                && ngx_strncmp(px->cands[k].served.data, c->served.data,
+                               c->served.len)
+                   == 0)
+            {
+                break;
+            }
+        }
+
+        if (k < n) {
+            c->body = px->cands[k].body;
+            px->cands[n++] = *c;
+            continue;
+        }
 
         served = ngx_pnalloc(r->pool, c->served.len + 1);
         if (served == NULL) {
