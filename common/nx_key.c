@@ -34,7 +34,6 @@
 
 static int nx_key_lower_hex(const char *s, size_t len);
 static void nx_key_hex_encode(char *dst, const uint8_t *src, size_t len);
-static int nx_key_hex_value(unsigned char c);
 static void nx_key_error(char *errbuf, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -255,7 +254,7 @@ nx_pepper_load(const char *path, uint8_t *out, size_t outsz, char *errbuf,
     }
 
     for (i = 0; i < body; i++) {
-        if (nx_key_hex_value(buf[i]) < 0) {
+        if (nx_hex_value(buf[i]) < 0) {
             break;
         }
     }
@@ -292,8 +291,8 @@ nx_pepper_load(const char *path, uint8_t *out, size_t outsz, char *errbuf,
 
     if (body) {
         for (i = 0; i < plen; i++) {
-            hi = nx_key_hex_value(buf[2 * i]);
-            lo = nx_key_hex_value(buf[2 * i + 1]);
+            hi = nx_hex_value(buf[2 * i]);
+            lo = nx_hex_value(buf[2 * i + 1]);
             out[i] = (uint8_t) ((hi << 4) | lo);
         }
 
@@ -345,10 +344,10 @@ nx_key_hex_encode(char *dst, const uint8_t *src, size_t len)
 }
 
 
-/* pepper files may use either case */
+/* pepper and seal key files may use either case */
 
-static int
-nx_key_hex_value(unsigned char c)
+int
+nx_hex_value(unsigned char c)
 {
     if (c >= '0' && c <= '9') {
         return c - '0';

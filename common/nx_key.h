@@ -68,4 +68,7 @@ int nx_ct_equal(const void *a, const void *b, size_t n);
 int nx_pepper_load(const char *path, uint8_t *out, size_t outsz,
     char *errbuf, size_t errlen);
 
+/* The value of one hex digit, either case, or -1. */
+int nx_hex_value(unsigned char c);
+
 #endif /* NX_KEY_H */

@@ -24,6 +24,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include "nx_key.h"
 #include "nx_seal.h"
 
 
@@ -34,7 +35,6 @@
 
 static int nx_seal_aad(const char *purpose, int64_t tenant_id,
     unsigned char *aad);
-static int nx_seal_hex(unsigned char c);
 static void nx_seal_error(char *errbuf, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -143,7 +143,7 @@ nx_seal_key_load(const char *path, nx_seal_key_t *k, char *errbuf,
 
     if (n == NX_SEAL_KEY_LEN) {
         /* 32 raw bytes; 32 hex digits would be a 16-byte key: refused */
-        for (i = 0; i < n && nx_seal_hex(buf[i]) >= 0; i++) {
+        for (i = 0; i < n && nx_hex_value(buf[i]) >= 0; i++) {
             /* void */
         }
 
@@ -169,8 +169,8 @@ nx_seal_key_load(const char *path, nx_seal_key_t *k, char *errbuf,
     }
 
     for (i = 0; i < NX_SEAL_KEY_LEN; i++) {
-        hi = nx_seal_hex(buf[2 * i]);
-        lo = nx_seal_hex(buf[2 * i + 1]);
+        hi = nx_hex_value(buf[2 * i]);
+        lo = nx_hex_value(buf[2 * i + 1]);
 
         if (hi < 0 || lo < 0) {
             nx_seal_error(errbuf, errlen, "seal key file \"%s\" must hold 32 "
@@ -410,24 +410,6 @@ nx_seal_aad(const char *purpose, int64_t tenant_id, unsigned char *aad)
     return (int) (sizeof(label) + plen + 1) + n;
 }
 
-
-static int
-nx_seal_hex(unsigned char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-
-    return -1;
-}
 
 
 static void
