@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <nx_budget.h>
 #include <nx_key.h>
 
 #include "nexusctl.h"
@@ -29,12 +30,7 @@
 
 
 /* what nexus_token_budget_valid() and the tpm CHECKs accept */
-#define CLI_BUDGET_MAX            999999999999ULL
-
-#define CLI_BUDGET_NPERIODS       3
-
-/* {"daily": N, "monthly": N, "total": N} */
-#define CLI_BUDGET_JSON_LEN       128
+#define CLI_BUDGET_MAX            ((unsigned long long) NX_BUDGET_TOKENS_MAX)
 
 
 #define CLI_BUDGET_COLS                                                      \
@@ -74,13 +70,13 @@ static const char  cli_tpm_tenant_sql[] =
 typedef struct {
     const char          *prefix_arg;
     const char          *tenant;
-    const char          *arg[CLI_BUDGET_NPERIODS];
-    int                  no[CLI_BUDGET_NPERIODS];
+    const char          *arg[NX_BUDGET_NPERIODS];
+    int                  no[NX_BUDGET_NPERIODS];
     const char          *tpm_arg;
     int                  clear;
 
     char                 prefix[NX_KEY_PREFIX_LEN + 1];
-    unsigned long long   n[CLI_BUDGET_NPERIODS];
+    unsigned long long   n[NX_BUDGET_NPERIODS];
     unsigned long long   tpm;
 } cli_budget_args_t;
 
@@ -91,11 +87,6 @@ static int cli_budget_set(PGconn *conn, const cli_budget_args_t *a);
 static int cli_budget_clear(PGconn *conn, const cli_budget_args_t *a);
 static void cli_budget_print(const char *prefix, const PGresult *res);
 static void cli_budget_show_print(const char *prefix, const PGresult *res);
-
-
-static const char  *cli_budget_periods[CLI_BUDGET_NPERIODS] = {
-    "daily", "monthly", "total"
-};
 
 
 static const struct option  cli_set_budget_opts[] = {
@@ -220,7 +211,7 @@ cli_budget_set_check(const char *verb, cli_budget_args_t *a)
 
     any = 0;
 
-    for (i = 0; i < CLI_BUDGET_NPERIODS; i++) {
+    for (i = 0; i < NX_BUDGET_NPERIODS; i++) {
 
         if (a->arg[i] == NULL && !a->no[i]) {
             continue;
@@ -230,19 +221,19 @@ cli_budget_set_check(const char *verb, cli_budget_args_t *a)
 
         if (a->clear) {
             cli_error("%s: --clear cannot be combined with --%s%s", verb,
-                      a->no[i] ? "no-" : "", cli_budget_periods[i]);
+                      a->no[i] ? "no-" : "", nx_budget_periods[i]);
             cli_verb_usage(verb, stderr);
             return -1;
         }
 
         if (a->arg[i] != NULL && a->no[i]) {
             cli_error("%s: --%s cannot be combined with --no-%s", verb,
-                      cli_budget_periods[i], cli_budget_periods[i]);
+                      nx_budget_periods[i], nx_budget_periods[i]);
             cli_verb_usage(verb, stderr);
             return -1;
         }
 
-        snprintf(name, sizeof(name), "%s budget", cli_budget_periods[i]);
+        snprintf(name, sizeof(name), "%s budget", nx_budget_periods[i]);
 
         if (a->arg[i] != NULL
             && cli_opt_count(name, a->arg[i], CLI_BUDGET_MAX, &a->n[i]) != 0)
@@ -267,38 +258,27 @@ cli_budget_set_check(const char *verb, cli_budget_args_t *a)
 static int
 cli_budget_set(PGconn *conn, const cli_budget_args_t *a)
 {
-    int          i;
-    char         json[CLI_BUDGET_JSON_LEN], drop[48];
-    size_t       n, d;
-    const char  *sep, *dsep, *values[3];
+    int                 i;
+    char                json[NX_BUDGET_JSON_LEN], drop[NX_BUDGET_DROP_LEN];
+    const char         *values[3];
+    nx_token_budget_t   b;
 
-    /* validated numbers and our own strings: nothing is spliced in */
+    memset(&b, 0, sizeof(nx_token_budget_t));
 
-    n = 0;
-    d = 0;
-    json[n++] = '{';
-    drop[d++] = '{';
-    sep = "";
-    dsep = "";
-
-    for (i = 0; i < CLI_BUDGET_NPERIODS; i++) {
+    for (i = 0; i < NX_BUDGET_NPERIODS; i++) {
 
         if (a->arg[i] != NULL) {
-            n += (size_t) snprintf(json + n, sizeof(json) - n,
-                                   "%s\"%s\": %llu", sep,
-                                   cli_budget_periods[i], a->n[i]);
-            sep = ", ";
+            b.tokens[i] = (int64_t) a->n[i];
+            b.set |= 1u << i;
         }
 
         if (a->no[i]) {
-            d += (size_t) snprintf(drop + d, sizeof(drop) - d, "%s%s", dsep,
-                                   cli_budget_periods[i]);
-            dsep = ",";
+            b.drop |= 1u << i;
         }
     }
 
-    snprintf(json + n, sizeof(json) - n, "}");
-    snprintf(drop + d, sizeof(drop) - d, "}");
+    /* what the admin API writes for the same change */
+    nx_token_budget_text(&b, json, drop);
 
     values[0] = a->prefix;
     values[1] = drop;

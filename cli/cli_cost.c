@@ -5,12 +5,14 @@
  * import-prices, set-cost-budget, show-cost-budget and show-credits.
  *
  * Prices are versions: set-price adds one, effective now or from
- * --effective-from, and never changes an existing one; a model's price is
- * its latest version that is not in the future.  Prices are given in
- * dollars per 1K tokens and stored in nano-dollars, budgets in dollars and
- * stored in micro-dollars (common/nx_money.h): the decimals are parsed
- * here, exactly, never through a float.  import-prices loads a price
- * list such as config/pricing.json, skipping versions already present.
+ * --effective-from (not in the past without --allow-past), and never
+ * changes an existing one; a model's price is its latest version that is
+ * not in the future.  Prices are given in dollars per 1K tokens and stored
+ * in nano-dollars, budgets in dollars and stored in micro-dollars
+ * (common/nx_money.h): the decimals are parsed exactly, never through a
+ * float.  import-prices loads a price list such as config/pricing.json,
+ * keeping versions already present.  The values are checked, and written,
+ * as the admin API checks and writes them (common/nx_budget.h).
  *
  * A tenant's cost budget is a row of tenant_costs (migration 0013); every
  * write fires a NOTIFY on which each nginx worker reloads it, as it does
@@ -18,14 +20,17 @@
  * balance) are in Redis, where the gateway keeps them: show-credits reads
  * the ledger PostgreSQL has, which trails Redis by a second or so.
  * Credits are granted through the admin API, which changes the balance
- * in Redis (POST /v1/admin/credits/{tenant}/grant).
+ * in Redis (POST /v1/admin/credits/{tenant}/grant; nexusctl grant-credits
+ * calls it, cli_credits.c).
  */
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 
+#include <nx_budget.h>
 #include <nx_json.h>
 #include <nx_money.h>
 
@@ -36,17 +41,10 @@
 #include "cli_tenant.h"
 
 
-#define CLI_COST_MODEL_MAX        128
-
-/* $1e9 a month, in micro-dollars: what tenant_costs accepts */
-#define CLI_COST_BUDGET_MAX       1000000000000000LL
-
 /* a price list larger than this is a mistake */
 #define CLI_COST_FILE_MAX         (1024 * 1024)
 
 #define CLI_COST_SQLSTATE_CHECK   "23514"
-#define CLI_COST_SQLSTATE_TIME    "22007"
-#define CLI_COST_SQLSTATE_TIME2   "22008"
 
 
 #define CLI_COST_USD(col)                                                    \
@@ -70,23 +68,16 @@ static const char  cli_cost_show_prices_sql[] =
     " WHERE $2::boolean OR v.status <> 'past'"
     " ORDER BY v.model COLLATE \"C\", v.effective_from";
 
-static const char  cli_cost_set_price_sql[] =
-    "INSERT INTO model_prices AS p (model, input_nusd_per_1k,"
-    " output_nusd_per_1k, effective_from, created_by)"
-    " VALUES ($1, $2::bigint, $3::bigint,"
-    " coalesce($4::timestamptz, now()), 'nexusctl')"
-    " RETURNING " CLI_DB_TS("p.effective_from");
+/*
+ * set-price and import-prices add versions with the admin API's statement
+ * (common/nx_budget.h): the time, the first model whose version at that
+ * time has other prices, the versions added.
+ */
 
-/* $1: [{"model":..,"input":N,"output":N}], $2 effective_from */
-
-static const char  cli_cost_import_sql[] =
-    "WITH ins AS (INSERT INTO model_prices (model, input_nusd_per_1k,"
-    " output_nusd_per_1k, effective_from, created_by)"
-    " SELECT x.model, x.input, x.output, $2::timestamptz, 'nexusctl import'"
-    " FROM json_to_recordset($1::json)"
-    " AS x(model text, input bigint, output bigint)"
-    " ON CONFLICT (model, effective_from) DO NOTHING RETURNING 1)"
-    " SELECT count(*) FROM ins";
+static const char  cli_cost_add_prices_sql[] =
+    NX_PRICES_INSERT
+    " SELECT " CLI_DB_TS("f.at") ", (SELECT model FROM clash),"
+    " (SELECT count(*) FROM ins) FROM f";
 
 #define CLI_COST_BUDGET_COLS                                                 \
     "t.name, CASE WHEN c.monthly_budget_musd IS NULL THEN 'none' ELSE "     \
@@ -94,29 +85,10 @@ static const char  cli_cost_import_sql[] =
     "trim_scale(c.warn_ratio)::text, c.hard_cap_mode, "                     \
     "coalesce(c.degrade_model, 'none'), c.allow_unpriced, c.credits"
 
-/*
- * $1 tenant name; then, NULL where not given: $2 monthly budget (0: none),
- * $3 warn ratio, $4 mode, $5 degrade model ('': none), $6 allow_unpriced.
- * A new row takes the defaults for what is not given.
- */
+/* the admin API's upsert (common/nx_budget.h), for any tenant */
 
 static const char  cli_cost_set_budget_sql[] =
-    "WITH up AS (INSERT INTO tenant_costs AS c (tenant_id,"
-    " monthly_budget_musd, warn_ratio, hard_cap_mode, degrade_model,"
-    " allow_unpriced)"
-    " SELECT t.id, nullif($2::bigint, 0), coalesce($3::numeric, 0.8),"
-    " coalesce($4, 'block'), nullif($5, ''), coalesce($6::boolean, false)"
-    " FROM tenants t WHERE t.name = $1"
-    " ON CONFLICT (tenant_id) DO UPDATE SET"
-    " monthly_budget_musd = CASE WHEN $2 IS NULL THEN c.monthly_budget_musd"
-    " ELSE nullif($2::bigint, 0) END,"
-    " warn_ratio = coalesce($3::numeric, c.warn_ratio),"
-    " hard_cap_mode = coalesce($4, c.hard_cap_mode),"
-    " degrade_model = CASE WHEN $5 IS NULL THEN c.degrade_model"
-    " ELSE nullif($5, '') END,"
-    " allow_unpriced = coalesce($6::boolean, c.allow_unpriced),"
-    " updated_at = now()"
-    " RETURNING c.*)"
+    "WITH up AS (" NX_COST_BUDGET_UPSERT ")"
     " SELECT " CLI_COST_BUDGET_COLS " FROM up c"
     " JOIN tenants t ON t.id = c.tenant_id";
 
@@ -149,24 +121,25 @@ static const char  cli_cost_ledger_sql[] =
 
 
 typedef struct {
-    const char   *tenant;
-    const char   *monthly_arg;
-    const char   *ratio_arg;
-    const char   *mode_arg;
-    const char   *degrade_arg;
-    int           no_budget;
-    int           allow_unpriced;   /* -1 not given, 0, 1 */
+    const char        *tenant;
+    const char        *monthly_arg;
+    const char        *ratio_arg;
+    const char        *mode_arg;
+    const char        *degrade_arg;
+    int                no_budget;
+    int                allow_unpriced;  /* -1 not given, 0, 1 */
 
-    char          monthly[24];
-    char          ratio[NX_MONEY_LEN];
+    nx_cost_budget_t   b;               /* what the admin API would get */
 } cli_cost_budget_args_t;
 
 
 static int cli_cost_model_check(const char *model);
 static int cli_cost_price(const char *name, const char *s, int64_t *v);
-static int cli_cost_time_fail(PGconn *conn, PGresult *res, const char *ts,
-    const char *what);
-static int cli_cost_import_json(yajl_val prices, char **json, size_t *n);
+static int cli_cost_time(const char *ts, char *us);
+static int64_t cli_cost_now(void);
+static int cli_cost_add(const char *json, const char *from_us,
+    const char *by, PGresult **res);
+static int cli_cost_import_json(yajl_val prices, char **json);
 static char *cli_cost_read(const char *path, size_t *len);
 static int cli_cost_budget_check(const char *verb, cli_cost_budget_args_t *a);
 static void cli_cost_budget_print(const char *tenant, const PGresult *res);
@@ -177,6 +150,7 @@ static const struct option  cli_set_price_opts[] = {
     { "input",            required_argument,  NULL,  'i' },
     { "output",           required_argument,  NULL,  'o' },
     { "effective-from",   required_argument,  NULL,  'e' },
+    { "allow-past",       no_argument,        NULL,  'P' },
     { NULL,               0,                  NULL,  0 }
 };
 
@@ -210,22 +184,26 @@ static const struct option  cli_tenant_opts[] = {
 };
 
 
-/* set-price --model M --input X --output Y [--effective-from TS] */
+/*
+ * set-price --model M --input X --output Y [--effective-from TS]
+ *     [--allow-past]
+ */
 
 int
 cli_set_price(int argc, char **argv)
 {
-    int          c, rc;
-    char         in[24], out[24];
+    int          c, rc, past;
+    char        *json, in[NX_MONEY_LEN], out[NX_MONEY_LEN], us[24];
+    size_t       n, len;
     int64_t      vin, vout;
-    PGconn      *conn;
     PGresult    *res;
-    const char  *model, *in_arg, *out_arg, *from, *values[4];
+    const char  *model, *in_arg, *out_arg, *from;
 
     model = NULL;
     in_arg = NULL;
     out_arg = NULL;
     from = NULL;
+    past = 0;
 
     while ((c = cli_getopt(argc, argv, cli_set_price_opts)) != -1) {
 
@@ -247,6 +225,10 @@ cli_set_price(int argc, char **argv)
             from = optarg;
             break;
 
+        case 'P':
+            past = 1;
+            break;
+
         default:
             return cli_opt_usage(argv[0], c);
         }
@@ -264,35 +246,49 @@ cli_set_price(int argc, char **argv)
 
     if (cli_cost_model_check(model) != 0
         || cli_cost_price("input price", in_arg, &vin) != 0
-        || cli_cost_price("output price", out_arg, &vout) != 0)
+        || cli_cost_price("output price", out_arg, &vout) != 0
+        || (from != NULL && cli_cost_time(from, us) != 0))
     {
         return CLI_USAGE;
     }
 
-    snprintf(in, sizeof(in), "%lld", (long long) vin);
-    snprintf(out, sizeof(out), "%lld", (long long) vout);
+    if (from != NULL && !past
+        && nx_price_time_allowed(strtoll(us, NULL, 10), cli_cost_now(), 0)
+           != 0)
+    {
+        cli_error("%s: --effective-from \"%s\" is in the past: a version "
+                  "back-dated changes what was the current price; give "
+                  "--allow-past to write it anyway", argv[0],
+                  cli_quote(from));
+        return CLI_USAGE;
+    }
 
-    conn = cli_db_connect(&rc);
-    if (conn == NULL) {
+    /* a list of one, as import-prices and the admin API write them */
+
+    len = nx_json_escape_len(model, strlen(model)) + 96;
+
+    json = malloc(len);
+    if (json == NULL) {
+        cli_error("out of memory");
+        return CLI_FAILED;
+    }
+
+    n = (size_t) snprintf(json, len, "[{\"model\":\"");
+    n += nx_json_escape(json + n, model, strlen(model));
+    snprintf(json + n, len - n, "\",\"input\":%lld,\"output\":%lld}]",
+             (long long) vin, (long long) vout);
+
+    rc = cli_cost_add(json, from ? us : NULL, "nexusctl", &res);
+    free(json);
+
+    if (rc != CLI_OK) {
         return rc;
     }
 
-    values[0] = model;
-    values[1] = in;
-    values[2] = out;
-    values[3] = from;
-
-    res = cli_db_exec(conn, cli_cost_set_price_sql, 4, values);
-
-    if (!cli_db_ok(res)) {
-        if (cli_db_state(res, CLI_DB_UNIQUE_VIOLATION)) {
-            cli_error("model \"%s\" has a price effective at that time "
-                      "already", cli_quote(model));
-            rc = CLI_FAILED;
-
-        } else {
-            rc = cli_cost_time_fail(conn, res, from, "cannot set price");
-        }
+    if (!PQgetisnull(res, 0, 1) || strcmp(PQgetvalue(res, 0, 2), "0") == 0) {
+        cli_error("model \"%s\" has a price effective at that time "
+                  "already", cli_quote(model));
+        rc = CLI_FAILED;
 
     } else {
         nx_money_format(in, vin, NX_MONEY_NANO);
@@ -304,7 +300,6 @@ cli_set_price(int argc, char **argv)
     }
 
     PQclear(res);
-    cli_db_close(conn);
 
     return rc;
 }
@@ -389,12 +384,11 @@ int
 cli_import_prices(int argc, char **argv)
 {
     int          c, rc;
-    char        *buf, *json, err[128], n[24];
-    size_t       len, njson;
-    PGconn      *conn;
+    char        *buf, *json, err[128], n[24], us[24];
+    size_t       len;
     yajl_val     root, prices;
     PGresult    *res;
-    const char  *path, *from, *values[2];
+    const char  *path, *from;
 
     path = NULL;
 
@@ -445,112 +439,88 @@ cli_import_prices(int argc, char **argv)
         return CLI_FAILED;
     }
 
-    if (cli_cost_import_json(prices, &json, &njson) != 0) {
+    /* a price list is dated when it was published: the past is its own */
+
+    if (cli_cost_time(from, us) != 0) {
+        yajl_tree_free(root);
+        return CLI_USAGE;
+    }
+
+    if (cli_cost_import_json(prices, &json) != 0) {
         yajl_tree_free(root);
         return CLI_FAILED;
     }
 
-    conn = cli_db_connect(&rc);
-    if (conn == NULL) {
-        free(json);
+    rc = cli_cost_add(json, us, "nexusctl import", &res);
+    free(json);
+
+    if (rc != CLI_OK) {
         yajl_tree_free(root);
         return rc;
     }
 
-    values[0] = json;
-    values[1] = from;
-
-    res = cli_db_exec(conn, cli_cost_import_sql, 2, values);
-
-    if (!cli_db_ok(res)) {
-        rc = cli_cost_time_fail(conn, res, from, "cannot import prices");
+    if (!PQgetisnull(res, 0, 1)) {
+        cli_error("model \"%s\" has a price effective at that time already, "
+                  "with other prices: nothing imported",
+                  cli_quote(PQgetvalue(res, 0, 1)));
+        rc = CLI_FAILED;
 
     } else {
         snprintf(n, sizeof(n), "%zu", prices->u.object.len);
         printf("imported %s of %s prices effective from %s from %s\n",
-               PQgetvalue(res, 0, 0), n, cli_quote(from), cli_quote(path));
+               PQgetvalue(res, 0, 2), n, cli_quote(from), cli_quote(path));
         rc = (cli_flush() == 0) ? CLI_OK : CLI_FAILED;
     }
 
     PQclear(res);
-    cli_db_close(conn);
-    free(json);
     yajl_tree_free(root);
 
     return rc;
 }
 
 
-/* [{"model":"m","input":N,"output":N},...] with the prices in nano-dollars */
+/*
+ * The list as NX_PRICES_INSERT reads it (common/nx_budget.h), or a
+ * message about what is wrong in it.
+ */
 
 static int
-cli_cost_import_json(yajl_val prices, char **json, size_t *n)
+cli_cost_import_json(yajl_val prices, char **json)
 {
-    int          k;
-    char        *p, *end;
-    size_t       i, size;
-    int64_t      v[2];
-    yajl_val     e, f;
-    const char  *model, *s, *sides[2] = { "input", "output" };
+    int          rc;
+    size_t       len, bad;
+    const char  *model;
 
-    size = 2;
+    rc = nx_prices_json(prices, json, &len, &bad);
 
-    for (i = 0; i < prices->u.object.len; i++) {
-        size += 6 * strlen(prices->u.object.keys[i]) + 80;
+    if (rc == NX_PRICES_OK) {
+        return 0;
     }
 
-    *json = malloc(size);
-    if (*json == NULL) {
+    model = prices->u.object.keys[bad];
+
+    switch (rc) {
+
+    case NX_PRICES_MODEL:
+        (void) cli_cost_model_check(model);
+        break;
+
+    case NX_PRICES_INPUT:
+    case NX_PRICES_OUTPUT:
+        cli_error("model \"%s\": \"%s\" is required, in dollars per 1K "
+                  "tokens, from 0 to 10, with at most 9 decimals",
+                  cli_quote(model),
+                  (rc == NX_PRICES_INPUT) ? "input" : "output");
+        break;
+
+    case NX_PRICES_DUPLICATE:
+        cli_error("model \"%s\" is listed twice", cli_quote(model));
+        break;
+
+    default:
         cli_error("out of memory");
-        return -1;
+        break;
     }
-
-    p = *json;
-    end = p + size;
-    *p++ = '[';
-
-    for (i = 0; i < prices->u.object.len; i++) {
-        model = prices->u.object.keys[i];
-        e = prices->u.object.values[i];
-
-        if (cli_cost_model_check(model) != 0) {
-            goto failed;
-        }
-
-        for (k = 0; k < 2; k++) {
-            f = nx_json_get(e, sides[k]);
-
-            if (YAJL_IS_NUMBER(f) && f->u.number.r != NULL) {
-                s = f->u.number.r;
-
-            } else if (nx_json_string(f, &s) != 0) {
-                cli_error("model \"%s\": \"%s\" is required, in dollars per "
-                          "1K tokens", cli_quote(model), sides[k]);
-                goto failed;
-            }
-
-            if (cli_cost_price(sides[k], s, &v[k]) != 0) {
-                goto failed;
-            }
-        }
-
-        /* a checked name needs no escaping but '"' and '\\' */
-        p += snprintf(p, end - p, "%s{\"model\":\"", i ? "," : "");
-        p += nx_json_escape(p, model, strlen(model));
-        p += snprintf(p, end - p, "\",\"input\":%lld,\"output\":%lld}",
-                      (long long) v[0], (long long) v[1]);
-    }
-
-    *p++ = ']';
-    *p = '\0';
-    *n = p - *json;
-
-    return 0;
-
-failed:
-
-    free(*json);
-    *json = NULL;
 
     return -1;
 }
@@ -609,12 +579,13 @@ cli_cost_read(const char *path, size_t *len)
 int
 cli_set_cost_budget(int argc, char **argv)
 {
-    int                     c, rc;
-    PGconn                 *conn;
-    PGresult               *res;
-    const char             *values[6];
-    cli_cost_budget_args_t  a;
-    char                    model[256];
+    int                      c, rc;
+    PGconn                  *conn;
+    PGresult                *res;
+    const char              *values[7];
+    cli_cost_budget_args_t   a;
+    nx_cost_budget_params_t  p;
+    char                     model[256];
 
     memset(&a, 0, sizeof(cli_cost_budget_args_t));
     a.allow_unpriced = -1;
@@ -674,15 +645,13 @@ cli_set_cost_budget(int argc, char **argv)
         return rc;
     }
 
-    values[0] = a.tenant;
-    values[1] = a.no_budget ? "0" : (a.monthly_arg ? a.monthly : NULL);
-    values[2] = a.ratio_arg ? a.ratio : NULL;
-    values[3] = a.mode_arg;
-    values[4] = a.degrade_arg;
-    values[5] = (a.allow_unpriced == -1) ? NULL
-                : (a.allow_unpriced ? "t" : "f");
+    nx_cost_budget_params(&a.b, &p);
 
-    res = cli_db_exec(conn, cli_cost_set_budget_sql, 6, values);
+    values[0] = a.tenant;
+    memcpy(&values[1], p.values, sizeof(p.values));
+    values[6] = "0";
+
+    res = cli_db_exec(conn, cli_cost_set_budget_sql, 7, values);
 
     if (!cli_db_ok(res)) {
         if (cli_db_state(res, CLI_COST_SQLSTATE_CHECK)) {
@@ -731,10 +700,14 @@ cli_set_cost_budget(int argc, char **argv)
 }
 
 
+/* The options as the admin API's body would give them (nx_budget.h). */
+
 static int
 cli_cost_budget_check(const char *verb, cli_cost_budget_args_t *a)
 {
-    int64_t  v;
+    nx_cost_budget_t  *b;
+
+    b = &a->b;
 
     if (cli_tenant_required(verb, a->tenant) != 0) {
         return -1;
@@ -757,10 +730,14 @@ cli_cost_budget_check(const char *verb, cli_cost_budget_args_t *a)
         return -1;
     }
 
+    if (a->no_budget) {
+        b->set |= NX_COST_MONTHLY;
+    }
+
     if (a->monthly_arg != NULL) {
-        if (nx_money_parse(a->monthly_arg, strlen(a->monthly_arg),
-                           NX_MONEY_MICRO, CLI_COST_BUDGET_MAX, &v)
-            != 0 || v == 0)
+        if (nx_cost_budget_usd(a->monthly_arg, strlen(a->monthly_arg),
+                               &b->monthly)
+            != 0)
         {
             cli_error("invalid monthly budget \"%s\": dollars above 0 and at "
                       "most 1000000000, with at most 6 decimals",
@@ -768,12 +745,12 @@ cli_cost_budget_check(const char *verb, cli_cost_budget_args_t *a)
             return -1;
         }
 
-        snprintf(a->monthly, sizeof(a->monthly), "%lld", (long long) v);
+        b->set |= NX_COST_MONTHLY;
     }
 
     if (a->ratio_arg != NULL) {
-        if (nx_money_parse(a->ratio_arg, strlen(a->ratio_arg), 3, 1000, &v)
-            != 0 || v == 0)
+        if (nx_cost_warn_ratio(a->ratio_arg, strlen(a->ratio_arg), &b->warn)
+            != 0)
         {
             cli_error("invalid warn ratio \"%s\": a number above 0 and at "
                       "most 1, with at most 3 decimals",
@@ -781,28 +758,36 @@ cli_cost_budget_check(const char *verb, cli_cost_budget_args_t *a)
             return -1;
         }
 
-        /* written from the parsed value, never copied */
-        nx_money_format(a->ratio, v, 3);
+        b->set |= NX_COST_WARN;
     }
 
     if (a->mode_arg != NULL) {
-        if (strcmp(a->mode_arg, "block") == 0) {
-            a->mode_arg = "block";
+        b->degrade = nx_cost_mode(a->mode_arg, strlen(a->mode_arg));
 
-        } else if (strcmp(a->mode_arg, "degrade") == 0) {
-            a->mode_arg = "degrade";
-
-        } else {
+        if (b->degrade < 0) {
             cli_error("invalid mode \"%s\": block or degrade",
                       cli_quote(a->mode_arg));
             return -1;
         }
+
+        b->set |= NX_COST_MODE;
     }
 
-    if (a->degrade_arg != NULL && a->degrade_arg[0] != '\0'
-        && cli_cost_model_check(a->degrade_arg) != 0)
-    {
-        return -1;
+    if (a->degrade_arg != NULL) {
+        /* an empty model removes it */
+        if (a->degrade_arg[0] != '\0'
+            && cli_cost_model_check(a->degrade_arg) != 0)
+        {
+            return -1;
+        }
+
+        b->degrade_model = a->degrade_arg;
+        b->set |= NX_COST_DEGRADE;
+    }
+
+    if (a->allow_unpriced != -1) {
+        b->allow_unpriced = a->allow_unpriced;
+        b->set |= NX_COST_UNPRICED;
     }
 
     return 0;
@@ -969,19 +954,7 @@ cli_show_credits(int argc, char **argv)
 static int
 cli_cost_model_check(const char *model)
 {
-    size_t  i, len;
-
-    len = strlen(model);
-
-    for (i = 0; i < len; i++) {
-        if ((unsigned char) model[i] <= ' ' || model[i] == ','
-            || model[i] == 0x7f)
-        {
-            break;
-        }
-    }
-
-    if (len == 0 || len > CLI_COST_MODEL_MAX || i < len) {
+    if (nx_budget_model_valid(model, strlen(model)) != 0) {
         cli_error("invalid model \"%s\": 1-128 characters, no spaces or "
                   "commas", cli_quote(model));
         return -1;
@@ -994,9 +967,7 @@ cli_cost_model_check(const char *model)
 static int
 cli_cost_price(const char *name, const char *s, int64_t *v)
 {
-    if (nx_money_parse(s, strlen(s), NX_MONEY_NANO, NX_MONEY_PRICE_MAX, v)
-        != 0)
-    {
+    if (nx_price_valid(s, strlen(s), v) != 0) {
         cli_error("invalid %s \"%s\": dollars per 1K tokens, from 0 to 10, "
                   "with at most 9 decimals", name, cli_quote(s));
         return -1;
@@ -1006,20 +977,70 @@ cli_cost_price(const char *name, const char *s, int64_t *v)
 }
 
 
-/* a failed statement with a time parameter: a bad time is the user's */
+/* a version's time, checked as the admin API checks it, in microseconds */
 
 static int
-cli_cost_time_fail(PGconn *conn, PGresult *res, const char *ts,
-    const char *what)
+cli_cost_time(const char *ts, char *us)
 {
-    if (ts != NULL
-        && (cli_db_state(res, CLI_COST_SQLSTATE_TIME)
-            || cli_db_state(res, CLI_COST_SQLSTATE_TIME2)))
-    {
+    int64_t  v;
+
+    if (nx_price_time(ts, strlen(ts), &v) != 0) {
         cli_error("invalid time \"%s\": for example 2025-07-01T00:00:00Z",
                   cli_quote(ts));
-        return CLI_USAGE;
+        return -1;
     }
 
-    return cli_db_fail(conn, res, what);
+    snprintf(us, 24, "%lld", (long long) v);
+
+    return 0;
+}
+
+
+static int64_t
+cli_cost_now(void)
+{
+    struct timeval  tv;
+
+    gettimeofday(&tv, NULL);
+
+    return (int64_t) tv.tv_sec * 1000000 + tv.tv_usec;
+}
+
+
+/*
+ * Runs cli_cost_add_prices_sql: *res has one row (the time, the model that
+ * clashed or NULL, the versions added) when CLI_OK is returned.
+ */
+
+static int
+cli_cost_add(const char *json, const char *from_us, const char *by,
+    PGresult **res)
+{
+    int          rc;
+    PGconn      *conn;
+    const char  *values[3];
+
+    conn = cli_db_connect(&rc);
+    if (conn == NULL) {
+        return rc;
+    }
+
+    values[0] = json;
+    values[1] = from_us;
+    values[2] = by;
+
+    *res = cli_db_exec(conn, cli_cost_add_prices_sql, 3, values);
+
+    if (!cli_db_ok(*res)) {
+        rc = cli_db_fail(conn, *res, "cannot add prices");
+        PQclear(*res);
+        *res = NULL;
+
+    } else {
+        rc = CLI_OK;
+    }
+
+    cli_db_close(conn);
+
+    return rc;
 }

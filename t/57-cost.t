@@ -230,7 +230,7 @@ my $te = make_tenant('coste', models => '*');
 my $ke = make_key($te);
 ctl('set-price', '--model', 'later', '--input', '1', '--output', '2');
 ctl('set-price', '--model', 'later', '--input', '5', '--output', '2',
-    '--effective-from', '2020-01-01T00:00:00Z');
+    '--effective-from', '2020-01-01T00:00:00Z', '--allow-past');
 my $when = int(time + 3);
 my $at = strftime('%Y-%m-%dT%H:%M:%SZ', gmtime $when);
 ctl('set-price', '--model', 'later', '--input', '2', '--output', '4',
