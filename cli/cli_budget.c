@@ -284,8 +284,8 @@ cli_budget_set(PGconn *conn, const cli_budget_args_t *a)
     values[1] = drop;
     values[2] = json;
 
-    return cli_db_row(conn, cli_budget_set_sql, 3, values, "key", "cannot set budget",
-                      cli_budget_print);
+    return cli_db_row(conn, cli_budget_set_sql, 3, values, "key",
+                      "cannot set budget", cli_budget_print);
 }
 
 

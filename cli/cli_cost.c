@@ -54,11 +54,7 @@
     "p.model, " CLI_COST_USD("p.input_nusd_per_1k") " AS input_usd_per_1k, " \
     CLI_COST_USD("p.output_nusd_per_1k") " AS output_usd_per_1k, "          \
     CLI_DB_TS("p.effective_from") " AS effective_from, "                    \
-    "CASE WHEN p.effective_from > now() THEN 'scheduled' "                  \
-    "WHEN p.effective_from = (SELECT max(q.effective_from) "                \
-    "FROM model_prices q WHERE q.model = p.model "                          \
-    "AND q.effective_from <= now()) THEN 'current' ELSE 'past' END "        \
-    "AS status"
+    NX_PRICE_STATUS " AS status"
 
 /* $1: the model, or NULL for all; $2: 't' for past versions too */
 

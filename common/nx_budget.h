@@ -223,5 +223,15 @@ int nx_prices_json(yajl_val prices, char **json, size_t *len, size_t *bad);
     " WHERE NOT EXISTS (SELECT 1 FROM clash)"                                \
     " ON CONFLICT (model, effective_from) DO NOTHING RETURNING p.model)"
 
+/*
+ * The status of a version p of model_prices: 'scheduled' (in the future),
+ * 'current' (the model's latest that is not) or 'past'.
+ */
+#define NX_PRICE_STATUS                                                      \
+    "CASE WHEN p.effective_from > now() THEN 'scheduled'"                    \
+    " WHEN p.effective_from = (SELECT max(q.effective_from)"                 \
+    " FROM model_prices q WHERE q.model = p.model"                           \
+    " AND q.effective_from <= now()) THEN 'current' ELSE 'past' END"
+
 
 #endif /* NX_BUDGET_H */

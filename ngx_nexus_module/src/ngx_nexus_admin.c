@@ -14,6 +14,8 @@
  *   POST /v1/admin/credits/{tenant}/grant    platform admins only
  *   /v1/admin/authz/...                      (ngx_nexus_authz.c)
  *   /v1/admin/plans...                       (ngx_nexus_plan.c)
+ *   /v1/admin/costs/...                      (ngx_nexus_budget_admin.c)
+ *   /v1/admin/api-keys/{id}/budget           (ngx_nexus_budget_admin.c)
  *
  * The access phase already required the admin role.  A tenant's admin
  * sees and changes its own tenant only; a platform admin (an admin key of
@@ -234,7 +236,7 @@ ngx_nexus_admin_init_statements(ngx_conf_t *cf)
 ngx_int_t
 ngx_nexus_admin_handler(ngx_http_request_t *r)
 {
-    u_char     *p;
+    u_char     *p, *last;
     ngx_int_t   rc;
     ngx_str_t   rest, id;
 
@@ -263,6 +265,10 @@ ngx_nexus_admin_handler(ngx_http_request_t *r)
 
     if (rest.len >= 5 && ngx_strncmp(rest.data, "plans", 5) == 0) {
         return ngx_nexus_plan_admin(r, &rest);
+    }
+
+    if (rest.len >= 6 && ngx_strncmp(rest.data, "costs/", 6) == 0) {
+        return ngx_nexus_budget_admin_costs(r, &rest);
     }
 
     if (rest.len == 7 && ngx_strncmp(rest.data, "tenants", 7) == 0) {
@@ -326,25 +332,35 @@ ngx_nexus_admin_handler(ngx_http_request_t *r)
         return ngx_nexus_usage_admin(r, &id);
     }
 
-    /* api-keys/{id}/revoke */
+    /* api-keys/{id}/revoke and api-keys/{id}/budget */
 
-    if (rest.len > 9 + 7 && ngx_strncmp(rest.data, "api-keys/", 9) == 0
-        && ngx_strncmp(rest.data + rest.len - 7, "/revoke", 7) == 0)
-    {
+    if (rest.len > 9 && ngx_strncmp(rest.data, "api-keys/", 9) == 0) {
         id.data = rest.data + 9;
-        id.len = rest.len - 9 - 7;
 
-        for (p = id.data; p < id.data + id.len; p++) {
-            if (*p < '0' || *p > '9') {
-                return ngx_nexus_not_found(r);
+        for (p = id.data; p < rest.data + rest.len && *p >= '0' && *p <= '9';
+             p++)
+        {
+            /* void */
+        }
+
+        id.len = p - id.data;
+        last = rest.data + rest.len;
+
+        if (id.len == 0 || id.len > 18) {
+            return ngx_nexus_not_found(r);
+        }
+
+        if (last - p == 7 && ngx_strncmp(p, "/revoke", 7) == 0) {
+            if (r->method != NGX_HTTP_POST) {
+                return ngx_nexus_method_not_allowed(r, "POST");
             }
+
+            return ngx_nexus_admin_revoke_key(r, &id);
         }
 
-        if (r->method != NGX_HTTP_POST) {
-            return ngx_nexus_method_not_allowed(r, "POST");
+        if (last - p == 7 && ngx_strncmp(p, "/budget", 7) == 0) {
+            return ngx_nexus_budget_admin_key(r, &id);
         }
-
-        return ngx_nexus_admin_revoke_key(r, &id);
     }
 
     return ngx_nexus_not_found(r);

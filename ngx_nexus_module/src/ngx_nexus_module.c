@@ -846,6 +846,7 @@ ngx_nexus_postconfiguration(ngx_conf_t *cf)
         || ngx_nexus_authz_admin_init(cf) != NGX_OK
         || ngx_nexus_acl_init(cf) != NGX_OK
         || ngx_nexus_plan_init_statements(cf) != NGX_OK
+        || ngx_nexus_budget_admin_init(cf) != NGX_OK
         || ngx_nexus_idempotency_init(cf) != NGX_OK)
     {
         return NGX_ERROR;

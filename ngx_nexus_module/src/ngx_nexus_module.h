@@ -305,6 +305,12 @@ ngx_int_t ngx_nexus_plan_check(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx);
 ngx_int_t ngx_nexus_plan_admin(ngx_http_request_t *r, ngx_str_t *rest);
 ngx_int_t ngx_nexus_plan_self_serve(ngx_http_request_t *r);
 
+/* budgets and prices over HTTP (ngx_nexus_budget_admin.c) */
+ngx_int_t ngx_nexus_budget_admin_init(ngx_conf_t *cf);
+ngx_int_t ngx_nexus_budget_admin_costs(ngx_http_request_t *r,
+    ngx_str_t *rest);
+ngx_int_t ngx_nexus_budget_admin_key(ngx_http_request_t *r, ngx_str_t *id);
+
 char *ngx_nexus_bulkhead_conf(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 ngx_int_t ngx_nexus_bulkhead_init_process(ngx_cycle_t *cycle);

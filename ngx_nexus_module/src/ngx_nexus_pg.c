@@ -486,6 +486,24 @@ ngx_nexus_pg_param_add(ngx_nexus_pg_query_t *q, u_char *data, size_t len,
 }
 
 
+/* SQL NULL: a value not given, which the statement tells from '' */
+
+ngx_int_t
+ngx_nexus_pg_param_null(ngx_nexus_pg_query_t *q)
+{
+    if (q->nparams == NGX_NEXUS_PG_MAX_PARAMS) {
+        return NGX_ERROR;
+    }
+
+    q->values[q->nparams] = NULL;
+    q->lengths[q->nparams] = 0;
+    q->formats[q->nparams] = 0;
+    q->nparams++;
+
+    return NGX_OK;
+}
+
+
 ngx_int_t
 ngx_nexus_pg_param_int(ngx_nexus_pg_query_t *q, int64_t n)
 {

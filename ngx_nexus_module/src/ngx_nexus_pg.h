@@ -86,6 +86,7 @@ ngx_int_t ngx_nexus_pg_param(ngx_nexus_pg_query_t *q, u_char *data,
 ngx_int_t ngx_nexus_pg_param_binary(ngx_nexus_pg_query_t *q, u_char *data,
     size_t len);
 ngx_int_t ngx_nexus_pg_param_int(ngx_nexus_pg_query_t *q, int64_t n);
+ngx_int_t ngx_nexus_pg_param_null(ngx_nexus_pg_query_t *q);
 
 /*
  * A request's query: sends q, whose handler answers r, and makes r wait.
