@@ -32,6 +32,13 @@
  * Requests that find no balance in Redis have nexus_fail_mode decide and
  * have the worker reseed the balances of every tenant on credits from
  * the ledger the same way.
+ *
+ * A grant with an Idempotency-Key is remembered with the key's record, in
+ * the script that makes it, for nexus_idempotency_ttl.  The key's record
+ * already answers a retry with the first answer, but not when the first
+ * answer was a 5xx (Redis's reply came too late, say): the key is then
+ * released, and the retry runs again.  It finds the grant remembered and
+ * is answered with it, Idempotent-Replayed, instead of granting twice.
  */
 
 
@@ -42,6 +49,7 @@
 #include "ngx_nexus_body.h"
 #include "ngx_nexus_audit.h"
 #include "ngx_nexus_credits.h"
+#include "ngx_nexus_idempotency.h"
 
 #include <nx_buf.h>
 #include <nx_json.h>
@@ -185,14 +193,25 @@ static const char  ngx_nexus_credits_seeds_sql[] =
 
 /*
  * KEYS: the tenant's balance, the ledger, the admin key's grants of the
- * last day (a sorted set of "<entry id>:<micro-dollars>" by time).  ARGV:
- * 1 micro-dollars, 2 the daily cap, 3 tenant id, 4 the balance the ledger
- * ends with (taken only when Redis has none), 5 request id, 6 granted by,
- * 7 the reason.  Returns {1, granted today, before, after, entry id}, or
- * {0, granted today} over the cap.
+ * last day (a sorted set of "<entry id>:<micro-dollars>" by time), and,
+ * for a request with an Idempotency-Key, the grant it made (a hash: f the
+ * request's hash, d b a id as returned).  ARGV: 1 micro-dollars, 2 the
+ * daily cap, 3 tenant id, 4 the balance the ledger ends with (taken only
+ * when Redis has none), 5 request id, 6 granted by, 7 the reason, 8 the
+ * request's hash, 9 how long the grant is remembered (ms).  Returns {1,
+ * granted today, before, after, entry id}; {2, ...} the same, of the
+ * grant this key already made; {3} when the key made one for another
+ * request; {0, granted today} over the cap.
  */
 
 static const char  ngx_nexus_credits_grant_lua[] =
+    "if KEYS[4] then\n"
+    "  local m = redis.call('HMGET', KEYS[4], 'f', 'd', 'b', 'a', 'id')\n"
+    "  if m[1] then\n"
+    "    if m[1] ~= ARGV[8] then return {3} end\n"
+    "    return {2, tonumber(m[2]), tonumber(m[3]), tonumber(m[4]), m[5]}\n"
+    "  end\n"
+    "end\n"
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
     "local amount, cap = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
@@ -210,6 +229,12 @@ static const char  ngx_nexus_credits_grant_lua[] =
     " 'r', ARGV[5], 'by', ARGV[6], 'why', ARGV[7])\n"
     "redis.call('ZADD', KEYS[3], now, id .. ':' .. ARGV[1])\n"
     "redis.call('PEXPIRE', KEYS[3], 86400000)\n"
+    "if KEYS[4] then\n"
+    "  redis.call('HSET', KEYS[4], 'f', ARGV[8],"
+    " 'd', string.format('%d', sum + amount), 'b', b,"
+    " 'a', string.format('%d', a), 'id', id)\n"
+    "  redis.call('PEXPIRE', KEYS[4], ARGV[9])\n"
+    "end\n"
     "return {1, sum + amount, tonumber(b), a, id}\n";
 
 
@@ -1042,9 +1067,11 @@ ngx_nexus_credits_enabled(ngx_nexus_pg_query_t *q, PGresult *res,
     u_char                    args[4][NGX_INT64_LEN];
     u_char                    keys[2][NGX_INT64_LEN + 16];
     u_char                    by[NX_KEY_PREFIX_LEN + 8];
-    ngx_str_t                 rid;
-    const char               *argv[10];
-    size_t                    argvlen[10];
+    u_char                   *mark;
+    size_t                    n, k;
+    ngx_str_t                 rid, record, hash;
+    const char               *argv[13];
+    size_t                    argvlen[13];
     ngx_http_request_t       *r;
     ngx_nexus_ctx_t          *ctx;
     ngx_nexus_redis_cmd_t    *cmd;
@@ -1078,35 +1105,64 @@ ngx_nexus_credits_enabled(ngx_nexus_pg_query_t *q, PGresult *res,
         ngx_str_null(&rid);
     }
 
-    argv[0] = (const char *) keys[0];
-    argvlen[0] = ngx_sprintf(keys[0], "nx:cr:%L", cctx->tenant_id) - keys[0];
-    argv[1] = NGX_NEXUS_CREDITS_LEDGER;
-    argvlen[1] = sizeof(NGX_NEXUS_CREDITS_LEDGER) - 1;
-    argv[2] = (const char *) keys[1];
-    argvlen[2] = ngx_sprintf(keys[1], "nx:cr:grants:%L",
-                             ctx->principal.key_id)
-                 - keys[1];
+    n = 0;
 
-    argv[3] = (const char *) args[0];
-    argvlen[3] = ngx_sprintf(args[0], "%L", cctx->amount) - args[0];
-    argv[4] = (const char *) args[1];
-    argvlen[4] = ngx_sprintf(args[1], "%L", nmcf->credit_grant_daily)
-                 - args[1];
-    argv[5] = (const char *) args[2];
-    argvlen[5] = ngx_sprintf(args[2], "%L", cctx->tenant_id) - args[2];
+    argv[n] = (const char *) keys[0];
+    argvlen[n++] = ngx_sprintf(keys[0], "nx:cr:%L", cctx->tenant_id)
+                   - keys[0];
+    argv[n] = NGX_NEXUS_CREDITS_LEDGER;
+    argvlen[n++] = sizeof(NGX_NEXUS_CREDITS_LEDGER) - 1;
+    argv[n] = (const char *) keys[1];
+    argvlen[n++] = ngx_sprintf(keys[1], "nx:cr:grants:%L",
+                               ctx->principal.key_id)
+                   - keys[1];
+
+    /*
+     * With an Idempotency-Key the grant is remembered with the key: a
+     * retry the key's record lets through again (the first answer was a
+     * 5xx, say Redis's reply came too late) finds it, and grants nothing.
+     */
+
+    ngx_str_set(&hash, "");
+
+    if (ngx_nexus_idempotency_record(r, &record, &hash) == NGX_OK) {
+        mark = ngx_pnalloc(r->pool, record.len + sizeof(":grant") - 1);
+        if (mark == NULL) {
+            ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            return;
+        }
+
+        argv[n] = (const char *) mark;
+        argvlen[n++] = ngx_sprintf(mark, "%V:grant", &record) - mark;
+    }
+
+    k = n;
+
+    argv[n] = (const char *) args[0];
+    argvlen[n++] = ngx_sprintf(args[0], "%L", cctx->amount) - args[0];
+    argv[n] = (const char *) args[1];
+    argvlen[n++] = ngx_sprintf(args[1], "%L", nmcf->credit_grant_daily)
+                   - args[1];
+    argv[n] = (const char *) args[2];
+    argvlen[n++] = ngx_sprintf(args[2], "%L", cctx->tenant_id) - args[2];
 
     /* the ledger's balance, a plain integer from PostgreSQL */
-    argv[6] = PQgetvalue(res, 0, 1);
-    argvlen[6] = PQgetlength(res, 0, 1);
+    argv[n] = PQgetvalue(res, 0, 1);
+    argvlen[n++] = PQgetlength(res, 0, 1);
 
-    argv[7] = (const char *) rid.data;
-    argvlen[7] = rid.len;
-    argv[8] = (const char *) by;
-    argvlen[8] = ngx_sprintf(by, "key:%V", &ctx->principal.prefix) - by;
-    argv[9] = (const char *) cctx->reason.data;
-    argvlen[9] = cctx->reason.len;
+    argv[n] = (const char *) rid.data;
+    argvlen[n++] = rid.len;
+    argv[n] = (const char *) by;
+    argvlen[n++] = ngx_sprintf(by, "key:%V", &ctx->principal.prefix) - by;
+    argv[n] = (const char *) cctx->reason.data;
+    argvlen[n++] = cctx->reason.len;
+    argv[n] = (const char *) hash.data;
+    argvlen[n++] = hash.len;
+    argv[n] = (const char *) args[3];
+    argvlen[n++] = ngx_sprintf(args[3], "%M", nmcf->idempotency_ttl)
+                   - args[3];
 
-    cmd = ngx_nexus_redis_eval(&ngx_nexus_credits_grant_script, 3, 10, argv,
+    cmd = ngx_nexus_redis_eval(&ngx_nexus_credits_grant_script, k, n, argv,
                                argvlen);
     if (cmd == NULL) {
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
@@ -1134,7 +1190,7 @@ static void
 ngx_nexus_credits_granted(ngx_nexus_redis_cmd_t *cmd, redisReply *reply,
     ngx_int_t rc)
 {
-    u_char                   *buf, *p, *members;
+    u_char                   *buf, *p, *members, *end;
     size_t                    len;
     int64_t                   today, before, after;
     ngx_str_t                 reason, tenant;
@@ -1160,18 +1216,31 @@ ngx_nexus_credits_granted(ngx_nexus_redis_cmd_t *cmd, redisReply *reply,
         ngx_http_finalize_request(r,
             ngx_nexus_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                  "DEPENDENCY_UNAVAILABLE",
-                                 "Redis did not answer in time; check the "
-                                 "tenant's transactions before trying "
-                                 "again", NULL));
+                                 "Redis did not answer in time, the grant "
+                                 "may have been made: retry with the same "
+                                 "Idempotency-Key, or check the tenant's "
+                                 "transactions before trying again", NULL));
         return;
     }
 
     e = reply->element;
 
+    if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 1
+        && e[0]->type == REDIS_REPLY_INTEGER && e[0]->integer == 3)
+    {
+        /* this key granted for another body, whose answer was lost */
+        ngx_http_finalize_request(r,
+            ngx_nexus_send_error(r, NGX_HTTP_CONFLICT,
+                                 "IDEMPOTENCY_KEY_CONFLICT",
+                                 "this Idempotency-Key made another grant",
+                                 "{\"header\":\"Idempotency-Key\"}"));
+        return;
+    }
+
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 2
         || e[0]->type != REDIS_REPLY_INTEGER
         || e[1]->type != REDIS_REPLY_INTEGER
-        || (e[0]->integer == 1
+        || (e[0]->integer != 0
             && (reply->elements != 5
                 || e[2]->type != REDIS_REPLY_INTEGER
                 || e[3]->type != REDIS_REPLY_INTEGER
@@ -1230,7 +1299,22 @@ ngx_nexus_credits_granted(ngx_nexus_redis_cmd_t *cmd, redisReply *reply,
                     "\"granted_today_usd\":%s,\"daily_limit_usd\":%s",
                     &tenant, e[4]->len, e[4]->str, amount, b, a,
                     &ctx->principal.prefix, &reason, d, cap);
+    end = p;
+
+    /*
+     * A grant found made earlier with this Idempotency-Key is answered as
+     * it was; its event says so (the first one may have been lost with
+     * the first answer).
+     */
+    p = ngx_cpymem(p, ",\"replayed\":true", e[0]->integer == 2 ? 16 : 0);
     *p++ = '\0';
+
+    if (e[0]->integer == 2
+        && ngx_nexus_add_header(r, "Idempotent-Replayed", "true") != NGX_OK)
+    {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
 
     ngx_nexus_audit_request(r, cctx->tenant_id, "admin.credits.granted",
                             NGX_NEXUS_AUDIT_SUCCESS, (char *) members);
@@ -1241,7 +1325,7 @@ ngx_nexus_credits_granted(ngx_nexus_redis_cmd_t *cmd, redisReply *reply,
         return;
     }
 
-    len = ngx_sprintf(p, "{%s}", members) - p;
+    len = ngx_sprintf(p, "{%*s}", end - members, members) - p;
 
     ngx_http_finalize_request(r, ngx_nexus_send_data(r, NGX_HTTP_OK, p, len));
 }

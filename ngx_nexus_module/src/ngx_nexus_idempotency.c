@@ -233,6 +233,31 @@ ngx_nexus_idempotency(ngx_http_request_t *r, ngx_http_handler_pt handler)
 }
 
 
+ngx_int_t
+ngx_nexus_idempotency_record(ngx_http_request_t *r, ngx_str_t *record,
+    ngx_str_t *hash)
+{
+    ngx_nexus_ctx_t   *ctx;
+    ngx_nexus_idem_t  *ic;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
+    ic = (ctx != NULL) ? ctx->idem : NULL;
+
+    if (ic == NULL
+        || (ic->state != NGX_NEXUS_IDEM_ACQUIRED
+            && ic->state != NGX_NEXUS_IDEM_CAPTURING))
+    {
+        return NGX_DECLINED;
+    }
+
+    *record = ic->rkey;
+    hash->data = ic->hash;
+    hash->len = NGX_NEXUS_IDEM_HASH;
+
+    return NGX_OK;
+}
+
+
 /* NGX_OK with the key, NGX_DECLINED without one, NGX_ERROR if invalid */
 
 static ngx_int_t

@@ -26,5 +26,15 @@ ngx_int_t ngx_nexus_idempotency_init(ngx_conf_t *cf);
 ngx_int_t ngx_nexus_idempotency(ngx_http_request_t *r,
     ngx_http_handler_pt handler);
 
+/*
+ * For a handler whose effect must not happen twice even when the key is
+ * released (a 5xx answer is not stored, so its retry runs again): the
+ * name of the key's Redis record, unique to the caller's tenant, method,
+ * path and key, and the hash of the request's query and body.  NGX_OK
+ * while r holds its key, NGX_DECLINED without one.
+ */
+ngx_int_t ngx_nexus_idempotency_record(ngx_http_request_t *r,
+    ngx_str_t *record, ngx_str_t *hash);
+
 
 #endif /* _NGX_NEXUS_IDEMPOTENCY_H_INCLUDED_ */
