@@ -40,7 +40,7 @@ NOTIFY_SRCS := $(wildcard workers/notify/*.c)
 
 LIBS_CRYPTO := -lcrypto
 LIBS_COMMON := -lyajl -lcrypto -lpcre2-8
-LIBS_CLI    := -lpq $(LIBS_COMMON) -ljemalloc
+LIBS_CLI    := -lpq -lcurl $(LIBS_COMMON) -ljemalloc
 LIBS_WORKER := -lhiredis -lpq -lcurl $(LIBS_COMMON) -ljemalloc
 
 .PHONY: all deps module lib cli workers test unit integration demo \

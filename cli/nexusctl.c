@@ -5,7 +5,7 @@
  * usage text and the dispatch to one handler per verb; each verb lives in
  * its own file (cli_migrate.c, cli_tenant.c, cli_key.c, cli_limits.c,
  * cli_quota.c, cli_usage.c, cli_models.c, cli_audit.c, cli_budget.c,
- * cli_cost.c, cli_plan.c, cli_guard.c).
+ * cli_cost.c, cli_credits.c, cli_plan.c, cli_guard.c).
  */
 
 #include <fcntl.h>
@@ -148,6 +148,12 @@ static const cli_verb_t  cli_verbs[] = {
     { "show-credits", cli_show_credits,
       "--tenant NAME [--limit N]",
       "show a tenant's credit ledger as PostgreSQL has it" },
+
+    { "grant-credits", cli_grant_credits,
+      "--tenant NAME --amount USD --reason TEXT\n"
+      "                           [--url URL] [--key-file FILE]"
+      " [--idempotency-key KEY]",
+      "grant credits to a tenant through the gateway's admin API" },
 
     { "audit", cli_audit,
       "verify [--tenant NAME] [--since DURATION|TIME]",

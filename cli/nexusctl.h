@@ -49,6 +49,7 @@ int cli_import_prices(int argc, char **argv);
 int cli_set_cost_budget(int argc, char **argv);
 int cli_show_cost_budget(int argc, char **argv);
 int cli_show_credits(int argc, char **argv);
+int cli_grant_credits(int argc, char **argv);
 int cli_load_plans(int argc, char **argv);
 int cli_list_plans(int argc, char **argv);
 int cli_set_plan(int argc, char **argv);
