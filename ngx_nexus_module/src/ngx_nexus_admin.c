@@ -369,7 +369,7 @@ ngx_nexus_admin_handler(ngx_http_request_t *r)
 
 /* the tenant a request is confined to: 0 for a platform admin */
 
-static int64_t
+int64_t
 ngx_nexus_admin_scope(ngx_http_request_t *r)
 {
     ngx_nexus_ctx_t  *ctx;

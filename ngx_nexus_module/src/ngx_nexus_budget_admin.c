@@ -63,9 +63,10 @@ typedef struct {
 
 static ngx_nexus_budget_admin_ctx_t *ngx_nexus_budget_admin_ctx(
     ngx_http_request_t *r, ngx_uint_t op, ngx_str_t *target);
-static int64_t ngx_nexus_budget_admin_scope(ngx_http_request_t *r);
 static ngx_nexus_pg_query_t *ngx_nexus_budget_admin_query(
     ngx_http_request_t *r, size_t size);
+static ngx_int_t ngx_nexus_budget_admin_budget(ngx_http_request_t *r,
+    ngx_uint_t op, ngx_str_t *target);
 static ngx_int_t ngx_nexus_budget_admin_cost(ngx_http_request_t *r);
 static void ngx_nexus_budget_admin_cost_set(ngx_http_request_t *r,
     yajl_val v);
@@ -257,7 +258,24 @@ ngx_nexus_budget_admin_costs(ngx_http_request_t *r, ngx_str_t *rest)
 ngx_int_t
 ngx_nexus_budget_admin_key(ngx_http_request_t *r, ngx_str_t *id)
 {
-    nx_token_budget_t              b;
+    return ngx_nexus_budget_admin_budget(r, NGX_NEXUS_BA_KEY_SET, id);
+}
+
+
+/*
+ * A budget, of a tenant (costs/budget) or of a key: GET reads it, PUT and
+ * PATCH change it (the body's reader says how), DELETE removes it: the
+ * periods of a token budget, the monthly budget of a tenant's cost
+ * settings (nexusctl set-cost-budget --no-budget: the others stay).  op
+ * is the write's; the read's is the one before.
+ */
+
+static ngx_int_t
+ngx_nexus_budget_admin_budget(ngx_http_request_t *r, ngx_uint_t op,
+    ngx_str_t *target)
+{
+    nx_cost_budget_t               cb;
+    nx_token_budget_t              tb;
     ngx_nexus_pg_query_t          *q;
     ngx_nexus_budget_admin_ctx_t  *bctx;
 
@@ -268,37 +286,47 @@ ngx_nexus_budget_admin_key(ngx_http_request_t *r, ngx_str_t *id)
                                                "DELETE");
     }
 
-    bctx = ngx_nexus_budget_admin_ctx(r, NGX_NEXUS_BA_KEY_SET, id);
+    bctx = ngx_nexus_budget_admin_ctx(r, op, target);
     if (bctx == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     if (r->method & (NGX_HTTP_PUT|NGX_HTTP_PATCH)) {
-        return ngx_nexus_read_json(r, ngx_nexus_budget_admin_key_set);
+        return ngx_nexus_read_json(r, (op == NGX_NEXUS_BA_COST_SET)
+                                      ? ngx_nexus_budget_admin_cost_set
+                                      : ngx_nexus_budget_admin_key_set);
     }
 
     if (r->method == NGX_HTTP_DELETE) {
-        /* every period removed; a body, if any, is not needed */
+        /* a body, if any, is not needed */
         if (ngx_http_discard_request_body(r) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        ngx_memzero(&b, sizeof(nx_token_budget_t));
-        b.drop = NX_BUDGET_ALL;
         bctx->deleting = 1;
 
-        return ngx_nexus_budget_admin_key_write(r, &b, 1);
+        if (op == NGX_NEXUS_BA_COST_SET) {
+            ngx_memzero(&cb, sizeof(nx_cost_budget_t));
+            cb.set = NX_COST_MONTHLY;
+
+            return ngx_nexus_budget_admin_cost_write(r, &cb, 1);
+        }
+
+        ngx_memzero(&tb, sizeof(nx_token_budget_t));
+        tb.drop = NX_BUDGET_ALL;
+
+        return ngx_nexus_budget_admin_key_write(r, &tb, 1);
     }
 
-    bctx->op = NGX_NEXUS_BA_KEY_GET;
+    bctx->op = op - 1;
 
-    q = ngx_nexus_budget_admin_query(r, id->len + NGX_INT64_LEN + 2);
+    q = ngx_nexus_budget_admin_query(r, target->len + NGX_INT64_LEN + 2);
     if (q == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    (void) ngx_nexus_pg_param(q, id->data, id->len);
-    (void) ngx_nexus_pg_param_int(q, ngx_nexus_budget_admin_scope(r));
+    (void) ngx_nexus_pg_param(q, target->data, target->len);
+    (void) ngx_nexus_pg_param_int(q, ngx_nexus_admin_scope(r));
 
     return ngx_nexus_pg_ask(r, q, 1);
 }
@@ -328,19 +356,6 @@ ngx_nexus_budget_admin_ctx(ngx_http_request_t *r, ngx_uint_t op,
 }
 
 
-/* the only tenant the caller may see: 0 for a platform admin, any */
-
-static int64_t
-ngx_nexus_budget_admin_scope(ngx_http_request_t *r)
-{
-    ngx_nexus_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
-
-    return ctx->principal.platform ? 0 : ctx->principal.tenant_id;
-}
-
-
 /* a query of the request's op, answered by ngx_nexus_budget_admin_done() */
 
 static ngx_nexus_pg_query_t *
@@ -365,28 +380,13 @@ ngx_nexus_budget_admin_query(ngx_http_request_t *r, size_t size)
 }
 
 
-/*
- * costs/budget: the tenant of ?tenant=, by default the caller's own.  GET
- * reads it, PUT and PATCH change the members given, DELETE removes the
- * monthly budget (nexusctl set-cost-budget --no-budget): the other
- * settings stay.
- */
+/* costs/budget: the tenant of ?tenant=, by default the caller's own */
 
 static ngx_int_t
 ngx_nexus_budget_admin_cost(ngx_http_request_t *r)
 {
-    ngx_str_t                      tenant;
-    nx_cost_budget_t               b;
-    ngx_nexus_ctx_t               *ctx;
-    ngx_nexus_pg_query_t          *q;
-    ngx_nexus_budget_admin_ctx_t  *bctx;
-
-    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD|NGX_HTTP_PUT
-                       |NGX_HTTP_PATCH|NGX_HTTP_DELETE)))
-    {
-        return ngx_nexus_method_not_allowed(r, "GET, HEAD, PUT, PATCH, "
-                                               "DELETE");
-    }
+    ngx_str_t         tenant;
+    ngx_nexus_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
 
@@ -400,38 +400,7 @@ ngx_nexus_budget_admin_cost(ngx_http_request_t *r)
                                     "{\"param\":\"tenant\"}");
     }
 
-    bctx = ngx_nexus_budget_admin_ctx(r, NGX_NEXUS_BA_COST_SET, &tenant);
-    if (bctx == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (r->method & (NGX_HTTP_PUT|NGX_HTTP_PATCH)) {
-        return ngx_nexus_read_json(r, ngx_nexus_budget_admin_cost_set);
-    }
-
-    if (r->method == NGX_HTTP_DELETE) {
-        if (ngx_http_discard_request_body(r) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        ngx_memzero(&b, sizeof(nx_cost_budget_t));
-        b.set = NX_COST_MONTHLY;
-        bctx->deleting = 1;
-
-        return ngx_nexus_budget_admin_cost_write(r, &b, 1);
-    }
-
-    bctx->op = NGX_NEXUS_BA_COST_GET;
-
-    q = ngx_nexus_budget_admin_query(r, tenant.len + NGX_INT64_LEN + 2);
-    if (q == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    (void) ngx_nexus_pg_param(q, tenant.data, tenant.len);
-    (void) ngx_nexus_pg_param_int(q, ngx_nexus_budget_admin_scope(r));
-
-    return ngx_nexus_pg_ask(r, q, 1);
+    return ngx_nexus_budget_admin_budget(r, NGX_NEXUS_BA_COST_SET, &tenant);
 }
 
 
@@ -512,7 +481,7 @@ ngx_nexus_budget_admin_cost_write(ngx_http_request_t *r, nx_cost_budget_t *b,
         }
     }
 
-    (void) ngx_nexus_pg_param_int(q, ngx_nexus_budget_admin_scope(r));
+    (void) ngx_nexus_pg_param_int(q, ngx_nexus_admin_scope(r));
 
     return ngx_nexus_pg_ask(r, q, content);
 }
@@ -569,7 +538,7 @@ ngx_nexus_budget_admin_key_write(ngx_http_request_t *r, nx_token_budget_t *b,
     }
 
     (void) ngx_nexus_pg_param(q, bctx->target.data, bctx->target.len);
-    (void) ngx_nexus_pg_param_int(q, ngx_nexus_budget_admin_scope(r));
+    (void) ngx_nexus_pg_param_int(q, ngx_nexus_admin_scope(r));
     (void) ngx_nexus_pg_param(q, (u_char *) drop, ngx_strlen(drop));
     (void) ngx_nexus_pg_param(q, (u_char *) json, ngx_strlen(json));
 
@@ -882,10 +851,9 @@ ngx_nexus_budget_admin_done(ngx_nexus_pg_query_t *q, PGresult *res,
     ngx_int_t rc)
 {
     u_char                        *buf;
-    size_t                         len;
     ngx_str_t                      src, model;
     ngx_uint_t                     status;
-    const char                    *state, *code;
+    const char                    *code;
     ngx_http_request_t            *r;
     ngx_nexus_ctx_t               *ctx;
     ngx_nexus_budget_admin_ctx_t  *bctx;
@@ -898,38 +866,23 @@ ngx_nexus_budget_admin_done(ngx_nexus_pg_query_t *q, PGresult *res,
     r->read_event_handler = ngx_http_block_reading;
 
     /* what the audit log says went wrong, if anything */
-    code = "INTERNAL_ERROR";
+    code = (rc == NGX_DECLINED) ? "DEPENDENCY_UNAVAILABLE" : "INTERNAL_ERROR";
 
-    if (rc == NGX_DECLINED) {
-        code = "DEPENDENCY_UNAVAILABLE";
-        rc = ngx_nexus_pg_unavailable(r);
+    if (rc == NGX_ERROR && bctx->op == NGX_NEXUS_BA_COST_SET
+        && ngx_strcmp(ngx_nexus_pg_sqlstate(res), "23514") == 0)
+    {
+        /* the values were checked: the mode wants a degrade model */
+        code = "VALIDATION_ERROR";
+        rc = ngx_nexus_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                  "VALIDATION_ERROR",
+                                  "hard_cap_mode \"degrade\" needs a "
+                                  "degrade_model",
+                                  "{\"field\":\"degrade_model\"}");
         goto done;
     }
 
-    if (rc == NGX_ERROR) {
-        state = ngx_nexus_pg_sqlstate(res);
-
-        if (ngx_strcmp(state, "23514") == 0
-            && bctx->op == NGX_NEXUS_BA_COST_SET)
-        {
-            /* the values were checked: the mode wants a degrade model */
-            code = "VALIDATION_ERROR";
-            rc = ngx_nexus_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                      "VALIDATION_ERROR",
-                                      "hard_cap_mode \"degrade\" needs a "
-                                      "degrade_model",
-                                      "{\"field\":\"degrade_model\"}");
-            goto done;
-        }
-
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "nexus budget admin query failed: %s",
-                      PQresultErrorMessage(res));
-
-        rc = ngx_nexus_send_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                  "INTERNAL_ERROR",
-                                  "the request could not be completed",
-                                  NULL);
+    if (rc != NGX_OK) {
+        rc = ngx_nexus_pg_failed(r, res, rc, "budget admin");
         goto done;
     }
 
@@ -991,19 +944,7 @@ ngx_nexus_budget_admin_done(ngx_nexus_pg_query_t *q, PGresult *res,
         }
     }
 
-    /* the result is freed after this handler: copy it */
-
-    len = PQgetlength(res, 0, 0);
-
-    buf = ngx_pnalloc(r->pool, len);
-    if (buf == NULL) {
-        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-        goto done;
-    }
-
-    ngx_memcpy(buf, PQgetvalue(res, 0, 0), len);
-
-    rc = ngx_nexus_send_data(r, status, buf, len);
+    rc = ngx_nexus_pg_reply(r, status, res);
     code = NULL;
 
 done:

@@ -102,8 +102,6 @@ static void ngx_nexus_credits_granted(ngx_nexus_redis_cmd_t *cmd,
     redisReply *reply, ngx_int_t rc);
 static ngx_int_t ngx_nexus_credits_grant_limit(ngx_http_request_t *r,
     const char *scope, int64_t limit, int64_t amount, int64_t granted);
-static ngx_int_t ngx_nexus_credits_pg_error(ngx_http_request_t *r,
-    PGresult *res, ngx_int_t rc);
 static void ngx_nexus_credits_timer(ngx_event_t *ev);
 static void ngx_nexus_credits_read(ngx_nexus_redis_cmd_t *cmd,
     redisReply *reply, ngx_int_t rc);
@@ -846,7 +844,7 @@ ngx_nexus_credits_got(ngx_nexus_pg_query_t *q, PGresult *res, ngx_int_t rc)
     r->read_event_handler = ngx_http_block_reading;
 
     if (rc != NGX_OK) {
-        ngx_http_finalize_request(r, ngx_nexus_credits_pg_error(r, res, rc));
+        ngx_http_finalize_request(r, ngx_nexus_pg_failed(r, res, rc, "credits"));
         return;
     }
 
@@ -1087,7 +1085,7 @@ ngx_nexus_credits_enabled(ngx_nexus_pg_query_t *q, PGresult *res,
     r->read_event_handler = ngx_http_block_reading;
 
     if (rc != NGX_OK) {
-        ngx_http_finalize_request(r, ngx_nexus_credits_pg_error(r, res, rc));
+        ngx_http_finalize_request(r, ngx_nexus_pg_failed(r, res, rc, "credits"));
         return;
     }
 
@@ -1366,22 +1364,4 @@ ngx_nexus_credits_grant_limit(ngx_http_request_t *r, const char *scope,
                                   "of grants of this admin key"
                                 : "this grant exceeds the limit of a single "
                                   "grant", (char *) details);
-}
-
-
-static ngx_int_t
-ngx_nexus_credits_pg_error(ngx_http_request_t *r, PGresult *res,
-    ngx_int_t rc)
-{
-    if (rc == NGX_DECLINED) {
-        return ngx_nexus_pg_unavailable(r);
-    }
-
-    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                  "nexus credits query failed: %s",
-                  PQresultErrorMessage(res));
-
-    return ngx_nexus_send_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                "INTERNAL_ERROR",
-                                "the request could not be completed", NULL);
 }

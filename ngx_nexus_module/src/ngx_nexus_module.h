@@ -284,6 +284,8 @@ ngx_int_t ngx_nexus_request_id_init(ngx_conf_t *cf);
 
 ngx_int_t ngx_nexus_auth_init_statements(ngx_conf_t *cf);
 ngx_int_t ngx_nexus_admin_init_statements(ngx_conf_t *cf);
+/* the only tenant an admin request may concern: 0 for a platform admin */
+int64_t ngx_nexus_admin_scope(ngx_http_request_t *r);
 ngx_int_t ngx_nexus_health_init(ngx_conf_t *cf);
 
 ngx_int_t ngx_nexus_last_used_init_process(ngx_cycle_t *cycle);

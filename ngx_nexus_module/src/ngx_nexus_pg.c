@@ -486,6 +486,53 @@ ngx_nexus_pg_param_add(ngx_nexus_pg_query_t *q, u_char *data, size_t len,
 }
 
 
+/*
+ * The answer to a request whose query failed: 503 when PostgreSQL could
+ * not be reached (rc NGX_DECLINED), else 500, the database's reason in
+ * the error log (what names the query) and never in the answer.
+ */
+
+ngx_int_t
+ngx_nexus_pg_failed(ngx_http_request_t *r, PGresult *res, ngx_int_t rc,
+    const char *what)
+{
+    if (rc == NGX_DECLINED) {
+        return ngx_nexus_pg_unavailable(r);
+    }
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "nexus %s query failed: %s", what,
+                  PQresultErrorMessage(res));
+
+    return ngx_nexus_send_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                "INTERNAL_ERROR",
+                                "the request could not be completed", NULL);
+}
+
+
+/* the first column of the first row, JSON text, as the answer's data */
+
+ngx_int_t
+ngx_nexus_pg_reply(ngx_http_request_t *r, ngx_uint_t status, PGresult *res)
+{
+    u_char  *buf;
+    size_t   len;
+
+    /* the result is freed after the query's handler: copy it */
+
+    len = PQgetlength(res, 0, 0);
+
+    buf = ngx_pnalloc(r->pool, len);
+    if (buf == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memcpy(buf, PQgetvalue(res, 0, 0), len);
+
+    return ngx_nexus_send_data(r, status, buf, len);
+}
+
+
 /* SQL NULL: a value not given, which the statement tells from '' */
 
 ngx_int_t

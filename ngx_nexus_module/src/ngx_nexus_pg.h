@@ -99,6 +99,16 @@ ngx_int_t ngx_nexus_pg_ask(ngx_http_request_t *r, ngx_nexus_pg_query_t *q,
 
 /* 503 DEPENDENCY_UNAVAILABLE: a request's query could not be run */
 ngx_int_t ngx_nexus_pg_unavailable(ngx_http_request_t *r);
+
+/*
+ * A handler's answer when its query failed (rc NGX_DECLINED: 503; else
+ * 500, the reason logged with what, the query's name), and the answer
+ * whose data is the result's first value, JSON text.
+ */
+ngx_int_t ngx_nexus_pg_failed(ngx_http_request_t *r, PGresult *res,
+    ngx_int_t rc, const char *what);
+ngx_int_t ngx_nexus_pg_reply(ngx_http_request_t *r, ngx_uint_t status,
+    PGresult *res);
 ngx_int_t ngx_nexus_pg_send(ngx_nexus_pg_query_t *q);
 void ngx_nexus_pg_cancel(ngx_nexus_pg_query_t *q);
 void ngx_nexus_pg_free(ngx_nexus_pg_query_t *q);
