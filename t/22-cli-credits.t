@@ -80,19 +80,6 @@ sub grants {
         . tenant_id($tenant) . " AND transaction_type = 'admin_credit'");
 }
 
-sub audited {
-    my ($type, $tenant) = @_;
-    my $sql = 'SELECT count(*) FROM audit_events WHERE event_type = '
-        . sql_quote($type) . ' AND tenant_id = ' . tenant_id($tenant);
-    my ($n, $last) = (psql($sql), -1);
-    my $deadline = time + 3;
-    while (($n == 0 || $n != $last) && time < $deadline) {
-        sleep 0.3;
-        ($last, $n) = ($n, psql($sql));
-    }
-    return $n;
-}
-
 # --- a grant --------------------------------------------------------------------------
 
 my ($c, $out, $err) = grant(amount => '1.50');

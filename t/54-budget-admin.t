@@ -103,22 +103,6 @@ sub on_both_nodes {
     return 1;
 }
 
-# the count of audit events of a type in a tenant's chain, once it settles
-sub audited {
-    my ($type, $tenant, $outcome) = @_;
-    my $sql = 'SELECT count(*) FROM audit_events WHERE event_type = '
-        . sql_quote($type) . ' AND tenant_id = (SELECT id FROM tenants'
-        . ' WHERE name = ' . sql_quote($tenant) . ')'
-        . ($outcome ? ' AND outcome = ' . sql_quote($outcome) : '');
-    my ($n, $last) = (psql($sql), -1);
-    my $deadline = time + 3;
-    while (($n == 0 || $n != $last) && time < $deadline) {
-        sleep 0.3;
-        ($last, $n) = ($n, psql($sql));
-    }
-    return $n;
-}
-
 # two error answers are the same but for their request ids
 sub same_error {
     my ($a, $b) = @_;

@@ -322,22 +322,6 @@ is(code(req($n1, 'PUT', '/v1/admin/plans/nosuch', $padmin, { plan_id => 'pro' })
 
 # --- the audit log ----------------------------------------------------------------------
 
-# the count of audit events of a type for a tenant, once it stops growing
-sub audited {
-    my ($type, $tenant, $outcome) = @_;
-    my $sql = 'SELECT count(*) FROM audit_events WHERE event_type = '
-        . sql_quote($type) . ' AND tenant_id = (SELECT id FROM tenants'
-        . ' WHERE name = ' . sql_quote($tenant) . ')'
-        . ($outcome ? ' AND outcome = ' . sql_quote($outcome) : '');
-    my ($n, $last) = (psql($sql), -1);
-    my $deadline = time + 3;
-    while (($n == 0 || $n != $last) && time < $deadline) {
-        sleep 0.3;
-        ($last, $n) = ($n, psql($sql));
-    }
-    return $n;
-}
-
 ok(audited('admin.plan.updated', $t1, 'success') >= 2,
     'plan changes are audited in the tenant\'s chain');
 ok(audited('admin.plan_override.updated', $t2, 'success') >= 2,

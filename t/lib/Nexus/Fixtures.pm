@@ -8,9 +8,10 @@ use warnings;
 
 use Exporter 'import';
 use Test::More;
+use Time::HiRes qw(time sleep);
 use Nexus::Test;
 
-our @EXPORT = qw(nexus_conf make_tenant make_key key_prefix);
+our @EXPORT = qw(nexus_conf make_tenant make_key key_prefix audited);
 
 # nexus_conf(%opt): the http{} body used by most tests.
 #   redis_timeout => '100ms', pg => 'pool=2 ...', extra => "http-level text",
@@ -95,6 +96,24 @@ sub make_key {
 sub key_prefix {
     my ($key) = @_;
     return $key =~ /^nx_([0-9a-f]{12})_/ ? $1 : undef;
+}
+
+# audited($type, $tenant, $outcome): the count of audit events of a type in
+# a tenant's chain (and of an outcome, if given), once it stops growing:
+# the gateway writes them in batches.
+sub audited {
+    my ($type, $tenant, $outcome) = @_;
+    my $sql = 'SELECT count(*) FROM audit_events WHERE event_type = '
+        . sql_quote($type) . ' AND tenant_id = (SELECT id FROM tenants'
+        . ' WHERE name = ' . sql_quote($tenant) . ')'
+        . ($outcome ? ' AND outcome = ' . sql_quote($outcome) : '');
+    my ($n, $last) = (psql($sql), -1);
+    my $deadline = time + 3;
+    while (($n == 0 || $n != $last) && time < $deadline) {
+        sleep 0.3;
+        ($last, $n) = ($n, psql($sql));
+    }
+    return $n;
 }
 
 1;
