@@ -198,8 +198,7 @@ ngx_nexus_auth_start(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
         return ngx_nexus_auth_finish(r, ctx);
     }
 
-    if (nx_key_hash(nmcf->pepper, nmcf->pepper_len, tok, toklen,
-                    ctx->key_hash)
+    if (nx_key_hasher_run(nmcf->key_hasher, tok, toklen, ctx->key_hash)
         != 0)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;

@@ -107,6 +107,7 @@ typedef struct {
 
     u_char                      pepper[NX_PEPPER_MAX];
     size_t                      pepper_len;
+    nx_key_hasher_t            *key_hasher;     /* HMAC under the pepper */
 
     ngx_msec_t                  key_cache_ttl;
     ngx_msec_t                  key_negative_ttl;
