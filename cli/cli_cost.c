@@ -441,19 +441,19 @@ cli_import_prices(int argc, char **argv)
     {
         cli_error("%s: \"effective_from\" (a time) and \"prices\" (an object "
                   "of models) are required", cli_quote(path));
-        yajl_tree_free(root);
+        nx_json_free(root);
         return CLI_FAILED;
     }
 
     if (cli_cost_import_json(prices, &json, &njson) != 0) {
-        yajl_tree_free(root);
+        nx_json_free(root);
         return CLI_FAILED;
     }
 
     conn = cli_db_connect(&rc);
     if (conn == NULL) {
         free(json);
-        yajl_tree_free(root);
+        nx_json_free(root);
         return rc;
     }
 
@@ -475,7 +475,7 @@ cli_import_prices(int argc, char **argv)
     PQclear(res);
     cli_db_close(conn);
     free(json);
-    yajl_tree_free(root);
+    nx_json_free(root);
 
     return rc;
 }

@@ -1206,7 +1206,7 @@ ngx_nexus_authz_simulate(ngx_http_request_t *r, PGresult *res)
 
     json = ngx_pnalloc(r->pool, len);
     if (json == NULL) {
-        yajl_tree_free(v);
+        nx_json_free(v);
         nx_policy_free(pol);
         nx_policy_doc_free(doc);
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
@@ -1238,7 +1238,7 @@ ngx_nexus_authz_simulate(ngx_http_request_t *r, PGresult *res)
         p = ngx_sprintf(p, "\"error\":null}");
     }
 
-    yajl_tree_free(v);
+    nx_json_free(v);
     nx_policy_free(pol);
     nx_policy_doc_free(doc);
 
