@@ -24,7 +24,7 @@ use Test::More;
 use Time::HiRes qw(time sleep);
 use Nexus::Test;
 use Nexus::Fixtures;
-use Nexus::Notify qw(seal_key_file);
+use Nexus::Notify qw(seal_key_file wait_for);
 use MIME::Base64 qw(encode_base64url);
 
 my $seal = seal_key_file();
@@ -72,17 +72,7 @@ sub cli {
     return $out;
 }
 
-sub eventually {
-    my ($f) = @_;
-    my $deadline = time + 10;
-    while (time < $deadline) {
-        return 1 if $f->();
-        sleep 0.05;
-    }
-    return 0;
-}
-
-# --- the tenants and their keys ----------------------------------------------------
+# --- the tenants and their keys ---------------------------------------------
 
 my $A = make_tenant('isoa');
 my $B = make_tenant('isob', models => '*');
@@ -105,12 +95,12 @@ my %bprefix = map { $_->[0] => key_prefix($_->[1]) }
     (['reader', $breader], ['editor', $beditor], ['admin', $badmin]);
 my $bkeyid = psql("SELECT id FROM api_keys WHERE prefix = '$bprefix{admin}'");
 
-# --- B's objects, of every kind ----------------------------------------------------
+# --- B's objects, of every kind ---------------------------------------------
 
 my $r = api('POST', '/v1/chat/completions', $breader, { model => 'mock-small',
     messages => [{ role => 'user', content => 'isolation' }] });
 must('a gateway call of B', $r, 200);
-eventually(sub { psql("SELECT count(*) FROM usage_events WHERE tenant_id"
+wait_for(sub { psql("SELECT count(*) FROM usage_events WHERE tenant_id"
     . " = $bid") > 0 }) or die "setup: no usage row for B\n";
 
 cli('set-budget', '--prefix', $bprefix{reader}, '--daily', '876543219');
@@ -177,7 +167,7 @@ my $bdlq = psql("INSERT INTO notify_dlq (job_id, tenant_id, reason,"
     . " 'isob-last-error') RETURNING id");
 $bdlq =~ s/\s.*//s;
 
-# --- A's own objects the probes point at --------------------------------------------
+# --- A's own objects the probes point at ------------------------------------
 
 my $adoc = 'isoa-doc-' . $$;
 must('A\'s document', api('POST', "/hook/v1/authz/documents/$adoc/owner",
@@ -189,7 +179,7 @@ my $aroute = must('A\'s route', api('POST', '/v1/admin/notifications/routes',
     $akey{admin}, { name => 'isoa-route', destinations_json => [$adest] }),
     201)->{id};
 
-# --- B's state -------------------------------------------------------------------------
+# --- B's state --------------------------------------------------------------
 
 # every row of B, but what the gateway updates on its own (a key's
 # last_used_at, written in batches)
@@ -230,7 +220,7 @@ SELECT md5(string_agg(x, E'\\n' ORDER BY x)) FROM (
 EOF
 
 sub b_state {
-    return psql($STATE) . ' ' . (redis_cli('GET', "nx:cr:$bid") // '');
+    return psql($STATE) . ' ' . redis_cli('HGETALL', "nx:cr:$bid");
 }
 
 # a forbidden request of $key's tenant marks the end of its events so far:
@@ -241,11 +231,14 @@ sub flush_audit {
     my $n = psql("SELECT count(*) FROM audit_events WHERE tenant_id = $tid"
         . " AND event_type = 'rbac.forbidden'");
     api('GET', '/v1/admin/rollouts/killswitches', $key);
-    eventually(sub { psql("SELECT count(*) FROM audit_events WHERE"
+    wait_for(sub { psql("SELECT count(*) FROM audit_events WHERE"
         . " tenant_id = $tid AND event_type = 'rbac.forbidden'") > $n })
         or die "the audit events of tenant $tid are not written\n";
 }
 
+# the grant reaches the ledger in PostgreSQL after nexus_credit_flush
+wait_for(sub { psql("SELECT count(*) FROM credit_transactions WHERE"
+    . " tenant_id = $bid") > 0 }) or die "setup: B's grant is not written\n";
 flush_audit($badmin, $bid);
 my $b_before = b_state();
 ok(psql("SELECT count(*) FROM audit_events WHERE tenant_id = $bid") > 5,
@@ -261,15 +254,16 @@ my @MARKERS = ($B, values %bprefix, $bdoc, 'isob-policy', 'isob-rule',
     '65432.1987', '987.654321', $bjob, $bjob_dead);
 my $MARKERS = join '|', map { quotemeta } @MARKERS;
 
-# --- the endpoints --------------------------------------------------------------------
+# --- the endpoints ----------------------------------------------------------
 
 # a cursor just past B's newest event, as the audit API makes them
 my $bcursor = encode_base64url(psql("SELECT (extract(epoch FROM"
     . " created_at) * 1000000)::bigint + 1 || '.' || (id + 1)"
     . " FROM audit_events WHERE tenant_id = $bid ORDER BY id DESC LIMIT 1"));
 
-my %SUBST = (BCURSOR => $bcursor, B => $B, BKEYID => $bkeyid, BPREFIX => $bprefix{admin},
-    BREADER => $bprefix{reader}, BDOC => $bdoc, BGRANT => $bgrant,
+my %SUBST = (BCURSOR => $bcursor, B => $B, BKEYID => $bkeyid,
+    BPREFIX => $bprefix{admin}, BREADER => $bprefix{reader}, BDOC => $bdoc,
+    BGRANT => $bgrant,
     BPOLICY => $bpolicy, BDEST => $bdest, BROUTE => $broute, BJOB => $bjob,
     BDLQ => $bdlq, ADOC => $adoc, AROUTE => $aroute);
 
@@ -320,7 +314,8 @@ my @ENDPOINTS = (
 
     # B may use every model, A none: B's allowlist is not A's
     { ep => 'POST /v1/chat/completions', probes => [
-        ['POST', '/v1/chat/completions', $chat, all3('403 model_not_found')] ] },
+        ['POST', '/v1/chat/completions', $chat,
+         all3('403 model_not_found')] ] },
     { ep => 'POST /v1/embeddings', probes => [
         ['POST', '/v1/embeddings', { model => 'mock-embed', input => 'x' },
          all3('403 model_not_found')] ] },
@@ -518,7 +513,7 @@ my @ENDPOINTS = (
          event_type => 'isoa.probe' }, adm('404 TENANT_NOT_FOUND')] ] },
 );
 
-# --- the table covers api.md ------------------------------------------------------------
+# --- the table covers api.md ------------------------------------------------
 
 my $root = $ENV{NEXUS_TEST_ROOT} // '.';
 open my $fh, '<', "$root/docs/api.md" or die "api.md: $!";
@@ -542,28 +537,18 @@ for my $e (@ENDPOINTS) {
         "$e->{ep}: probed" . ($e->{exempt} ? " (exempt: $e->{exempt})" : ''));
 }
 
-# --- every endpoint, with every key of A ---------------------------------------------
+# --- every endpoint, with every key of A ------------------------------------
 
-# "403 FORBIDDEN required_role=admin", "404 TENANT_NOT_FOUND", "200 empty"
-# (a list with nothing in it), "200 own" (the caller's own data)
-sub outcome {
+# outcome() of Nexus::Fixtures, and for a success whether it holds
+# anything: "200 empty" (a list with nothing in it) or "200 own" (the
+# caller's own data)
+sub answer {
     my ($r) = @_;
-    my $s = $r->{status} // 'none';
-    my $j = $r->{json};
-    if ($s =~ /^2/) {
-        my $d = ref $j eq 'HASH' ? $j->{data} : undef;
-        $d = $d->{items} if ref $d eq 'HASH' && exists $d->{items};
-        return "$s " . (ref $d eq 'ARRAY' && !@$d ? 'empty' : 'own');
-    }
-    return $s unless ref $j eq 'HASH' && ref $j->{error} eq 'HASH';
-    my $e = $j->{error};
-    $s .= " $e->{code}" if defined $e->{code};
-    if (ref $e->{details} eq 'HASH') {
-        for my $k (qw(required_role required permission)) {
-            $s .= " $k=$e->{details}{$k}" if defined $e->{details}{$k};
-        }
-    }
-    return $s;
+    my $s = outcome($r);
+    return $s unless $s =~ /^2\d\d$/;
+    my $d = ref $r->{json} eq 'HASH' ? $r->{json}{data} : undef;
+    $d = $d->{items} if ref $d eq 'HASH' && exists $d->{items};
+    return "$s " . (ref $d eq 'ARRAY' && !@$d ? 'empty' : 'own');
 }
 
 my ($probes, $writes) = (0, 0);
@@ -576,7 +561,7 @@ for my $e (grep { $_->{probes} } @ENDPOINTS) {
             my $name = "$role: $method $path";
             my $r = api($method, $path, $akey{$role}, expand($body),
                 $headers);
-            my $got = outcome($r);
+            my $got = answer($r);
             $probes++;
             is($got, $want->{$role} // 'no expectation', $name)
                 or diag($r->{body});

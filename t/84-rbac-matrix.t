@@ -62,28 +62,7 @@ sub api {
         defined $body ? (json_body => $body) : ());
 }
 
-# what a probe got: "200", "403 FORBIDDEN required_role=admin",
-# "200 allow:document_acl" (the test hook's decision), ...
-sub outcome {
-    my ($r) = @_;
-    my $s = $r->{status} // 'none';
-    my $j = $r->{json};
-    return $s unless ref $j eq 'HASH';
-    if (ref $j->{error} eq 'HASH') {
-        my $e = $j->{error};
-        $s .= " $e->{code}" if defined $e->{code};
-        if (ref $e->{details} eq 'HASH') {
-            for my $k (qw(required_role required permission scope)) {
-                $s .= " $k=$e->{details}{$k}" if defined $e->{details}{$k};
-            }
-        }
-    } elsif (ref $j->{data} eq 'HASH' && defined $j->{data}{decision}) {
-        $s .= " $j->{data}{decision}:$j->{data}{step}";
-    }
-    return $s;
-}
-
-# --- the documents each role acts on ------------------------------------------
+# --- the documents each role acts on ----------------------------------------
 
 # %DOC%: a document of the key's tenant that every key of the tenant owns
 # (a tenant grant of owner); %NODOC%: one with no grant; %THEIRS%: another
@@ -142,7 +121,7 @@ sub expand {
     return $s;
 }
 
-# --- the matrix ------------------------------------------------------------------
+# --- the matrix -------------------------------------------------------------
 
 my $R403 = '403 FORBIDDEN required_role=admin';
 my $E403 = '403 FORBIDDEN required_role=editor';
@@ -317,7 +296,7 @@ my @MATRIX = (
     ] },
 );
 
-# --- the matrix is api.md's -------------------------------------------------------
+# --- the matrix is api.md's -------------------------------------------------
 
 my $root = $ENV{NEXUS_TEST_ROOT} // '.';
 open my $fh, '<', "$root/docs/api.md" or die "api.md: $!";
@@ -342,7 +321,7 @@ for my $l (@lines) {
 is_deeply([sort keys %doc_cells], [sort map { $_->{row} } @MATRIX],
     'the test has a row for every row of api.md\'s matrix, and no other');
 
-# --- every cell -----------------------------------------------------------------------
+# --- every cell -------------------------------------------------------------
 
 sub allowed {
     my ($o) = @_;
@@ -379,7 +358,7 @@ for my $m (@MATRIX) {
     }
 }
 
-# --- scopes: the gateway's, whatever the role ---------------------------------------
+# --- scopes: the gateway's, whatever the role -------------------------------
 
 my $embed_only = make_key($tenant, name => 'embed', role => 'admin',
     scopes => 'embeddings');
