@@ -300,6 +300,9 @@ void ngx_nexus_kill_reload(ngx_cycle_t *cycle);
 ngx_int_t ngx_nexus_kill_check(ngx_http_request_t *r);
 ngx_uint_t ngx_nexus_kill_active(ngx_http_request_t *r, ngx_str_t *name);
 
+/* the role a nexus_admin request needs (ngx_nexus_authz.c) */
+ngx_uint_t ngx_nexus_authz_admin_role(ngx_http_request_t *r);
+
 /* plans and entitlements (ngx_nexus_plan.c) */
 ngx_int_t ngx_nexus_plan_init_statements(ngx_conf_t *cf);
 ngx_int_t ngx_nexus_plan_check(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx);
