@@ -10,6 +10,10 @@
 #   /v1/      nexus_api: key auth (cache hit), rate limit from the shared
 #             zone, the body parsed and checked, the model resolved, the
 #             request rebuilt, the answer parsed, usage metered and counted
+#   /pol/v1/  the same with policies on, for another tenant: nexus_abac
+#             with a policy of 10 rules on the model (9 deny rules that do
+#             not match, then an allow), and the tenant's guardrails (PII
+#             redaction of every kind, a prompt size cap, a max_tokens cap)
 # wrk drives each in turn, at 1 and 64 connections; the ratios are what
 # matter, not the absolute numbers. The added time to first token is
 # measured on the stream with a plain socket: the time to the first
@@ -88,6 +92,13 @@ my $t = nexus_nginx(<<"EOF", workers => 1, log_level => 'error');
         location /v1/ {
             nexus_api;
         }
+        location /pol/v1/ {
+            nexus_api;
+            nexus_abac on;
+        }
+        location /v1/admin/ {
+            nexus_admin;
+        }
     }
 EOF
 
@@ -95,13 +106,47 @@ my $tenant = make_tenant('bench');
 psql("UPDATE tenants SET allow_all_models = true WHERE name = '$tenant'");
 my $key = make_key($tenant, name => 'bench');
 my $port = $t->port;
-my $body = '{"model":"canned","messages":[{"role":"user","content":"hi"}]}';
+
+# the tenant with policies: 10 rules, the allow last, and guardrails
+my $ptenant = make_tenant('benchpol');
+psql("UPDATE tenants SET allow_all_models = true WHERE name = '$ptenant'");
+my $pkey = make_key($ptenant, name => 'bench');
+my $padmin = make_key($ptenant, name => 'admin', role => 'admin');
+my @rules = map { { id => "deny-$_", effect => 'deny', priority => 100 - $_,
+    resource_type => 'model', action => 'chat',
+    condition => { all => [
+        { eq => [{ var => 'resource.name' }, "model-$_"] },
+        { in => [{ var => 'principal.role' }, ['reader', 'editor']] }] } } }
+    1 .. 9;
+push @rules, { id => 'chat', effect => 'allow', resource_type => 'model',
+    action => 'chat' };
+my $pr = http_req($port, 'POST', '/v1/admin/authz/policies', bearer => $padmin,
+    json => 1, json_body => { name => 'bench', rules => \@rules });
+die "policy: $pr->{status} $pr->{body}\n" unless $pr->{status} == 201;
+my ($gc, undef, $gerr) = nexusctl('set-guardrails', '--tenant', $ptenant,
+    '--pii-mode', 'redact', '--max-prompt-bytes', '65536',
+    '--max-tokens', '4096');
+die "set-guardrails: $gerr" if $gc;
+
+# a prompt of a few hundred bytes, so that the PII scan has text to read
+my $prompt = 'Summarise the attached meeting notes in three bullet points. '
+    . 'Attendees discussed the quarterly roadmap, the hiring plan for the '
+    . 'platform team, and the migration of the billing service to the new '
+    . 'cluster. Action items: draft the budget by Friday, review the '
+    . 'on-call rota, and schedule a follow-up with the vendor next week.';
+my $body = '{"model":"canned","max_tokens":256,"messages":[{"role":"user",'
+    . '"content":"' . $prompt . '"}]}';
 my $sbody = '{"model":"canned","stream":true,'
     . '"messages":[{"role":"user","content":"hi"}]}';
 
 my $r = http_req($port, 'POST', '/v1/chat/completions', bearer => $key,
     body => $body);
 die "nexus path answered $r->{status}: $r->{body}\n" unless $r->{status} == 200;
+sleep 1;    # the policy reaches the worker's compiled set
+$r = http_req($port, 'POST', '/pol/v1/chat/completions', bearer => $pkey,
+    body => $body);
+die "policy path answered $r->{status}: $r->{body}\n"
+    unless $r->{status} == 200;
 
 my $lua = "$ENV{NEXUS_TEST_TMP}/bench-post.lua";
 open my $fh, '>', $lua or die "$lua: $!";
@@ -110,9 +155,9 @@ print $fh "wrk.method = 'POST'\nwrk.body = '$body'\n"
 close $fh;
 
 sub wrk {
-    my ($path, $c) = @_;
+    my ($path, $c, $k) = @_;
     my @cmd = ('wrk', '-t1', "-c$c", "-d${secs}s", '--latency', '-s', $lua,
-        '-H', "Authorization: Bearer $key",
+        '-H', "Authorization: Bearer " . ($k // $key),
         "http://127.0.0.1:$port$path");
     my $out = `@{[ join ' ', map { "'$_'" } @cmd ]} 2>&1`;
     my ($rps) = $out =~ /Requests\/sec:\s+([\d.]+)/;
@@ -160,11 +205,12 @@ printf "bench: %ds per run; chat completions (non-stream) through a canned"
 my %res;
 for my $round (1, 2) {
     for my $case (['plain', '/plain/v1/chat/completions'],
-                  ['nexus', '/v1/chat/completions'])
+                  ['nexus', '/v1/chat/completions'],
+                  ['policy', '/pol/v1/chat/completions', $pkey])
     {
-        my ($name, $path) = @$case;
+        my ($name, $path, $k) = @$case;
         for my $c (1, 64) {
-            my $w = wrk($path, $c);
+            my $w = wrk($path, $c, $k);
             push @{ $res{$name}{$c}{$_} }, $w->{$_} for qw(rps p50 p99);
         }
     }
@@ -172,17 +218,20 @@ for my $round (1, 2) {
 
 sub best { my @v = sort { $a <=> $b } @{ $_[0] }; return $_[1] ? $v[-1] : $v[0] }
 
-printf "%-30s %12s %12s %10s\n", '', 'plain nginx', 'nexus', 'ratio/added';
+printf "%-30s %12s %12s %10s %12s %10s\n", '', 'plain nginx', 'nexus',
+    'ratio/added', 'policies on', 'ratio/added';
 for my $c (1, 64) {
     my $p = best($res{plain}{$c}{rps}, 1);
     my $n = best($res{nexus}{$c}{rps}, 1);
-    printf "%-30s %12.0f %12.0f %10.2f\n", "requests/s, $c conn", $p, $n,
-        $n / $p;
-    for my $q (qw(p50 p99)) {
-        my $pv = best($res{plain}{$c}{$q});
-        my $nv = best($res{nexus}{$c}{$q});
-        printf "%-30s %12.3f %12.3f %+10.3f\n", "$q latency, $c conn (ms)",
-            $pv, $nv, $nv - $pv;
+    my $q = best($res{policy}{$c}{rps}, 1);
+    printf "%-30s %12.0f %12.0f %10.2f %12.0f %10.2f\n", "requests/s, $c conn",
+        $p, $n, $n / $p, $q, $q / $p;
+    for my $l (qw(p50 p99)) {
+        my $pv = best($res{plain}{$c}{$l});
+        my $nv = best($res{nexus}{$c}{$l});
+        my $qv = best($res{policy}{$c}{$l});
+        printf "%-30s %12.3f %12.3f %+10.3f %12.3f %+10.3f\n",
+            "$l latency, $c conn (ms)", $pv, $nv, $nv - $pv, $qv, $qv - $pv;
     }
 }
 

@@ -431,19 +431,19 @@ cli_import_prices(int argc, char **argv)
     {
         cli_error("%s: \"effective_from\" (a time) and \"prices\" (an object "
                   "of models) are required", cli_quote(path));
-        yajl_tree_free(root);
+        nx_json_free(root);
         return CLI_FAILED;
     }
 
     /* a price list is dated when it was published: the past is its own */
 
     if (cli_cost_time(from, us) != 0) {
-        yajl_tree_free(root);
+        nx_json_free(root);
         return CLI_USAGE;
     }
 
     if (cli_cost_import_json(prices, &json) != 0) {
-        yajl_tree_free(root);
+        nx_json_free(root);
         return CLI_FAILED;
     }
 
@@ -451,7 +451,7 @@ cli_import_prices(int argc, char **argv)
     free(json);
 
     if (rc != CLI_OK) {
-        yajl_tree_free(root);
+        nx_json_free(root);
         return rc;
     }
 
@@ -469,7 +469,7 @@ cli_import_prices(int argc, char **argv)
     }
 
     PQclear(res);
-    yajl_tree_free(root);
+    nx_json_free(root);
 
     return rc;
 }

@@ -379,7 +379,7 @@ cli_http_reply_free(cli_http_reply_t *reply)
     free(reply->body);
 
     if (reply->json != NULL) {
-        yajl_tree_free(reply->json);
+        nx_json_free(reply->json);
     }
 
     memset(reply, 0, sizeof(cli_http_reply_t));

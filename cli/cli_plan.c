@@ -335,7 +335,7 @@ cli_plans_load(PGconn *conn, const char *what, const char *json,
 
     rc = cli_plans_check(what, v);
 
-    yajl_tree_free(v);
+    nx_json_free(v);
 
     if (rc != 0) {
         return CLI_USAGE;

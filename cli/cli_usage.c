@@ -163,7 +163,7 @@ cli_usage_print(const char *doc, size_t len)
         || strlen(start) < 10
         || !YAJL_IS_ARRAY(models))
     {
-        yajl_tree_free(v);
+        nx_json_free(v);
         cli_error("cannot read the usage summary");
         return CLI_FAILED;
     }
@@ -228,7 +228,7 @@ cli_usage_print(const char *doc, size_t len)
 
 done:
 
-    yajl_tree_free(v);
+    nx_json_free(v);
 
     return (cli_flush() == 0) ? CLI_OK : CLI_FAILED;
 }

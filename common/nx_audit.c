@@ -154,7 +154,7 @@ nx_audit_redact(const char *json, size_t len, char *out, size_t outsz,
     }
 
     if (!YAJL_IS_OBJECT(v)) {
-        yajl_tree_free(v);
+        nx_json_free(v);
         return -1;
     }
 
@@ -164,7 +164,7 @@ nx_audit_redact(const char *json, size_t len, char *out, size_t outsz,
 
     nx_audit_put_value(&s, v, 0);
 
-    yajl_tree_free(v);
+    nx_json_free(v);
 
     if (s.overflow) {
         return -1;

@@ -4,12 +4,12 @@
  * JSON helpers: escaping of arbitrary bytes into a JSON string body, and a
  * guarded front end to yajl's tree parser with typed accessors.
  *
- * yajl_tree_parse() has no depth limit (and yajl_tree_free() recurses),
- * wants a NUL-terminated string and accepts comments. nx_json_parse()
- * therefore scans the input first: it refuses NUL bytes, comments, and
- * nesting deeper than NX_JSON_MAX_DEPTH, then hands yajl a terminated
- * copy. Outside strings, yajl and the scan see the same tokens, so the
- * scan's depth is the depth yajl builds.
+ * yajl's parser has no depth limit and accepts comments (as
+ * yajl_tree_parse() configures it). nx_json_parse() therefore scans the
+ * input first: it refuses NUL bytes, comments, and nesting deeper than
+ * NX_JSON_MAX_DEPTH, then has nx_json_tree_parse() build the tree in one
+ * allocation area (nx_json_tree.c). Outside strings, yajl and the scan see
+ * the same tokens, so the scan's depth is the depth yajl builds.
  */
 
 #include <stdlib.h>
@@ -80,7 +80,7 @@ static yajl_val
 nx_json_parse_opt(const char *buf, size_t len, int strict, char *errbuf,
     size_t errlen)
 {
-    char      *copy, *nl;
+    char      *nl;
     char       ybuf[160];
     yajl_val   v;
 
@@ -100,28 +100,9 @@ nx_json_parse_opt(const char *buf, size_t len, int strict, char *errbuf,
         return NULL;
     }
 
-    if (len == (size_t) -1) {
-        nx_json_error(errbuf, errlen, "document too large");
-        return NULL;
-    }
-
-    copy = malloc(len + 1);
-    if (copy == NULL) {
-        nx_json_error(errbuf, errlen, "out of memory");
-        return NULL;
-    }
-
-    if (len != 0) {
-        memcpy(copy, buf, len);
-    }
-
-    copy[len] = '\0';
-
     ybuf[0] = '\0';
 
-    v = yajl_tree_parse(copy, ybuf, sizeof(ybuf));
-
-    free(copy);
+    v = nx_json_tree_parse(buf, len, ybuf, sizeof(ybuf));
 
     if (v == NULL) {
         /*

@@ -24,9 +24,11 @@ size_t nx_json_escape_len(const char *src, size_t len);
 size_t nx_json_escape(char *dst, const char *src, size_t len);
 
 /*
- * Parses a JSON document of at most len bytes (need not be NUL-terminated;
- * the function copies). Returns NULL and fills errbuf on error. The caller
- * frees with yajl_tree_free. Nesting deeper than 32 levels is refused, as
+ * Parses a JSON document of at most len bytes (need not be NUL-terminated).
+ * Returns NULL and fills errbuf on error. The tree is yajl's (yajl_val,
+ * read with YAJL_IS_* and the accessors below) but lives in one
+ * allocation area: the caller frees it with nx_json_free(), never with
+ * nx_json_free(), and must not add to it. Nesting deeper than 32 levels is refused, as
  * are NUL bytes, comments, and member names containing \u0000. The error
  * message never quotes the document.
  */
@@ -39,6 +41,16 @@ yajl_val nx_json_parse(const char *buf, size_t len, char *errbuf,
  * are NUL-terminated). For bodies whose strings Nexus stores or acts on.
  */
 yajl_val nx_json_parse_strict(const char *buf, size_t len, char *errbuf,
+    size_t errlen);
+
+/* Frees a tree of nx_json_parse*(); NULL is ignored. */
+void nx_json_free(yajl_val v);
+
+/*
+ * The tree builder behind nx_json_parse() (nx_json_tree.c), without its
+ * checks: for nx_json.c only. errbuf gets yajl's verbose message.
+ */
+yajl_val nx_json_tree_parse(const char *buf, size_t len, char *errbuf,
     size_t errlen);
 
 /*

@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -157,6 +158,135 @@ nx_key_hash(const uint8_t *pepper, size_t pepper_len, const char *buf,
     }
 
     return 0;
+}
+
+
+/*
+ * HMAC as RFC 2104 defines it: H((K ^ opad) || H((K ^ ipad) || m)), K the
+ * pepper zero-padded to SHA-256's 64-byte block (hashed first if longer).
+ */
+
+#define NX_KEY_BLOCK  64
+
+struct nx_key_hasher_s {
+    EVP_MD_CTX  *inner;     /* after the block K ^ ipad */
+    EVP_MD_CTX  *outer;     /* after the block K ^ opad */
+    EVP_MD_CTX  *work;
+};
+
+
+nx_key_hasher_t *
+nx_key_hasher_new(const uint8_t *pepper, size_t pepper_len)
+{
+    int               ok;
+    size_t            i;
+    EVP_MD           *md;
+    unsigned int      n;
+    unsigned char     block[NX_KEY_BLOCK];
+    nx_key_hasher_t  *h;
+
+    if (pepper == NULL
+        || pepper_len < NX_PEPPER_MIN || pepper_len > NX_PEPPER_MAX)
+    {
+        return NULL;
+    }
+
+    h = calloc(1, sizeof(nx_key_hasher_t));
+    md = EVP_MD_fetch(NULL, "SHA256", NULL);
+
+    if (h == NULL || md == NULL) {
+        free(h);
+        EVP_MD_free(md);
+        return NULL;
+    }
+
+    memset(block, 0, sizeof(block));
+
+    if (pepper_len > NX_KEY_BLOCK) {
+        ok = EVP_Digest(pepper, pepper_len, block, &n, md, NULL);
+
+    } else {
+        memcpy(block, pepper, pepper_len);
+        ok = 1;
+    }
+
+    h->inner = EVP_MD_CTX_new();
+    h->outer = EVP_MD_CTX_new();
+    h->work = EVP_MD_CTX_new();
+
+    ok = ok && h->inner && h->outer && h->work;
+
+    for (i = 0; i < NX_KEY_BLOCK; i++) {
+        block[i] ^= 0x36;
+    }
+
+    ok = ok && EVP_DigestInit_ex(h->inner, md, NULL)
+            && EVP_DigestUpdate(h->inner, block, NX_KEY_BLOCK);
+
+    for (i = 0; i < NX_KEY_BLOCK; i++) {
+        block[i] ^= 0x36 ^ 0x5c;
+    }
+
+    ok = ok && EVP_DigestInit_ex(h->outer, md, NULL)
+            && EVP_DigestUpdate(h->outer, block, NX_KEY_BLOCK);
+
+    OPENSSL_cleanse(block, sizeof(block));
+    EVP_MD_free(md);
+
+    if (!ok) {
+        nx_key_hasher_free(h);
+        return NULL;
+    }
+
+    return h;
+}
+
+
+int
+nx_key_hasher_run(nx_key_hasher_t *h, const char *buf, size_t len,
+    uint8_t out[NX_HASH_LEN])
+{
+    unsigned int   n, m;
+    unsigned char  ih[NX_HASH_LEN];
+
+    if (h == NULL || out == NULL || (buf == NULL && len != 0)) {
+        return -1;
+    }
+
+    n = 0;
+    m = 0;
+
+    if (!EVP_MD_CTX_copy_ex(h->work, h->inner)
+        || !EVP_DigestUpdate(h->work, buf, len)
+        || !EVP_DigestFinal_ex(h->work, ih, &n)
+        || !EVP_MD_CTX_copy_ex(h->work, h->outer)
+        || !EVP_DigestUpdate(h->work, ih, sizeof(ih))
+        || !EVP_DigestFinal_ex(h->work, out, &m)
+        || n != NX_HASH_LEN || m != NX_HASH_LEN)
+    {
+        OPENSSL_cleanse(ih, sizeof(ih));
+        OPENSSL_cleanse(out, NX_HASH_LEN);
+        return -1;
+    }
+
+    OPENSSL_cleanse(ih, sizeof(ih));
+
+    return 0;
+}
+
+
+void
+nx_key_hasher_free(nx_key_hasher_t *h)
+{
+    if (h == NULL) {
+        return;
+    }
+
+    /* EVP_MD_CTX_free cleanses the digest state before freeing it */
+    EVP_MD_CTX_free(h->inner);
+    EVP_MD_CTX_free(h->outer);
+    EVP_MD_CTX_free(h->work);
+    free(h);
 }
 
 

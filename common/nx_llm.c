@@ -88,7 +88,7 @@ nx_llm_parse(int kind, const char *body, size_t len, nx_llm_req_t *req,
     if (!YAJL_IS_OBJECT(root)) {
         nx_llm_err_set(err, NULL, "invalid_json",
                        "The request body must be a JSON object.");
-        yajl_tree_free(root);
+        nx_json_free(root);
         return -1;
     }
 
@@ -115,7 +115,7 @@ nx_llm_parse(int kind, const char *body, size_t len, nx_llm_req_t *req,
     }
 
     if (rc != 0) {
-        yajl_tree_free(root);
+        nx_json_free(root);
         req->tree = NULL;
         return -1;
     }
@@ -133,7 +133,7 @@ void
 nx_llm_req_free(nx_llm_req_t *req)
 {
     if (req->tree != NULL) {
-        yajl_tree_free(req->tree);
+        nx_json_free(req->tree);
         req->tree = NULL;
     }
 }

@@ -38,7 +38,7 @@ nx_llm_parse_models(int type, const char *body, size_t len,
     list = nx_llm_member(root, type == NX_LLM_OLLAMA ? "models" : "data");
 
     if (!YAJL_IS_OBJECT(root) || !YAJL_IS_ARRAY(list)) {
-        yajl_tree_free(root);
+        nx_json_free(root);
         return -1;
     }
 
@@ -71,7 +71,7 @@ nx_llm_parse_models(int type, const char *body, size_t len,
         count++;
     }
 
-    yajl_tree_free(root);
+    nx_json_free(root);
 
     return count;
 }

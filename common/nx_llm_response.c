@@ -56,7 +56,7 @@ nx_llm_translate_response(int type, int kind, const char *body,
     }
 
     if (!YAJL_IS_OBJECT(root) || nx_llm_member(root, "error") != NULL) {
-        yajl_tree_free(root);
+        nx_json_free(root);
         return -1;
     }
 
@@ -104,7 +104,7 @@ nx_llm_translate_response(int type, int kind, const char *body,
         break;
     }
 
-    yajl_tree_free(root);
+    nx_json_free(root);
 
     if (rc != 0) {
         out->len = start;
@@ -212,7 +212,7 @@ nx_llm_translate_error(int type, int status, const char *body,
     }
 
     if (root != NULL) {
-        yajl_tree_free(root);
+        nx_json_free(root);
     }
 
     return rc;

@@ -136,7 +136,7 @@ nx_llm_stream_event(nx_llm_stream_t *s, const char *event,
         }
     }
 
-    yajl_tree_free(root);
+    nx_json_free(root);
 
     if (rc != 0) {
         out->len = start;

@@ -225,7 +225,7 @@ void
 nx_notify_event_free(nx_notify_event_t *ev)
 {
     if (ev->data != NULL) {
-        yajl_tree_free(ev->data);
+        nx_json_free(ev->data);
         ev->data = NULL;
     }
 }

@@ -393,7 +393,7 @@ nx_policy_compile_doc(const char *json, size_t len,
     p = calloc(1, sizeof(nx_policy_t));
     if (p == NULL) {
         nx_policy_cc_fail(&cc, "out of memory");
-        yajl_tree_free(root);
+        nx_json_free(root);
         return NULL;
     }
 
@@ -422,14 +422,14 @@ nx_policy_compile_doc(const char *json, size_t len,
     }
 
     free(cc.vars);
-    yajl_tree_free(root);
+    nx_json_free(root);
 
     return p;
 
 failed:
 
     free(cc.vars);
-    yajl_tree_free(root);
+    nx_json_free(root);
     nx_policy_free(p);
 
     return NULL;

@@ -115,7 +115,7 @@ nx_policy_doc_parse(const char *json, size_t len, char *err, size_t errlen)
 
 failed:
 
-    yajl_tree_free(root);
+    nx_json_free(root);
 
     return NULL;
 }
@@ -135,7 +135,7 @@ nx_policy_doc_free(nx_policy_doc_t *doc)
         return;
     }
 
-    yajl_tree_free(doc->root);
+    nx_json_free(doc->root);
     free(doc);
 }
 

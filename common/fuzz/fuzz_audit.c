@@ -159,7 +159,7 @@ fuzz_redact(const uint8_t *data, size_t size)
             abort();
         }
 
-        yajl_tree_free(in);
+        nx_json_free(in);
         return;
     }
 
@@ -195,8 +195,8 @@ fuzz_redact(const uint8_t *data, size_t size)
         abort();
     }
 
-    yajl_tree_free(in);
-    yajl_tree_free(parsed);
+    nx_json_free(in);
+    nx_json_free(parsed);
     free(again);
     free(out);
 }

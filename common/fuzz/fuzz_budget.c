@@ -85,7 +85,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         free(json);
     }
 
-    yajl_tree_free(v);
+    nx_json_free(v);
 
     return 0;
 }

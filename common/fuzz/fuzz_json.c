@@ -2,7 +2,8 @@
  * Copyright (C) Nexus authors
  *
  * libFuzzer harness for nx_json: the input is parsed as a document (the
- * tree is walked with the accessors and must be at most 32 deep), and is
+ * tree is walked with the accessors and must be at most 32 deep, and must
+ * be the tree yajl_tree_parse() builds of the same text), and is
  * escaped as a string body that must parse back, byte for byte when the
  * input is valid UTF-8 without NUL.
  */
@@ -73,12 +74,77 @@ walk(yajl_val v, size_t depth)
 }
 
 
+/* nx_json's area-built tree and yajl's own must be the same */
+
+static void
+same(yajl_val a, yajl_val b)
+{
+    size_t  i;
+
+    if (a == NULL || b == NULL || a->type != b->type) {
+        abort();
+    }
+
+    switch (a->type) {
+
+    case yajl_t_string:
+        if (strcmp(a->u.string, b->u.string) != 0) {
+            abort();
+        }
+
+        break;
+
+    case yajl_t_number:
+        if (strcmp(a->u.number.r, b->u.number.r) != 0
+            || a->u.number.flags != b->u.number.flags
+            || ((a->u.number.flags & YAJL_NUMBER_INT_VALID)
+                && a->u.number.i != b->u.number.i)
+            || ((a->u.number.flags & YAJL_NUMBER_DOUBLE_VALID)
+                && memcmp(&a->u.number.d, &b->u.number.d, sizeof(double))))
+        {
+            abort();
+        }
+
+        break;
+
+    case yajl_t_object:
+        if (a->u.object.len != b->u.object.len) {
+            abort();
+        }
+
+        for (i = 0; i < a->u.object.len; i++) {
+            if (strcmp(a->u.object.keys[i], b->u.object.keys[i]) != 0) {
+                abort();
+            }
+
+            same(a->u.object.values[i], b->u.object.values[i]);
+        }
+
+        break;
+
+    case yajl_t_array:
+        if (a->u.array.len != b->u.array.len) {
+            abort();
+        }
+
+        for (i = 0; i < a->u.array.len; i++) {
+            same(a->u.array.values[i], b->u.array.values[i]);
+        }
+
+        break;
+
+    default:
+        break;
+    }
+}
+
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char         *esc, *doc, err[128];
     size_t        n, w, i;
-    yajl_val      v;
+    yajl_val      v, ref;
     const char   *s;
 
     /* as a document */
@@ -98,7 +164,20 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         }
 
-        yajl_tree_free(v);
+        doc = malloc(size + 1);
+        if (doc == NULL) {
+            abort();
+        }
+
+        memcpy(doc, data, size);
+        doc[size] = '\0';
+
+        ref = yajl_tree_parse(doc, NULL, 0);
+        same(v, ref);
+        yajl_tree_free(ref);
+        free(doc);
+
+        nx_json_free(v);
     }
 
     /* as a string to escape */
@@ -140,7 +219,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     }
 
-    yajl_tree_free(v);
+    nx_json_free(v);
     free(doc);
     free(esc);
 

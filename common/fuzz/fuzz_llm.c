@@ -50,7 +50,7 @@ check_json(const char *p, size_t len)
         abort();
     }
 
-    yajl_tree_free(v);
+    nx_json_free(v);
 }
 
 

@@ -39,7 +39,7 @@ fuzz_canonical_fixed_point(const char *s, size_t len)
     }
 
     free(again);
-    yajl_tree_free(v);
+    nx_json_free(v);
 }
 
 
@@ -151,7 +151,7 @@ fuzz_match(const char *s, size_t size)
         abort();
     }
 
-    yajl_tree_free(m);
+    nx_json_free(m);
 }
 
 

@@ -370,14 +370,14 @@ check(const uint8_t *buf, size_t len, unsigned mask, size_t max)
         v = nx_json_parse((const char *) buf, len, err, sizeof(err));
 
         if (v != NULL) {
-            yajl_tree_free(v);
+            nx_json_free(v);
 
             v = nx_json_parse(red, len, err, sizeof(err));
             if (v == NULL) {
                 abort();
             }
 
-            yajl_tree_free(v);
+            nx_json_free(v);
         }
     }
 

@@ -57,7 +57,7 @@ tokens(const char *body, int replace)
         snprintf(out, sizeof(out), "%s %s", json, drop);
     }
 
-    yajl_tree_free(v);
+    nx_json_free(v);
 
     return out;
 }
@@ -144,7 +144,7 @@ costs(const char *body)
         }
     }
 
-    yajl_tree_free(v);
+    nx_json_free(v);
 
     return out;
 }
@@ -327,7 +327,7 @@ prices(const char *body)
         free(json);
     }
 
-    yajl_tree_free(v);
+    nx_json_free(v);
 
     return out;
 }

@@ -261,7 +261,7 @@ test_escape_roundtrip_all_bytes(void **state)
             assert_string_equal(s, "\xef\xbf\xbd");
         }
 
-        yajl_tree_free(v);
+        nx_json_free(v);
     }
 
     /* all of them in one string */
@@ -270,7 +270,7 @@ test_escape_roundtrip_all_bytes(void **state)
     }
 
     v = parse_quoted(buf, 256);
-    yajl_tree_free(v);
+    nx_json_free(v);
 }
 
 
@@ -287,7 +287,7 @@ test_escape_roundtrip_utf8(void **state)
     v = parse_quoted(text, strlen(text));
     assert_int_equal(nx_json_string(v, &s), 0);
     assert_string_equal(s, text);
-    yajl_tree_free(v);
+    nx_json_free(v);
 }
 
 
@@ -334,7 +334,7 @@ test_parse_object(void **state)
     assert_null(nx_json_get(m, "model"));
     assert_null(nx_json_get(NULL, "model"));
 
-    yajl_tree_free(v);
+    nx_json_free(v);
 }
 
 
@@ -368,7 +368,7 @@ test_accessor_types(void **state)
     assert_int_equal(nx_json_bool(nx_json_get(v, "z"), &b), -1);
     assert_int_equal(nx_json_bool(NULL, &b), -1);
 
-    yajl_tree_free(v);
+    nx_json_free(v);
 }
 
 
@@ -380,7 +380,7 @@ int_of(const char *doc, int64_t *out)
 
     v = parse_ok(doc);
     rc = nx_json_int(v, out);
-    yajl_tree_free(v);
+    nx_json_free(v);
 
     return rc;
 }
@@ -466,7 +466,7 @@ test_duplicate_members(void **state)
     v = parse_ok("{\"a\":1,\"b\":2,\"a\":3}");
     assert_int_equal(nx_json_int(nx_json_get(v, "a"), &i), 0);
     assert_int_equal(i, 3);
-    yajl_tree_free(v);
+    nx_json_free(v);
 }
 
 
@@ -509,7 +509,7 @@ test_depth(void **state)
     nest(buf, 32, "[", "]", &len);
     v = nx_json_parse(buf, len, err, sizeof(err));
     assert_non_null(v);
-    yajl_tree_free(v);
+    nx_json_free(v);
 
     nest(buf, 33, "[", "]", &len);
     v = nx_json_parse(buf, len, err, sizeof(err));
@@ -519,7 +519,7 @@ test_depth(void **state)
     nest(buf, 32, "{\"k\":", "}", &len);
     v = nx_json_parse(buf, len, err, sizeof(err));
     assert_non_null(v);
-    yajl_tree_free(v);
+    nx_json_free(v);
 
     nest(buf, 33, "{\"k\":", "}", &len);
     assert_null(nx_json_parse(buf, len, err, sizeof(err)));
@@ -527,14 +527,14 @@ test_depth(void **state)
     nest(buf, 16, "{\"k\":[", "]}", &len);
     v = nx_json_parse(buf, len, err, sizeof(err));
     assert_non_null(v);
-    yajl_tree_free(v);
+    nx_json_free(v);
 
     nest(buf, 17, "[{\"k\":", "}]", &len);
     assert_null(nx_json_parse(buf, len, err, sizeof(err)));
 
     /* siblings do not add up */
     v = parse_ok("[[[[1]]],[[[2]]],[[[3]]],{\"a\":{\"b\":{}}}]");
-    yajl_tree_free(v);
+    nx_json_free(v);
 }
 
 
@@ -576,12 +576,12 @@ test_depth_strings(void **state)
                           "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[{{{{{{{{");
     v = nx_json_parse(buf, n, NULL, 0);
     assert_non_null(v);
-    yajl_tree_free(v);
+    nx_json_free(v);
 
     /* nor after an escaped quote */
     v = parse_ok("{\"a\\\"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\":"
                  "\"\\\\\",\"b\":\"]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]\"}");
-    yajl_tree_free(v);
+    nx_json_free(v);
 }
 
 
@@ -602,17 +602,17 @@ test_not_terminated(void **state)
     assert_non_null(v);
     assert_int_equal(nx_json_int(nx_json_get(v, "a"), &i), 0);
     assert_int_equal(i, 7);
-    yajl_tree_free(v);
+    nx_json_free(v);
     free(buf);
 
     /* bytes after len are ignored */
     v = nx_json_parse("[1,2]garbage", 5, NULL, 0);
     assert_non_null(v);
-    yajl_tree_free(v);
+    nx_json_free(v);
 
     v = nx_json_parse("[1,2][[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[", 5, NULL, 0);
     assert_non_null(v);
-    yajl_tree_free(v);
+    nx_json_free(v);
 }
 
 
@@ -683,7 +683,7 @@ test_comments_refused(void **state)
 
     /* a slash inside a string is fine */
     v = parse_ok("{\"url\":\"http://x/y\",\"c\":\"/* no */\"}");
-    yajl_tree_free(v);
+    nx_json_free(v);
 }
 
 
@@ -702,15 +702,15 @@ test_nul_in_member_name(void **state)
     v = parse_ok("{\"model\":\"a\\u0000b\"}");
     assert_int_equal(nx_json_string(nx_json_get(v, "model"), &s), 0);
     assert_string_equal(s, "a");
-    yajl_tree_free(v);
+    nx_json_free(v);
 
     v = parse_ok("[\"\\u0000\", \"x\"]");
-    yajl_tree_free(v);
+    nx_json_free(v);
 
     /* an escaped backslash before u0000 is not \u0000 */
     v = parse_ok("{\"a\\\\u0000\":1}");
     assert_non_null(nx_json_get(v, "a\\u0000"));
-    yajl_tree_free(v);
+    nx_json_free(v);
 }
 
 
@@ -735,12 +735,12 @@ test_strict_refuses_nul(void **state)
     assert_non_null(v);
     assert_int_equal(nx_json_string(nx_json_get(v, "a"), &s), 0);
     assert_string_equal(s, "x\\u0000");
-    yajl_tree_free(v);
+    nx_json_free(v);
 
     /* everything else is as nx_json_parse() */
     v = STRICT("{\"a\":[1,2,{\"b\":true}]}");
     assert_non_null(v);
-    yajl_tree_free(v);
+    nx_json_free(v);
     assert_null(STRICT("{\"a\":1 /* c */}"));
 
 #undef STRICT
@@ -791,26 +791,121 @@ test_scalars_and_whitespace(void **state)
     v = parse_ok(" \t\r\n 17 \n");
     assert_int_equal(nx_json_int(v, &i), 0);
     assert_int_equal(i, 17);
-    yajl_tree_free(v);
+    nx_json_free(v);
 
     v = parse_ok("\"str\"");
     assert_int_equal(nx_json_string(v, &s), 0);
     assert_string_equal(s, "str");
-    yajl_tree_free(v);
+    nx_json_free(v);
 
     v = parse_ok("true");
     assert_int_equal(nx_json_bool(v, &b), 0);
     assert_int_equal(b, 1);
-    yajl_tree_free(v);
+    nx_json_free(v);
 
     v = parse_ok("null");
     assert_true(YAJL_IS_NULL(v));
-    yajl_tree_free(v);
+    nx_json_free(v);
 
     v = parse_ok("\"\\ud83d\\ude00 \\u00e9\"");
     assert_int_equal(nx_json_string(v, &s), 0);
     assert_string_equal(s, "\xf0\x9f\x98\x80 \xc3\xa9");
-    yajl_tree_free(v);
+    nx_json_free(v);
+}
+
+
+/*
+ * The area-built tree against yajl_tree_parse(), on a document that needs
+ * more chunks than the first, members and elements past the arrays' first
+ * sizes, and strings whose escapes go through yajl's decode buffer.
+ */
+
+static void
+tree_same(yajl_val a, yajl_val b)
+{
+    size_t  i;
+
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_int_equal(a->type, b->type);
+
+    if (YAJL_IS_STRING(a)) {
+        assert_string_equal(a->u.string, b->u.string);
+
+    } else if (YAJL_IS_NUMBER(a)) {
+        assert_string_equal(a->u.number.r, b->u.number.r);
+        assert_int_equal(a->u.number.flags, b->u.number.flags);
+        assert_true(a->u.number.i == b->u.number.i);
+
+    } else if (YAJL_IS_OBJECT(a)) {
+        assert_int_equal(a->u.object.len, b->u.object.len);
+
+        for (i = 0; i < a->u.object.len; i++) {
+            assert_string_equal(a->u.object.keys[i], b->u.object.keys[i]);
+            tree_same(a->u.object.values[i], b->u.object.values[i]);
+        }
+
+    } else if (YAJL_IS_ARRAY(a)) {
+        assert_int_equal(a->u.array.len, b->u.array.len);
+
+        for (i = 0; i < a->u.array.len; i++) {
+            tree_same(a->u.array.values[i], b->u.array.values[i]);
+        }
+    }
+}
+
+
+static void
+test_parse_tree_as_yajl(void **state)
+{
+    int       i;
+    char     *doc, *p;
+    yajl_val  v, ref;
+
+    (void) state;
+
+    doc = malloc(1 << 20);
+    assert_non_null(doc);
+
+    p = doc;
+    p += sprintf(p, "{\"s\":\"a\\u00e9\\n\\\"b\",\"n\":[");
+
+    for (i = 0; i < 5000; i++) {
+        p += sprintf(p, "%s%d,-%d.5,1e%d,9223372036854775807%d,[],{}",
+                     i ? "," : "", i, i, i % 400, i % 10);
+    }
+
+    p += sprintf(p, "],\"o\":{");
+
+    for (i = 0; i < 300; i++) {
+        p += sprintf(p, "%s\"k%d\":{\"v\":[true,false,null,\"x%d\"]}",
+                     i ? "," : "", i, i);
+    }
+
+    p += sprintf(p, "},\"s\":\"dup\"}");
+
+    v = nx_json_parse(doc, (size_t) (p - doc), NULL, 0);
+    ref = yajl_tree_parse(doc, NULL, 0);
+
+    tree_same(v, ref);
+    assert_string_equal(nx_json_get(v, "s")->u.string, "dup");
+
+    yajl_tree_free(ref);
+    nx_json_free(v);
+
+    /* a top-level scalar is the root itself */
+    v = nx_json_parse("\"only\"", 6, NULL, 0);
+    assert_true(YAJL_IS_STRING(v));
+    assert_string_equal(v->u.string, "only");
+    nx_json_free(v);
+
+    v = nx_json_parse("17", 2, NULL, 0);
+    assert_true(YAJL_IS_INTEGER(v));
+    assert_int_equal(v->u.number.i, 17);
+    nx_json_free(v);
+
+    nx_json_free(NULL);
+    free(doc);
 }
 
 
@@ -818,6 +913,7 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parse_tree_as_yajl),
         cmocka_unit_test(test_escape_plain),
         cmocka_unit_test(test_escape_specials),
         cmocka_unit_test(test_escape_nul),

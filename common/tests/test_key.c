@@ -295,6 +295,57 @@ test_hash_pepper_bounds(void **state)
 }
 
 
+/* the hasher gives nx_key_hash's answer for every pepper size and input */
+
+static void
+test_hasher_matches_hmac(void **state)
+{
+    size_t            plen, mlen, i;
+    uint8_t           pepper[NX_PEPPER_MAX], a[NX_HASH_LEN], b[NX_HASH_LEN];
+    char              msg[300];
+    nx_key_hasher_t  *h;
+
+    static const size_t  plens[] = { NX_PEPPER_MIN, 63, 64, 65, 131,
+                                     NX_PEPPER_MAX };
+
+    (void) state;
+
+    for (i = 0; i < sizeof(pepper); i++) {
+        pepper[i] = (uint8_t) (i * 7 + 3);
+    }
+
+    for (i = 0; i < sizeof(msg); i++) {
+        msg[i] = (char) ('a' + i % 26);
+    }
+
+    for (i = 0; i < sizeof(plens) / sizeof(plens[0]); i++) {
+        plen = plens[i];
+        h = nx_key_hasher_new(pepper, plen);
+        assert_non_null(h);
+
+        for (mlen = 0; mlen <= sizeof(msg); mlen += 37) {
+            assert_int_equal(nx_key_hash(pepper, plen, msg, mlen, a), 0);
+            assert_int_equal(nx_key_hasher_run(h, msg, mlen, b), 0);
+            assert_memory_equal(a, b, NX_HASH_LEN);
+        }
+
+        /* again, from the same states: a run leaves them as they were */
+        assert_int_equal(nx_key_hasher_run(h, GOOD_KEY, NX_KEY_LEN, a), 0);
+        assert_int_equal(nx_key_hasher_run(h, GOOD_KEY, NX_KEY_LEN, b), 0);
+        assert_memory_equal(a, b, NX_HASH_LEN);
+        assert_int_equal(nx_key_hasher_run(h, NULL, 0, a), 0);
+        assert_int_equal(nx_key_hasher_run(h, NULL, 1, a), -1);
+        assert_int_equal(nx_key_hasher_run(h, "k", 1, NULL), -1);
+
+        nx_key_hasher_free(h);
+    }
+
+    assert_null(nx_key_hasher_new(pepper, NX_PEPPER_MIN - 1));
+    assert_null(nx_key_hasher_new(NULL, NX_PEPPER_MIN));
+    nx_key_hasher_free(NULL);
+}
+
+
 static void
 test_hash_depends_on_everything(void **state)
 {
@@ -684,6 +735,7 @@ main(void)
         cmocka_unit_test(test_hash_rfc4231_case7),
         cmocka_unit_test(test_hash_openssl_cli),
         cmocka_unit_test(test_hash_pepper_bounds),
+        cmocka_unit_test(test_hasher_matches_hmac),
         cmocka_unit_test(test_hash_depends_on_everything),
         cmocka_unit_test(test_generate),
         cmocka_unit_test(test_generate_unique),

@@ -478,7 +478,7 @@ test_error_json(void **state)
     buf_is(&b, "{\"error\":{\"message\":\"Missing \\\"x\\\"\","
            "\"type\":\"server_error\",\"param\":null,\"code\":null}}");
     v = json_ok(b.data, b.len);
-    yajl_tree_free(v);
+    nx_json_free(v);
 
     /* appended */
     assert_int_equal(nx_llm_error_json(&err, "t", &b), 0);
@@ -525,7 +525,7 @@ build_ok(int kind, const char *body, int type, const char *served,
     buf_is(&b, expect);
 
     v = json_ok(b.data, b.len);
-    yajl_tree_free(v);
+    nx_json_free(v);
 
     nx_buf_free(&b);
     nx_llm_req_free(&req);
@@ -895,7 +895,7 @@ response_ok(int type, int kind, const char *body, const char *model,
     buf_is(&b, expect != NULL ? expect : body);
 
     v = json_ok(b.data, b.len);
-    yajl_tree_free(v);
+    nx_json_free(v);
 
     assert_int_equal(u.present, present);
     assert_int_equal(u.prompt, prompt);
@@ -1092,7 +1092,7 @@ error_is(int type, int status, const char *body, const char *expect)
     buf_is(&b, expect);
 
     v = json_ok(b.data, b.len);
-    yajl_tree_free(v);
+    nx_json_free(v);
 
     nx_buf_free(&b);
 }
@@ -1194,7 +1194,7 @@ test_translate_error(void **state)
     assert_int_equal(nx_json_string(nx_json_get(nx_json_get(v, "error"),
                                                  "message"), &msg), 0);
     assert_int_equal(strlen(msg), 512);
-    yajl_tree_free(v);
+    nx_json_free(v);
     nx_buf_reset(&b);
 
     /* one byte more in front: the cut falls inside a character */
@@ -1206,7 +1206,7 @@ test_translate_error(void **state)
     assert_int_equal(nx_json_string(nx_json_get(nx_json_get(v, "error"),
                                                  "message"), &msg), 0);
     assert_int_equal(strlen(msg), 511);
-    yajl_tree_free(v);
+    nx_json_free(v);
 
     free(big);
     nx_buf_free(&b);
@@ -1291,7 +1291,7 @@ check_event(void *ud, const char *event, size_t event_len, const char *data,
     }
 
     v = json_ok(data, len);
-    yajl_tree_free(v);
+    nx_json_free(v);
 
     return 0;
 }
@@ -1910,7 +1910,7 @@ test_models_json(void **state)
            "{\"id\":\"llama \\\"3\\\"\",\"object\":\"model\","
            "\"created\":1700000000,\"owned_by\":\"acme\"}]}");
     v = json_ok(b.data, b.len);
-    yajl_tree_free(v);
+    nx_json_free(v);
 
     nx_buf_reset(&b);
     assert_int_equal(nx_llm_models_json(names, lens, 1, 0, NULL, &b), 0);
@@ -1926,7 +1926,7 @@ test_models_json(void **state)
     buf_is(&b, "{\"models\":[{\"name\":\"gpt-4o\",\"model\":\"gpt-4o\"},"
            "{\"name\":\"llama \\\"3\\\"\",\"model\":\"llama \\\"3\\\"\"}]}");
     v = json_ok(b.data, b.len);
-    yajl_tree_free(v);
+    nx_json_free(v);
 
     nx_buf_reset(&b);
     assert_int_equal(nx_llm_tags_json(NULL, NULL, 0, &b), 0);

@@ -321,20 +321,20 @@ test_canonical(void **state)
                            "\"b\":2}");
     assert_int_equal(len, strlen(s));
     free(s);
-    yajl_tree_free(v);
+    nx_json_free(v);
 
     /* the same document, however written, gives the same bytes */
     v = json("{\"x\":{\"k2\":false,\"k1\":\"\\u0041\"}}");
     s = nx_json_canonical(v, NULL);
     assert_string_equal(s, "{\"x\":{\"k1\":\"A\",\"k2\":false}}");
     free(s);
-    yajl_tree_free(v);
+    nx_json_free(v);
 
     v = json("123456789012345678901234567890");
     s = nx_json_canonical(v, NULL);
     assert_non_null(s);
     free(s);
-    yajl_tree_free(v);
+    nx_json_free(v);
 
     s = nx_json_canonical(NULL, NULL);
     assert_string_equal(s, "null");
@@ -362,7 +362,7 @@ test_match(void **state)
     m = json(s);                                                             \
     assert_int_equal(nx_notify_match_check(m, err, sizeof(err)), 0);        \
     assert_int_equal(nx_notify_match(m, &ev), want);                         \
-    yajl_tree_free(m)
+    nx_json_free(m)
 
     MATCH("{}", 1);
     MATCH("{\"event_type\":\"*\"}", 1);
@@ -385,7 +385,7 @@ test_match(void **state)
 #define BAD(s)                                                               \
     m = json(s);                                                             \
     assert_int_equal(nx_notify_match_check(m, err, sizeof(err)), -1);       \
-    yajl_tree_free(m)
+    nx_json_free(m)
 
     BAD("[]");
     BAD("{\"event\":\"x\"}");

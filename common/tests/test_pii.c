@@ -496,7 +496,7 @@ redact_json(const char *doc, unsigned mask, const char *want)
 
     v = nx_json_parse(doc, len, err, sizeof(err));
     assert_non_null(v);
-    yajl_tree_free(v);
+    nx_json_free(v);
 
     v = nx_json_parse(buf, len, err, sizeof(err));
     if (v == NULL) {
@@ -504,7 +504,7 @@ redact_json(const char *doc, unsigned mask, const char *want)
     }
 
     assert_non_null(v);
-    yajl_tree_free(v);
+    nx_json_free(v);
 
     free(buf);
 }

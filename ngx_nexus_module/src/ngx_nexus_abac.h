@@ -128,12 +128,16 @@ ngx_int_t ngx_nexus_authz_hook(ngx_http_request_t *r, ngx_str_t *rest);
  * The decision order for a document action of r's principal: tenant
  * boundary, kill switch (kill.documents), RBAC, document ACL, ABAC
  * (resource_type "document"), default.  Asynchronous: NGX_AGAIN and
- * handler runs later, or NGX_ERROR.
+ * handler runs later, NGX_DECLINED when PostgreSQL cannot be reached now,
+ * or NGX_ERROR.
  */
 ngx_int_t ngx_nexus_acl_check(ngx_http_request_t *r, ngx_str_t *document_id,
     ngx_uint_t permission, ngx_nexus_acl_pt handler);
 
-/* the owner grant of a new document to r's key; NGX_AGAIN or NGX_ERROR */
+/*
+ * the owner grant of a new document to r's key; NGX_AGAIN, NGX_DECLINED or
+ * NGX_ERROR as above
+ */
 ngx_int_t ngx_nexus_acl_grant_owner(ngx_http_request_t *r,
     ngx_str_t *document_id, ngx_nexus_acl_grant_pt handler);
 

@@ -170,7 +170,8 @@ ngx_nexus_acl_send(ngx_http_request_t *r, ngx_nexus_pg_query_t *q)
     }
 
     if (ngx_nexus_pg_send(q) != NGX_OK) {
-        return NGX_ERROR;
+        /* PostgreSQL cannot be reached now */
+        return NGX_DECLINED;
     }
 
     ctx->pgq = q;

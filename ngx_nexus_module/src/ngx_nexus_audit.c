@@ -1090,7 +1090,7 @@ ngx_nexus_audit_moved(const char *json, size_t len)
 done:
 
     if (v) {
-        yajl_tree_free(v);
+        nx_json_free(v);
     }
 }
 

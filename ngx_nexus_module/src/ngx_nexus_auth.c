@@ -198,8 +198,7 @@ ngx_nexus_auth_start(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
         return ngx_nexus_auth_finish(r, ctx);
     }
 
-    if (nx_key_hash(nmcf->pepper, nmcf->pepper_len, tok, toklen,
-                    ctx->key_hash)
+    if (nx_key_hasher_run(nmcf->key_hasher, tok, toklen, ctx->key_hash)
         != 0)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -684,6 +683,7 @@ static ngx_int_t
 ngx_nexus_auth_finish(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
 {
     ngx_int_t              rc;
+    ngx_uint_t             role;
     ngx_nexus_loc_conf_t  *nlcf;
 
     nlcf = ngx_http_get_module_loc_conf(r, ngx_nexus_module);
@@ -727,14 +727,14 @@ ngx_nexus_auth_finish(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
             goto done;
         }
 
-        if (nlcf->handler == NGX_NEXUS_HANDLER_ADMIN
-            && ctx->principal.role != NGX_NEXUS_ROLE_ADMIN)
-        {
-            rc = ngx_nexus_auth_forbidden(r,
-                                          "this route requires the admin "
-                                          "role",
-                                          "{\"required_role\":\"admin\"}");
-            goto done;
+        /* admin, but for the few routes of an editor's (a document's grants) */
+        if (nlcf->handler == NGX_NEXUS_HANDLER_ADMIN) {
+            role = ngx_nexus_authz_admin_role(r);
+
+            if (ctx->principal.role < role) {
+                rc = ngx_nexus_auth_forbidden_role(r, role);
+                goto done;
+            }
         }
 
         /* the location's feature must be in the tenant's plan */

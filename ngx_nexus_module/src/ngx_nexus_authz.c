@@ -18,9 +18,12 @@
  *
  * A tenant's admin manages its own tenant's policies and grants; a
  * platform admin any tenant's, and the platform-wide policies (no
- * "tenant").  A policy is checked with nx_policy before it is written: an
- * invalid one is refused with the JSON path of the error.  PostgreSQL
- * renders the rows as JSON.
+ * "tenant").  An editor reaches the grants of a document, and only them
+ * (ngx_nexus_authz_admin_role()): the decision order for "share" on the
+ * document decides first, in the editor's own tenant, and it may neither
+ * grant "owner" nor revoke an owner grant.  A policy is checked with
+ * nx_policy before it is written: an invalid one is refused with the JSON
+ * path of the error.  PostgreSQL renders the rows as JSON.
  */
 
 
@@ -56,6 +59,14 @@ typedef struct {
     ngx_str_t                   id;         /* policy id, document id */
     ngx_str_t                   grant;      /* grant id */
     ngx_str_t                   body;       /* simulate: the context */
+
+    /* a grant to make, as checked */
+    ngx_str_t                   tenant;
+    ngx_str_t                   type;
+    ngx_str_t                   principal;
+    ngx_str_t                   permission;
+    ngx_str_t                   at;
+    int64_t                     expires;
 } ngx_nexus_authz_ctx_t;
 
 
@@ -63,6 +74,16 @@ static ngx_int_t ngx_nexus_authz_policies(ngx_http_request_t *r,
     ngx_str_t *rest);
 static ngx_int_t ngx_nexus_authz_documents(ngx_http_request_t *r,
     ngx_str_t *rest);
+static ngx_int_t ngx_nexus_authz_grants_path(ngx_str_t *rest,
+    ngx_str_t *doc, ngx_str_t *grant);
+static ngx_int_t ngx_nexus_authz_grants(ngx_http_request_t *r,
+    ngx_uint_t content);
+static void ngx_nexus_authz_shared(ngx_http_request_t *r,
+    ngx_nexus_acl_decision_t *d, ngx_int_t rc);
+static ngx_int_t ngx_nexus_authz_grants_ask(ngx_http_request_t *r,
+    ngx_uint_t content);
+static ngx_int_t ngx_nexus_authz_admin_only(ngx_http_request_t *r,
+    const char *message);
 static ngx_nexus_authz_ctx_t *ngx_nexus_authz_ctx(ngx_http_request_t *r,
     ngx_uint_t op);
 static ngx_nexus_pg_query_t *ngx_nexus_authz_prepare(ngx_http_request_t *r,
@@ -183,27 +204,44 @@ static const ngx_nexus_pg_sql_t  ngx_nexus_authz_sql[NGX_NEXUS_AUTHZ_NOPS] = {
       " ORDER BY a.id LIMIT 1000) a",
       2 },
 
-    /* a grant of another tenant's document: the trigger raises 42501 */
+    /*
+     * a grant of another tenant's document: the trigger raises 42501; a
+     * key grant names a key of the grant's tenant.  The third column says
+     * whether the tenant exists (else the key does not)
+     */
     { "nexus_authz_grant",
-      "INSERT INTO document_acl AS a (tenant_id, document_id,"
+      "WITH t AS (SELECT t.id FROM tenants t WHERE t.name = $1),"
+      " g AS (INSERT INTO document_acl AS a (tenant_id, document_id,"
       " principal_type, principal_id, permission, expires_at, granted_by)"
       " SELECT t.id, $2, $3, $4, $5,"
       " CASE WHEN $6 <> '' THEN $6::timestamptz"
       " WHEN $7::bigint > 0 THEN now() + make_interval(secs => $7::bigint)"
       " END, $8"
-      " FROM tenants t WHERE t.name = $1"
+      " FROM t WHERE $3 <> 'key' OR EXISTS (SELECT 1 FROM api_keys k"
+      " WHERE k.tenant_id = t.id AND k.prefix = $4)"
       " ON CONFLICT (document_id, principal_type, principal_id, permission)"
       " DO UPDATE SET expires_at = EXCLUDED.expires_at,"
       " granted_by = EXCLUDED.granted_by, created_at = now()"
-      " RETURNING " NGX_NEXUS_GRANT_JSON "::text, a.tenant_id",
+      " RETURNING a.*)"
+      " SELECT (SELECT " NGX_NEXUS_GRANT_JSON "::text FROM g a),"
+      " (SELECT a.tenant_id FROM g a), EXISTS (SELECT 1 FROM t)",
       8 },
 
+    /*
+     * $4 true: an owner grant stays (an editor's revocation), and the
+     * third column says that it was one
+     */
     { "nexus_authz_revoke",
-      "DELETE FROM document_acl AS a WHERE a.id = $1::bigint"
-      " AND a.document_id = $2"
-      " AND ($3::bigint = 0 OR a.tenant_id = $3::bigint)"
-      " RETURNING " NGX_NEXUS_GRANT_JSON "::text, a.tenant_id",
-      3 },
+      "WITH g AS (SELECT a.id, a.permission FROM document_acl a"
+      " WHERE a.id = $1::bigint AND a.document_id = $2"
+      " AND ($3::bigint = 0 OR a.tenant_id = $3::bigint)),"
+      " d AS (DELETE FROM document_acl AS a USING g WHERE a.id = g.id"
+      " AND NOT ($4::boolean AND g.permission = 'owner') RETURNING a.*)"
+      " SELECT (SELECT " NGX_NEXUS_GRANT_JSON "::text FROM d a),"
+      " (SELECT a.tenant_id FROM d a),"
+      " EXISTS (SELECT 1 FROM g WHERE $4::boolean"
+      " AND g.permission = 'owner')",
+      4 },
 };
 
 
@@ -354,94 +392,287 @@ ngx_nexus_authz_policies(ngx_http_request_t *r, ngx_str_t *rest)
 }
 
 
+/*
+ * The role a request of a nexus_admin location needs, checked in the
+ * access phase: admin, except on the grants of a document, which an
+ * editor may list, give and revoke where it may share the document (the
+ * decision order, in the handler).  Nothing else of /v1/admin/ is an
+ * editor's.
+ */
+
+ngx_uint_t
+ngx_nexus_authz_admin_role(ngx_http_request_t *r)
+{
+    ngx_str_t  rest, doc, grant;
+
+    if (ngx_nexus_route(r, &rest) != NGX_OK
+        || rest.len <= sizeof("admin/authz/documents/") - 1
+        || ngx_strncmp(rest.data, "admin/authz/documents/",
+                       sizeof("admin/authz/documents/") - 1) != 0)
+    {
+        return NGX_NEXUS_ROLE_ADMIN;
+    }
+
+    rest.data += sizeof("admin/authz/documents/") - 1;
+    rest.len -= sizeof("admin/authz/documents/") - 1;
+
+    if (ngx_nexus_authz_grants_path(&rest, &doc, &grant) != NGX_OK) {
+        return NGX_NEXUS_ROLE_ADMIN;
+    }
+
+    if (grant.len ? (r->method == NGX_HTTP_DELETE)
+                  : (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD|NGX_HTTP_POST)))
+    {
+        return NGX_NEXUS_ROLE_EDITOR;
+    }
+
+    return NGX_NEXUS_ROLE_ADMIN;
+}
+
+
+/*
+ * rest: after "authz/documents/": "{id}/permissions" (grant->len 0) or
+ * "{id}/permissions/{grant}", else NGX_DECLINED
+ */
+
+static ngx_int_t
+ngx_nexus_authz_grants_path(ngx_str_t *rest, ngx_str_t *doc,
+    ngx_str_t *grant)
+{
+    u_char  *slash, *last;
+
+    last = rest->data + rest->len;
+
+    slash = ngx_strlchr(rest->data, last, '/');
+    if (slash == NULL) {
+        return NGX_DECLINED;
+    }
+
+    doc->data = rest->data;
+    doc->len = slash - rest->data;
+
+    if (ngx_nexus_authz_id(doc, 0) != NGX_OK
+        || (size_t) (last - slash) < sizeof("/permissions") - 1
+        || ngx_strncmp(slash, "/permissions", sizeof("/permissions") - 1)
+           != 0)
+    {
+        return NGX_DECLINED;
+    }
+
+    grant->data = slash + sizeof("/permissions") - 1;
+    grant->len = last - grant->data;
+
+    if (grant->len == 0) {
+        return NGX_OK;
+    }
+
+    if (grant->data[0] != '/') {
+        return NGX_DECLINED;
+    }
+
+    grant->data++;
+    grant->len--;
+
+    return ngx_nexus_authz_id(grant, 1) == NGX_OK ? NGX_OK : NGX_DECLINED;
+}
+
+
 /* rest: after "authz/documents/" */
 
 static ngx_int_t
 ngx_nexus_authz_documents(ngx_http_request_t *r, ngx_str_t *rest)
 {
-    u_char                 *slash;
     ngx_str_t               doc, grant;
-    ngx_nexus_pg_query_t   *q;
     ngx_nexus_authz_ctx_t  *actx;
 
-    slash = ngx_strlchr(rest->data, rest->data + rest->len, '/');
-    if (slash == NULL) {
+    if (ngx_nexus_authz_grants_path(rest, &doc, &grant) != NGX_OK) {
         return ngx_nexus_not_found(r);
     }
 
-    doc.data = rest->data;
-    doc.len = slash - rest->data;
-
-    if (ngx_nexus_authz_id(&doc, 0) != NGX_OK) {
-        return ngx_nexus_not_found(r);
-    }
-
-    rest->len -= slash - rest->data;
-    rest->data = slash;
-
-    if (rest->len == sizeof("/permissions") - 1
-        && ngx_strncmp(rest->data, "/permissions", rest->len) == 0)
-    {
-        if (r->method == NGX_HTTP_POST) {
-            actx = ngx_nexus_authz_ctx(r, NGX_NEXUS_AUTHZ_GRANT);
-            if (actx == NULL) {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
-
-            actx->id = doc;
-
-            return ngx_nexus_read_json(r, ngx_nexus_authz_grant);
-        }
-
-        if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
-            return ngx_nexus_method_not_allowed(r, "GET, HEAD, POST");
-        }
-
-        q = ngx_nexus_authz_prepare(r, NGX_NEXUS_AUTHZ_GRANTS, doc.len + 32);
-        if (q == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        (void) ngx_nexus_pg_param(q, doc.data, doc.len);
-        (void) ngx_nexus_pg_param_int(q, ngx_nexus_authz_scope(r));
-
-        return ngx_nexus_pg_ask(r, q, 1);
-    }
-
-    if (rest->len > sizeof("/permissions/") - 1
-        && ngx_strncmp(rest->data, "/permissions/",
-                       sizeof("/permissions/") - 1) == 0)
-    {
-        grant.data = rest->data + sizeof("/permissions/") - 1;
-        grant.len = rest->len - (sizeof("/permissions/") - 1);
-
-        if (ngx_nexus_authz_id(&grant, 1) != NGX_OK) {
-            return ngx_nexus_not_found(r);
-        }
-
+    if (grant.len) {
         if (r->method != NGX_HTTP_DELETE) {
             return ngx_nexus_method_not_allowed(r, "DELETE");
         }
 
-        q = ngx_nexus_authz_prepare(r, NGX_NEXUS_AUTHZ_REVOKE,
-                                    grant.len + doc.len + 32);
-        if (q == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
+        actx = ngx_nexus_authz_ctx(r, NGX_NEXUS_AUTHZ_REVOKE);
 
-        (void) ngx_nexus_pg_param(q, grant.data, grant.len);
-        (void) ngx_nexus_pg_param(q, doc.data, doc.len);
-        (void) ngx_nexus_pg_param_int(q, ngx_nexus_authz_scope(r));
+    } else if (r->method == NGX_HTTP_POST) {
+        actx = ngx_nexus_authz_ctx(r, NGX_NEXUS_AUTHZ_GRANT);
 
-        if (ngx_http_discard_request_body(r) != NGX_OK) {
-            ngx_nexus_pg_free(q);
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
+    } else if (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) {
+        actx = ngx_nexus_authz_ctx(r, NGX_NEXUS_AUTHZ_GRANTS);
 
-        return ngx_nexus_pg_ask(r, q, 1);
+    } else {
+        return ngx_nexus_method_not_allowed(r, "GET, HEAD, POST");
     }
 
-    return ngx_nexus_not_found(r);
+    if (actx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    actx->id = doc;
+    actx->grant = grant;
+
+    if (actx->op == NGX_NEXUS_AUTHZ_GRANT) {
+        return ngx_nexus_read_json(r, ngx_nexus_authz_grant);
+    }
+
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_nexus_authz_grants(r, 1);
+}
+
+
+/*
+ * The grants of actx->id: listed, given or revoked at once for an admin;
+ * for an editor once the decision order lets it share the document.
+ * content: called from the content handler (not a body handler).
+ */
+
+static ngx_int_t
+ngx_nexus_authz_grants(ngx_http_request_t *r, ngx_uint_t content)
+{
+    ngx_int_t               rc;
+    ngx_nexus_ctx_t        *ctx;
+    ngx_nexus_authz_ctx_t  *actx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
+    actx = ctx->handler_ctx;
+
+    if (ctx->principal.role == NGX_NEXUS_ROLE_ADMIN) {
+        return ngx_nexus_authz_grants_ask(r, content);
+    }
+
+    rc = ngx_nexus_acl_check(r, &actx->id, NGX_NEXUS_ACL_SHARE,
+                             ngx_nexus_authz_shared);
+
+    if (rc == NGX_DECLINED) {
+        return ngx_nexus_pg_unavailable(r);
+    }
+
+    if (rc != NGX_AGAIN) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (content) {
+        r->main->count++;
+    }
+
+    return NGX_DONE;
+}
+
+
+/*
+ * An editor's decision: a denial says which permission was missing, never
+ * which step denied, so that another tenant's document looks like one
+ * that does not exist
+ */
+
+static void
+ngx_nexus_authz_shared(ngx_http_request_t *r, ngx_nexus_acl_decision_t *d,
+    ngx_int_t rc)
+{
+    ngx_nexus_ctx_t  *ctx;
+
+    r->read_event_handler = ngx_http_block_reading;
+
+    if (rc != NGX_OK) {
+        ngx_http_finalize_request(r,
+            rc == NGX_DECLINED ? ngx_nexus_pg_unavailable(r)
+                               : NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    if (d->allow != NGX_NEXUS_ABAC_ALLOW) {
+        ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
+
+        ngx_nexus_audit_request(r, ctx->principal.tenant_id,
+                                "authz.document_acl.denied",
+                                NGX_NEXUS_AUDIT_FAILURE,
+                                "\"code\":\"FORBIDDEN\","
+                                "\"details\":{\"permission\":\"share\"}");
+
+        ngx_http_finalize_request(r,
+            ngx_nexus_send_error(r, NGX_HTTP_FORBIDDEN, "FORBIDDEN",
+                                 "the key may not share this document",
+                                 "{\"permission\":\"share\"}"));
+        return;
+    }
+
+    rc = ngx_nexus_authz_grants_ask(r, 0);
+
+    if (rc != NGX_DONE) {
+        ngx_http_finalize_request(r, rc);
+    }
+}
+
+
+static ngx_int_t
+ngx_nexus_authz_grants_ask(ngx_http_request_t *r, ngx_uint_t content)
+{
+    ngx_nexus_ctx_t        *ctx;
+    ngx_nexus_pg_query_t   *q;
+    ngx_nexus_authz_ctx_t  *actx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
+    actx = ctx->handler_ctx;
+
+    q = ngx_nexus_authz_prepare(r, actx->op,
+                                actx->id.len + actx->grant.len
+                                + actx->tenant.len + actx->type.len
+                                + actx->principal.len + actx->permission.len
+                                + actx->at.len + ctx->principal.prefix.len
+                                + 128);
+    if (q == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    switch (actx->op) {
+
+    case NGX_NEXUS_AUTHZ_GRANTS:
+        (void) ngx_nexus_pg_param(q, actx->id.data, actx->id.len);
+        (void) ngx_nexus_pg_param_int(q, ngx_nexus_authz_scope(r));
+        break;
+
+    case NGX_NEXUS_AUTHZ_GRANT:
+        (void) ngx_nexus_pg_param(q, actx->tenant.data, actx->tenant.len);
+        (void) ngx_nexus_pg_param(q, actx->id.data, actx->id.len);
+        (void) ngx_nexus_pg_param(q, actx->type.data, actx->type.len);
+        (void) ngx_nexus_pg_param(q, actx->principal.data,
+                                  actx->principal.len);
+        (void) ngx_nexus_pg_param(q, actx->permission.data,
+                                  actx->permission.len);
+        (void) ngx_nexus_pg_param(q, actx->at.data, actx->at.len);
+        (void) ngx_nexus_pg_param_int(q, actx->expires);
+        (void) ngx_nexus_pg_param(q, ctx->principal.prefix.data,
+                                  ctx->principal.prefix.len);
+        break;
+
+    default: /* NGX_NEXUS_AUTHZ_REVOKE */
+        (void) ngx_nexus_pg_param(q, actx->grant.data, actx->grant.len);
+        (void) ngx_nexus_pg_param(q, actx->id.data, actx->id.len);
+        (void) ngx_nexus_pg_param_int(q, ngx_nexus_authz_scope(r));
+        (void) ngx_nexus_pg_param(q, (u_char *)
+            (ctx->principal.role == NGX_NEXUS_ROLE_ADMIN ? "f" : "t"), 1);
+        break;
+    }
+
+    return ngx_nexus_pg_ask(r, q, content);
+}
+
+
+/* an owner grant is an admin's to give and to take: rbac.forbidden */
+
+static ngx_int_t
+ngx_nexus_authz_admin_only(ngx_http_request_t *r, const char *message)
+{
+    ngx_nexus_audit_forbidden(r, "FORBIDDEN",
+                              "{\"required_role\":\"admin\"}");
+
+    return ngx_nexus_send_error(r, NGX_HTTP_FORBIDDEN, "FORBIDDEN", message,
+                                "{\"required_role\":\"admin\"}");
 }
 
 
@@ -519,6 +750,10 @@ ngx_nexus_authz_hook(ngx_http_request_t *r, ngx_str_t *rest)
 
     } else {
         return ngx_nexus_not_found(r);
+    }
+
+    if (rc == NGX_DECLINED) {
+        return ngx_nexus_pg_unavailable(r);
     }
 
     if (rc != NGX_AGAIN) {
@@ -642,6 +877,8 @@ ngx_nexus_authz_id(ngx_str_t *id, ngx_uint_t digits)
 }
 
 
+/* the tenant r is confined to: 0 for a platform admin (not its editors) */
+
 static int64_t
 ngx_nexus_authz_scope(ngx_http_request_t *r)
 {
@@ -649,7 +886,9 @@ ngx_nexus_authz_scope(ngx_http_request_t *r)
 
     ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
 
-    return ctx->principal.platform ? 0 : ctx->principal.tenant_id;
+    return (ctx->principal.platform
+            && ctx->principal.role == NGX_NEXUS_ROLE_ADMIN)
+           ? 0 : ctx->principal.tenant_id;
 }
 
 
@@ -1206,7 +1445,7 @@ ngx_nexus_authz_simulate(ngx_http_request_t *r, PGresult *res)
 
     json = ngx_pnalloc(r->pool, len);
     if (json == NULL) {
-        yajl_tree_free(v);
+        nx_json_free(v);
         nx_policy_free(pol);
         nx_policy_doc_free(doc);
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
@@ -1238,7 +1477,7 @@ ngx_nexus_authz_simulate(ngx_http_request_t *r, PGresult *res)
         p = ngx_sprintf(p, "\"error\":null}");
     }
 
-    yajl_tree_free(v);
+    nx_json_free(v);
     nx_policy_free(pol);
     nx_policy_doc_free(doc);
 
@@ -1271,7 +1510,7 @@ ngx_nexus_authz_now(void *data, const char *name, size_t len)
  * POST /documents/{id}/permissions {"principal_type": "key", "principal_id":
  * "<key prefix>", "permission": "read", "expires_in": "1h" or "expires_at":
  * "2030-01-01T00:00:00Z"}; "role" grants name a role, "tenant" grants the
- * tenant itself.  A platform admin may give "tenant".
+ * grant's tenant itself.  A platform admin may give "tenant".
  */
 
 static void
@@ -1279,11 +1518,10 @@ ngx_nexus_authz_grant(ngx_http_request_t *r, yajl_val v)
 {
     u_char                 *c;
     int64_t                 expires;
-    ngx_int_t               rc;
-    ngx_str_t               perm, at, tenant;
+    ngx_int_t               rc, perm;
+    ngx_str_t               at, tenant;
     const char             *type, *id, *s;
     ngx_nexus_ctx_t        *ctx;
-    ngx_nexus_pg_query_t   *q;
     ngx_nexus_authz_ctx_t  *actx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
@@ -1299,13 +1537,32 @@ ngx_nexus_authz_grant(ngx_http_request_t *r, yajl_val v)
         return;
     }
 
-    perm.data = (u_char *) s;
-    perm.len = ngx_strlen(s);
+    actx->permission.data = (u_char *) s;
+    actx->permission.len = ngx_strlen(s);
 
-    if (ngx_nexus_acl_permission(&perm) == NGX_ERROR) {
+    perm = ngx_nexus_acl_permission(&actx->permission);
+
+    if (perm == NGX_ERROR) {
         ngx_nexus_authz_invalid(r, "\"permission\" must be read, write, "
                                    "delete, share or owner");
         return;
+    }
+
+    /* a platform admin grants in the name of any tenant */
+    tenant = ctx->principal.tenant;
+
+    if (nx_json_get(v, "tenant") != NULL) {
+        if (ngx_nexus_authz_scope(r) != 0
+            || nx_json_string(nx_json_get(v, "tenant"), &s) != 0
+            || nx_tenant_name_valid(s, ngx_strlen(s)) != 0)
+        {
+            ngx_nexus_authz_invalid(r, "only a platform admin gives "
+                                       "\"tenant\", a tenant's name");
+            return;
+        }
+
+        tenant.data = (u_char *) s;
+        tenant.len = ngx_strlen(s);
     }
 
     if (ngx_strcmp(type, "key") == 0) {
@@ -1329,8 +1586,12 @@ ngx_nexus_authz_grant(ngx_http_request_t *r, yajl_val v)
         }
 
     } else if (ngx_strcmp(type, "tenant") == 0) {
-        if (nx_tenant_name_valid(id, ngx_strlen(id)) != 0) {
-            ngx_nexus_authz_invalid(r, "a tenant is named by its name");
+        /* only the keys of the grant's tenant are ever checked against it */
+        if (ngx_strlen(id) != tenant.len
+            || ngx_strncmp(id, tenant.data, tenant.len) != 0)
+        {
+            ngx_nexus_authz_invalid(r, "a tenant grant names the tenant of "
+                                       "the document");
             return;
         }
 
@@ -1366,44 +1627,25 @@ ngx_nexus_authz_grant(ngx_http_request_t *r, yajl_val v)
         at.len = ngx_strlen(s);
     }
 
-    /* a platform admin grants in the name of any tenant */
-    tenant = ctx->principal.tenant;
-
-    if (nx_json_get(v, "tenant") != NULL) {
-        if (!ctx->principal.platform
-            || nx_json_string(nx_json_get(v, "tenant"), &s) != 0
-            || nx_tenant_name_valid(s, ngx_strlen(s)) != 0)
-        {
-            ngx_nexus_authz_invalid(r, "only a platform admin gives "
-                                       "\"tenant\", a tenant's name");
-            return;
-        }
-
-        tenant.data = (u_char *) s;
-        tenant.len = ngx_strlen(s);
-    }
-
-    q = ngx_nexus_authz_prepare(r, NGX_NEXUS_AUTHZ_GRANT,
-                                actx->id.len + ngx_strlen(type)
-                                + ngx_strlen(id) + perm.len + at.len
-                                + ctx->principal.prefix.len + tenant.len
-                                + 128);
-    if (q == NULL) {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+    /* an editor who may share may not make owners: that is an admin's */
+    if (perm == NGX_NEXUS_ACL_OWNER
+        && ctx->principal.role != NGX_NEXUS_ROLE_ADMIN)
+    {
+        ngx_http_finalize_request(r,
+            ngx_nexus_authz_admin_only(r, "only an admin grants owner"));
         return;
     }
 
-    (void) ngx_nexus_pg_param(q, tenant.data, tenant.len);
-    (void) ngx_nexus_pg_param(q, actx->id.data, actx->id.len);
-    (void) ngx_nexus_pg_param(q, (u_char *) type, ngx_strlen(type));
-    (void) ngx_nexus_pg_param(q, (u_char *) id, ngx_strlen(id));
-    (void) ngx_nexus_pg_param(q, perm.data, perm.len);
-    (void) ngx_nexus_pg_param(q, at.data, at.len);
-    (void) ngx_nexus_pg_param_int(q, expires);
-    (void) ngx_nexus_pg_param(q, ctx->principal.prefix.data,
-                              ctx->principal.prefix.len);
+    /* the strings live in the body's tree, freed with the request */
+    actx->tenant = tenant;
+    actx->type.data = (u_char *) type;
+    actx->type.len = ngx_strlen(type);
+    actx->principal.data = (u_char *) id;
+    actx->principal.len = ngx_strlen(id);
+    actx->at = at;
+    actx->expires = expires;
 
-    rc = ngx_nexus_pg_ask(r, q, 0);
+    rc = ngx_nexus_authz_grants(r, 0);
 
     if (rc != NGX_DONE) {
         ngx_http_finalize_request(r, rc);
@@ -1417,7 +1659,7 @@ ngx_nexus_authz_done(ngx_nexus_pg_query_t *q, PGresult *res, ngx_int_t rc)
     u_char                 *buf, *members;
     size_t                  len;
     int64_t                 tenant_id;
-    ngx_uint_t              status;
+    ngx_uint_t              status, found;
     const char             *state;
     ngx_http_request_t     *r;
     ngx_nexus_ctx_t        *ctx;
@@ -1477,16 +1719,35 @@ ngx_nexus_authz_done(ngx_nexus_pg_query_t *q, PGresult *res, ngx_int_t rc)
     }
 
     if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0)) {
+        /* grants and revocations: whether the tenant, an owner grant */
+        found = (PQntuples(res) == 1 && PQnfields(res) > 2
+                 && PQgetvalue(res, 0, 2)[0] == 't');
+
         switch (actx->op) {
 
-        case NGX_NEXUS_AUTHZ_CREATE:
         case NGX_NEXUS_AUTHZ_GRANT:
+            if (found) {
+                rc = ngx_nexus_send_error(r, NGX_HTTP_NOT_FOUND,
+                                          "KEY_NOT_FOUND", "no such key",
+                                          NULL);
+                break;
+            }
+
+            /* fall through */
+
+        case NGX_NEXUS_AUTHZ_CREATE:
             rc = ngx_nexus_send_error(r, NGX_HTTP_NOT_FOUND,
                                       "TENANT_NOT_FOUND", "no such tenant",
                                       NULL);
             break;
 
         case NGX_NEXUS_AUTHZ_REVOKE:
+            if (found) {
+                rc = ngx_nexus_authz_admin_only(r, "only an admin revokes "
+                                                   "an owner grant");
+                break;
+            }
+
             rc = ngx_nexus_send_error(r, NGX_HTTP_NOT_FOUND,
                                       "GRANT_NOT_FOUND", "no such grant",
                                       NULL);

@@ -86,7 +86,7 @@ ngx_nexus_body_read(ngx_http_request_t *r)
 
         cln = ngx_pool_cleanup_add(r->pool, 0);
         if (cln == NULL) {
-            yajl_tree_free(v);
+            nx_json_free(v);
             ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
             return;
         }
@@ -173,5 +173,5 @@ ngx_nexus_body_collect(ngx_http_request_t *r, ngx_str_t *body, size_t max)
 static void
 ngx_nexus_body_free(void *data)
 {
-    yajl_tree_free(data);
+    nx_json_free(data);
 }

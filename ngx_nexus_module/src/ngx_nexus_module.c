@@ -47,6 +47,7 @@ static char *ngx_nexus_postgres(ngx_conf_t *cf, ngx_command_t *cmd,
 static char *ngx_nexus_redis(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_nexus_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static void ngx_nexus_key_hasher_cleanup(void *data);
 static char *ngx_nexus_pepper_file(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_nexus_handler(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -1021,9 +1022,10 @@ ngx_nexus_pepper_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_nexus_main_conf_t *nmcf = conf;
 
-    int         n;
-    ngx_str_t  *value, path;
-    char        err[256];
+    int                  n;
+    ngx_str_t           *value, path;
+    ngx_pool_cleanup_t  *cln;
+    char                 err[256];
 
     if (nmcf->pepper_len) {
         return "is duplicate";
@@ -1047,7 +1049,29 @@ ngx_nexus_pepper_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     nmcf->pepper_len = n;
 
+    /* every request's key is hashed: the pepper's part is done once here */
+    nmcf->key_hasher = nx_key_hasher_new(nmcf->pepper, nmcf->pepper_len);
+    if (nmcf->key_hasher == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        nx_key_hasher_free(nmcf->key_hasher);
+        return NGX_CONF_ERROR;
+    }
+
+    cln->handler = ngx_nexus_key_hasher_cleanup;
+    cln->data = nmcf->key_hasher;
+
     return NGX_CONF_OK;
+}
+
+
+static void
+ngx_nexus_key_hasher_cleanup(void *data)
+{
+    nx_key_hasher_free(data);
 }
 
 

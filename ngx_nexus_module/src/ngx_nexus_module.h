@@ -107,6 +107,7 @@ typedef struct {
 
     u_char                      pepper[NX_PEPPER_MAX];
     size_t                      pepper_len;
+    nx_key_hasher_t            *key_hasher;     /* HMAC under the pepper */
 
     ngx_msec_t                  key_cache_ttl;
     ngx_msec_t                  key_negative_ttl;
@@ -300,6 +301,9 @@ char *ngx_nexus_kill_feature_conf(ngx_conf_t *cf, ngx_command_t *cmd,
 void ngx_nexus_kill_reload(ngx_cycle_t *cycle);
 ngx_int_t ngx_nexus_kill_check(ngx_http_request_t *r);
 ngx_uint_t ngx_nexus_kill_active(ngx_http_request_t *r, ngx_str_t *name);
+
+/* the role a nexus_admin request needs (ngx_nexus_authz.c) */
+ngx_uint_t ngx_nexus_authz_admin_role(ngx_http_request_t *r);
 
 /* plans and entitlements (ngx_nexus_plan.c) */
 ngx_int_t ngx_nexus_plan_init_statements(ngx_conf_t *cf);

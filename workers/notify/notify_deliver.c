@@ -430,7 +430,7 @@ notify_headers(notify_transfer_t *t, const char *tenant,
     }
 
     if (h != NULL) {
-        yajl_tree_free(h);
+        nx_json_free(h);
     }
 
 #undef notify_add

@@ -450,10 +450,10 @@ notify_routing(int64_t tenant_id, notify_routing_t **cache, size_t *ncache)
             (*ncache)--;
             free(rt->tenant);
             if (rt->routes) {
-                yajl_tree_free(rt->routes);
+                nx_json_free(rt->routes);
             }
             if (rt->destinations) {
-                yajl_tree_free(rt->destinations);
+                nx_json_free(rt->destinations);
             }
             return NULL;
         }
@@ -725,11 +725,11 @@ notify_cache_free(notify_routing_t *cache, size_t n)
         free(cache[i].tenant);
 
         if (cache[i].routes != NULL) {
-            yajl_tree_free(cache[i].routes);
+            nx_json_free(cache[i].routes);
         }
 
         if (cache[i].destinations != NULL) {
-            yajl_tree_free(cache[i].destinations);
+            nx_json_free(cache[i].destinations);
         }
     }
 

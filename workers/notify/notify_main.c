@@ -673,7 +673,7 @@ notify_fallback_parse(const char *s, notify_state_t *st, char *err,
             || v->u.array.len > NOTIFY_FALLBACK_MAX)
         {
             if (v != NULL) {
-                yajl_tree_free(v);
+                nx_json_free(v);
             }
             (void) snprintf(err, errlen, "notify_fallback_urls must be a "
                             "JSON array of at most 16 URLs");
@@ -686,7 +686,7 @@ notify_fallback_parse(const char *s, notify_state_t *st, char *err,
                     && strncasecmp(u, "https://", 8) != 0)
                 || strlen(u) > 2048)
             {
-                yajl_tree_free(v);
+                nx_json_free(v);
                 (void) snprintf(err, errlen, "notify_fallback_urls: each "
                                 "must be an http:// or https:// URL");
                 return -1;
@@ -695,7 +695,7 @@ notify_fallback_parse(const char *s, notify_state_t *st, char *err,
             st->fallback[st->nfallback++] = strdup(u);
         }
 
-        yajl_tree_free(v);
+        nx_json_free(v);
         return 0;
     }
 

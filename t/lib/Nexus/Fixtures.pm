@@ -11,7 +11,8 @@ use Test::More;
 use Time::HiRes qw(time sleep);
 use Nexus::Test;
 
-our @EXPORT = qw(nexus_conf make_tenant make_key key_prefix audited);
+our @EXPORT = qw(nexus_conf make_tenant make_key key_prefix outcome
+    audited);
 
 # nexus_conf(%opt): the http{} body used by most tests.
 #   redis_timeout => '100ms', pg => 'pool=2 ...', extra => "http-level text",
@@ -96,6 +97,29 @@ sub make_key {
 sub key_prefix {
     my ($key) = @_;
     return $key =~ /^nx_([0-9a-f]{12})_/ ? $1 : undef;
+}
+
+# outcome($r): an answer in one line, for tables of expected answers: the
+# status, then for an error its code and what its details name
+# ("403 FORBIDDEN required_role=admin", "403 SCOPE_MISSING scope=chat"),
+# for nexus_acl_test_hook's check its decision ("200 allow:document_acl").
+sub outcome {
+    my ($r) = @_;
+    my $s = $r->{status} // 'none';
+    my $j = $r->{json};
+    return $s unless ref $j eq 'HASH';
+    if (ref $j->{error} eq 'HASH') {
+        my $e = $j->{error};
+        $s .= " $e->{code}" if defined $e->{code};
+        if (ref $e->{details} eq 'HASH') {
+            for my $k (qw(required_role required permission scope)) {
+                $s .= " $k=$e->{details}{$k}" if defined $e->{details}{$k};
+            }
+        }
+    } elsif (ref $j->{data} eq 'HASH' && defined $j->{data}{decision}) {
+        $s .= " $j->{data}{decision}:$j->{data}{step}";
+    }
+    return $s;
 }
 
 # audited($type, $tenant, $outcome): the count of audit events of a type in
