@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include <nx_audit.h>
+#include <nx_audit_batch.h>
 #include <nx_duration.h>
 #include <nx_key.h>
 
@@ -56,8 +57,6 @@ static int cli_audit_rows(PGconn *conn, nx_audit_verify_t *v,
 static void cli_audit_report(PGconn *conn, nx_audit_verify_t *v,
     const char *tenant_id, const char *who, const nx_audit_checkpoint_t *c,
     int from_checkpoint, long long head);
-static int cli_audit_unhex(uint8_t *dst, size_t n, const char *src);
-static int cli_audit_hexdigit(char c);
 
 
 static const struct option  cli_audit_verify_opts[] = {
@@ -452,10 +451,8 @@ cli_audit_checkpoint(PGconn *conn, const char *sql, const char *tenant_id,
         c->ts = atoll(PQgetvalue(res, 0, 2));
 
         /* a mangled hash or MAC fails the MAC check: zeros will do */
-        (void) cli_audit_unhex(c->hash, NX_AUDIT_HASH_LEN,
-                               PQgetvalue(res, 0, 3));
-        (void) cli_audit_unhex(c->mac, NX_AUDIT_HASH_LEN,
-                               PQgetvalue(res, 0, 4));
+        (void) nx_audit_hash_unhex(c->hash, PQgetvalue(res, 0, 3));
+        (void) nx_audit_hash_unhex(c->mac, PQgetvalue(res, 0, 4));
         *found = 1;
     }
 
@@ -516,9 +513,7 @@ cli_audit_rows(PGconn *conn, nx_audit_verify_t *v, const char *tenant_id,
             row.metadata.data = PQgetvalue(res, i, 7);
             row.metadata.len = PQgetlength(res, i, 7);
 
-            if (cli_audit_unhex(stored, sizeof(stored), PQgetvalue(res, i, 8))
-                != 0)
-            {
+            if (nx_audit_hash_unhex(stored, PQgetvalue(res, i, 8)) != 0) {
                 /* not even a hash: it cannot match */
                 memset(stored, 0, sizeof(stored));
             }
@@ -621,46 +616,4 @@ cli_audit_report(PGconn *conn, nx_audit_verify_t *v, const char *tenant_id,
     printf("%s: %s at row %lld%s: %s; %lld problem%s in all\n", who,
            nx_audit_status_name(v->status), (long long) v->seq, ids, v->msg,
            (long long) v->problems, v->problems == 1 ? "" : "s");
-}
-
-
-static int
-cli_audit_unhex(uint8_t *dst, size_t n, const char *src)
-{
-    size_t  i;
-    int     hi, lo;
-
-    if (strlen(src) != 2 * n) {
-        return -1;
-    }
-
-    for (i = 0; i < n; i++) {
-        hi = cli_audit_hexdigit(src[2 * i]);
-        lo = cli_audit_hexdigit(src[2 * i + 1]);
-
-        if (hi < 0 || lo < 0) {
-            return -1;
-        }
-
-        dst[i] = (uint8_t) (hi << 4 | lo);
-    }
-
-    return 0;
-}
-
-
-/* encode(..., 'hex') writes lowercase */
-
-static int
-cli_audit_hexdigit(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-
-    return -1;
 }

@@ -35,6 +35,7 @@
 #include "ngx_nexus_audit.h"
 
 #include <nx_audit.h>
+#include <nx_audit_batch.h>
 #include <nx_json.h>
 #include <nx_key.h>
 
@@ -61,7 +62,10 @@
 
 #define NGX_NEXUS_AUDIT_CKPT_RETRY      (60 * 1000)
 
-#define NGX_NEXUS_AUDIT_HEX_LEN         (2 * NX_AUDIT_HASH_LEN)
+#define NGX_NEXUS_AUDIT_HEX_LEN         NX_AUDIT_HEX_LEN
+
+/* "<writer>-<number>" */
+#define NGX_NEXUS_AUDIT_ID_LEN          (16 + 1 + NGX_INT64_LEN)
 
 
 typedef struct {
@@ -88,33 +92,23 @@ typedef struct {
 /* a chain head as this worker last knew it */
 typedef struct {
     ngx_rbtree_node_t           node;       /* key: tenant id */
-    int64_t                     seq;
-    int64_t                     ts;
-    u_char                      hash[NX_AUDIT_HASH_LEN];
+    nx_audit_head_t             head;
 } ngx_nexus_audit_head_t;
-
-
-/* a chain of the batch in flight: the head it expects, the head it makes */
-typedef struct {
-    int64_t                     tenant_id;
-    int64_t                     from_seq;
-    u_char                      from_hash[NX_AUDIT_HASH_LEN];
-    int64_t                     seq;
-    int64_t                     ts;
-    u_char                      hash[NX_AUDIT_HASH_LEN];
-} ngx_nexus_audit_link_t;
 
 
 static void ngx_nexus_audit_timer(ngx_event_t *ev);
 static void ngx_nexus_audit_arm(void);
 static void ngx_nexus_audit_flush(void);
 static ngx_int_t ngx_nexus_audit_chain(ngx_uint_t n);
-static ngx_nexus_audit_link_t *ngx_nexus_audit_link(int64_t tenant_id);
-static u_char *ngx_nexus_audit_render(u_char *p, ngx_nexus_audit_row_t *row);
-static size_t ngx_nexus_audit_row_size(ngx_nexus_audit_row_t *row);
+static nx_audit_link_t *ngx_nexus_audit_link(int64_t tenant_id);
+static void ngx_nexus_audit_row(ngx_nexus_audit_row_t *row,
+    nx_audit_row_t *ar);
+static size_t ngx_nexus_audit_id(ngx_nexus_audit_row_t *row, u_char *id);
 static void ngx_nexus_audit_done(ngx_nexus_pg_query_t *q, PGresult *res,
     ngx_int_t rc);
 static void ngx_nexus_audit_moved(const char *json, size_t len);
+static void ngx_nexus_audit_moved_head(void *data, const nx_audit_head_t *h,
+    nx_audit_head_state_t state);
 static void ngx_nexus_audit_requeue(void);
 static void ngx_nexus_audit_retry(void);
 static void ngx_nexus_audit_give_up(ngx_queue_t *queue, ngx_uint_t *n,
@@ -128,7 +122,6 @@ static void ngx_nexus_audit_rbtree_insert(ngx_rbtree_node_t *temp,
 static int64_t ngx_nexus_audit_now(void);
 static u_char *ngx_nexus_audit_copy(u_char *p, ngx_str_t *dst,
     const u_char *src, size_t len);
-static ngx_int_t ngx_nexus_audit_unhex(u_char *dst, const char *src);
 static void ngx_nexus_audit_ckpt_timer(ngx_event_t *ev);
 static void ngx_nexus_audit_ckpt_heads(ngx_nexus_pg_query_t *q,
     PGresult *res, ngx_int_t rc);
@@ -156,8 +149,8 @@ static ngx_uint_t    ngx_nexus_audit_nwaiting;
 static ngx_queue_t   ngx_nexus_audit_sent;          /* the batch in flight */
 static ngx_uint_t    ngx_nexus_audit_nsent;
 
-static ngx_nexus_audit_link_t  *ngx_nexus_audit_links;
-static ngx_uint_t               ngx_nexus_audit_nlinks;
+static nx_audit_link_t     *ngx_nexus_audit_links;
+static ngx_uint_t           ngx_nexus_audit_nlinks;
 
 static ngx_rbtree_t       ngx_nexus_audit_heads;
 static ngx_rbtree_node_t  ngx_nexus_audit_sentinel;
@@ -651,13 +644,14 @@ ngx_nexus_audit_arm(void)
 static void
 ngx_nexus_audit_flush(void)
 {
-    u_char                  *p, *buf;
-    size_t                   size;
-    ngx_uint_t               i, n;
-    ngx_queue_t             *q;
-    ngx_nexus_pg_query_t    *pq;
-    ngx_nexus_audit_row_t   *row;
-    ngx_nexus_audit_link_t  *l;
+    u_char                 *p, *buf;
+    size_t                  size, idlen;
+    ngx_uint_t              i, n;
+    ngx_queue_t            *q;
+    nx_audit_row_t          ar;
+    ngx_nexus_pg_query_t   *pq;
+    ngx_nexus_audit_row_t  *row;
+    u_char                  id[NGX_NEXUS_AUDIT_ID_LEN];
 
     if (ngx_nexus_audit_nwaiting == 0 || ngx_nexus_audit_nsent) {
         return;
@@ -671,16 +665,14 @@ ngx_nexus_audit_flush(void)
 
     size = sizeof("{\"heads\":[],\"rows\":[]}");
 
-    for (i = 0; i < ngx_nexus_audit_nlinks; i++) {
-        size += sizeof("{\"tenant_id\":,\"seq\":,\"hash\":\"\"},")
-                + 2 * NGX_INT64_LEN + NGX_NEXUS_AUDIT_HEX_LEN;
-    }
+    size += ngx_nexus_audit_nlinks * (NX_AUDIT_JSON_HEAD_LEN + 1);
 
     q = ngx_queue_head(&ngx_nexus_audit_waiting);
 
     for (i = 0; i < n; i++) {
         row = ngx_queue_data(q, ngx_nexus_audit_row_t, queue);
-        size += ngx_nexus_audit_row_size(row) + 1;
+        ngx_nexus_audit_row(row, &ar);
+        size += nx_audit_json_row_len(&ar, NGX_NEXUS_AUDIT_ID_LEN) + 1;
         q = ngx_queue_next(q);
     }
 
@@ -695,17 +687,12 @@ ngx_nexus_audit_flush(void)
     p = ngx_cpymem(buf, "{\"heads\":[", sizeof("{\"heads\":[") - 1);
 
     for (i = 0; i < ngx_nexus_audit_nlinks; i++) {
-        l = &ngx_nexus_audit_links[i];
-
-        p = ngx_sprintf(p, "%s{\"tenant_id\":%L,\"seq\":%L,\"hash\":\"",
-                        i ? "," : "", l->tenant_id, l->from_seq);
-
-        /* an empty chain has no head row: its hash is NULL in SQL */
-        if (l->from_seq) {
-            p = ngx_hex_dump(p, l->from_hash, NX_AUDIT_HASH_LEN);
+        if (i) {
+            *p++ = ',';
         }
 
-        p = ngx_cpymem(p, "\"}", 2);
+        p = (u_char *) nx_audit_json_head((char *) p,
+                                          &ngx_nexus_audit_links[i]);
     }
 
     p = ngx_cpymem(p, "],\"rows\":[", sizeof("],\"rows\":[") - 1);
@@ -719,7 +706,11 @@ ngx_nexus_audit_flush(void)
             *p++ = ',';
         }
 
-        p = ngx_nexus_audit_render(p, row);
+        ngx_nexus_audit_row(row, &ar);
+        idlen = ngx_nexus_audit_id(row, id);
+
+        p = (u_char *) nx_audit_json_row((char *) p, &ar, (char *) id, idlen,
+                                         row->prev, row->hash);
         q = ngx_queue_next(q);
     }
 
@@ -767,18 +758,18 @@ ngx_nexus_audit_flush(void)
 static ngx_int_t
 ngx_nexus_audit_chain(ngx_uint_t n)
 {
-    ngx_uint_t               i;
-    ngx_queue_t             *q;
-    nx_audit_row_t           ar;
-    ngx_nexus_audit_row_t   *row;
-    ngx_nexus_audit_link_t  *l;
+    ngx_uint_t              i;
+    ngx_queue_t            *q;
+    nx_audit_row_t          ar;
+    nx_audit_link_t        *l;
+    ngx_nexus_audit_row_t  *row;
 
     if (ngx_nexus_audit_links) {
         ngx_free(ngx_nexus_audit_links);
     }
 
     ngx_nexus_audit_nlinks = 0;
-    ngx_nexus_audit_links = ngx_alloc(n * sizeof(ngx_nexus_audit_link_t),
+    ngx_nexus_audit_links = ngx_alloc(n * sizeof(nx_audit_link_t),
                                       ngx_cycle->log);
     if (ngx_nexus_audit_links == NULL) {
         return NGX_ERROR;
@@ -795,26 +786,12 @@ ngx_nexus_audit_chain(ngx_uint_t n)
             return NGX_ERROR;
         }
 
-        row->seq = ++l->seq;
-        row->chained_ts = ngx_max(row->ts, l->ts);
-        ngx_memcpy(row->prev, l->hash, NX_AUDIT_HASH_LEN);
+        /* from the time it happened, every attempt */
+        ngx_nexus_audit_row(row, &ar);
+        ar.ts = row->ts;
 
-        ar.seq = row->seq;
-        ar.ts = row->chained_ts;
-        ar.request_id.data = (char *) row->request_id.data;
-        ar.request_id.len = row->request_id.len;
-        ar.tenant_id = row->tenant_id;
-        ar.actor.data = (char *) row->actor.data;
-        ar.actor.len = row->actor.len;
-        ar.event_type.data = (char *) row->event_type.data;
-        ar.event_type.len = row->event_type.len;
-        ar.outcome.data = (char *) row->outcome.data;
-        ar.outcome.len = row->outcome.len;
-        ar.metadata.data = (char *) row->metadata.data;
-        ar.metadata.len = row->metadata.len;
-
-        if (nx_audit_chain_next(ngx_nexus_audit_chain_key, NX_AUDIT_HASH_LEN,
-                                row->prev, &ar, row->hash)
+        if (nx_audit_link_row(l, ngx_nexus_audit_chain_key,
+                              NX_AUDIT_HASH_LEN, &ar, row->prev, row->hash)
             != 0)
         {
             ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
@@ -822,111 +799,82 @@ ngx_nexus_audit_chain(ngx_uint_t n)
             return NGX_ERROR;
         }
 
-        l->ts = row->chained_ts;
-        ngx_memcpy(l->hash, row->hash, NX_AUDIT_HASH_LEN);
+        row->seq = ar.seq;
+        row->chained_ts = ar.ts;
     }
 
     return NGX_OK;
 }
 
 
-static ngx_nexus_audit_link_t *
+static nx_audit_link_t *
 ngx_nexus_audit_link(int64_t tenant_id)
 {
     ngx_uint_t               i;
-    ngx_nexus_audit_link_t  *l;
+    nx_audit_head_t          empty;
+    nx_audit_link_t         *l;
     ngx_nexus_audit_head_t  *h;
 
     /* a batch touches few chains: a linear scan is cheap */
     for (i = 0; i < ngx_nexus_audit_nlinks; i++) {
-        if (ngx_nexus_audit_links[i].tenant_id == tenant_id) {
+        if (ngx_nexus_audit_links[i].from.tenant_id == tenant_id) {
             return &ngx_nexus_audit_links[i];
         }
     }
 
     l = &ngx_nexus_audit_links[ngx_nexus_audit_nlinks++];
-    l->tenant_id = tenant_id;
 
     h = ngx_nexus_audit_head(tenant_id, 0);
 
     if (h) {
-        l->from_seq = h->seq;
-        l->ts = h->ts;
-        ngx_memcpy(l->from_hash, h->hash, NX_AUDIT_HASH_LEN);
-
-    } else {
-        l->from_seq = 0;
-        l->ts = 0;
-
-        if (nx_audit_genesis(ngx_nexus_audit_chain_key, NX_AUDIT_HASH_LEN,
-                             tenant_id, l->from_hash)
-            != 0)
-        {
-            ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
-                          "nexus audit: cannot compute a genesis hash");
-            return NULL;
-        }
+        nx_audit_link_start(l, &h->head);
+        return l;
     }
 
-    l->seq = l->from_seq;
-    ngx_memcpy(l->hash, l->from_hash, NX_AUDIT_HASH_LEN);
+    if (nx_audit_head_empty(&empty, ngx_nexus_audit_chain_key,
+                            NX_AUDIT_HASH_LEN, tenant_id)
+        != 0)
+    {
+        ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, 0,
+                      "nexus audit: cannot compute a genesis hash");
+        return NULL;
+    }
+
+    nx_audit_link_start(l, &empty);
 
     return l;
 }
 
 
-/* the names are those of json_to_recordset() in nexus_audit_append() */
+/* the row as hashed: its place in its chain as last linked */
 
-static u_char *
-ngx_nexus_audit_render(u_char *p, ngx_nexus_audit_row_t *row)
+static void
+ngx_nexus_audit_row(ngx_nexus_audit_row_t *row, nx_audit_row_t *ar)
 {
-    p = ngx_sprintf(p, "{\"event_id\":\"%*s-%uL\",\"tenant_id\":%L,"
-                    "\"seq\":%L,\"ts\":%L,\"request_id\":\"",
-                    sizeof(ngx_nexus_audit_writer), ngx_nexus_audit_writer,
-                    row->number, row->tenant_id, row->seq, row->chained_ts);
-    p += nx_json_escape((char *) p, (char *) row->request_id.data,
-                        row->request_id.len);
-    p = ngx_cpymem(p, "\",\"actor\":\"", sizeof("\",\"actor\":\"") - 1);
-    p += nx_json_escape((char *) p, (char *) row->actor.data,
-                        row->actor.len);
-    p = ngx_cpymem(p, "\",\"event_type\":\"",
-                   sizeof("\",\"event_type\":\"") - 1);
-    p += nx_json_escape((char *) p, (char *) row->event_type.data,
-                        row->event_type.len);
-    p = ngx_cpymem(p, "\",\"outcome\":\"", sizeof("\",\"outcome\":\"") - 1);
-    p += nx_json_escape((char *) p, (char *) row->outcome.data,
-                        row->outcome.len);
-    p = ngx_cpymem(p, "\",\"metadata\":\"",
-                   sizeof("\",\"metadata\":\"") - 1);
-    p += nx_json_escape((char *) p, (char *) row->metadata.data,
-                        row->metadata.len);
-    p = ngx_cpymem(p, "\",\"prev\":\"", sizeof("\",\"prev\":\"") - 1);
-    p = ngx_hex_dump(p, row->prev, NX_AUDIT_HASH_LEN);
-    p = ngx_cpymem(p, "\",\"hash\":\"", sizeof("\",\"hash\":\"") - 1);
-    p = ngx_hex_dump(p, row->hash, NX_AUDIT_HASH_LEN);
-
-    return ngx_cpymem(p, "\"}", 2);
+    ar->seq = row->seq;
+    ar->ts = row->chained_ts;
+    ar->tenant_id = row->tenant_id;
+    ar->request_id.data = (char *) row->request_id.data;
+    ar->request_id.len = row->request_id.len;
+    ar->actor.data = (char *) row->actor.data;
+    ar->actor.len = row->actor.len;
+    ar->event_type.data = (char *) row->event_type.data;
+    ar->event_type.len = row->event_type.len;
+    ar->outcome.data = (char *) row->outcome.data;
+    ar->outcome.len = row->outcome.len;
+    ar->metadata.data = (char *) row->metadata.data;
+    ar->metadata.len = row->metadata.len;
 }
 
 
+/* the event id: this worker's random id and the row's number */
+
 static size_t
-ngx_nexus_audit_row_size(ngx_nexus_audit_row_t *row)
+ngx_nexus_audit_id(ngx_nexus_audit_row_t *row, u_char *id)
 {
-    return sizeof("{\"event_id\":\"-\",\"tenant_id\":,\"seq\":,\"ts\":,"
-                  "\"request_id\":\"\",\"actor\":\"\",\"event_type\":\"\","
-                  "\"outcome\":\"\",\"metadata\":\"\",\"prev\":\"\","
-                  "\"hash\":\"\"}")
-           + sizeof(ngx_nexus_audit_writer) + 4 * NGX_INT64_LEN
-           + 2 * NGX_NEXUS_AUDIT_HEX_LEN
-           + nx_json_escape_len((char *) row->request_id.data,
-                                row->request_id.len)
-           + nx_json_escape_len((char *) row->actor.data, row->actor.len)
-           + nx_json_escape_len((char *) row->event_type.data,
-                                row->event_type.len)
-           + nx_json_escape_len((char *) row->outcome.data,
-                                row->outcome.len)
-           + nx_json_escape_len((char *) row->metadata.data,
-                                row->metadata.len);
+    return ngx_sprintf(id, "%*s-%uL", sizeof(ngx_nexus_audit_writer),
+                       ngx_nexus_audit_writer, row->number)
+           - id;
 }
 
 
@@ -937,8 +885,8 @@ ngx_nexus_audit_done(ngx_nexus_pg_query_t *pq, PGresult *res, ngx_int_t rc)
     size_t                   len;
     ngx_uint_t               i;
     const char              *state;
+    nx_audit_link_t         *l;
     ngx_nexus_audit_head_t  *h;
-    ngx_nexus_audit_link_t  *l;
 
     if (rc == NGX_OK && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0)) {
         v = PQgetvalue(res, 0, 0);
@@ -964,14 +912,12 @@ ngx_nexus_audit_done(ngx_nexus_pg_query_t *pq, PGresult *res, ngx_int_t rc)
         for (i = 0; i < ngx_nexus_audit_nlinks; i++) {
             l = &ngx_nexus_audit_links[i];
 
-            h = ngx_nexus_audit_head(l->tenant_id, 1);
+            h = ngx_nexus_audit_head(l->to.tenant_id, 1);
             if (h == NULL) {
                 continue;
             }
 
-            h->seq = l->seq;
-            h->ts = l->ts;
-            ngx_memcpy(h->hash, l->hash, NX_AUDIT_HASH_LEN);
+            h->head = l->to;
         }
 
         ngx_nexus_audit_give_up(&ngx_nexus_audit_sent,
@@ -1035,63 +981,39 @@ ngx_nexus_audit_done(ngx_nexus_pg_query_t *pq, PGresult *res, ngx_int_t rc)
 static void
 ngx_nexus_audit_moved(const char *json, size_t len)
 {
-    size_t                   i;
-    int64_t                  tenant_id, seq, ts;
-    yajl_val                 v, e, hash;
-    const char              *hex;
-    ngx_nexus_audit_head_t  *h;
-
-    v = nx_json_parse(json, len, NULL, 0);
-
-    if (v == NULL || !YAJL_IS_ARRAY(v)) {
+    if (nx_audit_heads_parse(json, len, ngx_nexus_audit_chain_key,
+                             NX_AUDIT_HASH_LEN, ngx_nexus_audit_moved_head,
+                             NULL)
+        < 0)
+    {
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                       "nexus audit: unexpected chain heads from "
                       "PostgreSQL");
         ngx_nexus_audit_forget();
-        goto done;
+    }
+}
+
+
+static void
+ngx_nexus_audit_moved_head(void *data, const nx_audit_head_t *head,
+    nx_audit_head_state_t state)
+{
+    ngx_nexus_audit_head_t  *h;
+
+    h = ngx_nexus_audit_head(head->tenant_id, 1);
+    if (h == NULL) {
+        return;
     }
 
-    for (i = 0; i < v->u.array.len; i++) {
-        e = v->u.array.values[i];
-        hash = nx_json_get(e, "hash");
-
-        if (nx_json_int(nx_json_get(e, "tenant_id"), &tenant_id) != 0
-            || nx_json_int(nx_json_get(e, "seq"), &seq) != 0
-            || nx_json_int(nx_json_get(e, "ts"), &ts) != 0
-            || tenant_id < 0 || seq < 0)
-        {
-            continue;
-        }
-
-        h = ngx_nexus_audit_head(tenant_id, 1);
-        if (h == NULL) {
-            continue;
-        }
-
-        h->seq = seq;
-        h->ts = ts;
-
-        if (seq == 0 || YAJL_IS_NULL(hash)) {
-            /* emptied behind our back: start again from genesis */
-            h->seq = 0;
-            (void) nx_audit_genesis(ngx_nexus_audit_chain_key,
-                                    NX_AUDIT_HASH_LEN, tenant_id, h->hash);
-
-        } else if (nx_json_string(hash, &hex) != 0
-                   || ngx_nexus_audit_unhex(h->hash, hex) != NGX_OK)
-        {
-            /* forget it: the next attempt learns it again */
-            ngx_rbtree_delete(&ngx_nexus_audit_heads, &h->node);
-            ngx_nexus_audit_nheads--;
-            ngx_free(h);
-        }
+    if (state == NX_AUDIT_HEAD_OK) {
+        h->head = *head;
+        return;
     }
 
-done:
-
-    if (v) {
-        nx_json_free(v);
-    }
+    /* forget it: the next attempt learns it again */
+    ngx_rbtree_delete(&ngx_nexus_audit_heads, &h->node);
+    ngx_nexus_audit_nheads--;
+    ngx_free(h);
 }
 
 
@@ -1216,6 +1138,7 @@ ngx_nexus_audit_head(int64_t tenant_id, ngx_uint_t create)
 
     ngx_memzero(h, sizeof(ngx_nexus_audit_head_t));
     h->node.key = key;
+    h->head.tenant_id = tenant_id;
 
     ngx_rbtree_insert(&ngx_nexus_audit_heads, &h->node);
     ngx_nexus_audit_nheads++;
@@ -1294,29 +1217,6 @@ ngx_nexus_audit_copy(u_char *p, ngx_str_t *dst, const u_char *src,
     }
 
     return p;
-}
-
-
-static ngx_int_t
-ngx_nexus_audit_unhex(u_char *dst, const char *src)
-{
-    ngx_int_t  n;
-    size_t     i;
-
-    if (ngx_strlen(src) != NGX_NEXUS_AUDIT_HEX_LEN) {
-        return NGX_ERROR;
-    }
-
-    for (i = 0; i < NX_AUDIT_HASH_LEN; i++) {
-        n = ngx_hextoi((u_char *) src + 2 * i, 2);
-        if (n == NGX_ERROR) {
-            return NGX_ERROR;
-        }
-
-        dst[i] = (u_char) n;
-    }
-
-    return NGX_OK;
 }
 
 
@@ -1399,8 +1299,7 @@ ngx_nexus_audit_ckpt_heads(ngx_nexus_pg_query_t *q, PGresult *res,
         c.ts = ngx_nexus_audit_now();
 
         if (c.tenant_id < 0 || c.seq <= 0
-            || ngx_nexus_audit_unhex(c.hash, PQgetvalue(res, i, 2))
-               != NGX_OK
+            || nx_audit_hash_unhex(c.hash, PQgetvalue(res, i, 2)) != 0
             || nx_audit_checkpoint_sign(ngx_nexus_audit_ckpt_key,
                                         NX_AUDIT_HASH_LEN, &c, c.mac)
                != 0)
