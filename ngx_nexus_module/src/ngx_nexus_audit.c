@@ -510,14 +510,40 @@ ngx_nexus_audit_emit(const ngx_nexus_audit_event_t *ev)
 }
 
 
+ngx_uint_t
+ngx_nexus_audit_enabled(void)
+{
+    return ngx_nexus_audit_on;
+}
+
+
 void
 ngx_nexus_audit_request(ngx_http_request_t *r, int64_t tenant_id,
     const char *event_type, const char *outcome, const char *members)
 {
-    u_char                   *p, *meta;
-    size_t                    len, plen;
+    ngx_str_t         actor;
+    ngx_nexus_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r->main, ngx_nexus_module);
+
+    if (ctx && ctx->authenticated) {
+        actor = ctx->principal.prefix;
+
+    } else {
+        ngx_str_null(&actor);
+    }
+
+    ngx_nexus_audit_request_as(r, tenant_id, &actor, event_type, outcome,
+                               members);
+}
+
+
+void
+ngx_nexus_audit_request_as(ngx_http_request_t *r, int64_t tenant_id,
+    ngx_str_t *actor, const char *event_type, const char *outcome,
+    const char *members)
+{
     ngx_str_t                 id;
-    ngx_nexus_ctx_t          *ctx;
     ngx_nexus_audit_event_t   ev;
 
     if (!ngx_nexus_audit_on) {
@@ -530,15 +556,25 @@ ngx_nexus_audit_request(ngx_http_request_t *r, int64_t tenant_id,
         ev.request_id = id;
     }
 
-    ctx = ngx_http_get_module_ctx(r->main, ngx_nexus_module);
-
-    if (ctx && ctx->authenticated) {
-        ev.actor = ctx->principal.prefix;
+    if (ngx_nexus_audit_meta(r, members, &ev.metadata) != NGX_OK) {
+        return;
     }
 
+    ev.actor = *actor;
     ev.tenant_id = tenant_id;
     ev.event_type = event_type;
     ev.outcome = outcome;
+
+    ngx_nexus_audit_emit(&ev);
+}
+
+
+ngx_int_t
+ngx_nexus_audit_meta(ngx_http_request_t *r, const char *members,
+    ngx_str_t *meta)
+{
+    u_char  *p;
+    size_t   len, plen;
 
     plen = ngx_min(r->uri.len, NGX_NEXUS_AUDIT_PATH_MAX);
 
@@ -552,12 +588,13 @@ ngx_nexus_audit_request(ngx_http_request_t *r, int64_t tenant_id,
           + nx_json_escape_len((char *) r->uri.data, plen)
           + (members ? ngx_strlen(members) : 0);
 
-    meta = ngx_pnalloc(r->pool, len);
-    if (meta == NULL) {
-        return;
+    meta->data = ngx_pnalloc(r->pool, len);
+    if (meta->data == NULL) {
+        return NGX_ERROR;
     }
 
-    p = ngx_cpymem(meta, "{\"method\":\"", sizeof("{\"method\":\"") - 1);
+    p = ngx_cpymem(meta->data, "{\"method\":\"",
+                   sizeof("{\"method\":\"") - 1);
     p += nx_json_escape((char *) p, (char *) r->method_name.data,
                         ngx_min(r->method_name.len, 32));
     p = ngx_cpymem(p, "\",\"path\":\"", sizeof("\",\"path\":\"") - 1);
@@ -571,10 +608,9 @@ ngx_nexus_audit_request(ngx_http_request_t *r, int64_t tenant_id,
 
     *p++ = '}';
 
-    ev.metadata.data = meta;
-    ev.metadata.len = p - meta;
+    meta->len = p - meta->data;
 
-    ngx_nexus_audit_emit(&ev);
+    return NGX_OK;
 }
 
 

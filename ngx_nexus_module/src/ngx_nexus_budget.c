@@ -1659,6 +1659,8 @@ ngx_nexus_budget_tpm_limited(ngx_http_request_t *r, ngx_nexus_budget_t *b)
     px->sent_own = 1;
     px->error_code = "RATE_LIMITED";
 
+    ngx_nexus_audit_throttled(r, "tokens_per_minute", scope, cname);
+
     return ngx_nexus_send_error(r, NGX_HTTP_TOO_MANY_REQUESTS, "RATE_LIMITED",
                                 "token rate limit exceeded",
                                 (char *) details);

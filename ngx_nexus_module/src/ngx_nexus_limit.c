@@ -77,7 +77,6 @@ static const char  ngx_nexus_lease_lua[] =
     "end\n"
     "return 1\n";
 static time_t                    ngx_nexus_limit_warned;
-static ngx_uint_t                ngx_nexus_limit_degraded;
 
 /*
  * Everything a request may consume, checked first and taken only if all
@@ -687,30 +686,23 @@ ngx_nexus_limit_finish(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
 
         if (nlcf->fail_mode == NGX_NEXUS_FAIL_OPEN) {
 
-            ngx_nexus_limit_degraded++;
-
-            /*
-             * once a second per worker: an outage must not flood the log,
-             * nor the audit log, which counts the requests let through
-             */
+            /* once a second per worker: an outage must not flood the log */
             if (ngx_time() != ngx_nexus_limit_warned) {
                 ngx_nexus_limit_warned = ngx_time();
                 ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                               "nexus rate limits unavailable, allowing "
                               "(nexus_fail_mode open)");
-
-                ngx_sprintf(members, "\"route_class\":\"%s\","
-                            "\"fail_mode\":\"open\",\"decision\":"
-                            "\"allowed\",\"requests_allowed\":%ui%Z",
-                            cname, ngx_nexus_limit_degraded);
-
-                ngx_nexus_audit_request(r, ctx->principal.tenant_id,
-                                        "system.rate_limit.degraded",
-                                        NGX_NEXUS_AUDIT_FAILURE,
-                                        (char *) members);
-
-                ngx_nexus_limit_degraded = 0;
             }
+
+            /* nor the audit log, which counts the requests let through */
+            ngx_sprintf(members, "\"route_class\":\"%s\","
+                        "\"fail_mode\":\"open\",\"decision\":"
+                        "\"allowed\"%Z", cname);
+
+            ngx_nexus_audit_aggregate(r, NGX_NEXUS_AUDIT_AGG_DEGRADED,
+                                      ctx->principal.tenant_id,
+                                      &ctx->principal.prefix, cname,
+                                      (char *) members);
 
             if (ngx_nexus_add_header(r, "X-RateLimit-Status", "degraded")
                 != NGX_OK)
@@ -783,6 +775,8 @@ ngx_nexus_limit_finish(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    ngx_nexus_audit_throttled(r, "requests", scope, cname);
 
     rc = ngx_nexus_send_error(r, NGX_HTTP_TOO_MANY_REQUESTS, "RATE_LIMITED",
                               "rate limit exceeded", (char *) details);

@@ -891,6 +891,7 @@ ngx_nexus_init_process(ngx_cycle_t *cycle)
         || ngx_nexus_discovery_init_process(cycle) != NGX_OK
         || ngx_nexus_usage_init_process(cycle) != NGX_OK
         || ngx_nexus_audit_init_process(cycle) != NGX_OK
+        || ngx_nexus_audit_agg_init_process(cycle) != NGX_OK
         || ngx_nexus_credits_init_process(cycle) != NGX_OK)
     {
         return NGX_ERROR;
@@ -904,6 +905,7 @@ static void
 ngx_nexus_exit_process(ngx_cycle_t *cycle)
 {
     ngx_nexus_usage_exit_process(cycle);
+    ngx_nexus_audit_agg_exit_process(cycle);
     ngx_nexus_audit_exit_process(cycle);
     ngx_nexus_pg_exit_process(cycle);
     ngx_nexus_redis_exit_process(cycle);
