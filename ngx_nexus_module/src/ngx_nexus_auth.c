@@ -9,6 +9,12 @@
  * zone; on a miss the request is suspended while PostgreSQL answers by
  * prefix, and the stored hash is compared in constant time.  A dependency
  * that cannot answer denies (503), it never allows.
+ *
+ * Every refusal is audited as auth.access.failure (aggregated, see
+ * ngx_nexus_audit_agg.c), in the chain of the key's tenant when its
+ * prefix is known (from the cache, the negative entries included, or the
+ * lookup that was made anyway), else the platform's; a key found in
+ * PostgreSQL, once per node and cache lifetime, as auth.access.success.
  */
 
 
@@ -19,6 +25,7 @@
 #include "ngx_nexus_audit.h"
 
 #include <nx_bearer.h>
+#include <nx_json.h>
 #include <nx_name.h>
 #include <nx_pii.h>
 
@@ -46,6 +53,9 @@ static void ngx_nexus_auth_decide(ngx_http_request_t *r,
     ngx_nexus_ctx_t *ctx, ngx_nexus_key_data_t *kd);
 static void ngx_nexus_auth_set(ngx_nexus_ctx_t *ctx, ngx_int_t status,
     const char *code, const char *message);
+static void ngx_nexus_auth_reject(ngx_nexus_ctx_t *ctx, const char *reason,
+    int64_t tenant_id);
+static void ngx_nexus_auth_audit(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx);
 static ngx_int_t ngx_nexus_auth_finish(ngx_http_request_t *r,
     ngx_nexus_ctx_t *ctx);
 
@@ -162,6 +172,7 @@ ngx_nexus_auth_start(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
     h = r->headers_in.authorization;
 
     if (h == NULL) {
+        ngx_nexus_auth_reject(ctx, "missing", 0);
         ngx_nexus_auth_set(ctx, NGX_HTTP_UNAUTHORIZED, "AUTH_MISSING",
                            "an API key is required: "
                            "Authorization: Bearer <key>");
@@ -177,34 +188,39 @@ ngx_nexus_auth_start(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
         break;
 
     case NX_BEARER_EMPTY:
+        ngx_nexus_auth_reject(ctx, "missing", 0);
         ngx_nexus_auth_set(ctx, NGX_HTTP_UNAUTHORIZED, "AUTH_MISSING",
                            "the Authorization header is empty");
         return ngx_nexus_auth_finish(r, ctx);
 
     case NX_BEARER_NOT_BEARER:
+        ngx_nexus_auth_reject(ctx, "malformed_header", 0);
         ngx_nexus_auth_set(ctx, NGX_HTTP_UNAUTHORIZED, "AUTH_INVALID",
                            "the Authorization scheme must be Bearer");
         return ngx_nexus_auth_finish(r, ctx);
 
     default:
+        ngx_nexus_auth_reject(ctx, "malformed_key", 0);
         ngx_nexus_auth_set(ctx, NGX_HTTP_UNAUTHORIZED, "AUTH_INVALID",
                            "the API key is malformed");
         return ngx_nexus_auth_finish(r, ctx);
     }
 
     if (nx_key_parse(tok, toklen, prefix) != 0) {
+        ngx_nexus_auth_reject(ctx, "malformed_key", 0);
         ngx_nexus_auth_set(ctx, NGX_HTTP_UNAUTHORIZED, "AUTH_INVALID",
                            "the API key is malformed");
         return ngx_nexus_auth_finish(r, ctx);
     }
+
+    /* well formed: the prefix, never the secret, may name it from here */
+    ngx_memcpy(ctx->key_prefix, prefix, NX_KEY_PREFIX_LEN);
 
     if (nx_key_hasher_run(nmcf->key_hasher, tok, toklen, ctx->key_hash)
         != 0)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    ngx_memcpy(ctx->key_prefix, prefix, NX_KEY_PREFIX_LEN);
 
     found = ngx_nexus_keycache_lookup(nmcf->shm_zone, ctx->key_hash, &kd);
 
@@ -214,6 +230,10 @@ ngx_nexus_auth_start(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
     }
 
     if (found == NGX_NEXUS_KEY_UNKNOWN) {
+        /* a negative entry remembers the tenant of a known prefix */
+        ngx_nexus_auth_reject(ctx, kd.tenant_id ? "wrong_secret"
+                                                : "unknown_key",
+                              kd.tenant_id);
         ngx_nexus_auth_set(ctx, NGX_HTTP_UNAUTHORIZED, "AUTH_INVALID",
                            "the API key is not valid");
         return ngx_nexus_auth_finish(r, ctx);
@@ -291,8 +311,10 @@ ngx_nexus_auth_pg_handler(ngx_nexus_pg_query_t *q, PGresult *res,
     }
 
     if (PQntuples(res) != 1) {
-        ngx_nexus_keycache_insert(nmcf->shm_zone, ctx->key_hash, NULL,
-                                  nmcf->key_negative_ttl, ctx->auth_epoch);
+        ngx_nexus_keycache_insert_unknown(nmcf->shm_zone, ctx->key_hash, 0,
+                                          nmcf->key_negative_ttl,
+                                          ctx->auth_epoch);
+        ngx_nexus_auth_reject(ctx, "unknown_key", 0);
         ngx_nexus_auth_set(ctx, NGX_HTTP_UNAUTHORIZED, "AUTH_INVALID",
                            "the API key is not valid");
         goto resume;
@@ -311,8 +333,11 @@ ngx_nexus_auth_pg_handler(ngx_nexus_pg_query_t *q, PGresult *res,
 
     if (!nx_ct_equal(hash, ctx->key_hash, NX_HASH_LEN)) {
         /* the right prefix with the wrong secret */
-        ngx_nexus_keycache_insert(nmcf->shm_zone, ctx->key_hash, NULL,
-                                  nmcf->key_negative_ttl, ctx->auth_epoch);
+        ngx_nexus_keycache_insert_unknown(nmcf->shm_zone, ctx->key_hash,
+                                          kd.tenant_id,
+                                          nmcf->key_negative_ttl,
+                                          ctx->auth_epoch);
+        ngx_nexus_auth_reject(ctx, "wrong_secret", kd.tenant_id);
         ngx_nexus_auth_set(ctx, NGX_HTTP_UNAUTHORIZED, "AUTH_INVALID",
                            "the API key is not valid");
         goto resume;
@@ -322,6 +347,10 @@ ngx_nexus_auth_pg_handler(ngx_nexus_pg_query_t *q, PGresult *res,
                               nmcf->key_cache_ttl, ctx->auth_epoch);
 
     ngx_nexus_auth_decide(r, ctx, &kd);
+
+    if (ctx->auth_status == NGX_OK) {
+        ngx_nexus_auth_audit(r, ctx);
+    }
 
 resume:
 
@@ -588,6 +617,7 @@ ngx_nexus_auth_decide(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx,
     ngx_time_t  *tp;
 
     if (kd->revoked) {
+        ngx_nexus_auth_reject(ctx, "revoked", kd->tenant_id);
         ngx_nexus_auth_set(ctx, NGX_HTTP_UNAUTHORIZED, "AUTH_REVOKED_KEY",
                            "the API key has been revoked");
         return;
@@ -598,12 +628,14 @@ ngx_nexus_auth_decide(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx,
     if (kd->expires_at
         && kd->expires_at <= (int64_t) tp->sec * 1000 + (int64_t) tp->msec)
     {
+        ngx_nexus_auth_reject(ctx, "expired", kd->tenant_id);
         ngx_nexus_auth_set(ctx, NGX_HTTP_UNAUTHORIZED, "AUTH_EXPIRED_KEY",
                            "the API key has expired");
         return;
     }
 
     if (kd->tenant_suspended) {
+        ngx_nexus_auth_reject(ctx, "tenant_suspended", kd->tenant_id);
         ngx_nexus_auth_set(ctx, NGX_HTTP_FORBIDDEN, "TENANT_SUSPENDED",
                            "the tenant of this API key is suspended");
         return;
@@ -674,6 +706,47 @@ ngx_nexus_auth_set(ngx_nexus_ctx_t *ctx, ngx_int_t status, const char *code,
 }
 
 
+/* why a key was refused, for the audit log, and whose tenant it is */
+
+static void
+ngx_nexus_auth_reject(ngx_nexus_ctx_t *ctx, const char *reason,
+    int64_t tenant_id)
+{
+    ctx->auth_reason = reason;
+    ctx->auth_tenant_id = tenant_id;
+}
+
+
+/* auth.access.success: a key checked against PostgreSQL, not the cache */
+
+static void
+ngx_nexus_auth_audit(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
+{
+    u_char     *members, *p;
+    ngx_str_t  *addr;
+
+    addr = &r->connection->addr_text;
+
+    members = ngx_pnalloc(r->pool,
+                          sizeof("\"role\":\"editor\",\"client\":\"\"")
+                          + nx_json_escape_len((char *) addr->data,
+                                               addr->len));
+    if (members == NULL) {
+        return;
+    }
+
+    p = ngx_sprintf(members, "\"role\":\"%s\",\"client\":\"",
+                    nx_role_name((int) ctx->principal.role));
+    p += nx_json_escape((char *) p, (char *) addr->data, addr->len);
+    *p++ = '"';
+    *p = '\0';
+
+    ngx_nexus_audit_request(r, ctx->principal.tenant_id,
+                            "auth.access.success", NGX_NEXUS_AUDIT_SUCCESS,
+                            (char *) members);
+}
+
+
 /*
  * Checks that depend on the location (tenant binding, role) come last, so
  * that a cached principal is judged by the location it arrives at.
@@ -683,6 +756,7 @@ static ngx_int_t
 ngx_nexus_auth_finish(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
 {
     ngx_int_t              rc;
+    ngx_str_t              prefix;
     ngx_uint_t             role;
     ngx_nexus_loc_conf_t  *nlcf;
 
@@ -767,6 +841,14 @@ ngx_nexus_auth_finish(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
 
     if (ctx->auth_status == NGX_HTTP_INTERNAL_SERVER_ERROR) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ctx->auth_reason) {
+        prefix.data = ctx->key_prefix;
+        prefix.len = ctx->key_prefix[0] ? NX_KEY_PREFIX_LEN : 0;
+
+        ngx_nexus_audit_auth_failure(r, ctx->auth_tenant_id, &prefix,
+                                     ctx->auth_reason);
     }
 
     rc = ngx_nexus_send_error(r, ctx->auth_status, ctx->auth_code,

@@ -25,6 +25,8 @@ typedef struct {
     ngx_msec_t                  expire;
     u_char                      hash[NX_HASH_LEN];
     u_char                      found;
+    /* "no such key": the tenant of its prefix when that is a key's */
+    int64_t                     tenant_id;
     ngx_nexus_key_data_t        data;       /* only for found entries */
 } ngx_nexus_key_node_t;
 
@@ -62,6 +64,9 @@ static void ngx_nexus_keycache_delete(ngx_nexus_keycache_t *kc,
 static void ngx_nexus_keycache_expire(ngx_nexus_keycache_t *kc,
     ngx_uint_t n);
 static void ngx_nexus_keycache_drop(ngx_nexus_keycache_t *kc);
+static void ngx_nexus_keycache_put(ngx_shm_zone_t *zone, const u_char *hash,
+    ngx_nexus_key_data_t *data, int64_t tenant_id, ngx_msec_t ttl,
+    uint64_t epoch);
 static ngx_nexus_key_node_t *ngx_nexus_keycache_find_prefix(
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel,
     ngx_rbtree_key_t key, const u_char *prefix);
@@ -292,6 +297,9 @@ ngx_nexus_keycache_lookup(ngx_shm_zone_t *zone, const u_char *hash,
 
     if (found == NGX_NEXUS_KEY_FOUND) {
         *out = kn->data;
+
+    } else {
+        out->tenant_id = kn->tenant_id;
     }
 
     /* the queue is kept in order of expiry, not of use: entries are not
@@ -319,14 +327,31 @@ ngx_nexus_keycache_epoch(ngx_shm_zone_t *zone)
 }
 
 
+void
+ngx_nexus_keycache_insert(ngx_shm_zone_t *zone, const u_char *hash,
+    ngx_nexus_key_data_t *data, ngx_msec_t ttl, uint64_t epoch)
+{
+    ngx_nexus_keycache_put(zone, hash, data, 0, ttl, epoch);
+}
+
+
+void
+ngx_nexus_keycache_insert_unknown(ngx_shm_zone_t *zone, const u_char *hash,
+    int64_t tenant_id, ngx_msec_t ttl, uint64_t epoch)
+{
+    ngx_nexus_keycache_put(zone, hash, NULL, tenant_id, ttl, epoch);
+}
+
+
 /*
  * data == NULL caches "no such key".  Nothing is stored when an eviction
  * happened since the caller read the epoch.
  */
 
-void
-ngx_nexus_keycache_insert(ngx_shm_zone_t *zone, const u_char *hash,
-    ngx_nexus_key_data_t *data, ngx_msec_t ttl, uint64_t epoch)
+static void
+ngx_nexus_keycache_put(ngx_shm_zone_t *zone, const u_char *hash,
+    ngx_nexus_key_data_t *data, int64_t tenant_id, ngx_msec_t ttl,
+    uint64_t epoch)
 {
     size_t                 size;
     ngx_uint_t             tries;
@@ -377,6 +402,7 @@ ngx_nexus_keycache_insert(ngx_shm_zone_t *zone, const u_char *hash,
     kn->node.key = ngx_nexus_keycache_key(hash);
     kn->expire = ngx_current_msec + ttl;
     kn->found = data ? NGX_NEXUS_KEY_FOUND : NGX_NEXUS_KEY_UNKNOWN;
+    kn->tenant_id = tenant_id;
 
     ngx_rbtree_insert(&kc->sh->rbtree, &kn->node);
 

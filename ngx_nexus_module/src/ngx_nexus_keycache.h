@@ -62,11 +62,18 @@ typedef struct {
 ngx_int_t ngx_nexus_keycache_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 
+/*
+ * NGX_NEXUS_KEY_FOUND with *out, NGX_NEXUS_KEY_UNKNOWN ("no such key",
+ * with out->tenant_id the tenant of its prefix when that is a key's, or
+ * 0) or NGX_NEXUS_KEY_MISS.
+ */
 ngx_uint_t ngx_nexus_keycache_lookup(ngx_shm_zone_t *zone,
     const u_char *hash, ngx_nexus_key_data_t *out);
 uint64_t ngx_nexus_keycache_epoch(ngx_shm_zone_t *zone);
 void ngx_nexus_keycache_insert(ngx_shm_zone_t *zone, const u_char *hash,
     ngx_nexus_key_data_t *data, ngx_msec_t ttl, uint64_t epoch);
+void ngx_nexus_keycache_insert_unknown(ngx_shm_zone_t *zone,
+    const u_char *hash, int64_t tenant_id, ngx_msec_t ttl, uint64_t epoch);
 
 void ngx_nexus_keycache_evict_prefix(ngx_shm_zone_t *zone,
     const u_char *prefix, size_t len);

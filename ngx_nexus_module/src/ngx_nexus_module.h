@@ -223,6 +223,8 @@ typedef struct {
     ngx_int_t                   auth_status;    /* HTTP status or NGX_OK */
     const char                 *auth_code;
     const char                 *auth_message;
+    const char                 *auth_reason;    /* a refusal, audited */
+    int64_t                     auth_tenant_id; /* the refused key's */
     uint64_t                    auth_epoch;
     u_char                      key_hash[NX_HASH_LEN];
     u_char                      key_prefix[NX_KEY_PREFIX_LEN];
