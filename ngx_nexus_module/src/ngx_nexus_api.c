@@ -20,6 +20,7 @@
 
 
 static ngx_int_t ngx_nexus_api_me(ngx_http_request_t *r);
+static void ngx_nexus_ops_viewed(ngx_http_request_t *r);
 
 
 ngx_int_t
@@ -206,6 +207,8 @@ ngx_nexus_ops_handler(ngx_http_request_t *r)
             return ngx_nexus_method_not_allowed(r, "GET, HEAD");
         }
 
+        ngx_nexus_ops_viewed(r);
+
         return ngx_nexus_health_ready(r);
     }
 
@@ -217,6 +220,7 @@ ngx_nexus_ops_handler(ngx_http_request_t *r)
         rest.len -= sizeof("ops/circuit-breakers") - 1;
 
         if (rest.len == 0 || rest.data[0] == '/') {
+            ngx_nexus_ops_viewed(r);
             return ngx_nexus_breaker_ops(r, &rest);
         }
 
@@ -226,10 +230,33 @@ ngx_nexus_ops_handler(ngx_http_request_t *r)
     if (rest.len == sizeof("ops/notifications") - 1
         && ngx_strncmp(rest.data, "ops/notifications", rest.len) == 0)
     {
+        ngx_nexus_ops_viewed(r);
         return ngx_nexus_notify_ops(r);
     }
 
     return ngx_nexus_not_found(r);
+}
+
+
+/*
+ * ops.viewed: a read of an operator route, by a platform admin (the access
+ * phase let nobody else in).  The writes have their own events.
+ */
+
+static void
+ngx_nexus_ops_viewed(ngx_http_request_t *r)
+{
+    ngx_nexus_ctx_t  *ctx;
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return;
+    }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
+
+    ngx_nexus_audit_request(r, (ctx && ctx->authenticated)
+                               ? ctx->principal.tenant_id : 0,
+                            "ops.viewed", NGX_NEXUS_AUDIT_SUCCESS, NULL);
 }
 
 

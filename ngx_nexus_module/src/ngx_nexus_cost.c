@@ -764,6 +764,10 @@ ngx_nexus_cost_self_serve(ngx_http_request_t *r)
                                     "role", "{\"required_role\":\"admin\"}");
     }
 
+    ngx_nexus_audit_request(r, ctx->principal.tenant_id,
+                            "selfserve.costs.viewed",
+                            NGX_NEXUS_AUDIT_SUCCESS, NULL);
+
     c = ngx_pcalloc(r->pool, sizeof(ngx_nexus_cost_t));
     if (c == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;

@@ -68,6 +68,12 @@ ngx_nexus_usage_self_serve(ngx_http_request_t *r)
                                     "role", "{\"required_role\":\"admin\"}");
     }
 
+    if (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) {
+        ngx_nexus_audit_request(r, ctx->principal.tenant_id,
+                                "selfserve.usage.viewed",
+                                NGX_NEXUS_AUDIT_SUCCESS, NULL);
+    }
+
     return ngx_nexus_usage_summary(r, &ctx->principal.tenant,
                                    ctx->principal.tenant_id);
 }
