@@ -23,16 +23,15 @@
 #include <nx_audit.h>
 #include <nx_audit_batch.h>
 #include <nx_duration.h>
-#include <nx_key.h>
 
 #include "nexusctl.h"
+#include "cli_audit.h"
 #include "cli_db.h"
 #include "cli_opt.h"
 #include "cli_out.h"
 #include "cli_tenant.h"
 
 
-#define CLI_AUDIT_KEY_ENV     "NEXUS_AUDIT_KEY_FILE"
 #define CLI_AUDIT_FETCH       "1000"
 
 
@@ -44,7 +43,6 @@ typedef struct {
 
 
 static int cli_audit_verify(int argc, char **argv);
-static int cli_audit_keys(cli_audit_conf_t *conf);
 static int cli_audit_since(PGconn *conn, const char *arg,
     cli_audit_conf_t *conf);
 static int cli_audit_chain(PGconn *conn, const cli_audit_conf_t *conf,
@@ -174,9 +172,15 @@ cli_audit_verify(int argc, char **argv)
 
     memset(&conf, 0, sizeof(conf));
 
-    rc = cli_audit_keys(&conf);
+    rc = cli_audit_keys(conf.chain_key, conf.ckpt_key, &c);
     if (rc != CLI_OK) {
         return rc;
+    }
+
+    if (!c) {
+        cli_error("NEXUS_AUDIT_KEY_FILE is not set: audit verify needs the "
+                  "audit key (or --audit-key-file)");
+        return CLI_USAGE;
     }
 
     conn = cli_db_connect(&rc);
@@ -261,46 +265,6 @@ done:
     }
 
     return rc;
-}
-
-
-static int
-cli_audit_keys(cli_audit_conf_t *conf)
-{
-    int          n;
-    char         err[256];
-    const char  *path;
-    uint8_t      master[NX_PEPPER_MAX];
-
-    path = getenv(CLI_AUDIT_KEY_ENV);
-
-    if (path == NULL || path[0] == '\0') {
-        cli_error(CLI_AUDIT_KEY_ENV " is not set: audit verify needs the "
-                  "audit key");
-        return CLI_USAGE;
-    }
-
-    err[0] = '\0';
-
-    /* the format of nexus_audit_key_file: the pepper's */
-    n = nx_pepper_load(path, master, sizeof(master), err, sizeof(err));
-
-    if (n < 0) {
-        cli_error(CLI_AUDIT_KEY_ENV ": %s", err[0] ? err : "invalid key");
-        return CLI_USAGE;
-    }
-
-    n = nx_audit_derive_keys(master, (size_t) n, conf->chain_key,
-                             conf->ckpt_key);
-
-    explicit_bzero(master, sizeof(master));
-
-    if (n != 0) {
-        cli_error("cannot derive the audit keys");
-        return CLI_FAILED;
-    }
-
-    return CLI_OK;
 }
 
 

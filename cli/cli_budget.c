@@ -22,6 +22,7 @@
 #include <nx_key.h>
 
 #include "nexusctl.h"
+#include "cli_audit.h"
 #include "cli_db.h"
 #include "cli_key.h"
 #include "cli_opt.h"
@@ -65,6 +66,19 @@ static const char  cli_tpm_key_sql[] =
 
 static const char  cli_tpm_tenant_sql[] =
     "UPDATE tenants SET tpm = $2::bigint WHERE name = $1 RETURNING tpm";
+
+static const cli_audit_event_t  cli_budget_event = {
+    "admin.token_budget.updated",
+    CLI_AUDIT_KEY("'token_budget', k.token_budget")
+};
+
+static const cli_audit_event_t  cli_tpm_key_event = {
+    "admin.tpm.updated", CLI_AUDIT_KEY("'tpm', k.tpm")
+};
+
+static const cli_audit_event_t  cli_tpm_tenant_event = {
+    "admin.tpm.updated", CLI_AUDIT_TENANT("'tpm', t.tpm")
+};
 
 
 typedef struct {
@@ -284,8 +298,9 @@ cli_budget_set(PGconn *conn, const cli_budget_args_t *a)
     values[1] = drop;
     values[2] = json;
 
-    return cli_db_row(conn, cli_budget_set_sql, 3, values, "key",
-                      "cannot set budget", cli_budget_print);
+    return cli_audit_row(conn, cli_budget_set_sql, 3, values, "key",
+                         "cannot set budget", cli_budget_print,
+                         &cli_budget_event);
 }
 
 
@@ -298,18 +313,19 @@ cli_budget_clear(PGconn *conn, const cli_budget_args_t *a)
 
     values[0] = a->prefix;
 
-    res = cli_db_exec(conn, cli_budget_clear_sql, 1, values);
-
-    if (!cli_db_ok(res)) {
-        rc = cli_db_fail(conn, res, "cannot clear budget");
-        PQclear(res);
+    rc = cli_audit_exec(conn, cli_budget_clear_sql, 1, values,
+                        "cannot clear budget", &cli_budget_event, &res);
+    if (rc != CLI_OK) {
         return rc;
     }
 
-    found = (PQntuples(res) != 0);
+    found = (res != NULL);
     PQclear(res);
 
-    if (!found) {
+    if (found) {
+        printf("budget of key %s: cleared\n", a->prefix);
+
+    } else {
 
         /* nothing to clear, or no such key */
 
@@ -330,9 +346,6 @@ cli_budget_clear(PGconn *conn, const cli_budget_args_t *a)
         }
 
         printf("budget of key %s: none\n", a->prefix);
-
-    } else {
-        printf("budget of key %s: cleared\n", a->prefix);
     }
 
     return (cli_flush() == 0) ? CLI_OK : CLI_FAILED;
@@ -410,12 +423,13 @@ cli_show_budget(int argc, char **argv)
 int
 cli_set_tpm(int argc, char **argv)
 {
-    int                c, rc;
-    char               n[24];
-    PGconn            *conn;
-    PGresult          *res;
-    const char        *values[2], *sql, *what;
-    cli_budget_args_t  a;
+    int                       c, rc;
+    char                      n[24];
+    PGconn                   *conn;
+    PGresult                 *res;
+    const char               *values[2], *sql, *what;
+    cli_budget_args_t         a;
+    const cli_audit_event_t  *ev;
 
     memset(&a, 0, sizeof(cli_budget_args_t));
 
@@ -468,6 +482,7 @@ cli_set_tpm(int argc, char **argv)
         }
 
         sql = cli_tpm_tenant_sql;
+        ev = &cli_tpm_tenant_event;
         what = "tenant";
         values[0] = a.tenant;
 
@@ -477,6 +492,7 @@ cli_set_tpm(int argc, char **argv)
         }
 
         sql = cli_tpm_key_sql;
+        ev = &cli_tpm_key_event;
         what = "key";
         values[0] = a.prefix;
     }
@@ -500,16 +516,14 @@ cli_set_tpm(int argc, char **argv)
         return rc;
     }
 
-    res = cli_db_exec(conn, sql, 2, values);
+    rc = cli_audit_exec(conn, sql, 2, values, "cannot set tokens per minute",
+                        ev, &res);
 
-    if (!cli_db_ok(res)) {
-        rc = cli_db_fail(conn, res, "cannot set tokens per minute");
-
-    } else if (PQntuples(res) == 0) {
+    if (rc == CLI_OK && res == NULL) {
         cli_error("%s \"%s\" not found", what, values[0]);
         rc = CLI_FAILED;
 
-    } else {
+    } else if (rc == CLI_OK) {
         printf("tpm of %s %s: %s\n", what, values[0],
                cli_db_value(res, 0, "none"));
         rc = (cli_flush() == 0) ? CLI_OK : CLI_FAILED;

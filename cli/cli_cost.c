@@ -35,6 +35,7 @@
 #include <nx_money.h>
 
 #include "nexusctl.h"
+#include "cli_audit.h"
 #include "cli_db.h"
 #include "cli_opt.h"
 #include "cli_out.h"
@@ -103,6 +104,28 @@ static const char  cli_cost_credits_sql[] =
     " (SELECT trim_scale(round(balance_after_musd / 1000000.0, 6))::text"
     " FROM credit_transactions WHERE tenant_id = $1::bigint"
     " ORDER BY entry_ms DESC, entry_seq DESC LIMIT 1)";
+
+/*
+ * The audit events.  The price list is the platform's (chain 0): $1 the
+ * time of the versions, $2 how many were added, $3 the list given.
+ */
+
+static const cli_audit_event_t  cli_cost_price_event = {
+    "admin.pricing.updated",
+    "SELECT 0, json_build_object('effective_from', $1::timestamptz,"
+    " 'added', $2::bigint, 'prices', $3::json)"
+};
+
+static const cli_audit_event_t  cli_cost_budget_event = {
+    "admin.cost_budget.updated",
+    "SELECT t.id, json_build_object('tenant', t.name,"
+    " 'monthly_budget_musd', c.monthly_budget_musd,"
+    " 'warn_ratio', c.warn_ratio, 'hard_cap_mode', c.hard_cap_mode,"
+    " 'degrade_model', c.degrade_model,"
+    " 'allow_unpriced', c.allow_unpriced)"
+    " FROM tenants t JOIN tenant_costs c ON c.tenant_id = t.id"
+    " WHERE t.name = $1"
+};
 
 static const char  cli_cost_ledger_sql[] =
     "SELECT entry_ms || '-' || entry_seq AS id, transaction_type AS type,"
@@ -647,6 +670,12 @@ cli_set_cost_budget(int argc, char **argv)
     memcpy(&values[1], p.values, sizeof(p.values));
     values[6] = "0";
 
+    rc = cli_db_begin(conn);
+    if (rc != CLI_OK) {
+        cli_db_close(conn);
+        return rc;
+    }
+
     res = cli_db_exec(conn, cli_cost_set_budget_sql, 7, values);
 
     if (!cli_db_ok(res)) {
@@ -658,16 +687,19 @@ cli_set_cost_budget(int argc, char **argv)
             rc = cli_db_fail(conn, res, "cannot set cost budget");
         }
 
-        PQclear(res);
-        cli_db_close(conn);
-        return rc;
+    } else if (PQntuples(res) == 0) {
+        cli_error("tenant \"%s\" not found", a.tenant);
+        rc = CLI_FAILED;
+
+    } else {
+        rc = cli_audit_commit(conn, &cli_cost_budget_event, 1, values);
     }
 
-    if (PQntuples(res) == 0) {
-        cli_error("tenant \"%s\" not found", a.tenant);
+    if (rc != CLI_OK) {
         PQclear(res);
+        cli_db_rollback(conn);
         cli_db_close(conn);
-        return CLI_FAILED;
+        return rc;
     }
 
     cli_cost_budget_print(a.tenant, res);
@@ -1005,7 +1037,8 @@ cli_cost_now(void)
 
 /*
  * Runs cli_cost_add_prices_sql: *res has one row (the time, the model that
- * clashed or NULL, the versions added) when CLI_OK is returned.
+ * clashed or NULL, the versions added) when CLI_OK is returned.  Versions
+ * added are audited in the same transaction.
  */
 
 static int
@@ -1016,8 +1049,16 @@ cli_cost_add(const char *json, const char *from_us, const char *by,
     PGconn      *conn;
     const char  *values[3];
 
+    *res = NULL;
+
     conn = cli_db_connect(&rc);
     if (conn == NULL) {
+        return rc;
+    }
+
+    rc = cli_db_begin(conn);
+    if (rc != CLI_OK) {
+        cli_db_close(conn);
         return rc;
     }
 
@@ -1029,13 +1070,24 @@ cli_cost_add(const char *json, const char *from_us, const char *by,
 
     if (!cli_db_ok(*res)) {
         rc = cli_db_fail(conn, *res, "cannot add prices");
-        PQclear(*res);
-        *res = NULL;
 
-    } else {
-        rc = CLI_OK;
+    } else if (PQgetisnull(*res, 0, 1)
+               && strcmp(PQgetvalue(*res, 0, 2), "0") != 0)
+    {
+        /* the time, the versions added, the list */
+        values[0] = PQgetvalue(*res, 0, 0);
+        values[1] = PQgetvalue(*res, 0, 2);
+        values[2] = json;
+
+        rc = cli_audit_commit(conn, &cli_cost_price_event, 3, values);
     }
 
+    if (rc != CLI_OK) {
+        PQclear(*res);
+        *res = NULL;
+    }
+
+    cli_db_rollback(conn);
     cli_db_close(conn);
 
     return rc;

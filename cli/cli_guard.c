@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "nexusctl.h"
+#include "cli_audit.h"
 #include "cli_db.h"
 #include "cli_opt.h"
 #include "cli_out.h"
@@ -61,6 +62,10 @@ static const char  cli_guard_clear_sql[] =
 
 static const char  cli_guard_show_sql[] =
     "SELECT " CLI_GUARD_COLS " FROM tenants WHERE name = $1";
+
+static const cli_audit_event_t  cli_guard_event = {
+    "admin.guardrails.updated", CLI_AUDIT_TENANT("'guardrails', t.guardrails")
+};
 
 
 typedef struct {
@@ -353,15 +358,17 @@ cli_guard_set(PGconn *conn, const cli_guard_args_t *a)
     values[2] = top;
     values[3] = pii;
 
-    return cli_db_row(conn, cli_guard_set_sql, 4, values, "tenant", "cannot set guardrails",
-                      cli_guard_print);
+    return cli_audit_row(conn, cli_guard_set_sql, 4, values, "tenant",
+                         "cannot set guardrails", cli_guard_print,
+                         &cli_guard_event);
 }
 
 
 static int
 cli_guard_clear(PGconn *conn, const cli_guard_args_t *a)
 {
-    return cli_tenant_clear(conn, cli_guard_clear_sql, a->tenant, "guardrails");
+    return cli_tenant_clear(conn, cli_guard_clear_sql, a->tenant,
+                            "guardrails", &cli_guard_event);
 }
 
 

@@ -23,6 +23,7 @@
 #include <nx_name.h>
 
 #include "nexusctl.h"
+#include "cli_audit.h"
 #include "cli_db.h"
 #include "cli_key.h"
 #include "cli_opt.h"
@@ -73,6 +74,25 @@ static const struct option  cli_list_keys_opts[] = {
 static const struct option  cli_revoke_key_opts[] = {
     { "prefix",       required_argument,  NULL,  'p' },
     { NULL,           0,                  NULL,  0 }
+};
+
+
+/* the key as the admin API records it: its row, never the key or hash */
+
+#define CLI_KEY_AUDIT_SQL                                                    \
+    "SELECT k.tenant_id, json_build_object('id', k.id, 'tenant', t.name,"   \
+    " 'name', k.name, 'prefix', k.prefix, 'role', k.role,"                  \
+    " 'scopes', k.scopes, 'status', k.status, 'expires_at', k.expires_at,"  \
+    " 'created_at', k.created_at, 'revoked_at', k.revoked_at)"              \
+    " FROM api_keys k JOIN tenants t ON t.id = k.tenant_id"                 \
+    " WHERE k.prefix = $1"
+
+static const cli_audit_event_t  cli_key_created = {
+    "auth.api_key.created", CLI_KEY_AUDIT_SQL
+};
+
+static const cli_audit_event_t  cli_key_revoked = {
+    "auth.api_key.revoked", CLI_KEY_AUDIT_SQL
 };
 
 
@@ -349,6 +369,13 @@ cli_key_insert(PGconn *conn, const cli_tenant_t *t, const cli_key_args_t *a,
         goto done;
     }
 
+    /* in the audit log before anyone sees the key */
+    rc = cli_audit_write(conn, &cli_key_created, 1, &values[2]);
+    if (rc != CLI_OK) {
+        cli_error("the key was not created");
+        goto done;
+    }
+
     if (cli_key_print(a, res, &key) != 0) {
         cli_error("the key was not created");
         rc = CLI_FAILED;
@@ -531,6 +558,12 @@ cli_revoke_key(int argc, char **argv)
 
     values[0] = prefix;
 
+    rc = cli_db_begin(conn);
+    if (rc != CLI_OK) {
+        cli_db_close(conn);
+        return rc;
+    }
+
     /* the UPDATE fires the trigger that NOTIFYs every nginx worker */
 
     res = cli_db_exec(conn,
@@ -547,12 +580,19 @@ cli_revoke_key(int argc, char **argv)
     }
 
     if (PQntuples(res) == 1) {
-        printf("key %s revoked (tenant %s)\n", prefix, PQgetvalue(res, 0, 0));
-        rc = (cli_flush() == 0) ? CLI_OK : CLI_FAILED;
+        rc = cli_audit_commit(conn, &cli_key_revoked, 1, values);
+
+        if (rc == CLI_OK) {
+            printf("key %s revoked (tenant %s)\n", prefix,
+                   PQgetvalue(res, 0, 0));
+            rc = (cli_flush() == 0) ? CLI_OK : CLI_FAILED;
+        }
+
         goto done;
     }
 
     PQclear(res);
+    cli_db_rollback(conn);
 
     res = cli_db_exec(conn,
               "SELECT " CLI_DB_TS("revoked_at") " FROM api_keys "
@@ -581,6 +621,7 @@ cli_revoke_key(int argc, char **argv)
 done:
 
     PQclear(res);
+    cli_db_rollback(conn);
     cli_db_close(conn);
 
     return rc;

@@ -18,6 +18,7 @@
 #include <nx_key.h>
 
 #include "nexusctl.h"
+#include "cli_audit.h"
 #include "cli_db.h"
 #include "cli_key.h"
 #include "cli_opt.h"
@@ -46,6 +47,7 @@ typedef struct {
     const char  *clear_all_sql;
     const char  *show_sql;      /* rps and burst of each class, or NULL */
     const char  *exists_sql;
+    cli_audit_event_t  event;
 } cli_limits_target_t;
 
 typedef struct {
@@ -69,6 +71,9 @@ static int cli_limits_target(const char *verb, cli_limits_args_t *a);
 static int cli_limits_set_check(const char *verb, cli_limits_args_t *a);
 static int cli_limits_set(PGconn *conn, const cli_limits_args_t *a);
 static int cli_limits_clear(PGconn *conn, const cli_limits_args_t *a);
+static int cli_limits_write(PGconn *conn, const cli_limits_args_t *a,
+    const char *sql, int n, const char *const *values, const char *what,
+    int *changed);
 static int cli_limits_exists(PGconn *conn, const cli_limits_args_t *a,
     const char *what);
 static void cli_limits_not_found(const cli_limits_args_t *a);
@@ -84,7 +89,7 @@ static const char  *cli_limits_classes[CLI_LIMITS_NCLASSES] = {
 #define CLI_LIMITS_CLASS_COLS(c)                                             \
     "rate_limits #>> '{" c ",rps}', rate_limits #>> '{" c ",burst}'"
 
-#define CLI_LIMITS_TARGET(what, table, col)                                  \
+#define CLI_LIMITS_TARGET(what, table, col, audit)                           \
     {                                                                        \
         what,                                                                \
                                                                              \
@@ -104,14 +109,18 @@ static const char  *cli_limits_classes[CLI_LIMITS_NCLASSES] = {
         CLI_LIMITS_CLASS_COLS("ops") " "                                     \
         "FROM " table " WHERE " col " = $1",                                 \
                                                                              \
-        "SELECT 1 FROM " table " WHERE " col " = $1"                         \
+        "SELECT 1 FROM " table " WHERE " col " = $1",                        \
+                                                                             \
+        { "admin.rate_limits.updated", audit }                               \
     }
 
 static const cli_limits_target_t  cli_limits_tenant =
-    CLI_LIMITS_TARGET("tenant", "tenants", "name");
+    CLI_LIMITS_TARGET("tenant", "tenants", "name",
+                      CLI_AUDIT_TENANT("'rate_limits', t.rate_limits"));
 
 static const cli_limits_target_t  cli_limits_key =
-    CLI_LIMITS_TARGET("key", "api_keys", "prefix");
+    CLI_LIMITS_TARGET("key", "api_keys", "prefix",
+                      CLI_AUDIT_KEY("'rate_limits', k.rate_limits"));
 
 
 static const struct option  cli_set_limits_opts[] = {
@@ -311,9 +320,8 @@ cli_limits_set_check(const char *verb, cli_limits_args_t *a)
 static int
 cli_limits_set(PGconn *conn, const cli_limits_args_t *a)
 {
-    int          rc;
+    int          rc, changed;
     char         json[64];
-    PGresult    *res;
     const char  *values[3];
 
     /* numbers only: nothing from the command line is spliced in */
@@ -330,53 +338,48 @@ cli_limits_set(PGconn *conn, const cli_limits_args_t *a)
     values[1] = a->class;
     values[2] = json;
 
-    res = cli_db_exec(conn, a->target->set_sql, 3, values);
+    rc = cli_limits_write(conn, a, a->target->set_sql, 3, values,
+                          "cannot set limits", &changed);
 
-    if (!cli_db_ok(res)) {
-        rc = cli_db_fail(conn, res, "cannot set limits");
-
-    } else if (PQntuples(res) == 0) {
-        cli_limits_not_found(a);
-        rc = CLI_FAILED;
-
-    } else {
-        printf("limits of %s, class %s: rps=%llu burst=%llu\n", a->label,
-               a->class, a->rps, a->burst != 0 ? a->burst : a->rps);
-        rc = (cli_flush() == 0) ? CLI_OK : CLI_FAILED;
+    if (rc != CLI_OK) {
+        return rc;
     }
 
-    PQclear(res);
+    if (!changed) {
+        cli_limits_not_found(a);
+        return CLI_FAILED;
+    }
 
-    return rc;
+    printf("limits of %s, class %s: rps=%llu burst=%llu\n", a->label,
+           a->class, a->rps, a->burst != 0 ? a->burst : a->rps);
+
+    return (cli_flush() == 0) ? CLI_OK : CLI_FAILED;
 }
 
 
 static int
 cli_limits_clear(PGconn *conn, const cli_limits_args_t *a)
 {
-    int          rc;
-    PGresult    *res;
+    int          rc, changed;
     const char  *values[2];
 
     values[0] = a->subject;
     values[1] = a->class;
 
     if (a->class != NULL) {
-        res = cli_db_exec(conn, a->target->clear_sql, 2, values);
+        rc = cli_limits_write(conn, a, a->target->clear_sql, 2, values,
+                              "cannot clear limits", &changed);
 
     } else {
-        res = cli_db_exec(conn, a->target->clear_all_sql, 1, values);
+        rc = cli_limits_write(conn, a, a->target->clear_all_sql, 1, values,
+                              "cannot clear limits", &changed);
     }
 
-    if (!cli_db_ok(res)) {
-        rc = cli_db_fail(conn, res, "cannot clear limits");
-        PQclear(res);
+    if (rc != CLI_OK) {
         return rc;
     }
 
-    if (PQntuples(res) == 0) {
-        PQclear(res);
-
+    if (!changed) {
         rc = cli_limits_exists(conn, a, "cannot clear limits");
         if (rc != CLI_OK) {
             return rc;
@@ -391,8 +394,6 @@ cli_limits_clear(PGconn *conn, const cli_limits_args_t *a)
         }
 
     } else {
-        PQclear(res);
-
         if (a->class != NULL) {
             printf("limits of %s, class %s: cleared\n", a->label, a->class);
 
@@ -402,6 +403,24 @@ cli_limits_clear(PGconn *conn, const cli_limits_args_t *a)
     }
 
     return (cli_flush() == 0) ? CLI_OK : CLI_FAILED;
+}
+
+
+/* a write of a row or of none, audited: *changed tells which */
+
+static int
+cli_limits_write(PGconn *conn, const cli_limits_args_t *a, const char *sql,
+    int n, const char *const *values, const char *what, int *changed)
+{
+    int        rc;
+    PGresult  *res;
+
+    rc = cli_audit_exec(conn, sql, n, values, what, &a->target->event, &res);
+
+    *changed = (res != NULL);
+    PQclear(res);
+
+    return rc;
 }
 
 

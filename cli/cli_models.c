@@ -19,6 +19,7 @@
 #include <nx_key.h>
 
 #include "nexusctl.h"
+#include "cli_audit.h"
 #include "cli_db.h"
 #include "cli_key.h"
 #include "cli_opt.h"
@@ -75,6 +76,16 @@ static const char  cli_models_key_show_sql[] =
     "SELECT " CLI_MODELS_KEY_COLS " FROM api_keys k "
     "JOIN tenants t ON t.id = k.tenant_id WHERE k.prefix = $1";
 
+static const cli_audit_event_t  cli_models_tenant_event = {
+    "admin.models.updated",
+    CLI_AUDIT_TENANT("'allow_all_models', t.allow_all_models,"
+                     " 'allowed_models', t.allowed_models")
+};
+
+static const cli_audit_event_t  cli_models_key_event = {
+    "admin.models.updated", CLI_AUDIT_KEY("'allowed_models', k.allowed_models")
+};
+
 
 typedef struct {
     const char  *tenant;
@@ -95,7 +106,8 @@ static int cli_models_set_check(const char *verb, cli_models_args_t *a);
 static int cli_models_list(const char *arg, char *list);
 static int cli_models_name_valid(const char *s, size_t len);
 static int cli_models_run(PGconn *conn, const cli_models_args_t *a,
-    const char *sql, int n, const char *const *values, const char *what);
+    const char *sql, int n, const char *const *values, const char *what,
+    const cli_audit_event_t *ev);
 static void cli_models_print(const cli_models_args_t *a,
     const PGresult *res);
 static const char *cli_models_value(const PGresult *res, int col);
@@ -192,11 +204,11 @@ cli_set_models(int argc, char **argv)
         }
 
         rc = cli_models_run(conn, &a, cli_models_tenant_set_sql, 3, values,
-                            "cannot set models");
+                            "cannot set models", &cli_models_tenant_event);
 
     } else {
         rc = cli_models_run(conn, &a, cli_models_key_set_sql, 2, values,
-                            "cannot set models");
+                            "cannot set models", &cli_models_key_event);
     }
 
     cli_db_close(conn);
@@ -416,21 +428,34 @@ cli_models_name_valid(const char *s, size_t len)
 }
 
 
-/* Runs a statement that returns one row to print, or none if not found. */
+/*
+ * Runs a statement that returns one row to print, or none if not found;
+ * a write with its audit event ev, a read with ev NULL.
+ */
 
 static int
 cli_models_run(PGconn *conn, const cli_models_args_t *a, const char *sql,
-    int n, const char *const *values, const char *what)
+    int n, const char *const *values, const char *what,
+    const cli_audit_event_t *ev)
 {
     int        rc;
     PGresult  *res;
 
-    res = cli_db_exec(conn, sql, n, values);
+    if (ev != NULL) {
+        rc = cli_audit_exec(conn, sql, n, values, what, ev, &res);
 
-    if (!cli_db_ok(res)) {
+        if (rc != CLI_OK) {
+            return rc;
+        }
+
+    } else {
+        res = cli_db_exec(conn, sql, n, values);
+    }
+
+    if (ev == NULL && !cli_db_ok(res)) {
         rc = cli_db_fail(conn, res, what);
 
-    } else if (PQntuples(res) == 0) {
+    } else if (res == NULL || PQntuples(res) == 0) {
 
         /* the messages of create-key and revoke-key */
 
@@ -536,7 +561,7 @@ cli_show_models(int argc, char **argv)
     rc = cli_models_run(conn, &a,
                         (a.tenant != NULL) ? cli_models_tenant_show_sql
                                            : cli_models_key_show_sql,
-                        1, values, "cannot show models");
+                        1, values, "cannot show models", NULL);
 
     cli_db_close(conn);
 

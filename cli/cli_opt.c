@@ -3,7 +3,8 @@
  *
  * nexusctl option parsing: getopt_long with the tool's own messages.
  * Every verb takes long options only ("--name acme" or "--name=acme"),
- * plus -h / --help.
+ * plus -h / --help and --audit-key-file FILE (the key for the audit
+ * events of its writes, see cli_audit.h).
  */
 
 #include <getopt.h>
@@ -12,18 +13,22 @@
 #include <string.h>
 
 #include "nexusctl.h"
+#include "cli_audit.h"
 #include "cli_opt.h"
 #include "cli_out.h"
 
 
-#define CLI_OPT_MAX  16
+#define CLI_OPT_MAX         16
+
+/* not a character: no verb's option can have it */
+#define CLI_OPT_AUDIT_KEY   0x100
 
 
 int
 cli_getopt(int argc, char **argv, const struct option *opts)
 {
     int             c, n;
-    struct option   all[CLI_OPT_MAX + 2];
+    struct option   all[CLI_OPT_MAX + 3];
     const char     *arg;
 
     for (n = 0; opts[n].name != NULL; n++) {
@@ -39,7 +44,12 @@ cli_getopt(int argc, char **argv, const struct option *opts)
     all[n].flag = NULL;
     all[n].val = CLI_OPT_HELP;
 
-    memset(&all[n + 1], 0, sizeof(struct option));
+    all[n + 1].name = "audit-key-file";
+    all[n + 1].has_arg = required_argument;
+    all[n + 1].flag = NULL;
+    all[n + 1].val = CLI_OPT_AUDIT_KEY;
+
+    memset(&all[n + 2], 0, sizeof(struct option));
 
     /*
      * '+': stop at the first operand rather than permute, so that a stray
@@ -48,7 +58,14 @@ cli_getopt(int argc, char **argv, const struct option *opts)
      */
     opterr = 0;
 
-    c = getopt_long(argc, argv, "+:h", all, NULL);
+    do {
+        c = getopt_long(argc, argv, "+:h", all, NULL);
+
+        if (c == CLI_OPT_AUDIT_KEY) {
+            cli_audit_key_path = optarg;
+        }
+
+    } while (c == CLI_OPT_AUDIT_KEY);
 
     switch (c) {
 

@@ -25,6 +25,7 @@
 #include <nx_plan.h>
 
 #include "nexusctl.h"
+#include "cli_audit.h"
 #include "cli_db.h"
 #include "cli_opt.h"
 #include "cli_out.h"
@@ -141,6 +142,22 @@ static const char  cli_plan_show_sql[] =
 static const char  cli_plan_set_sql[] =
     "SELECT nexus_plan_assign($1, 0, $2, 'nexusctl') IS NOT NULL";
 
+/* the catalog is the platform's (chain 0); $1 where it came from */
+static const cli_audit_event_t  cli_plans_event = {
+    "admin.plan_catalog.loaded",
+    "SELECT 0, json_build_object('source', $1::text,"
+    " 'plans', (SELECT count(*) FROM plans),"
+    " 'features', (SELECT count(*) FROM features),"
+    " 'default_plan', (SELECT id FROM plans WHERE is_default))"
+};
+
+static const cli_audit_event_t  cli_plan_event = {
+    "admin.plan.updated",
+    CLI_AUDIT_TENANT("'plan_id', nexus_tenant_plan(t.id), 'assigned',"
+                     " EXISTS (SELECT 1 FROM tenant_plans tp"
+                     " WHERE tp.tenant_id = t.id)")
+};
+
 
 static int cli_plans_read(const char *path, char **buf);
 static int cli_plans_check(const char *what, yajl_val v);
@@ -149,7 +166,7 @@ static int cli_plans_check_plans(const char *what, yajl_val plans,
     yajl_val features, const char *def);
 static int cli_plans_has_key(yajl_val features, const char *key);
 static int cli_plans_load(PGconn *conn, const char *what, const char *json,
-    const char *verb);
+    const char *verb, const cli_audit_event_t *ev);
 static int cli_plans_in_use(PGconn *conn, const char *json, const char *what,
     const char *sql, const char *fmt);
 static int cli_plan_print(PGconn *conn, const char *tenant, int json);
@@ -226,7 +243,7 @@ cli_load_plans(int argc, char **argv)
         return rc;
     }
 
-    rc = cli_plans_load(conn, what, json, argv[0]);
+    rc = cli_plans_load(conn, what, json, argv[0], &cli_plans_event);
 
     cli_db_close(conn);
     free(buf);
@@ -237,7 +254,8 @@ cli_load_plans(int argc, char **argv)
 
 /*
  * Called by migrate once the migrations are applied: the built-in catalog
- * goes into an empty one, and nothing happens otherwise.
+ * goes into an empty one, and nothing happens otherwise. Like the
+ * migrations, the seed is not in the audit log.
  */
 
 int
@@ -263,7 +281,7 @@ cli_plans_seed(PGconn *conn)
     }
 
     return cli_plans_load(conn, "the built-in catalog", cli_plans_json,
-                          "migrate");
+                          "migrate", NULL);
 }
 
 
@@ -319,7 +337,7 @@ cli_plans_read(const char *path, char **buf)
 
 static int
 cli_plans_load(PGconn *conn, const char *what, const char *json,
-    const char *verb)
+    const char *verb, const cli_audit_event_t *ev)
 {
     int          rc, i;
     char         err[256];
@@ -383,9 +401,11 @@ cli_plans_load(PGconn *conn, const char *what, const char *json,
     }
 
     /* the features' size is checked at commit (features_bound) */
-    rc = cli_db_commit(conn);
+    rc = (ev != NULL) ? cli_audit_commit(conn, ev, 1, &what)
+                      : cli_db_commit(conn);
     if (rc != CLI_OK) {
         PQclear(res);
+        cli_db_rollback(conn);
         return rc;
     }
 
@@ -764,6 +784,12 @@ cli_set_plan(int argc, char **argv)
     values[0] = tenant;
     values[1] = plan;
 
+    rc = cli_db_begin(conn);
+    if (rc != CLI_OK) {
+        cli_db_close(conn);
+        return rc;
+    }
+
     res = cli_db_exec(conn, cli_plan_set_sql, 2, values);
 
     if (cli_db_state(res, CLI_DB_FOREIGN_KEY_VIOLATION)) {
@@ -779,10 +805,15 @@ cli_set_plan(int argc, char **argv)
         rc = CLI_FAILED;
 
     } else {
-        rc = cli_plan_print(conn, tenant, 0);
+        rc = cli_audit_commit(conn, &cli_plan_event, 1, values);
+
+        if (rc == CLI_OK) {
+            rc = cli_plan_print(conn, tenant, 0);
+        }
     }
 
     PQclear(res);
+    cli_db_rollback(conn);
     cli_db_close(conn);
 
     return rc;

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "nexusctl.h"
+#include "cli_audit.h"
 #include "cli_db.h"
 #include "cli_opt.h"
 #include "cli_out.h"
@@ -65,6 +66,11 @@ static const char  cli_quota_clear_sql[] =
 
 static const char  cli_quota_show_sql[] =
     "SELECT " CLI_QUOTA_COLS " FROM tenants WHERE name = $1";
+
+/* as PATCH /v1/admin/quotas/{tenant} records it */
+static const cli_audit_event_t  cli_quota_event = {
+    "admin.quota.updated", CLI_AUDIT_TENANT("'quota', t.quota")
+};
 
 
 typedef struct {
@@ -430,15 +436,17 @@ cli_quota_set(PGconn *conn, const cli_quota_args_t *a)
 
     values[2] = json;
 
-    return cli_db_row(conn, cli_quota_set_sql, 3, values, "tenant", "cannot set quota",
-                      cli_quota_print);
+    return cli_audit_row(conn, cli_quota_set_sql, 3, values, "tenant",
+                         "cannot set quota", cli_quota_print,
+                         &cli_quota_event);
 }
 
 
 static int
 cli_quota_clear(PGconn *conn, const cli_quota_args_t *a)
 {
-    return cli_tenant_clear(conn, cli_quota_clear_sql, a->tenant, "quota");
+    return cli_tenant_clear(conn, cli_quota_clear_sql, a->tenant, "quota",
+                            &cli_quota_event);
 }
 
 

@@ -10,6 +10,7 @@
 #include <nx_name.h>
 
 #include "nexusctl.h"
+#include "cli_audit.h"
 #include "cli_db.h"
 #include "cli_opt.h"
 #include "cli_out.h"
@@ -25,6 +26,17 @@ static const struct option  cli_create_tenant_opts[] = {
 
 static const struct option  cli_list_tenants_opts[] = {
     { NULL,         0,                  NULL,  0 }
+};
+
+
+/* the tenant as POST /v1/admin/tenants records it */
+
+static const cli_audit_event_t  cli_tenant_created = {
+    "admin.tenant.created",
+    "SELECT t.id, json_build_object('id', t.id, 'name', t.name,"
+    " 'status', t.status, 'platform', t.platform,"
+    " 'allow_all_models', t.allow_all_models, 'created_at', t.created_at)"
+    " FROM tenants t WHERE t.name = $1"
 };
 
 
@@ -85,14 +97,25 @@ cli_create_tenant(int argc, char **argv)
     /* without --allow-all-models the tenant uses no model until given some */
     values[2] = all_models ? "true" : "false";
 
+    rc = cli_db_begin(conn);
+    if (rc != CLI_OK) {
+        cli_db_close(conn);
+        return rc;
+    }
+
     res = cli_db_exec(conn,
               "INSERT INTO tenants (name, platform, allow_all_models) "
               "VALUES ($1, $2, $3) RETURNING id, name",
               3, values);
 
     if (cli_db_ok(res)) {
-        printf("tenant %s %s\n", PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1));
-        rc = (cli_flush() == 0) ? CLI_OK : CLI_FAILED;
+        rc = cli_audit_commit(conn, &cli_tenant_created, 1, values);
+
+        if (rc == CLI_OK) {
+            printf("tenant %s %s\n", PQgetvalue(res, 0, 0),
+                   PQgetvalue(res, 0, 1));
+            rc = (cli_flush() == 0) ? CLI_OK : CLI_FAILED;
+        }
 
     } else if (cli_db_state(res, CLI_DB_UNIQUE_VIOLATION)) {
         cli_error("tenant \"%s\" already exists", name);
@@ -103,6 +126,7 @@ cli_create_tenant(int argc, char **argv)
     }
 
     PQclear(res);
+    cli_db_rollback(conn);
     cli_db_close(conn);
 
     return rc;
@@ -180,7 +204,7 @@ cli_tenant_required(const char *verb, const char *name)
 
 int
 cli_tenant_clear(PGconn *conn, const char *sql, const char *name,
-    const char *what)
+    const char *what, const cli_audit_event_t *ev)
 {
     int            rc, cleared;
     char           msg[64];
@@ -190,16 +214,14 @@ cli_tenant_clear(PGconn *conn, const char *sql, const char *name,
 
     values[0] = name;
 
-    res = cli_db_exec(conn, sql, 1, values);
+    (void) snprintf(msg, sizeof(msg), "cannot clear %s", what);
 
-    if (!cli_db_ok(res)) {
-        (void) snprintf(msg, sizeof(msg), "cannot clear %s", what);
-        rc = cli_db_fail(conn, res, msg);
-        PQclear(res);
+    rc = cli_audit_exec(conn, sql, 1, values, msg, ev, &res);
+    if (rc != CLI_OK) {
         return rc;
     }
 
-    cleared = (PQntuples(res) != 0);
+    cleared = (res != NULL);
     PQclear(res);
 
     /* nothing to clear, or no such tenant */

@@ -9,6 +9,8 @@
 
 #include <libpq-fe.h>
 
+#include "cli_audit.h"
+
 
 typedef struct {
     char  id[24];               /* bigint as text, as PostgreSQL prints it */
@@ -35,11 +37,12 @@ int cli_tenant_required(const char *verb, const char *name);
 
 /*
  * Clears a tenant setting with sql ($1 the tenant, a row back when there
- * was something to clear) and prints "<what> of tenant T: cleared", or
- * ": none" when the tenant had none.  Returns the exit code.
+ * was something to clear), with its audit event ev (cli_audit.h), and
+ * prints "<what> of tenant T: cleared", or ": none" when the tenant had
+ * none.  Returns the exit code.
  */
 int cli_tenant_clear(PGconn *conn, const char *sql, const char *name,
-    const char *what);
+    const char *what, const cli_audit_event_t *ev);
 
 
 #endif /* CLI_TENANT_H */

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "nexusctl.h"
+#include "cli_audit.h"
 #include "cli_out.h"
 
 
@@ -220,6 +221,8 @@ main(int argc, char **argv)
         return CLI_USAGE;
     }
 
+    cli_audit_command(v->name);
+
     return v->handler(argc - 1, argv + 1);
 }
 
@@ -298,8 +301,12 @@ cli_usage(FILE *f)
         " (required)\n"
         "  NEXUS_KEY_PEPPER_FILE   file holding the key pepper"
         " (create-key)\n"
-        "  NEXUS_AUDIT_KEY_FILE    file holding the audit key"
-        " (audit verify)\n"
+        "  NEXUS_AUDIT_KEY_FILE    file holding the audit key (audit"
+        " verify, and the\n"
+        "                          audit events of every write;"
+        " --audit-key-file FILE,\n"
+        "                          which every command takes, overrides"
+        " it)\n"
         "  NEXUS_MIGRATIONS_DIR    migrations directory (migrate)\n"
         "\n"
         "exit status: 0 ok, 1 operation failed, 2 usage or configuration"

@@ -4,7 +4,7 @@
  *
  * GET /v1/audit/events: the audit log, newest first, one page at a time.
  *
- *   ?event_type=rbac.forbidden&outcome=failure&actor=<key prefix>
+ *   ?event_type=rbac.forbidden&outcome=failure&actor=<key prefix|nexusctl>
  *   &since=<RFC 3339>&until=<RFC 3339>&tenant=<name>&limit=1..200
  *   &cursor=<next_cursor of the page before>
  *
@@ -77,7 +77,7 @@ static ngx_nexus_audit_filter_t  ngx_nexus_audit_filters[] = {
 static const char  *ngx_nexus_audit_filter_errors[] = {
     "event_type must be 1-64 characters of [a-z0-9_.]",
     "outcome must be \"success\" or \"failure\"",
-    "actor must be a key prefix: 12 hexadecimal digits",
+    "actor must be a key prefix (12 hexadecimal digits) or \"nexusctl\"",
     "since and until must be RFC 3339 times, "
     "such as 2024-05-01T12:00:00Z",
     "tenant must be a tenant name"
@@ -253,6 +253,13 @@ ngx_nexus_audit_api_valid(ngx_str_t *v, ngx_uint_t kind)
                ? NGX_OK : NGX_ERROR;
 
     case NGX_NEXUS_AUDIT_F_ACTOR:
+        /* the actor of nexusctl's own events */
+        if (v->len == sizeof("nexusctl") - 1
+            && ngx_strncmp(v->data, "nexusctl", v->len) == 0)
+        {
+            return NGX_OK;
+        }
+
         if (v->len != NX_KEY_PREFIX_LEN) {
             return NGX_ERROR;
         }
