@@ -6,7 +6,10 @@
 # request through; events in PostgreSQL after the flush interval, chained;
 # GET /v1/audit/events with its filters, tenant scoping, cursor pagination
 # and INVALID_CURSOR; and no event lost when nginx reloads with events in
-# flight. Tampering and nexusctl audit verify are in 71-audit-verify.t.
+# flight. Tampering and nexusctl audit verify are in 71-audit-verify.t;
+# the events of authentication, throttling, reads and nexusctl's writes
+# (which share these chains: the fixtures' tenants and keys are made with
+# nexusctl) are in 72-audit-events.t.
 
 use strict;
 use warnings;
@@ -107,8 +110,9 @@ like($role_ev->{created_at}, qr/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/,
 is($scope_ev->{request_id}, $rid2, 'the scope event by its request id');
 is($scope_ev->{metadata}{code}, 'SCOPE_MISSING', 'SCOPE_MISSING is audited');
 is($scope_ev->{metadata}{details}{scope}, 'documents:write', 'with its scope');
-is_deeply([ map { $_->{seq} } @items ], [ 2, 1 ],
-    'one chain per tenant, from 1, newest first');
+my @seqs = map { $_->{seq} } @items;
+ok(@seqs == 2 && $seqs[0] > $seqs[1] && $seqs[1] > 0,
+    'one chain per tenant, newest first');
 ok(!defined $r->{json}{data}{page}{next_cursor}
     && !$r->{json}{data}{page}{has_more}, 'one page');
 like($r->{json}{meta}{request_id} // '', qr/\S/, 'the envelope');
@@ -120,7 +124,8 @@ is(psql("SELECT count(*) FROM audit_events e JOIN audit_chains c"
 is(psql("SELECT count(*) FROM audit_events a JOIN audit_events b"
     . " ON b.tenant_id = a.tenant_id AND b.seq = a.seq + 1"
     . " WHERE b.prev_hash = a.row_hmac AND a.tenant_id = $acme_id"),
-    1, 'each row links to the one before');
+    psql("SELECT count(*) - 1 FROM audit_events WHERE tenant_id = $acme_id"),
+    'each row links to the one before');
 
 # --- admin writes -------------------------------------------------------------------
 my $newt = unique_name('fresh');
@@ -152,7 +157,7 @@ is($r->{status}, 403, 'a tenant admin may not change its quota');
 
 is(wait_rows("tenant_id = $new_id", 4), 4,
     'tenant, key, revocation and quota: in the new tenant\'s chain');
-is(wait_rows("tenant_id = $ops_id", 3), 3,
+is(wait_rows("tenant_id = $ops_id AND event_type LIKE 'admin.%'", 3), 3,
     'the failures and the kill switch: in the admin\'s own chain');
 
 $r = events($padmin, "?tenant=$newt&limit=10");
@@ -211,9 +216,9 @@ is(code($r), 'METHOD_NOT_ALLOWED', 'POST: 405');
 
 # --- filters -----------------------------------------------------------------------
 $r = events($aadmin, '?actor=' . key_prefix($aadmin));
-is_deeply([ map { $_->{actor} } @{ $r->{json}{data}{items} } ],
-    [ key_prefix($aadmin) ], 'actor');
-$r = events($aadmin, '?outcome=success');
+is_deeply([ grep { $_ ne key_prefix($aadmin) } map { $_->{actor} }
+    @{ $r->{json}{data}{items} } ], [], 'actor');
+$r = events($aadmin, '?outcome=success&event_type=rbac.forbidden');
 is_deeply($r->{json}{data}{items}, [], 'outcome');
 $r = events($aadmin, '?since=2999-01-01T00:00:00Z');
 is_deeply($r->{json}{data}{items}, [], 'since, in the future');
@@ -238,17 +243,22 @@ my $pag_id = tid($pag);
 my $preader = make_key($pag, name => 'pr');
 my $padm = make_key($pag, role => 'admin', name => 'pa');
 req('GET', '/v1/admin/tenants', $preader) for 1 .. 7;
-is(wait_rows("tenant_id = $pag_id", 7), 7, 'seven events');
+is(wait_rows("tenant_id = $pag_id AND event_type = 'rbac.forbidden'", 7), 7,
+    'seven events');
+my @want = split /,/, psql("SELECT string_agg(seq::text, ',' ORDER BY seq"
+    . " DESC) FROM audit_events WHERE tenant_id = $pag_id"
+    . " AND event_type = 'rbac.forbidden'");
 
 my (@seen, $cursor, $pages);
 do {
-    $r = events($padm, '?limit=3' . ($cursor ? "&cursor=$cursor" : ''));
+    $r = events($padm, '?event_type=rbac.forbidden&limit=3'
+        . ($cursor ? "&cursor=$cursor" : ''));
     push @seen, map { $_->{seq} } @{ $r->{json}{data}{items} };
     $cursor = $r->{json}{data}{page}{next_cursor};
     $pages++;
 } while ($cursor && $pages < 10);
 is($pages, 3, 'three pages of 3, 3 and 1');
-is_deeply(\@seen, [ reverse 1 .. 7 ], 'every event once, newest first');
+is_deeply(\@seen, \@want, 'every event once, newest first');
 ok(!$r->{json}{data}{page}{has_more}, 'the last page says so');
 
 $r = events($padm, '?limit=3');
@@ -306,13 +316,16 @@ for (1 .. 20) {
     $r = http_req($slow->port, 'GET', '/v1/admin/tenants', bearer => $rkey);
     push @rids, $r->{headers}{'x-request-id'};
 }
-is(psql("SELECT count(*) FROM audit_events WHERE tenant_id = $rel_id"), 0,
-    'the events wait for the flush');
+is(psql("SELECT count(*) FROM audit_events WHERE tenant_id = $rel_id"
+    . " AND actor <> 'nexusctl'"), 0, 'the events wait for the flush');
 $slow->reload;
-is(wait_rows("tenant_id = $rel_id", 20), 20, 'all 20 written after a reload');
-is(psql("SELECT count(*) FROM audit_events WHERE request_id IN ("
-    . join(',', map { sql_quote($_) } @rids) . ')'), 20, 'the same 20');
+my $forbidden = "tenant_id = $rel_id AND event_type = 'rbac.forbidden'";
+is(wait_rows($forbidden, 20), 20, 'all 20 written after a reload');
+is(psql("SELECT count(*) FROM audit_events WHERE $forbidden AND request_id"
+    . " IN (" . join(',', map { sql_quote($_) } @rids) . ')'), 20,
+    'the same 20');
 is(psql("SELECT string_agg(seq::text, ',' ORDER BY seq) FROM audit_events"
-    . " WHERE tenant_id = $rel_id"), join(',', 1 .. 20),
-    'one chain without gaps, written by two workers');
+    . " WHERE tenant_id = $rel_id"), join(',', 1 .. psql("SELECT count(*)"
+    . " FROM audit_events WHERE tenant_id = $rel_id")),
+    'one chain without gaps, written by two workers and nexusctl');
 unlike($slow->error_log, qr/events lost/, 'none lost');

@@ -1,7 +1,8 @@
 #!/usr/bin/perl
 
 # nexusctl audit verify over chains written by two nginx nodes of two
-# workers each: everything verifies, then one tenant's chain per kind of
+# workers each, and by nexusctl (the tenant and key it makes for each
+# chain are its first two rows): everything verifies, then one tenant's chain per kind of
 # tampering is changed with psql (edited, deleted, reordered, truncated,
 # restamped, and a cut that only the unsigned chain head still shows), and
 # each is detected and named by its row; --tenant, --since, a wrong key,
@@ -21,7 +22,7 @@ my $audit = 'nexus_audit_key_file %%AUDIT_KEY%%; nexus_audit_flush 100ms;'
 my $n1 = nexus_nginx(nexus_conf(extra => $audit), workers => 2);
 my $n2 = nexus_nginx(nexus_conf(extra => $audit), workers => 2);
 
-nexus_plan(41);
+nexus_plan(42);
 
 sub tid {
     return psql('SELECT id FROM tenants WHERE name = ' . sql_quote($_[0]));
@@ -65,15 +66,22 @@ for my $k (@kinds) {
 }
 
 my $ids = join(',', values %id);
-is(wait_for("SELECT count(*) FROM audit_events WHERE tenant_id IN ($ids)",
-    42), 42, 'six events for each of seven tenants');
+is(wait_for("SELECT count(*) FROM audit_events WHERE tenant_id IN ($ids)"
+    . " AND event_type = 'rbac.forbidden'", 42), 42,
+    'six events for each of seven tenants');
 cmp_ok(psql("SELECT count(DISTINCT split_part(event_id, '-', 1))"
     . " FROM audit_events WHERE tenant_id IN ($ids)"), '>=', 2,
     'written by more than one worker');
 is(wait_for("SELECT count(*) FROM audit_chains c WHERE tenant_id IN ($ids)"
     . " AND EXISTS (SELECT 1 FROM audit_checkpoints k"
-    . " WHERE k.tenant_id = c.tenant_id AND k.seq = 6)", 7), 7,
+    . " WHERE k.tenant_id = c.tenant_id AND k.seq = c.seq)", 7), 7,
     'every head signed in a checkpoint');
+
+# the rows of each chain: nexusctl's two, the gateway's six, and a key's
+# first authentication on each node
+my %n = map { $_ => psql("SELECT count(*) FROM audit_events"
+    . " WHERE tenant_id = $id{$_}") } @kinds;
+is(scalar(grep { $n{$_} >= 8 } @kinds), 7, 'and the others before them');
 is(psql("SELECT count(*) FROM audit_checkpoints WHERE tenant_id IN ($ids)"
     . " AND count <> seq"), 0, 'a checkpoint counts its rows');
 like($n1->error_log . $n2->error_log,
@@ -83,7 +91,7 @@ like($n1->error_log . $n2->error_log,
 my ($code, $out, $err) = verify();
 is($code, 0, 'audit verify: exit 0') or diag($out, $err);
 for my $k (@kinds) {
-    like($out, qr/^tenant \Q$name{$k}\E \(id $id{$k}\): ok: rows 1 to 6, signed through row 6$/m,
+    like($out, qr/^tenant \Q$name{$k}\E \(id $id{$k}\): ok: rows 1 to $n{$k}, signed through row $n{$k}$/m,
         "$k: ok before tampering");
 }
 like($out, qr/^\d+ chains? verified: \d+ ok, 0 with problems$/m, 'summary');
@@ -131,29 +139,31 @@ is($line{deleted}, 'deleted at row 3: row 3 is missing: it was deleted;'
 like($line{reordered}, qr/^reordered at row 3 \(event id \d+\): rows 3 and 4 were swapped; /,
     'two rows swapped, named');
 is($line{truncated}, 'truncated at row 5: the log ends at row 4 but the'
-    . ' checkpoint covers rows through 6: 2 rows were truncated;'
-    . ' 1 problem in all', 'a truncated tail, named');
+    . " checkpoint covers rows through $n{truncated}: "
+    . ($n{truncated} - 4) . ' rows were truncated; 1 problem in all',
+    'a truncated tail, named');
 like($line{restamped}, qr/^restamped at row 3 \(event id $row3{restamped}\): row 3 was restamped: its time is \d{10} us before row 2's/,
     'a restamped row, named');
-like($line{headcut}, qr/^truncated at row 5: the log ends at row 4 but the chain head is row 6/,
+like($line{headcut}, qr/^truncated at row 5: the log ends at row 4 but the chain head is row $n{headcut}/,
     'a cut after the latest checkpoint: the chain head tells');
-like($line{intact}, qr/^ok: rows 1 to 6/, 'the intact chain still verifies');
+like($line{intact}, qr/^ok: rows 1 to $n{intact}/,
+    'the intact chain still verifies');
 like($out, qr/^\d+ chains verified: \d+ ok, 6 with problems$/m,
     'summary: six with problems');
 
 # --- one tenant, --since ------------------------------------------------------------
 ($code, $out) = verify('--tenant', $name{intact});
 is($code, 0, '--tenant: exit 0 for an intact chain');
-is($out, "tenant $name{intact} (id $id{intact}): ok: rows 1 to 6, signed"
-    . " through row 6\n1 chain verified: 1 ok, 0 with problems\n",
-    '--tenant: that chain only');
+is($out, "tenant $name{intact} (id $id{intact}): ok: rows 1 to $n{intact},"
+    . " signed through row $n{intact}\n1 chain verified: 1 ok, 0 with"
+    . " problems\n", '--tenant: that chain only');
 ($code, $out) = verify('--tenant', $name{edited});
 is($code, 1, '--tenant: exit 1 for a tampered one');
 
 sleep 1.1;
 ($code, $out) = verify('--tenant', $name{edited}, '--since', '1s');
 is($code, 0, '--since after the checkpoint: the rows before are not read');
-like($out, qr/ok: no rows, from the checkpoint at row 6, signed through row 6/,
+like($out, qr/ok: no rows, from the checkpoint at row $n{edited}, signed through row $n{edited}/,
     '--since: from the last checkpoint before it');
 ($code, $out) = verify('--tenant', $name{edited}, '--since',
     '2001-01-01T00:00:00Z');
@@ -170,7 +180,7 @@ close $fh;
 ($code, $out) = verify({ env => { NEXUS_AUDIT_KEY_FILE => $other } },
     '--tenant', $name{intact});
 is($code, 1, 'another key: exit 1');
-like($out, qr/bad_checkpoint at row 6 \(event id \d+\): the checkpoint at row 6 has an invalid signature/,
+like($out, qr/bad_checkpoint at row $n{intact} \(event id \d+\): the checkpoint at row $n{intact} has an invalid signature/,
     'another key: the checkpoint does not verify');
 ($code, $out, $err) = verify({ env => { NEXUS_AUDIT_KEY_FILE => '' } });
 is($code, 2, 'no key: exit 2');
@@ -179,9 +189,10 @@ like($err, qr/NEXUS_AUDIT_KEY_FILE is not set/, 'says so');
 is($code, 2, 'an unreadable key: exit 2');
 
 # --- a forged checkpoint ------------------------------------------------------------
-tamper("UPDATE audit_checkpoints SET seq = 5, count = 5 WHERE tenant_id ="
-    . " $id{intact} AND seq = 6");
+my $m = $n{intact} - 1;
+tamper("UPDATE audit_checkpoints SET seq = $m, count = $m WHERE tenant_id ="
+    . " $id{intact} AND seq = $n{intact}");
 ($code, $out) = verify('--tenant', $name{intact});
-like($out, qr/bad_checkpoint at row 5 \(event id \d+\): the checkpoint at row 5 has an invalid signature/,
+like($out, qr/bad_checkpoint at row $m \(event id \d+\): the checkpoint at row $m has an invalid signature/,
     'a changed checkpoint is refused');
 is($code, 1, 'and fails the verification');
