@@ -116,6 +116,13 @@ void ngx_nexus_audit_auth_failure(ngx_http_request_t *r, int64_t tenant_id,
     ngx_str_t *prefix, const char *reason);
 
 /*
+ * auth.access.success: a key authenticated against PostgreSQL (a cache
+ * miss), with its role; not aggregated, it is once per cache lifetime.
+ */
+void ngx_nexus_audit_auth_success(ngx_http_request_t *r, int64_t tenant_id,
+    ngx_uint_t role);
+
+/*
  * security.rate_limited for a 429 RATE_LIMITED of r's principal: unit
  * "requests" or "tokens_per_minute", scope "api_key" or "tenant".
  */

@@ -4,7 +4,8 @@
  *
  * Audit events that can come in floods, aggregated per worker: failed
  * authentications, requests refused by a rate limit, and requests let
- * through without their limits when Redis is down (nexus_fail_mode open).
+ * through without their limits when Redis is down (nexus_fail_mode open);
+ * and, beside them, the successful authentication's, which is not.
  *
  * The table is common/nx_audit_agg.h: the first event of a (tenant,
  * actor, kind) is written at once with "count":1; the ones that follow
@@ -21,6 +22,7 @@
 
 #include <nx_audit_agg.h>
 #include <nx_json.h>
+#include <nx_name.h>
 
 
 typedef struct {
@@ -51,6 +53,8 @@ static void ngx_nexus_audit_agg_timer(ngx_event_t *ev);
 static void ngx_nexus_audit_agg_write(ngx_uint_t type,
     ngx_nexus_audit_agg_table_t *t, size_t slot, uint64_t count);
 static void ngx_nexus_audit_agg_arm(void);
+static u_char *ngx_nexus_audit_client(ngx_http_request_t *r,
+    const char *name, const char *value);
 
 
 static ngx_nexus_audit_agg_type_t  ngx_nexus_audit_agg_types[] = {
@@ -343,32 +347,66 @@ void
 ngx_nexus_audit_auth_failure(ngx_http_request_t *r, int64_t tenant_id,
     ngx_str_t *prefix, const char *reason)
 {
-    u_char     *members, *p;
-    ngx_str_t  *addr;
+    u_char  *members;
 
     if (ngx_nexus_audit_agg_tables == NULL) {
         return;
     }
 
-    addr = &r->connection->addr_text;
+    /* reasons are Nexus's own words */
+    members = ngx_nexus_audit_client(r, "reason", reason);
 
-    members = ngx_pnalloc(r->pool,
-                          sizeof("\"reason\":\"\",\"client\":\"\"")
-                          + ngx_strlen(reason)
-                          + nx_json_escape_len((char *) addr->data,
-                                               addr->len));
-    if (members == NULL) {
+    if (members) {
+        ngx_nexus_audit_aggregate(r, NGX_NEXUS_AUDIT_AGG_AUTH, tenant_id,
+                                  prefix, reason, (char *) members);
+    }
+}
+
+
+void
+ngx_nexus_audit_auth_success(ngx_http_request_t *r, int64_t tenant_id,
+    ngx_uint_t role)
+{
+    u_char  *members;
+
+    if (!ngx_nexus_audit_enabled()) {
         return;
     }
 
-    /* reasons are Nexus's own words */
-    p = ngx_sprintf(members, "\"reason\":\"%s\",\"client\":\"", reason);
+    members = ngx_nexus_audit_client(r, "role", nx_role_name((int) role));
+
+    if (members) {
+        ngx_nexus_audit_request(r, tenant_id, "auth.access.success",
+                                NGX_NEXUS_AUDIT_SUCCESS, (char *) members);
+    }
+}
+
+
+/* "<name>":"<value>","client":"<address>", in r's pool */
+
+static u_char *
+ngx_nexus_audit_client(ngx_http_request_t *r, const char *name,
+    const char *value)
+{
+    u_char     *members, *p;
+    ngx_str_t  *addr;
+
+    addr = &r->connection->addr_text;
+
+    members = ngx_pnalloc(r->pool, sizeof("\"\":\"\",\"client\":\"\"")
+                                   + ngx_strlen(name) + ngx_strlen(value)
+                                   + nx_json_escape_len((char *) addr->data,
+                                                        addr->len));
+    if (members == NULL) {
+        return NULL;
+    }
+
+    p = ngx_sprintf(members, "\"%s\":\"%s\",\"client\":\"", name, value);
     p += nx_json_escape((char *) p, (char *) addr->data, addr->len);
     *p++ = '"';
     *p = '\0';
 
-    ngx_nexus_audit_aggregate(r, NGX_NEXUS_AUDIT_AGG_AUTH, tenant_id, prefix,
-                              reason, (char *) members);
+    return members;
 }
 
 

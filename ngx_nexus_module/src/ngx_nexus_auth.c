@@ -25,7 +25,6 @@
 #include "ngx_nexus_audit.h"
 
 #include <nx_bearer.h>
-#include <nx_json.h>
 #include <nx_name.h>
 #include <nx_pii.h>
 
@@ -55,7 +54,6 @@ static void ngx_nexus_auth_set(ngx_nexus_ctx_t *ctx, ngx_int_t status,
     const char *code, const char *message);
 static void ngx_nexus_auth_reject(ngx_nexus_ctx_t *ctx, const char *reason,
     int64_t tenant_id);
-static void ngx_nexus_auth_audit(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx);
 static ngx_int_t ngx_nexus_auth_finish(ngx_http_request_t *r,
     ngx_nexus_ctx_t *ctx);
 
@@ -349,7 +347,9 @@ ngx_nexus_auth_pg_handler(ngx_nexus_pg_query_t *q, PGresult *res,
     ngx_nexus_auth_decide(r, ctx, &kd);
 
     if (ctx->auth_status == NGX_OK) {
-        ngx_nexus_auth_audit(r, ctx);
+        /* checked against PostgreSQL, not the cache: once per lifetime */
+        ngx_nexus_audit_auth_success(r, ctx->principal.tenant_id,
+                                     ctx->principal.role);
     }
 
 resume:
@@ -714,36 +714,6 @@ ngx_nexus_auth_reject(ngx_nexus_ctx_t *ctx, const char *reason,
 {
     ctx->auth_reason = reason;
     ctx->auth_tenant_id = tenant_id;
-}
-
-
-/* auth.access.success: a key checked against PostgreSQL, not the cache */
-
-static void
-ngx_nexus_auth_audit(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
-{
-    u_char     *members, *p;
-    ngx_str_t  *addr;
-
-    addr = &r->connection->addr_text;
-
-    members = ngx_pnalloc(r->pool,
-                          sizeof("\"role\":\"editor\",\"client\":\"\"")
-                          + nx_json_escape_len((char *) addr->data,
-                                               addr->len));
-    if (members == NULL) {
-        return;
-    }
-
-    p = ngx_sprintf(members, "\"role\":\"%s\",\"client\":\"",
-                    nx_role_name((int) ctx->principal.role));
-    p += nx_json_escape((char *) p, (char *) addr->data, addr->len);
-    *p++ = '"';
-    *p = '\0';
-
-    ngx_nexus_audit_request(r, ctx->principal.tenant_id,
-                            "auth.access.success", NGX_NEXUS_AUDIT_SUCCESS,
-                            (char *) members);
 }
 
 
