@@ -30,7 +30,7 @@ EOF
 my $n1 = nexus_nginx($conf, workers => 2);
 my $n2 = nexus_nginx($conf, workers => 2);
 
-nexus_plan(124);
+nexus_plan(125);
 
 my $ops = make_tenant('plan-ops', platform => 1);
 my $padmin = make_key($ops, name => 'ops', role => 'admin');
@@ -333,8 +333,13 @@ ok(audited('rbac.forbidden', $t1, 'failure') >= 3,
 ok(audited('selfserve.plan.viewed', $t1, 'success') >= 1,
     'the self-serve view is selfserve.plan.viewed');
 is(psql("SELECT metadata::jsonb -> 'request' ->> 'plan_id' FROM audit_events"
-    . " WHERE event_type = 'admin.plan.updated' ORDER BY id LIMIT 1"), 'pro',
-    'with the request');
+    . " WHERE event_type = 'admin.plan.updated' AND actor <> 'nexusctl'"
+    . " ORDER BY id LIMIT 1"), 'pro', 'with the request');
+is(psql("SELECT metadata::jsonb #>> '{result,plan_id}' FROM audit_events"
+    . " WHERE event_type = 'admin.plan.updated' AND actor = 'nexusctl'"
+    . " AND tenant_id = (SELECT id FROM tenants WHERE name = "
+    . sql_quote($t2) . ") ORDER BY id LIMIT 1"), 'pro',
+    'nexusctl set-plan, audited in the tenant\'s chain');
 
 # --- validation ------------------------------------------------------------------------
 
