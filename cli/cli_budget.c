@@ -72,6 +72,12 @@ static const cli_audit_event_t  cli_budget_event = {
     CLI_AUDIT_KEY("'token_budget', k.token_budget")
 };
 
+/* as DELETE /v1/admin/api-keys/{id}/budget records it */
+static const cli_audit_event_t  cli_budget_cleared = {
+    "admin.token_budget.deleted",
+    CLI_AUDIT_KEY("'token_budget', k.token_budget")
+};
+
 static const cli_audit_event_t  cli_tpm_key_event = {
     "admin.tpm.updated", CLI_AUDIT_KEY("'tpm', k.tpm")
 };
@@ -314,7 +320,7 @@ cli_budget_clear(PGconn *conn, const cli_budget_args_t *a)
     values[0] = a->prefix;
 
     rc = cli_audit_exec(conn, cli_budget_clear_sql, 1, values,
-                        "cannot clear budget", &cli_budget_event, &res);
+                        "cannot clear budget", &cli_budget_cleared, &res);
     if (rc != CLI_OK) {
         return rc;
     }

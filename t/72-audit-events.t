@@ -37,7 +37,7 @@ EOF
 ), workers => 2);
 my $port = $t->port;
 
-nexus_plan(94);
+nexus_plan(95);
 
 sub code {
     my ($r) = @_;
@@ -285,6 +285,7 @@ my @writes = (
     [ 'set-cost-budget', '--tenant', $cli, '--monthly-usd', '10' ],
     [ 'set-plan', '--tenant', $cli, '--plan', 'pro' ],
     [ 'set-budget', '--prefix', key_prefix($creader), '--daily', '1000' ],
+    [ 'set-budget', '--prefix', key_prefix($creader), '--clear' ],
     [ 'set-limits', '--prefix', key_prefix($creader), '--class', 'read',
       '--rps', '2' ],
     [ 'set-quota', '--tenant', $cli, '--clear' ],
@@ -303,6 +304,7 @@ is_deeply(\@types, [ qw(admin.tenant.created auth.api_key.created
     auth.api_key.created admin.quota.updated admin.rate_limits.updated
     admin.tpm.updated admin.guardrails.updated admin.models.updated
     admin.cost_budget.updated admin.plan.updated admin.token_budget.updated
+    admin.token_budget.deleted
     admin.rate_limits.updated admin.quota.updated auth.api_key.revoked) ],
     'every write, in order, in the tenant\'s chain');
 my %cev;
@@ -330,8 +332,9 @@ my ($code, $out, $err) = nexusctl('set-price', '--model', 'aev-model',
     '--input', '0.001', '--output', '0.002');
 is($code, 0, 'set-price');
 my $price = wait_rows("tenant_id = 0 AND event_type = 'admin.pricing.updated'"
-    . " AND metadata::jsonb #>> '{result,model}' = 'aev-model'", 1);
-is($price->[0]{metadata}{result}{input_nusd_per_1k}, 1000000,
+    . " AND metadata::jsonb #>> '{result,prices,0,model}' = 'aev-model'", 1);
+is(join(' ', map { $_ // '-' } $price->[0]{metadata}{result}{added},
+    $price->[0]{metadata}{result}{prices}[0]{input}), '1 1000000',
     'admin.pricing.updated in the platform\'s chain');
 
 # the gateway's events are flushed; both writers' rows verify
