@@ -39,12 +39,6 @@ my $port = $t->port;
 
 nexus_plan(95);
 
-sub code {
-    my ($r) = @_;
-    return ($r->{json} && ref $r->{json} eq 'HASH' && $r->{json}{error})
-        ? $r->{json}{error}{code} // '' : '';
-}
-
 sub tid {
     return psql('SELECT id FROM tenants WHERE name = ' . sql_quote($_[0]));
 }
@@ -231,7 +225,7 @@ for (1 .. 3) {
         messages => [ { role => 'user', content => 'one two three' } ] });
     last if $r->{status} != 200;
 }
-is(code($r), 'RATE_LIMITED', 'over its tokens per minute: 429')
+is(outcome($r), '429 RATE_LIMITED', 'over its tokens per minute: 429')
     or diag($r->{status}, $r->{body});
 $lim = wait_rows("event_type = 'security.rate_limited' AND actor = '"
     . key_prefix($tpmkey) . "'", 1);
