@@ -225,7 +225,8 @@ for (1 .. 3) {
         messages => [ { role => 'user', content => 'one two three' } ] });
     last if $r->{status} != 200;
 }
-is(outcome($r), '429 RATE_LIMITED', 'over its tokens per minute: 429')
+is(outcome($r), '429 RATE_LIMITED scope=api_key',
+    'over its tokens per minute: 429')
     or diag($r->{status}, $r->{body});
 $lim = wait_rows("event_type = 'security.rate_limited' AND actor = '"
     . key_prefix($tpmkey) . "'", 1);
