@@ -739,11 +739,8 @@ ngx_nexus_admin_done(ngx_nexus_pg_query_t *q, PGresult *res, ngx_int_t rc)
     ngx_nexus_admin_ctx_t  *actx;
 
     r = q->data;
-    ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
+    ctx = ngx_nexus_pg_answered(r);
     actx = ctx->handler_ctx;
-
-    ctx->pgq = NULL;
-    r->read_event_handler = ngx_http_block_reading;
 
     /* what the audit log says went wrong, if anything */
     code = "INTERNAL_ERROR";

@@ -385,14 +385,10 @@ ngx_nexus_audit_api_done(ngx_nexus_pg_query_t *q, PGresult *res,
     ngx_str_t            cursor, plain;
     const char          *state;
     ngx_http_request_t  *r;
-    ngx_nexus_ctx_t     *ctx;
     u_char               tmp[NGX_NEXUS_AUDIT_CURSOR_MAX];
 
     r = q->data;
-    ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
-
-    ctx->pgq = NULL;
-    r->read_event_handler = ngx_http_block_reading;
+    (void) ngx_nexus_pg_answered(r);
 
     if (rc == NGX_DECLINED) {
         rc = ngx_nexus_pg_unavailable(r);

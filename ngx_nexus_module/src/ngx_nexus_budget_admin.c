@@ -859,11 +859,8 @@ ngx_nexus_budget_admin_done(ngx_nexus_pg_query_t *q, PGresult *res,
     ngx_nexus_budget_admin_ctx_t  *bctx;
 
     r = q->data;
-    ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
+    ctx = ngx_nexus_pg_answered(r);
     bctx = ctx->handler_ctx;
-
-    ctx->pgq = NULL;
-    r->read_event_handler = ngx_http_block_reading;
 
     /* what the audit log says went wrong, if anything */
     code = (rc == NGX_DECLINED) ? "DEPENDENCY_UNAVAILABLE" : "INTERNAL_ERROR";

@@ -837,11 +837,8 @@ ngx_nexus_credits_got(ngx_nexus_pg_query_t *q, PGresult *res, ngx_int_t rc)
     u_char                    key[NGX_INT64_LEN + 8];
 
     r = q->data;
-    ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
+    ctx = ngx_nexus_pg_answered(r);
     cctx = ctx->handler_ctx;
-
-    ctx->pgq = NULL;
-    r->read_event_handler = ngx_http_block_reading;
 
     if (rc != NGX_OK) {
         ngx_http_finalize_request(r, ngx_nexus_pg_failed(r, res, rc, "credits"));
@@ -1077,12 +1074,9 @@ ngx_nexus_credits_enabled(ngx_nexus_pg_query_t *q, PGresult *res,
     ngx_nexus_credits_ctx_t  *cctx;
 
     r = q->data;
-    ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
+    ctx = ngx_nexus_pg_answered(r);
     cctx = ctx->handler_ctx;
     nmcf = ngx_http_get_module_main_conf(r, ngx_nexus_module);
-
-    ctx->pgq = NULL;
-    r->read_event_handler = ngx_http_block_reading;
 
     if (rc != NGX_OK) {
         ngx_http_finalize_request(r, ngx_nexus_pg_failed(r, res, rc, "credits"));

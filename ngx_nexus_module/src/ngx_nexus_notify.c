@@ -789,11 +789,8 @@ ngx_nexus_notify_done(ngx_nexus_pg_query_t *q, PGresult *res, ngx_int_t rc)
     ngx_nexus_notify_ctx_t  *nctx;
 
     r = q->data;
-    ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
+    ctx = ngx_nexus_pg_answered(r);
     nctx = ctx->handler_ctx;
-
-    ctx->pgq = NULL;
-    r->read_event_handler = ngx_http_block_reading;
 
     if (rc == NGX_DECLINED) {
         rc = ngx_nexus_pg_unavailable(r);

@@ -593,6 +593,25 @@ ngx_nexus_pg_ask(ngx_http_request_t *r, ngx_nexus_pg_query_t *q,
 }
 
 
+/*
+ * In the handler of a query asked with ngx_nexus_pg_ask(): the request is
+ * no longer waiting on it, and reads nothing more of its client.
+ */
+
+ngx_nexus_ctx_t *
+ngx_nexus_pg_answered(ngx_http_request_t *r)
+{
+    ngx_nexus_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
+
+    ctx->pgq = NULL;
+    r->read_event_handler = ngx_http_block_reading;
+
+    return ctx;
+}
+
+
 ngx_int_t
 ngx_nexus_pg_param(ngx_nexus_pg_query_t *q, u_char *data, size_t len)
 {

@@ -94,6 +94,7 @@ ngx_int_t ngx_nexus_pg_param_null(ngx_nexus_pg_query_t *q);
  * PostgreSQL cannot take it.  From a content handler (not a body
  * handler), content keeps the request alive until the answer.
  */
+ngx_nexus_ctx_t *ngx_nexus_pg_answered(ngx_http_request_t *r);
 ngx_int_t ngx_nexus_pg_ask(ngx_http_request_t *r, ngx_nexus_pg_query_t *q,
     ngx_uint_t content);
 

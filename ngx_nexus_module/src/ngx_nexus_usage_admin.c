@@ -132,13 +132,9 @@ ngx_nexus_usage_admin_done(ngx_nexus_pg_query_t *q, PGresult *res,
     u_char              *buf;
     size_t               len;
     ngx_http_request_t  *r;
-    ngx_nexus_ctx_t     *ctx;
 
     r = q->data;
-    ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
-
-    ctx->pgq = NULL;
-    r->read_event_handler = ngx_http_block_reading;
+    (void) ngx_nexus_pg_answered(r);
 
     if (rc == NGX_DECLINED) {
         rc = ngx_nexus_pg_unavailable(r);
