@@ -101,8 +101,6 @@ static void ngx_nexus_notify_done(ngx_nexus_pg_query_t *q, PGresult *res,
     ngx_int_t rc);
 static ngx_int_t ngx_nexus_notify_result(ngx_http_request_t *r,
     ngx_nexus_notify_ctx_t *nctx, PGresult *res);
-static ngx_int_t ngx_nexus_notify_copy(ngx_http_request_t *r,
-    ngx_uint_t status, PGresult *res);
 static void ngx_nexus_notify_invalid(ngx_http_request_t *r,
     const char *message);
 static ngx_int_t ngx_nexus_notify_arg(ngx_http_request_t *r, ngx_str_t *tenant,
@@ -886,7 +884,7 @@ ngx_nexus_notify_result(ngx_http_request_t *r, ngx_nexus_notify_ctx_t *nctx,
         if (PQntuples(res) == 1 && PQnfields(res) == 2
             && !PQgetisnull(res, 0, 0))
         {
-            return ngx_nexus_notify_copy(r, NGX_HTTP_CREATED, res);
+            return ngx_nexus_pg_reply(r, NGX_HTTP_CREATED, res);
         }
 
         if (PQntuples(res) == 1 && PQnfields(res) == 2
@@ -904,7 +902,7 @@ ngx_nexus_notify_result(ngx_http_request_t *r, ngx_nexus_notify_ctx_t *nctx,
 
     case NGX_NEXUS_NOTIFY_ROUTE_UPDATE:
         if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0)) {
-            return ngx_nexus_notify_copy(r, NGX_HTTP_OK, res);
+            return ngx_nexus_pg_reply(r, NGX_HTTP_OK, res);
         }
 
         if (PQntuples(res) == 1 && PQgetvalue(res, 0, 1)[0] == 't') {
@@ -923,7 +921,7 @@ ngx_nexus_notify_result(ngx_http_request_t *r, ngx_nexus_notify_ctx_t *nctx,
                                         NULL);
         }
 
-        return ngx_nexus_notify_copy(r, NGX_HTTP_OK, res);
+        return ngx_nexus_pg_reply(r, NGX_HTTP_OK, res);
 
     case NGX_NEXUS_NOTIFY_DEST_UPDATE:
         if (PQntuples(res) != 1) {
@@ -932,7 +930,7 @@ ngx_nexus_notify_result(ngx_http_request_t *r, ngx_nexus_notify_ctx_t *nctx,
                                         "no such destination", NULL);
         }
 
-        return ngx_nexus_notify_copy(r, NGX_HTTP_OK, res);
+        return ngx_nexus_pg_reply(r, NGX_HTTP_OK, res);
 
     case NGX_NEXUS_NOTIFY_JOB_ATTEMPTS:
         if (PQntuples(res) != 1) {
@@ -941,11 +939,11 @@ ngx_nexus_notify_result(ngx_http_request_t *r, ngx_nexus_notify_ctx_t *nctx,
                                         NULL);
         }
 
-        return ngx_nexus_notify_copy(r, NGX_HTTP_OK, res);
+        return ngx_nexus_pg_reply(r, NGX_HTTP_OK, res);
 
     case NGX_NEXUS_NOTIFY_JOB_RETRY:
         if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0)) {
-            return ngx_nexus_notify_copy(r, NGX_HTTP_OK, res);
+            return ngx_nexus_pg_reply(r, NGX_HTTP_OK, res);
         }
 
         if (PQntuples(res) != 1 || PQgetisnull(res, 0, 1)) {
@@ -967,7 +965,7 @@ ngx_nexus_notify_result(ngx_http_request_t *r, ngx_nexus_notify_ctx_t *nctx,
 
     case NGX_NEXUS_NOTIFY_DLQ_REPLAY:
         if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0)) {
-            return ngx_nexus_notify_copy(r, NGX_HTTP_CREATED, res);
+            return ngx_nexus_pg_reply(r, NGX_HTTP_CREATED, res);
         }
 
         if (PQntuples(res) != 1 || PQgetvalue(res, 0, 1)[0] != 't') {
@@ -1013,30 +1011,8 @@ ngx_nexus_notify_result(ngx_http_request_t *r, ngx_nexus_notify_ctx_t *nctx,
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        return ngx_nexus_notify_copy(r, NGX_HTTP_OK, res);
+        return ngx_nexus_pg_reply(r, NGX_HTTP_OK, res);
     }
-}
-
-
-/* the JSON of the first column; the result is freed after the handler */
-
-static ngx_int_t
-ngx_nexus_notify_copy(ngx_http_request_t *r, ngx_uint_t status,
-    PGresult *res)
-{
-    u_char  *buf;
-    size_t   len;
-
-    len = PQgetlength(res, 0, 0);
-
-    buf = ngx_pnalloc(r->pool, len);
-    if (buf == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ngx_memcpy(buf, PQgetvalue(res, 0, 0), len);
-
-    return ngx_nexus_send_data(r, status, buf, len);
 }
 
 
