@@ -369,20 +369,22 @@ cli_key_insert(PGconn *conn, const cli_tenant_t *t, const cli_key_args_t *a,
         goto done;
     }
 
-    /* in the audit log before anyone sees the key */
-    rc = cli_audit_write(conn, &cli_key_created, 1, &values[2]);
-    if (rc != CLI_OK) {
-        cli_error("the key was not created");
-        goto done;
-    }
-
+    /*
+     * Printed before the commit, so that a key nobody saw is never
+     * created; audited after printing, because appending to the audit
+     * chain locks the tenant's chain head until the commit, and a slow
+     * reader of our output must not hold up the gateway's audit writers.
+     */
     if (cli_key_print(a, res, &key) != 0) {
         cli_error("the key was not created");
         rc = CLI_FAILED;
         goto done;
     }
 
-    rc = cli_db_commit(conn);
+    rc = cli_audit_write(conn, &cli_key_created, 1, &values[2]);
+    if (rc == CLI_OK) {
+        rc = cli_db_commit(conn);
+    }
 
     if (rc != CLI_OK) {
         cli_error("the key printed above was NOT created: do not use it");
