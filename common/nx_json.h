@@ -28,8 +28,9 @@ size_t nx_json_escape(char *dst, const char *src, size_t len);
  * Returns NULL and fills errbuf on error. The tree is yajl's (yajl_val,
  * read with YAJL_IS_* and the accessors below) but lives in one
  * allocation area: the caller frees it with nx_json_free(), never with
- * nx_json_free(), and must not add to it. Nesting deeper than 32 levels is refused, as
- * are NUL bytes, comments, and member names containing \u0000. The error
+ * yajl_tree_free(), and must not add to it. Nesting deeper than 32
+ * levels is refused, as are NUL bytes, comments, and member names
+ * containing \u0000; running out of memory says "out of memory". The error
  * message never quotes the document.
  */
 yajl_val nx_json_parse(const char *buf, size_t len, char *errbuf,

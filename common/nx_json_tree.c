@@ -54,6 +54,7 @@ typedef struct {
     nx_json_chunk_t     *current;
     size_t               next_size;
     int                  root_used;
+    int                  oom;       /* a chunk could not be had */
     struct yajl_val_s    root;
 } nx_json_area_t;
 
@@ -76,6 +77,7 @@ typedef struct {
 static void *nx_json_alloc(nx_json_area_t *a, size_t size);
 static nx_json_area_t *nx_json_area_new(size_t size);
 static void nx_json_free_area(nx_json_area_t *a);
+static void nx_json_tree_oom(char *errbuf, size_t errlen);
 static int nx_json_open(nx_json_builder_t *b, yajl_type type);
 static yajl_val nx_json_value(nx_json_builder_t *b, yajl_type type);
 static char *nx_json_strdup(nx_json_area_t *a, const char *s, size_t len);
@@ -129,6 +131,7 @@ nx_json_tree_parse(const char *buf, size_t len, char *errbuf, size_t errlen)
     /* values, strings and member arrays fit in about twice the text */
     b.area = nx_json_area_new(NX_JSON_PARSER_SIZE + 2 * len);
     if (b.area == NULL) {
+        nx_json_tree_oom(errbuf, errlen);
         return NULL;
     }
 
@@ -143,6 +146,7 @@ nx_json_tree_parse(const char *buf, size_t len, char *errbuf, size_t errlen)
     h = yajl_alloc(&nx_json_callbacks, &afs, &b);
     if (h == NULL) {
         nx_json_free_area(b.area);
+        nx_json_tree_oom(errbuf, errlen);
         return NULL;
     }
 
@@ -155,7 +159,10 @@ nx_json_tree_parse(const char *buf, size_t len, char *errbuf, size_t errlen)
     }
 
     if (st != yajl_status_ok || b.root == NULL || b.depth != 0) {
-        if (errbuf != NULL && errlen > 0) {
+        if (b.area->oom) {
+            nx_json_tree_oom(errbuf, errlen);
+
+        } else if (errbuf != NULL && errlen > 0) {
             msg = yajl_get_error(h, 1, (const unsigned char *) buf, len);
 
             if (msg != NULL) {
@@ -204,6 +211,18 @@ nx_json_free_area(nx_json_area_t *a)
 }
 
 
+/* not the client's mistake: said apart from a syntax error */
+
+static void
+nx_json_tree_oom(char *errbuf, size_t errlen)
+{
+    if (errbuf != NULL && errlen > 0) {
+        (void) strncpy(errbuf, "out of memory", errlen - 1);
+        errbuf[errlen - 1] = '\0';
+    }
+}
+
+
 static nx_json_area_t *
 nx_json_area_new(size_t size)
 {
@@ -222,6 +241,7 @@ nx_json_area_new(size_t size)
     a->current = &a->first;
     a->next_size = size < NX_JSON_CHUNK_MIN ? NX_JSON_CHUNK_MIN : size;
     a->root_used = 0;
+    a->oom = 0;
 
     return a;
 }
@@ -246,6 +266,7 @@ nx_json_alloc(nx_json_area_t *a, size_t size)
     csize = a->next_size;
     while (csize < size) {
         if (csize > SIZE_MAX / 2) {
+            a->oom = 1;
             return NULL;
         }
 
@@ -254,6 +275,7 @@ nx_json_alloc(nx_json_area_t *a, size_t size)
 
     c = malloc(nx_json_align(sizeof(nx_json_chunk_t)) + csize);
     if (c == NULL) {
+        a->oom = 1;
         return NULL;
     }
 
