@@ -373,6 +373,10 @@ cli_audit_user(char *p, const char *name, const char *value)
 }
 
 
+static int cli_audit_key_matches(PGconn *conn, const char *tid,
+    const nx_audit_head_t *head);
+
+
 static int
 cli_audit_head(PGconn *conn, int64_t tenant_id, nx_audit_head_t *head)
 {
@@ -412,9 +416,105 @@ cli_audit_head(PGconn *conn, int64_t tenant_id, nx_audit_head_t *head)
             PQclear(res);
             return CLI_FAILED;
         }
+
+        PQclear(res);
+
+        return cli_audit_key_matches(conn, tid, head);
     }
 
     PQclear(res);
+
+    return CLI_OK;
+}
+
+
+/*
+ * Before the chain is extended, its head row must check out under our
+ * key: a row linked with another key (a wrong --audit-key-file) would
+ * stay in the log as tampering for good, as `audit verify` would report.
+ */
+
+static int
+cli_audit_key_matches(PGconn *conn, const char *tid,
+    const nx_audit_head_t *head)
+{
+    int             i, n, found;
+    char            seq[24];
+    uint8_t         prev[NX_AUDIT_HASH_LEN], hash[NX_AUDIT_HASH_LEN];
+    PGresult       *res;
+    const char     *values[2];
+    nx_audit_row_t  row;
+
+    if (nx_audit_genesis(cli_audit_st.chain_key, NX_AUDIT_HASH_LEN,
+                         head->tenant_id, prev)
+        != 0)
+    {
+        cli_error("cannot compute the audit chain's genesis");
+        return CLI_FAILED;
+    }
+
+    snprintf(seq, sizeof(seq), "%lld", (long long) head->seq);
+    values[0] = tid;
+    values[1] = seq;
+
+    res = cli_db_exec(conn, "SELECT seq,"
+                      " (extract(epoch FROM created_at) * 1000000)::bigint,"
+                      " coalesce(request_id, ''), tenant_id,"
+                      " coalesce(actor, ''), event_type, outcome,"
+                      " metadata::text, encode(row_hmac, 'hex')"
+                      " FROM audit_events WHERE tenant_id = $1::bigint"
+                      " AND seq BETWEEN $2::bigint - 1 AND $2::bigint"
+                      " ORDER BY seq, id",
+                      2, values);
+
+    if (!cli_db_ok(res)) {
+        n = cli_db_fail(conn, res, "cannot read the audit chain");
+        PQclear(res);
+        return n;
+    }
+
+    n = PQntuples(res);
+    found = 0;
+
+    for (i = 0; i < n; i++) {
+        if (atoll(PQgetvalue(res, i, 0)) != head->seq) {
+            if (nx_audit_hash_unhex(prev, PQgetvalue(res, i, 8)) != 0) {
+                break;
+            }
+
+            continue;
+        }
+
+        row.seq = head->seq;
+        row.ts = atoll(PQgetvalue(res, i, 1));
+        row.request_id.data = PQgetvalue(res, i, 2);
+        row.request_id.len = PQgetlength(res, i, 2);
+        row.tenant_id = atoll(PQgetvalue(res, i, 3));
+        row.actor.data = PQgetvalue(res, i, 4);
+        row.actor.len = PQgetlength(res, i, 4);
+        row.event_type.data = PQgetvalue(res, i, 5);
+        row.event_type.len = PQgetlength(res, i, 5);
+        row.outcome.data = PQgetvalue(res, i, 6);
+        row.outcome.len = PQgetlength(res, i, 6);
+        row.metadata.data = PQgetvalue(res, i, 7);
+        row.metadata.len = PQgetlength(res, i, 7);
+
+        found = nx_audit_chain_next(cli_audit_st.chain_key,
+                                    NX_AUDIT_HASH_LEN, prev, &row, hash)
+                    == 0
+                && nx_ct_equal(hash, head->hash, NX_AUDIT_HASH_LEN);
+        break;
+    }
+
+    PQclear(res);
+
+    if (!found) {
+        cli_error("the audit log's last row does not check out under this "
+                  "audit key: the key is not the one the gateway writes "
+                  "with, or the log was changed (run 'nexusctl audit "
+                  "verify'); nothing was written");
+        return CLI_USAGE;
+    }
 
     return CLI_OK;
 }

@@ -37,7 +37,7 @@ EOF
 ), workers => 2);
 my $port = $t->port;
 
-nexus_plan(95);
+nexus_plan(98);
 
 sub tid {
     return psql('SELECT id FROM tenants WHERE name = ' . sql_quote($_[0]));
@@ -380,6 +380,19 @@ is(psql("SELECT quota ->> 'daily' FROM tenants WHERE id = $cli_id"), 8,
 ($code, $out, $err) = nexusctl('create-tenant', '--name', unique_name('aev-x'),
     '--audit-key-file', '/nonexistent/audit.key');
 is($code, 2, 'create-tenant with an unreadable key: exit 2');
+
+# a key that is not the gateway's would link rows that verify as tampered
+my $wrong = "$ENV{NEXUS_TEST_TMP}/wrong-audit.key";
+open my $wfh, '>', $wrong or die "$wrong: $!";
+print $wfh unpack('H*', join '', map { chr(($_ * 7 + 1) % 256) } 1 .. 32), "\n";
+close $wfh;
+($code, $out, $err) = nexusctl('set-quota', '--tenant', $cli, '--daily', '9',
+    '--audit-key-file', $wrong);
+is($code, 2, 'another audit key than the gateway\'s: exit 2');
+like($err, qr/does not check out under this audit key.*nothing was written/,
+    'says so');
+is(psql("SELECT quota ->> 'daily' FROM tenants WHERE id = $cli_id"), 8,
+    'and the change was not made');
 ($code, $out, $err) = nexusctl('audit', 'verify', '--tenant', $cli,
     '--audit-key-file', $ENV{NEXUS_TEST_AUDIT_KEY_FILE});
 is($code, 0, 'audit verify takes --audit-key-file too') or diag($out, $err);
