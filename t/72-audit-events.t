@@ -382,12 +382,12 @@ is(psql("SELECT quota ->> 'daily' FROM tenants WHERE id = $cli_id"), 8,
 is($code, 2, 'create-tenant with an unreadable key: exit 2');
 
 # a key that is not the gateway's would link rows that verify as tampered
-my $wrong = "$ENV{NEXUS_TEST_TMP}/wrong-audit.key";
-open my $wfh, '>', $wrong or die "$wrong: $!";
+my $wrongkey = "$ENV{NEXUS_TEST_TMP}/wrong-audit.key";
+open my $wfh, '>', $wrongkey or die "$wrongkey: $!";
 print $wfh unpack('H*', join '', map { chr(($_ * 7 + 1) % 256) } 1 .. 32), "\n";
 close $wfh;
 ($code, $out, $err) = nexusctl('set-quota', '--tenant', $cli, '--daily', '9',
-    '--audit-key-file', $wrong);
+    '--audit-key-file', $wrongkey);
 is($code, 2, 'another audit key than the gateway\'s: exit 2');
 like($err, qr/does not check out under this audit key.*nothing was written/,
     'says so');
