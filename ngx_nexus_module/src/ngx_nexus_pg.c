@@ -39,7 +39,8 @@ typedef struct {
     ngx_nexus_pg_state_e        state;
     ngx_event_t                 timer;
     ngx_msec_t                  backoff;
-    uint64_t                    prepared;
+    /* a bit per statement: prepared on this connection */
+    uint64_t                    prepared[NGX_NEXUS_PG_MAX_STMTS / 64];
     ngx_nexus_pg_query_t       *q;
     PGresult                   *res;
     ngx_log_t                  *log;
@@ -83,6 +84,10 @@ static void ngx_nexus_pg_arm(ngx_nexus_pg_conn_t *pc, ngx_msec_t timeout,
 static void ngx_nexus_pg_log_error(ngx_nexus_pg_conn_t *pc,
     ngx_uint_t level, const char *what);
 
+
+#if (NGX_NEXUS_PG_MAX_STMTS % 64)
+#error "NGX_NEXUS_PG_MAX_STMTS must be a multiple of 64"
+#endif
 
 static ngx_nexus_pg_stmt_t      ngx_nexus_pg_stmts[NGX_NEXUS_PG_MAX_STMTS];
 static ngx_uint_t               ngx_nexus_pg_nstmts;
@@ -770,7 +775,7 @@ ngx_nexus_pg_connect(ngx_nexus_pg_conn_t *pc)
         return;
     }
 
-    pc->prepared = 0;
+    ngx_memzero(pc->prepared, sizeof(pc->prepared));
     pc->writing = 0;
 
     pc->pgconn = PQconnectStart((char *) ngx_nexus_pg_cf->conninfo.data);
@@ -1322,7 +1327,7 @@ ngx_nexus_pg_complete(ngx_nexus_pg_conn_t *pc)
         }
 
         PQclear(res);
-        pc->prepared |= (uint64_t) 1 << q->stmt;
+        pc->prepared[q->stmt / 64] |= (uint64_t) 1 << (q->stmt % 64);
         ngx_nexus_pg_send_prepared(pc);
         return;
 
@@ -1355,7 +1360,7 @@ ngx_nexus_pg_exec(ngx_nexus_pg_conn_t *pc, ngx_nexus_pg_query_t *q)
 
     ngx_nexus_pg_arm(pc, ngx_nexus_pg_cf->query_timeout, 0);
 
-    if (pc->prepared & ((uint64_t) 1 << q->stmt)) {
+    if (pc->prepared[q->stmt / 64] & ((uint64_t) 1 << (q->stmt % 64))) {
         ngx_nexus_pg_send_prepared(pc);
         return;
     }
