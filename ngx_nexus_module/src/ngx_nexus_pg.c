@@ -67,6 +67,7 @@ static void ngx_nexus_pg_event(ngx_event_t *ev);
 static void ngx_nexus_pg_poll(ngx_nexus_pg_conn_t *pc);
 static void ngx_nexus_pg_flush(ngx_nexus_pg_conn_t *pc);
 static void ngx_nexus_pg_read(ngx_nexus_pg_conn_t *pc);
+static ngx_int_t ngx_nexus_pg_copy_data(ngx_nexus_pg_conn_t *pc);
 static void ngx_nexus_pg_complete(ngx_nexus_pg_conn_t *pc);
 static void ngx_nexus_pg_connected(ngx_nexus_pg_conn_t *pc);
 static void ngx_nexus_pg_timer(ngx_event_t *ev);
@@ -1239,6 +1240,17 @@ ngx_nexus_pg_read(ngx_nexus_pg_conn_t *pc)
             return;
         }
 
+        if (PQresultStatus(res) == PGRES_COPY_IN) {
+            PQclear(res);
+
+            if (ngx_nexus_pg_copy_data(pc) != NGX_OK) {
+                ngx_nexus_pg_fail(pc, "copy");
+                return;
+            }
+
+            continue;
+        }
+
         /* keep the first error, else the last result */
         if (pc->res == NULL
             || (PQresultStatus(pc->res) != PGRES_FATAL_ERROR
@@ -1257,6 +1269,41 @@ ngx_nexus_pg_read(ngx_nexus_pg_conn_t *pc)
     if (PQstatus(pc->pgconn) == CONNECTION_BAD) {
         ngx_nexus_pg_fail(pc, "read");
     }
+}
+
+
+/*
+ * The server waits for a COPY's rows: the query's first parameter, then
+ * the end.  libpq queues them in its output buffer (growing it; in
+ * non-blocking mode it fails only without memory) and the flush sends
+ * what the socket takes, waiting for it to be writable for the rest.
+ */
+
+static ngx_int_t
+ngx_nexus_pg_copy_data(ngx_nexus_pg_conn_t *pc)
+{
+    ngx_nexus_pg_query_t  *q;
+
+    q = pc->q;
+
+    if (pc->state != NGX_NEXUS_PG_BUSY || q == NULL || q->nparams != 1
+        || ngx_nexus_pg_stmts[q->stmt].nparams != NGX_NEXUS_PG_COPY)
+    {
+        /* a COPY nobody asked for: end it with an error */
+        (void) PQputCopyEnd(pc->pgconn, "unexpected COPY");
+        ngx_nexus_pg_flush(pc);
+        return NGX_OK;
+    }
+
+    if (PQputCopyData(pc->pgconn, q->values[0], q->lengths[0]) != 1
+        || PQputCopyEnd(pc->pgconn, NULL) != 1)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_nexus_pg_flush(pc);
+
+    return NGX_OK;
 }
 
 
@@ -1360,12 +1407,24 @@ ngx_nexus_pg_exec(ngx_nexus_pg_conn_t *pc, ngx_nexus_pg_query_t *q)
 
     ngx_nexus_pg_arm(pc, ngx_nexus_pg_cf->query_timeout, 0);
 
+    st = &ngx_nexus_pg_stmts[q->stmt];
+
+    if (st->nparams == NGX_NEXUS_PG_COPY) {
+        /* COPY cannot be prepared: a simple query, its data on COPY_IN */
+        if (!PQsendQuery(pc->pgconn, st->sql)) {
+            ngx_nexus_pg_fail(pc, "query");
+            return;
+        }
+
+        pc->state = NGX_NEXUS_PG_BUSY;
+        ngx_nexus_pg_flush(pc);
+        return;
+    }
+
     if (pc->prepared[q->stmt / 64] & ((uint64_t) 1 << (q->stmt % 64))) {
         ngx_nexus_pg_send_prepared(pc);
         return;
     }
-
-    st = &ngx_nexus_pg_stmts[q->stmt];
 
     if (!PQsendPrepare(pc->pgconn, st->name, st->sql, st->nparams, NULL)) {
         ngx_nexus_pg_fail(pc, "prepare");

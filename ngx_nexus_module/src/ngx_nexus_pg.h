@@ -20,6 +20,14 @@
 #define NGX_NEXUS_PG_MAX_PARAMS     8
 #define NGX_NEXUS_PG_MAX_STMTS      128
 
+/*
+ * The nparams of a COPY ... FROM STDIN statement: sent as a simple query
+ * (COPY cannot be prepared), with the query's one parameter as its data,
+ * in COPY's text format.  The SQL may hold other statements around the
+ * COPY; they run as one implicit transaction.
+ */
+#define NGX_NEXUS_PG_COPY           -1
+
 
 /*
  * rc is NGX_OK with a result of status PGRES_TUPLES_OK or PGRES_COMMAND_OK;
