@@ -218,6 +218,37 @@ like($t->error_log, qr/nexus usage: (PostgreSQL is unavailable|writing \d+ event
     'the wait is logged');
 $t->allow_errors(qr/postgres|PostgreSQL|DEPENDENCY|discovery/i);
 
+# --- a batch whose answer is lost is written again, once -------------------------------
+# The table locked past the query timeout: the COPY in flight is given up
+# (its connection closed: PostgreSQL may or may not have run it), and the
+# batch goes again through INSERT ... ON CONFLICT DO NOTHING.
+{
+    my $conf = gateway_conf('200ms');
+    $conf =~ s/query_timeout=5s/query_timeout=500ms/;
+    my $l = nexus_nginx($conf, workers => 1);
+    for (1 .. 50) {
+        last if chat('mock-small', port => $l->port)->{status} == 200;
+        sleep 0.1;
+    }
+    my $hold = psql_bg('BEGIN; LOCK TABLE usage_events IN ACCESS EXCLUSIVE'
+        . ' MODE; SELECT pg_sleep(1.5); COMMIT;');
+    sleep 0.3;
+    my @lost = map { chat('mock-small', port => $l->port)->{headers}
+        {'x-request-id'} } 1 .. 6;
+    is(wait_pid($hold, 10), 0, 'the lock is gone');
+    my @more = map { chat('mock-small', port => $l->port)->{headers}
+        {'x-request-id'} } 1 .. 3;
+    is(wait_count([@lost, @more], 9, 10), 9,
+        'events of a batch given up are written once it is sent again');
+    is(psql('SELECT count(*) FROM usage_events WHERE request_id IN ('
+        . join(',', map { sql_quote($_) } @lost, @more) . ')'), 9,
+        'once each');
+    like($l->error_log, qr/nexus usage: writing \d+ events failed/,
+        'the failed batch is logged');
+    $l->allow_errors(qr/postgres|PostgreSQL|usage|timed out/i);
+    $l->stop;
+}
+
 # --- quit with events in memory ---------------------------------------------------------
 my $q = nexus_nginx(gateway_conf('30s'), workers => 2);
 for (1 .. 50) {
