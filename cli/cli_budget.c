@@ -393,26 +393,15 @@ cli_budget_show_print(const char *prefix, const PGresult *res)
 int
 cli_show_budget(int argc, char **argv)
 {
-    int                c;
+    int                rc;
     cli_budget_args_t  a;
 
     memset(&a, 0, sizeof(cli_budget_args_t));
 
-    while ((c = cli_getopt(argc, argv, cli_show_budget_opts)) != -1) {
-
-        switch (c) {
-
-        case 'p':
-            a.prefix_arg = optarg;
-            break;
-
-        default:
-            return cli_opt_usage(argv[0], c);
-        }
-    }
-
-    if (cli_opt_end(argc, argv) != 0) {
-        return CLI_USAGE;
+    rc = cli_opt_read(argc, argv, cli_show_budget_opts,
+                      (void *[]) { &a.prefix_arg });
+    if (rc != -1) {
+        return rc;
     }
 
     if (cli_budget_prefix(argv[0], &a) != 0) {
@@ -429,7 +418,7 @@ cli_show_budget(int argc, char **argv)
 int
 cli_set_tpm(int argc, char **argv)
 {
-    int                       c, rc;
+    int                       rc;
     char                      n[24];
     PGconn                   *conn;
     PGresult                 *res;
@@ -439,33 +428,11 @@ cli_set_tpm(int argc, char **argv)
 
     memset(&a, 0, sizeof(cli_budget_args_t));
 
-    while ((c = cli_getopt(argc, argv, cli_set_tpm_opts)) != -1) {
-
-        switch (c) {
-
-        case 'p':
-            a.prefix_arg = optarg;
-            break;
-
-        case 'n':
-            a.tenant = optarg;
-            break;
-
-        case 'r':
-            a.tpm_arg = optarg;
-            break;
-
-        case 'x':
-            a.clear = 1;
-            break;
-
-        default:
-            return cli_opt_usage(argv[0], c);
-        }
-    }
-
-    if (cli_opt_end(argc, argv) != 0) {
-        return CLI_USAGE;
+    rc = cli_opt_read(argc, argv, cli_set_tpm_opts,
+                      (void *[]) { &a.prefix_arg, &a.tenant, &a.tpm_arg,
+                                   &a.clear });
+    if (rc != -1) {
+        return rc;
     }
 
     if ((a.tenant == NULL) == (a.prefix_arg == NULL)) {

@@ -211,7 +211,7 @@ static const struct option  cli_tenant_opts[] = {
 int
 cli_set_price(int argc, char **argv)
 {
-    int          c, rc, past;
+    int          rc, past;
     char        *json, in[NX_MONEY_LEN], out[NX_MONEY_LEN], us[24];
     size_t       n, len;
     int64_t      vin, vout;
@@ -224,37 +224,10 @@ cli_set_price(int argc, char **argv)
     from = NULL;
     past = 0;
 
-    while ((c = cli_getopt(argc, argv, cli_set_price_opts)) != -1) {
-
-        switch (c) {
-
-        case 'm':
-            model = optarg;
-            break;
-
-        case 'i':
-            in_arg = optarg;
-            break;
-
-        case 'o':
-            out_arg = optarg;
-            break;
-
-        case 'e':
-            from = optarg;
-            break;
-
-        case 'P':
-            past = 1;
-            break;
-
-        default:
-            return cli_opt_usage(argv[0], c);
-        }
-    }
-
-    if (cli_opt_end(argc, argv) != 0) {
-        return CLI_USAGE;
+    rc = cli_opt_read(argc, argv, cli_set_price_opts,
+                      (void *[]) { &model, &in_arg, &out_arg, &from, &past });
+    if (rc != -1) {
+        return rc;
     }
 
     if (model == NULL || in_arg == NULL || out_arg == NULL) {
@@ -329,7 +302,7 @@ cli_set_price(int argc, char **argv)
 int
 cli_show_prices(int argc, char **argv)
 {
-    int          c, rc, all;
+    int          rc, all;
     PGconn      *conn;
     PGresult    *res;
     const char  *model, *values[2];
@@ -337,25 +310,10 @@ cli_show_prices(int argc, char **argv)
     model = NULL;
     all = 0;
 
-    while ((c = cli_getopt(argc, argv, cli_show_prices_opts)) != -1) {
-
-        switch (c) {
-
-        case 'm':
-            model = optarg;
-            break;
-
-        case 'a':
-            all = 1;
-            break;
-
-        default:
-            return cli_opt_usage(argv[0], c);
-        }
-    }
-
-    if (cli_opt_end(argc, argv) != 0) {
-        return CLI_USAGE;
+    rc = cli_opt_read(argc, argv, cli_show_prices_opts,
+                      (void *[]) { &model, &all });
+    if (rc != -1) {
+        return rc;
     }
 
     if (model != NULL && cli_cost_model_check(model) != 0) {
@@ -402,7 +360,7 @@ cli_show_prices(int argc, char **argv)
 int
 cli_import_prices(int argc, char **argv)
 {
-    int          c, rc;
+    int          rc;
     char        *buf, *json, err[128], n[24], us[24];
     size_t       len;
     yajl_val     root, prices;
@@ -411,21 +369,10 @@ cli_import_prices(int argc, char **argv)
 
     path = NULL;
 
-    while ((c = cli_getopt(argc, argv, cli_import_prices_opts)) != -1) {
-
-        switch (c) {
-
-        case 'f':
-            path = optarg;
-            break;
-
-        default:
-            return cli_opt_usage(argv[0], c);
-        }
-    }
-
-    if (cli_opt_end(argc, argv) != 0) {
-        return CLI_USAGE;
+    rc = cli_opt_read(argc, argv, cli_import_prices_opts,
+                      (void *[]) { &path });
+    if (rc != -1) {
+        return rc;
     }
 
     if (path == NULL) {
@@ -885,7 +832,7 @@ cli_cost_budget_print(const char *tenant, const PGresult *res)
 int
 cli_show_credits(int argc, char **argv)
 {
-    int                  c, rc;
+    int                  rc;
     char                 limit[24];
     PGconn              *conn;
     PGresult            *res;
@@ -897,25 +844,10 @@ cli_show_credits(int argc, char **argv)
     limit_arg = NULL;
     n = 20;
 
-    while ((c = cli_getopt(argc, argv, cli_tenant_opts)) != -1) {
-
-        switch (c) {
-
-        case 'n':
-            tenant = optarg;
-            break;
-
-        case 'l':
-            limit_arg = optarg;
-            break;
-
-        default:
-            return cli_opt_usage(argv[0], c);
-        }
-    }
-
-    if (cli_opt_end(argc, argv) != 0) {
-        return CLI_USAGE;
+    rc = cli_opt_read(argc, argv, cli_tenant_opts,
+                      (void *[]) { &tenant, &limit_arg });
+    if (rc != -1) {
+        return rc;
     }
 
     if (tenant == NULL) {

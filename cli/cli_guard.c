@@ -120,47 +120,17 @@ static const struct option  cli_show_guard_opts[] = {
 int
 cli_set_guardrails(int argc, char **argv)
 {
-    int               c, rc;
+    int               rc;
     PGconn           *conn;
     cli_guard_args_t  a;
 
     memset(&a, 0, sizeof(cli_guard_args_t));
 
-    while ((c = cli_getopt(argc, argv, cli_set_guard_opts)) != -1) {
-
-        switch (c) {
-
-        case 't':
-            a.tenant = optarg;
-            break;
-
-        case 'm':
-            a.mode_arg = optarg;
-            break;
-
-        case 'k':
-            a.kinds_arg = optarg;
-            break;
-
-        case 'b':
-            a.bytes_arg = optarg;
-            break;
-
-        case 'n':
-            a.tokens_arg = optarg;
-            break;
-
-        case 'x':
-            a.clear = 1;
-            break;
-
-        default:
-            return cli_opt_usage(argv[0], c);
-        }
-    }
-
-    if (cli_opt_end(argc, argv) != 0) {
-        return CLI_USAGE;
+    rc = cli_opt_read(argc, argv, cli_set_guard_opts,
+                      (void *[]) { &a.tenant, &a.mode_arg, &a.kinds_arg,
+                                   &a.bytes_arg, &a.tokens_arg, &a.clear });
+    if (rc != -1) {
+        return rc;
     }
 
     if (cli_tenant_required(argv[0], a.tenant) != 0
@@ -399,26 +369,15 @@ cli_guard_print(const char *tenant, const PGresult *res)
 int
 cli_show_guardrails(int argc, char **argv)
 {
-    int               c;
+    int               rc;
     cli_guard_args_t  a;
 
     memset(&a, 0, sizeof(cli_guard_args_t));
 
-    while ((c = cli_getopt(argc, argv, cli_show_guard_opts)) != -1) {
-
-        switch (c) {
-
-        case 't':
-            a.tenant = optarg;
-            break;
-
-        default:
-            return cli_opt_usage(argv[0], c);
-        }
-    }
-
-    if (cli_opt_end(argc, argv) != 0) {
-        return CLI_USAGE;
+    rc = cli_opt_read(argc, argv, cli_show_guard_opts,
+                      (void *[]) { &a.tenant });
+    if (rc != -1) {
+        return rc;
     }
 
     if (cli_tenant_required(argv[0], a.tenant) != 0) {

@@ -123,7 +123,7 @@ static const char  *cli_key_insert_sql[2] = {
 int
 cli_create_key(int argc, char **argv)
 {
-    int              c, rc;
+    int              rc;
     size_t           pepper_len;
     PGconn          *conn;
     uint8_t          pepper[NX_PEPPER_MAX];
@@ -133,37 +133,11 @@ cli_create_key(int argc, char **argv)
     memset(&a, 0, sizeof(cli_key_args_t));
     a.role = "reader";
 
-    while ((c = cli_getopt(argc, argv, cli_create_key_opts)) != -1) {
-
-        switch (c) {
-
-        case 't':
-            a.tenant = optarg;
-            break;
-
-        case 'n':
-            a.name = optarg;
-            break;
-
-        case 'r':
-            a.role = optarg;
-            break;
-
-        case 's':
-            a.scopes = optarg;
-            break;
-
-        case 'e':
-            a.expires_in = optarg;
-            break;
-
-        default:
-            return cli_opt_usage(argv[0], c);
-        }
-    }
-
-    if (cli_opt_end(argc, argv) != 0) {
-        return CLI_USAGE;
+    rc = cli_opt_read(argc, argv, cli_create_key_opts,
+                      (void *[]) { &a.tenant, &a.name, &a.role, &a.scopes,
+                                   &a.expires_in });
+    if (rc != -1) {
+        return rc;
     }
 
     if (cli_key_args_check(argv[0], &a) != 0) {
@@ -447,7 +421,7 @@ cli_key_print(const cli_key_args_t *a, const PGresult *res,
 int
 cli_list_keys(int argc, char **argv)
 {
-    int           c, rc;
+    int           rc;
     PGconn       *conn;
     PGresult     *res;
     const char   *tenant, *values[1];
@@ -455,21 +429,10 @@ cli_list_keys(int argc, char **argv)
 
     tenant = NULL;
 
-    while ((c = cli_getopt(argc, argv, cli_list_keys_opts)) != -1) {
-
-        switch (c) {
-
-        case 't':
-            tenant = optarg;
-            break;
-
-        default:
-            return cli_opt_usage(argv[0], c);
-        }
-    }
-
-    if (cli_opt_end(argc, argv) != 0) {
-        return CLI_USAGE;
+    rc = cli_opt_read(argc, argv, cli_list_keys_opts,
+                      (void *[]) { &tenant });
+    if (rc != -1) {
+        return rc;
     }
 
     if (cli_tenant_required(argv[0], tenant) != 0) {
@@ -518,7 +481,7 @@ cli_list_keys(int argc, char **argv)
 int
 cli_revoke_key(int argc, char **argv)
 {
-    int          c, rc;
+    int          rc;
     char         prefix[NX_KEY_PREFIX_LEN + 1];
     PGconn      *conn;
     PGresult    *res;
@@ -526,21 +489,10 @@ cli_revoke_key(int argc, char **argv)
 
     arg = NULL;
 
-    while ((c = cli_getopt(argc, argv, cli_revoke_key_opts)) != -1) {
-
-        switch (c) {
-
-        case 'p':
-            arg = optarg;
-            break;
-
-        default:
-            return cli_opt_usage(argv[0], c);
-        }
-    }
-
-    if (cli_opt_end(argc, argv) != 0) {
-        return CLI_USAGE;
+    rc = cli_opt_read(argc, argv, cli_revoke_key_opts,
+                      (void *[]) { &arg });
+    if (rc != -1) {
+        return rc;
     }
 
     if (arg == NULL) {

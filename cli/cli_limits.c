@@ -143,47 +143,17 @@ static const struct option  cli_show_limits_opts[] = {
 int
 cli_set_limits(int argc, char **argv)
 {
-    int                c, rc;
+    int                rc;
     PGconn            *conn;
     cli_limits_args_t  a;
 
     memset(&a, 0, sizeof(cli_limits_args_t));
 
-    while ((c = cli_getopt(argc, argv, cli_set_limits_opts)) != -1) {
-
-        switch (c) {
-
-        case 't':
-            a.tenant = optarg;
-            break;
-
-        case 'p':
-            a.prefix_arg = optarg;
-            break;
-
-        case 'c':
-            a.class = optarg;
-            break;
-
-        case 'r':
-            a.rps_arg = optarg;
-            break;
-
-        case 'b':
-            a.burst_arg = optarg;
-            break;
-
-        case 'x':
-            a.clear = 1;
-            break;
-
-        default:
-            return cli_opt_usage(argv[0], c);
-        }
-    }
-
-    if (cli_opt_end(argc, argv) != 0) {
-        return CLI_USAGE;
+    rc = cli_opt_read(argc, argv, cli_set_limits_opts,
+                      (void *[]) { &a.tenant, &a.prefix_arg, &a.class,
+                                   &a.rps_arg, &a.burst_arg, &a.clear });
+    if (rc != -1) {
+        return rc;
     }
 
     if (cli_limits_target(argv[0], &a) != 0
@@ -469,7 +439,7 @@ cli_limits_not_found(const cli_limits_args_t *a)
 int
 cli_show_limits(int argc, char **argv)
 {
-    int                c, rc, i, n;
+    int                rc, i, n;
     PGconn            *conn;
     PGresult          *res;
     const char        *values[1];
@@ -477,25 +447,10 @@ cli_show_limits(int argc, char **argv)
 
     memset(&a, 0, sizeof(cli_limits_args_t));
 
-    while ((c = cli_getopt(argc, argv, cli_show_limits_opts)) != -1) {
-
-        switch (c) {
-
-        case 't':
-            a.tenant = optarg;
-            break;
-
-        case 'p':
-            a.prefix_arg = optarg;
-            break;
-
-        default:
-            return cli_opt_usage(argv[0], c);
-        }
-    }
-
-    if (cli_opt_end(argc, argv) != 0) {
-        return CLI_USAGE;
+    rc = cli_opt_read(argc, argv, cli_show_limits_opts,
+                      (void *[]) { &a.tenant, &a.prefix_arg });
+    if (rc != -1) {
+        return rc;
     }
 
     if (cli_limits_target(argv[0], &a) != 0) {

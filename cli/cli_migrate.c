@@ -72,7 +72,7 @@ static const struct option  cli_migrate_opts[] = {
 int
 cli_migrate(int argc, char **argv)
 {
-    int                c, rc, napplied, nnew;
+    int                rc, napplied, nnew;
     char               dir[PATH_MAX];
     size_t             i;
     PGconn            *conn;
@@ -82,21 +82,10 @@ cli_migrate(int argc, char **argv)
 
     arg = NULL;
 
-    while ((c = cli_getopt(argc, argv, cli_migrate_opts)) != -1) {
-
-        switch (c) {
-
-        case 'd':
-            arg = optarg;
-            break;
-
-        default:
-            return cli_opt_usage(argv[0], c);
-        }
-    }
-
-    if (cli_opt_end(argc, argv) != 0) {
-        return CLI_USAGE;
+    rc = cli_opt_read(argc, argv, cli_migrate_opts,
+                      (void *[]) { &arg });
+    if (rc != -1) {
+        return rc;
     }
 
     if (cli_migrate_dir(arg, dir, sizeof(dir)) != 0) {

@@ -133,48 +133,19 @@ static const struct option  cli_show_models_opts[] = {
 int
 cli_set_models(int argc, char **argv)
 {
-    int                c, rc;
+    int                rc;
     PGconn            *conn;
     const char        *values[3];
     cli_models_args_t  a;
 
     memset(&a, 0, sizeof(cli_models_args_t));
 
-    while ((c = cli_getopt(argc, argv, cli_set_models_opts)) != -1) {
-
-        switch (c) {
-
-        case 't':
-            a.tenant = optarg;
-            break;
-
-        case 'p':
-            a.prefix_arg = optarg;
-            break;
-
-        case 'm':
-            a.models_arg = optarg;
-            break;
-
-        case 'a':
-            a.allow_all = 1;
-            break;
-
-        case 'A':
-            a.no_allow_all = 1;
-            break;
-
-        case 'i':
-            a.inherit = 1;
-            break;
-
-        default:
-            return cli_opt_usage(argv[0], c);
-        }
-    }
-
-    if (cli_opt_end(argc, argv) != 0) {
-        return CLI_USAGE;
+    rc = cli_opt_read(argc, argv, cli_set_models_opts,
+                      (void *[]) { &a.tenant, &a.prefix_arg, &a.models_arg,
+                                   &a.allow_all, &a.no_allow_all,
+                                   &a.inherit });
+    if (rc != -1) {
+        return rc;
     }
 
     if (cli_models_target(argv[0], &a) != 0
@@ -519,32 +490,17 @@ cli_models_value(const PGresult *res, int col)
 int
 cli_show_models(int argc, char **argv)
 {
-    int                c, rc;
+    int                rc;
     PGconn            *conn;
     const char        *values[1];
     cli_models_args_t  a;
 
     memset(&a, 0, sizeof(cli_models_args_t));
 
-    while ((c = cli_getopt(argc, argv, cli_show_models_opts)) != -1) {
-
-        switch (c) {
-
-        case 't':
-            a.tenant = optarg;
-            break;
-
-        case 'p':
-            a.prefix_arg = optarg;
-            break;
-
-        default:
-            return cli_opt_usage(argv[0], c);
-        }
-    }
-
-    if (cli_opt_end(argc, argv) != 0) {
-        return CLI_USAGE;
+    rc = cli_opt_read(argc, argv, cli_show_models_opts,
+                      (void *[]) { &a.tenant, &a.prefix_arg });
+    if (rc != -1) {
+        return rc;
     }
 
     if (cli_models_target(argv[0], &a) != 0) {

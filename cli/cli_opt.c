@@ -157,3 +157,39 @@ invalid:
               cli_quote(s), max);
     return -1;
 }
+
+
+/*
+ * The loop every verb whose options are strings and flags would write:
+ * to[i] is where opts[i] goes, a const char * that gets the value for an
+ * option with a value, an int set to 1 for a flag; an option not given
+ * leaves its place as it was, one given twice keeps the last value.
+ */
+
+int
+cli_opt_read(int argc, char **argv, const struct option *opts, void **to)
+{
+    int  c, i;
+
+    while ((c = cli_getopt(argc, argv, opts)) != -1) {
+
+        for (i = 0; opts[i].name != NULL; i++) {
+            if (opts[i].val == c) {
+                break;
+            }
+        }
+
+        if (opts[i].name == NULL) {
+            return cli_opt_usage(argv[0], c);
+        }
+
+        if (opts[i].has_arg == no_argument) {
+            *(int *) to[i] = 1;
+
+        } else {
+            *(const char **) to[i] = optarg;
+        }
+    }
+
+    return cli_opt_end(argc, argv) == 0 ? -1 : CLI_USAGE;
+}

@@ -34,6 +34,16 @@ int cli_opt_end(int argc, char **argv);
 int cli_opt_usage(const char *verb, int c);
 
 /*
+ * Reads the options of a verb whose options are strings and flags, then
+ * checks that no operand is left: to[i] points at the variable of
+ * opts[i], a const char * for an option with a value, an int (set to 1)
+ * for a flag. Returns -1 when the verb goes on, else the exit code to
+ * return (after --help, a bad option or an operand).
+ */
+int cli_opt_read(int argc, char **argv, const struct option *opts,
+    void **to);
+
+/*
  * An option's value that must be a decimal integer from 1 to max: digits
  * only, no sign, no spaces. 0 and *n set, or -1 after printing
  * `invalid <name> "<s>": an integer from 1 to <max>`.

@@ -198,28 +198,17 @@ static const struct option  cli_show_plan_opts[] = {
 int
 cli_load_plans(int argc, char **argv)
 {
-    int          c, rc;
+    int          rc;
     char        *buf;
     PGconn      *conn;
     const char  *file, *json, *what;
 
     file = NULL;
 
-    while ((c = cli_getopt(argc, argv, cli_load_plans_opts)) != -1) {
-
-        switch (c) {
-
-        case 'f':
-            file = optarg;
-            break;
-
-        default:
-            return cli_opt_usage(argv[0], c);
-        }
-    }
-
-    if (cli_opt_end(argc, argv) != 0) {
-        return CLI_USAGE;
+    rc = cli_opt_read(argc, argv, cli_load_plans_opts,
+                      (void *[]) { &file });
+    if (rc != -1) {
+        return rc;
     }
 
     buf = NULL;
@@ -725,7 +714,7 @@ cli_list_plans(int argc, char **argv)
 int
 cli_set_plan(int argc, char **argv)
 {
-    int          c, rc, def;
+    int          rc, def;
     PGconn      *conn;
     PGresult    *res;
     const char  *tenant, *plan, *values[2];
@@ -734,29 +723,10 @@ cli_set_plan(int argc, char **argv)
     plan = NULL;
     def = 0;
 
-    while ((c = cli_getopt(argc, argv, cli_set_plan_opts)) != -1) {
-
-        switch (c) {
-
-        case 't':
-            tenant = optarg;
-            break;
-
-        case 'p':
-            plan = optarg;
-            break;
-
-        case 'd':
-            def = 1;
-            break;
-
-        default:
-            return cli_opt_usage(argv[0], c);
-        }
-    }
-
-    if (cli_opt_end(argc, argv) != 0) {
-        return CLI_USAGE;
+    rc = cli_opt_read(argc, argv, cli_set_plan_opts,
+                      (void *[]) { &tenant, &plan, &def });
+    if (rc != -1) {
+        return rc;
     }
 
     if (tenant == NULL || (plan == NULL) == !def) {
@@ -823,32 +793,17 @@ cli_set_plan(int argc, char **argv)
 int
 cli_show_plan(int argc, char **argv)
 {
-    int          c, rc, json;
+    int          rc, json;
     PGconn      *conn;
     const char  *tenant;
 
     tenant = NULL;
     json = 0;
 
-    while ((c = cli_getopt(argc, argv, cli_show_plan_opts)) != -1) {
-
-        switch (c) {
-
-        case 't':
-            tenant = optarg;
-            break;
-
-        case 'j':
-            json = 1;
-            break;
-
-        default:
-            return cli_opt_usage(argv[0], c);
-        }
-    }
-
-    if (cli_opt_end(argc, argv) != 0) {
-        return CLI_USAGE;
+    rc = cli_opt_read(argc, argv, cli_show_plan_opts,
+                      (void *[]) { &tenant, &json });
+    if (rc != -1) {
+        return rc;
     }
 
     if (cli_tenant_required(argv[0], tenant) != 0) {

@@ -123,55 +123,18 @@ static const struct option  cli_show_quota_opts[] = {
 int
 cli_set_quota(int argc, char **argv)
 {
-    int               c, rc;
+    int               rc;
     PGconn           *conn;
     cli_quota_args_t  a;
 
     memset(&a, 0, sizeof(cli_quota_args_t));
 
-    while ((c = cli_getopt(argc, argv, cli_set_quota_opts)) != -1) {
-
-        switch (c) {
-
-        case 't':
-            a.tenant = optarg;
-            break;
-
-        case 'd':
-            a.daily_arg = optarg;
-            break;
-
-        case 'm':
-            a.monthly_arg = optarg;
-            break;
-
-        case 'r':
-            a.ratio_arg = optarg;
-            break;
-
-        case 'o':
-            a.mode_arg = optarg;
-            break;
-
-        case 'D':
-            a.no_daily = 1;
-            break;
-
-        case 'M':
-            a.no_monthly = 1;
-            break;
-
-        case 'x':
-            a.clear = 1;
-            break;
-
-        default:
-            return cli_opt_usage(argv[0], c);
-        }
-    }
-
-    if (cli_opt_end(argc, argv) != 0) {
-        return CLI_USAGE;
+    rc = cli_opt_read(argc, argv, cli_set_quota_opts,
+                      (void *[]) { &a.tenant, &a.daily_arg, &a.monthly_arg,
+                                   &a.ratio_arg, &a.mode_arg, &a.no_daily,
+                                   &a.no_monthly, &a.clear });
+    if (rc != -1) {
+        return rc;
     }
 
     if (cli_tenant_required(argv[0], a.tenant) != 0
@@ -479,26 +442,15 @@ cli_quota_print(const char *tenant, const PGresult *res)
 int
 cli_show_quota(int argc, char **argv)
 {
-    int               c;
+    int               rc;
     cli_quota_args_t  a;
 
     memset(&a, 0, sizeof(cli_quota_args_t));
 
-    while ((c = cli_getopt(argc, argv, cli_show_quota_opts)) != -1) {
-
-        switch (c) {
-
-        case 't':
-            a.tenant = optarg;
-            break;
-
-        default:
-            return cli_opt_usage(argv[0], c);
-        }
-    }
-
-    if (cli_opt_end(argc, argv) != 0) {
-        return CLI_USAGE;
+    rc = cli_opt_read(argc, argv, cli_show_quota_opts,
+                      (void *[]) { &a.tenant });
+    if (rc != -1) {
+        return rc;
     }
 
     if (cli_tenant_required(argv[0], a.tenant) != 0) {

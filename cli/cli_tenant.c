@@ -43,7 +43,7 @@ static const cli_audit_event_t  cli_tenant_created = {
 int
 cli_create_tenant(int argc, char **argv)
 {
-    int          c, rc, platform, all_models;
+    int          rc, platform, all_models;
     PGconn      *conn;
     PGresult    *res;
     const char  *name, *values[3];
@@ -52,29 +52,10 @@ cli_create_tenant(int argc, char **argv)
     platform = 0;
     all_models = 0;
 
-    while ((c = cli_getopt(argc, argv, cli_create_tenant_opts)) != -1) {
-
-        switch (c) {
-
-        case 'n':
-            name = optarg;
-            break;
-
-        case 'p':
-            platform = 1;
-            break;
-
-        case 'a':
-            all_models = 1;
-            break;
-
-        default:
-            return cli_opt_usage(argv[0], c);
-        }
-    }
-
-    if (cli_opt_end(argc, argv) != 0) {
-        return CLI_USAGE;
+    rc = cli_opt_read(argc, argv, cli_create_tenant_opts,
+                      (void *[]) { &name, &platform, &all_models });
+    if (rc != -1) {
+        return rc;
     }
 
     if (name == NULL) {

@@ -48,7 +48,7 @@ static const char  *cli_usage_cols[CLI_USAGE_NCOLS] = {
 int
 cli_show_usage(int argc, char **argv)
 {
-    int           c, rc, json;
+    int           rc, json;
     PGconn       *conn;
     PGresult     *res;
     const char   *tenant, *period, *values[3];
@@ -58,29 +58,10 @@ cli_show_usage(int argc, char **argv)
     period = "day";
     json = 0;
 
-    while ((c = cli_getopt(argc, argv, cli_show_usage_opts)) != -1) {
-
-        switch (c) {
-
-        case 't':
-            tenant = optarg;
-            break;
-
-        case 'p':
-            period = optarg;
-            break;
-
-        case 'j':
-            json = 1;
-            break;
-
-        default:
-            return cli_opt_usage(argv[0], c);
-        }
-    }
-
-    if (cli_opt_end(argc, argv) != 0) {
-        return CLI_USAGE;
+    rc = cli_opt_read(argc, argv, cli_show_usage_opts,
+                      (void *[]) { &tenant, &period, &json });
+    if (rc != -1) {
+        return rc;
     }
 
     if (cli_tenant_required(argv[0], tenant) != 0) {
