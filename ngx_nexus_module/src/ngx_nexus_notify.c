@@ -96,7 +96,6 @@ static ngx_int_t ngx_nexus_notify_id(ngx_str_t *s, ngx_uint_t uuid);
 static ngx_nexus_notify_ctx_t *ngx_nexus_notify_ctx(ngx_http_request_t *r);
 static ngx_nexus_pg_query_t *ngx_nexus_notify_prepare(ngx_http_request_t *r,
     ngx_uint_t op, size_t size);
-static int64_t ngx_nexus_notify_scope(ngx_http_request_t *r);
 static void ngx_nexus_notify_done(ngx_nexus_pg_query_t *q, PGresult *res,
     ngx_int_t rc);
 static ngx_int_t ngx_nexus_notify_result(ngx_http_request_t *r,
@@ -116,9 +115,7 @@ static ngx_int_t ngx_nexus_notify_dest_write(ngx_http_request_t *r,
 static ngx_int_t ngx_nexus_notify_seal(ngx_http_request_t *r,
     int64_t tenant_id, ngx_str_t *hex);
 static void ngx_nexus_notify_route_body(ngx_http_request_t *r, yajl_val v);
-static ngx_int_t ngx_nexus_notify_route_delete(ngx_http_request_t *r);
-static ngx_int_t ngx_nexus_notify_job(ngx_http_request_t *r, ngx_uint_t op);
-static ngx_int_t ngx_nexus_notify_replay(ngx_http_request_t *r);
+static ngx_int_t ngx_nexus_notify_by_id(ngx_http_request_t *r, ngx_uint_t op);
 static void ngx_nexus_notify_event_body(ngx_http_request_t *r, yajl_val v);
 static ngx_int_t ngx_nexus_notify_event_send(ngx_http_request_t *r,
     int64_t tenant_id);
@@ -574,7 +571,7 @@ ngx_nexus_notify_admin(ngx_http_request_t *r, ngx_str_t *rest)
         }
 
         if (r->method == NGX_HTTP_DELETE) {
-            return ngx_nexus_notify_route_delete(r);
+            return ngx_nexus_notify_by_id(r, NGX_NEXUS_NOTIFY_ROUTE_DELETE);
         }
 
         return ngx_nexus_method_not_allowed(r, "PATCH, DELETE");
@@ -601,7 +598,7 @@ ngx_nexus_notify_admin(ngx_http_request_t *r, ngx_str_t *rest)
                 return ngx_nexus_method_not_allowed(r, "GET, HEAD");
             }
 
-            return ngx_nexus_notify_job(r, NGX_NEXUS_NOTIFY_JOB_ATTEMPTS);
+            return ngx_nexus_notify_by_id(r, NGX_NEXUS_NOTIFY_JOB_ATTEMPTS);
         }
 
         if (ngx_nexus_is(tail, "retry-now")) {
@@ -609,7 +606,7 @@ ngx_nexus_notify_admin(ngx_http_request_t *r, ngx_str_t *rest)
                 return ngx_nexus_method_not_allowed(r, "POST");
             }
 
-            return ngx_nexus_notify_job(r, NGX_NEXUS_NOTIFY_JOB_RETRY);
+            return ngx_nexus_notify_by_id(r, NGX_NEXUS_NOTIFY_JOB_RETRY);
         }
 
         return ngx_nexus_not_found(r);
@@ -636,7 +633,7 @@ ngx_nexus_notify_admin(ngx_http_request_t *r, ngx_str_t *rest)
         }
 
         nctx->id = id;
-        return ngx_nexus_notify_replay(r);
+        return ngx_nexus_notify_by_id(r, NGX_NEXUS_NOTIFY_DLQ_REPLAY);
     }
 
     if (ngx_nexus_is(path, "events") && id.data == NULL) {
@@ -764,17 +761,6 @@ ngx_nexus_notify_prepare(ngx_http_request_t *r, ngx_uint_t op, size_t size)
     q->data = r;
 
     return q;
-}
-
-
-static int64_t
-ngx_nexus_notify_scope(ngx_http_request_t *r)
-{
-    ngx_nexus_ctx_t  *ctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
-
-    return ctx->principal.platform ? 0 : ctx->principal.tenant_id;
 }
 
 
@@ -1127,7 +1113,7 @@ ngx_nexus_notify_list(ngx_http_request_t *r, ngx_uint_t op)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    (void) ngx_nexus_pg_param_int(q, ngx_nexus_notify_scope(r));
+    (void) ngx_nexus_pg_param_int(q, ngx_nexus_admin_scope(r));
 
     if (op == NGX_NEXUS_NOTIFY_JOB_LIST) {
         (void) ngx_nexus_pg_param(q, status.data, status.len);
@@ -1376,7 +1362,7 @@ ngx_nexus_notify_lookup(ngx_http_request_t *r, ngx_uint_t then)
         (void) ngx_nexus_pg_param(q, nctx->tenant.data, nctx->tenant.len);
     }
 
-    (void) ngx_nexus_pg_param_int(q, ngx_nexus_notify_scope(r));
+    (void) ngx_nexus_pg_param_int(q, ngx_nexus_admin_scope(r));
 
     if (then == NGX_NEXUS_NOTIFY_THEN_UPDATE) {
         (void) ngx_nexus_pg_param(q, nctx->id.data, nctx->id.len);
@@ -1473,7 +1459,7 @@ ngx_nexus_notify_dest_write(ngx_http_request_t *r, int64_t tenant_id)
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        (void) ngx_nexus_pg_param_int(q, ngx_nexus_notify_scope(r));
+        (void) ngx_nexus_pg_param_int(q, ngx_nexus_admin_scope(r));
         (void) ngx_nexus_pg_param(q, nctx->tenant.data, nctx->tenant.len);
         (void) ngx_nexus_pg_param(q, nctx->name.data, nctx->name.len);
         (void) ngx_nexus_pg_param(q, nctx->url.data, nctx->url.len);
@@ -1542,7 +1528,7 @@ ngx_nexus_notify_dest_write(ngx_http_request_t *r, int64_t tenant_id)
     }
 
     (void) ngx_nexus_pg_param(q, nctx->id.data, nctx->id.len);
-    (void) ngx_nexus_pg_param_int(q, ngx_nexus_notify_scope(r));
+    (void) ngx_nexus_pg_param_int(q, ngx_nexus_admin_scope(r));
     (void) ngx_nexus_pg_param(q, json, p - json);
 
     return ngx_nexus_pg_ask(r, q, 0);
@@ -1728,7 +1714,7 @@ ngx_nexus_notify_route_body(ngx_http_request_t *r, yajl_val v)
 
         f = nx_json_get(v, "enabled");
 
-        (void) ngx_nexus_pg_param_int(q, ngx_nexus_notify_scope(r));
+        (void) ngx_nexus_pg_param_int(q, ngx_nexus_admin_scope(r));
         (void) ngx_nexus_pg_param(q, tenant.data, tenant.len);
         (void) ngx_nexus_pg_param(q, name.data, name.len);
         (void) ngx_nexus_pg_param(q, (u_char *) (f && YAJL_IS_FALSE(f)
@@ -1810,7 +1796,7 @@ ngx_nexus_notify_route_body(ngx_http_request_t *r, yajl_val v)
     }
 
     (void) ngx_nexus_pg_param(q, nctx->id.data, nctx->id.len);
-    (void) ngx_nexus_pg_param_int(q, ngx_nexus_notify_scope(r));
+    (void) ngx_nexus_pg_param_int(q, ngx_nexus_admin_scope(r));
     (void) ngx_nexus_pg_param(q, json, p - json);
 
     rc = ngx_nexus_pg_ask(r, q, 0);
@@ -1829,36 +1815,13 @@ bad_destinations:
 }
 
 
-static ngx_int_t
-ngx_nexus_notify_route_delete(ngx_http_request_t *r)
-{
-    ngx_nexus_pg_query_t    *q;
-    ngx_nexus_notify_ctx_t  *nctx;
-
-    nctx = ngx_nexus_notify_ctx(r);
-
-    q = ngx_nexus_notify_prepare(r, NGX_NEXUS_NOTIFY_ROUTE_DELETE,
-                                 nctx->id.len + 32);
-    if (q == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    (void) ngx_nexus_pg_param(q, nctx->id.data, nctx->id.len);
-    (void) ngx_nexus_pg_param_int(q, ngx_nexus_notify_scope(r));
-
-    if (ngx_http_discard_request_body(r) != NGX_OK) {
-        ngx_nexus_pg_free(q);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    return ngx_nexus_pg_ask(r, q, 1);
-}
-
-
-/* jobs/{id}/attempts, jobs/{id}/retry-now */
+/*
+ * An operation on one object by its id, no body: routes/{id} (DELETE),
+ * jobs/{id}/attempts, jobs/{id}/retry-now, dlq/{id}/replay
+ */
 
 static ngx_int_t
-ngx_nexus_notify_job(ngx_http_request_t *r, ngx_uint_t op)
+ngx_nexus_notify_by_id(ngx_http_request_t *r, ngx_uint_t op)
 {
     ngx_nexus_pg_query_t    *q;
     ngx_nexus_notify_ctx_t  *nctx;
@@ -1871,33 +1834,7 @@ ngx_nexus_notify_job(ngx_http_request_t *r, ngx_uint_t op)
     }
 
     (void) ngx_nexus_pg_param(q, nctx->id.data, nctx->id.len);
-    (void) ngx_nexus_pg_param_int(q, ngx_nexus_notify_scope(r));
-
-    if (ngx_http_discard_request_body(r) != NGX_OK) {
-        ngx_nexus_pg_free(q);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    return ngx_nexus_pg_ask(r, q, 1);
-}
-
-
-static ngx_int_t
-ngx_nexus_notify_replay(ngx_http_request_t *r)
-{
-    ngx_nexus_pg_query_t    *q;
-    ngx_nexus_notify_ctx_t  *nctx;
-
-    nctx = ngx_nexus_notify_ctx(r);
-
-    q = ngx_nexus_notify_prepare(r, NGX_NEXUS_NOTIFY_DLQ_REPLAY,
-                                 nctx->id.len + 32);
-    if (q == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    (void) ngx_nexus_pg_param(q, nctx->id.data, nctx->id.len);
-    (void) ngx_nexus_pg_param_int(q, ngx_nexus_notify_scope(r));
+    (void) ngx_nexus_pg_param_int(q, ngx_nexus_admin_scope(r));
 
     if (ngx_http_discard_request_body(r) != NGX_OK) {
         ngx_nexus_pg_free(q);
