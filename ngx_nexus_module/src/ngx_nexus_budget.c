@@ -176,6 +176,9 @@ static ngx_int_t ngx_nexus_budget_exceeded(ngx_http_request_t *r,
     ngx_nexus_budget_t *b);
 static ngx_int_t ngx_nexus_budget_tpm_limited(ngx_http_request_t *r,
     ngx_nexus_budget_t *b);
+static ngx_int_t ngx_nexus_budget_refuse(ngx_http_request_t *r,
+    ngx_nexus_proxy_t *px, ngx_uint_t status, const char *code,
+    const char *message, u_char *details);
 static ngx_int_t ngx_nexus_budget_capped(ngx_http_request_t *r,
     ngx_nexus_budget_t *b, const char *why);
 static ngx_int_t ngx_nexus_budget_no_credits(ngx_http_request_t *r,
@@ -1006,13 +1009,11 @@ ngx_nexus_budget_unpriced(ngx_http_request_t *r, ngx_nexus_proxy_t *px)
 
     ngx_sprintf(details, "{\"model\":\"%V\"}%Z", &model);
 
-    px->sent_own = 1;
-    px->error_code = "MODEL_NOT_PRICED";
-
-    return ngx_nexus_send_error(r, NGX_HTTP_FORBIDDEN, "MODEL_NOT_PRICED",
-                                "the model has no price in the catalog and "
-                                "this tenant pays for what it uses",
-                                (char *) details);
+    return ngx_nexus_budget_refuse(r, px, NGX_HTTP_FORBIDDEN,
+                                   "MODEL_NOT_PRICED",
+                                   "the model has no price in the catalog "
+                                   "and this tenant pays for what it uses",
+                                   details);
 }
 
 
@@ -1478,13 +1479,27 @@ ngx_nexus_budget_exceeded(ngx_http_request_t *r, ngx_nexus_budget_t *b)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    px->sent_own = 1;
-    px->error_code = "BUDGET_EXCEEDED";
+    return ngx_nexus_budget_refuse(r, px, NGX_HTTP_TOO_MANY_REQUESTS,
+                                   "BUDGET_EXCEEDED",
+                                   "the key's token budget cannot cover "
+                                   "this request", details);
+}
 
-    return ngx_nexus_send_error(r, NGX_HTTP_TOO_MANY_REQUESTS,
-                                "BUDGET_EXCEEDED",
-                                "the key's token budget cannot cover this "
-                                "request", (char *) details);
+
+/*
+ * The call refused by its budget, TPM or credits: Nexus's own answer, and
+ * the usage event's error code.
+ */
+
+static ngx_int_t
+ngx_nexus_budget_refuse(ngx_http_request_t *r, ngx_nexus_proxy_t *px,
+    ngx_uint_t status, const char *code, const char *message,
+    u_char *details)
+{
+    px->sent_own = 1;
+    px->error_code = code;
+
+    return ngx_nexus_send_error(r, status, code, message, (char *) details);
 }
 
 
@@ -1541,13 +1556,10 @@ ngx_nexus_budget_capped(ngx_http_request_t *r, ngx_nexus_budget_t *b,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    px->sent_own = 1;
-    px->error_code = "BUDGET_EXCEEDED";
-
-    return ngx_nexus_send_error(r, NGX_HTTP_TOO_MANY_REQUESTS,
-                                "BUDGET_EXCEEDED",
-                                "the tenant's monthly cost budget cannot "
-                                "cover this request", (char *) details);
+    return ngx_nexus_budget_refuse(r, px, NGX_HTTP_TOO_MANY_REQUESTS,
+                                   "BUDGET_EXCEEDED",
+                                   "the tenant's monthly cost budget cannot "
+                                   "cover this request", details);
 }
 
 
@@ -1593,13 +1605,10 @@ ngx_nexus_budget_no_credits(ngx_http_request_t *r, ngx_nexus_budget_t *b)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    px->sent_own = 1;
-    px->error_code = "INSUFFICIENT_CREDITS";
-
-    return ngx_nexus_send_error(r, NGX_NEXUS_HTTP_PAYMENT_REQUIRED,
-                                "INSUFFICIENT_CREDITS",
-                                "the tenant's credit balance cannot cover "
-                                "this request", (char *) details);
+    return ngx_nexus_budget_refuse(r, px, NGX_NEXUS_HTTP_PAYMENT_REQUIRED,
+                                   "INSUFFICIENT_CREDITS",
+                                   "the tenant's credit balance cannot "
+                                   "cover this request", details);
 }
 
 
@@ -1656,14 +1665,11 @@ ngx_nexus_budget_tpm_limited(ngx_http_request_t *r, ngx_nexus_budget_t *b)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    px->sent_own = 1;
-    px->error_code = "RATE_LIMITED";
-
     ngx_nexus_audit_throttled(r, "tokens_per_minute", scope, cname);
 
-    return ngx_nexus_send_error(r, NGX_HTTP_TOO_MANY_REQUESTS, "RATE_LIMITED",
-                                "token rate limit exceeded",
-                                (char *) details);
+    return ngx_nexus_budget_refuse(r, px, NGX_HTTP_TOO_MANY_REQUESTS,
+                                   "RATE_LIMITED",
+                                   "token rate limit exceeded", details);
 }
 
 
