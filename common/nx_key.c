@@ -302,6 +302,72 @@ nx_ct_equal(const void *a, const void *b, size_t n)
 
 
 /*
+ * The whole of a small secret file, for the pepper and the seal key: what
+ * names it in messages, which never quote the content. A file that fills
+ * buf may be larger: the caller decides.
+ */
+
+ssize_t
+nx_secret_file_read(const char *path, const char *what, unsigned char *buf,
+    size_t size, char *errbuf, size_t errlen)
+{
+    int          fd;
+    char         ebuf[128];
+    size_t       n;
+    ssize_t      r;
+    struct stat  st;
+
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd == -1) {
+        nx_key_error(errbuf, errlen, "%s \"%s\": open: %s", what, path,
+                     strerror_r(errno, ebuf, sizeof(ebuf)));
+        return -1;
+    }
+
+    if (fstat(fd, &st) == -1) {
+        nx_key_error(errbuf, errlen, "%s \"%s\": fstat: %s", what, path,
+                     strerror_r(errno, ebuf, sizeof(ebuf)));
+        (void) close(fd);
+        return -1;
+    }
+
+    if (S_ISDIR(st.st_mode)) {
+        nx_key_error(errbuf, errlen, "%s \"%s\" is a directory", what, path);
+        (void) close(fd);
+        return -1;
+    }
+
+    n = 0;
+
+    while (n < size) {
+        r = read(fd, buf + n, size - n);
+
+        if (r == -1) {
+            if (errno == EINTR) {
+                continue;
+            }
+
+            nx_key_error(errbuf, errlen, "%s \"%s\": read: %s", what, path,
+                         strerror_r(errno, ebuf, sizeof(ebuf)));
+            OPENSSL_cleanse(buf, n);
+            (void) close(fd);
+            return -1;
+        }
+
+        if (r == 0) {
+            break;
+        }
+
+        n += (size_t) r;
+    }
+
+    (void) close(fd);
+
+    return (ssize_t) n;
+}
+
+
+/*
  * The file holds either a hex string, optionally followed by "\n" or
  * "\r\n", or raw bytes. Content that is entirely hex digits is taken as
  * hex (a random raw pepper of 32 bytes or more is all hex digits with
@@ -313,11 +379,9 @@ int
 nx_pepper_load(const char *path, uint8_t *out, size_t outsz, char *errbuf,
     size_t errlen)
 {
-    int           fd, hi, lo, rc;
-    char          ebuf[128];
+    int           hi, lo, rc;
     size_t        n, body, plen, i;
     ssize_t       r;
-    struct stat   st;
     unsigned char buf[NX_PEPPER_FILE_MAX];
 
     if (errbuf != NULL && errlen > 0) {
@@ -329,49 +393,14 @@ nx_pepper_load(const char *path, uint8_t *out, size_t outsz, char *errbuf,
         return -1;
     }
 
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd == -1) {
-        nx_key_error(errbuf, errlen, "pepper file \"%s\": open: %s", path,
-                     strerror_r(errno, ebuf, sizeof(ebuf)));
-        return -1;
-    }
-
-    if (fstat(fd, &st) == -1) {
-        nx_key_error(errbuf, errlen, "pepper file \"%s\": fstat: %s", path,
-                     strerror_r(errno, ebuf, sizeof(ebuf)));
-        (void) close(fd);
-        return -1;
-    }
-
-    if (S_ISDIR(st.st_mode)) {
-        nx_key_error(errbuf, errlen, "pepper file \"%s\" is a directory",
-                     path);
-        (void) close(fd);
+    r = nx_secret_file_read(path, "pepper file", buf, sizeof(buf), errbuf,
+                            errlen);
+    if (r == -1) {
         return -1;
     }
 
     rc = -1;
-    n = 0;
-
-    while (n < sizeof(buf)) {
-        r = read(fd, buf + n, sizeof(buf) - n);
-
-        if (r == -1) {
-            if (errno == EINTR) {
-                continue;
-            }
-
-            nx_key_error(errbuf, errlen, "pepper file \"%s\": read: %s",
-                         path, strerror_r(errno, ebuf, sizeof(ebuf)));
-            goto done;
-        }
-
-        if (r == 0) {
-            break;
-        }
-
-        n += (size_t) r;
-    }
+    n = (size_t) r;
 
     body = n;
 
@@ -435,7 +464,6 @@ nx_pepper_load(const char *path, uint8_t *out, size_t outsz, char *errbuf,
 done:
 
     OPENSSL_cleanse(buf, sizeof(buf));
-    (void) close(fd);
 
     return rc;
 }

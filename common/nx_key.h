@@ -14,6 +14,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #define NX_KEY_PREFIX_LEN    12
 #define NX_KEY_SECRET_BYTES  32
@@ -85,6 +86,14 @@ int nx_ct_equal(const void *a, const void *b, size_t n);
  */
 int nx_pepper_load(const char *path, uint8_t *out, size_t outsz,
     char *errbuf, size_t errlen);
+
+/*
+ * Reads a small secret file whole into buf[0..size): the bytes read (size
+ * when the file may be larger), or -1 with errbuf saying why, naming the
+ * file as what (e.g. "pepper file"). Never quotes the content.
+ */
+ssize_t nx_secret_file_read(const char *path, const char *what,
+    unsigned char *buf, size_t size, char *errbuf, size_t errlen);
 
 /* The value of one hex digit, either case, or -1. */
 int nx_hex_value(unsigned char c);

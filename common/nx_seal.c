@@ -6,19 +6,10 @@
  * workers, which open it just before use.
  */
 
-/* GNU strerror_r() even when built without -D_GNU_SOURCE (nginx, fuzz) */
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE
-#endif
-
-#include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -82,11 +73,9 @@ int
 nx_seal_key_load(const char *path, nx_seal_key_t *k, char *errbuf,
     size_t errlen)
 {
-    int            fd, rc, hi, lo;
-    char           ebuf[128];
+    int            rc, hi, lo;
     size_t         n, body, i;
     ssize_t        r;
-    struct stat    st;
     unsigned char  buf[NX_SEAL_FILE_MAX], raw[NX_SEAL_KEY_LEN];
 
     if (errbuf != NULL && errlen > 0) {
@@ -98,42 +87,14 @@ nx_seal_key_load(const char *path, nx_seal_key_t *k, char *errbuf,
         return -1;
     }
 
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd == -1) {
-        nx_seal_error(errbuf, errlen, "seal key file \"%s\": open: %s", path,
-                      strerror_r(errno, ebuf, sizeof(ebuf)));
-        return -1;
-    }
-
-    if (fstat(fd, &st) == -1 || S_ISDIR(st.st_mode)) {
-        nx_seal_error(errbuf, errlen, "seal key file \"%s\" is not a file",
-                      path);
-        (void) close(fd);
+    r = nx_secret_file_read(path, "seal key file", buf, sizeof(buf), errbuf,
+                            errlen);
+    if (r == -1) {
         return -1;
     }
 
     rc = -1;
-    n = 0;
-
-    while (n < sizeof(buf)) {
-        r = read(fd, buf + n, sizeof(buf) - n);
-
-        if (r == -1) {
-            if (errno == EINTR) {
-                continue;
-            }
-
-            nx_seal_error(errbuf, errlen, "seal key file \"%s\": read: %s",
-                          path, strerror_r(errno, ebuf, sizeof(ebuf)));
-            goto done;
-        }
-
-        if (r == 0) {
-            break;
-        }
-
-        n += (size_t) r;
-    }
+    n = (size_t) r;
 
     if (n == sizeof(buf)) {
         nx_seal_error(errbuf, errlen, "seal key file \"%s\" is too large",
@@ -187,7 +148,6 @@ done:
 
     OPENSSL_cleanse(buf, sizeof(buf));
     OPENSSL_cleanse(raw, sizeof(raw));
-    (void) close(fd);
 
     return rc == NX_SEAL_OK ? 0 : -1;
 }
