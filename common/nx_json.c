@@ -1,15 +1,9 @@
 /*
  * Copyright (C) Nexus authors
  *
- * JSON helpers: escaping of arbitrary bytes into a JSON string body, and a
- * guarded front end to yajl's tree parser with typed accessors.
- *
- * yajl's parser has no depth limit and accepts comments (as
- * yajl_tree_parse() configures it). nx_json_parse() therefore scans the
- * input first: it refuses NUL bytes, comments, and nesting deeper than
- * NX_JSON_MAX_DEPTH, then has nx_json_tree_parse() build the tree in one
- * allocation area (nx_json_tree.c). Outside strings, yajl and the scan see
- * the same tokens, so the scan's depth is the depth yajl builds.
+ * JSON helpers: escaping of arbitrary bytes into a JSON string body, the
+ * parser's entry points (the parser is nx_json_tree.c), and typed
+ * accessors over the yajl tree it builds.
  */
 
 #include <stdlib.h>
@@ -17,8 +11,6 @@
 
 #include "nx_json.h"
 
-
-#define NX_JSON_MAX_DEPTH  32
 
 /* saturation for exponents: far beyond any length, far below overflow */
 #define NX_JSON_EXP_MAX    1000000000000000LL
@@ -28,11 +20,6 @@
 
 static size_t nx_json_escape_run(char *dst, const unsigned char *src,
     size_t len);
-static yajl_val nx_json_parse_opt(const char *buf, size_t len, int strict,
-    char *errbuf, size_t errlen);
-static int nx_json_prescan(const unsigned char *p, size_t len, int strict,
-    char *errbuf, size_t errlen);
-static void nx_json_error(char *errbuf, size_t errlen, const char *msg);
 static int nx_json_decimal_int(const char *r, int64_t *out);
 
 
@@ -64,7 +51,7 @@ nx_json_escape(char *dst, const char *src, size_t len)
 yajl_val
 nx_json_parse(const char *buf, size_t len, char *errbuf, size_t errlen)
 {
-    return nx_json_parse_opt(buf, len, 0, errbuf, errlen);
+    return nx_json_tree_parse(buf, len, 0, errbuf, errlen);
 }
 
 
@@ -72,53 +59,7 @@ yajl_val
 nx_json_parse_strict(const char *buf, size_t len, char *errbuf,
     size_t errlen)
 {
-    return nx_json_parse_opt(buf, len, 1, errbuf, errlen);
-}
-
-
-static yajl_val
-nx_json_parse_opt(const char *buf, size_t len, int strict, char *errbuf,
-    size_t errlen)
-{
-    char      *nl;
-    char       ybuf[160];
-    yajl_val   v;
-
-    if (errbuf != NULL && errlen > 0) {
-        errbuf[0] = '\0';
-    }
-
-    if (buf == NULL && len != 0) {
-        nx_json_error(errbuf, errlen, "no input");
-        return NULL;
-    }
-
-    if (nx_json_prescan((const unsigned char *) buf, len, strict, errbuf,
-                        errlen)
-        != 0)
-    {
-        return NULL;
-    }
-
-    ybuf[0] = '\0';
-
-    v = nx_json_tree_parse(buf, len, ybuf, sizeof(ybuf));
-
-    if (v == NULL) {
-        /*
-         * yajl's verbose message quotes the input from its second line
-         * on; the document may hold secrets, so keep the first line only
-         */
-        ybuf[sizeof(ybuf) - 1] = '\0';
-        nl = strchr(ybuf, '\n');
-        if (nl != NULL) {
-            *nl = '\0';
-        }
-
-        nx_json_error(errbuf, errlen, ybuf[0] != '\0' ? ybuf : "invalid JSON");
-    }
-
-    return v;
+    return nx_json_tree_parse(buf, len, 1, errbuf, errlen);
 }
 
 
@@ -329,132 +270,6 @@ nx_utf8_len(const unsigned char *p, size_t left)
     }
 
     return n;
-}
-
-
-static int
-nx_json_prescan(const unsigned char *p, size_t len, int strict,
-    char *errbuf, size_t errlen)
-{
-    int            in_string, escaped, has_nul;
-    size_t         i, j, depth;
-    unsigned char  c;
-
-    in_string = 0;
-    escaped = 0;
-    has_nul = 0;
-    depth = 0;
-
-    for (i = 0; i < len; i++) {
-        c = p[i];
-
-        if (c == '\0') {
-            nx_json_error(errbuf, errlen, "NUL byte in JSON text");
-            return -1;
-        }
-
-        if (in_string) {
-
-            if (escaped) {
-                escaped = 0;
-
-                if (c == 'u' && len - i > 4 && p[i + 1] == '0'
-                    && p[i + 2] == '0' && p[i + 3] == '0' && p[i + 4] == '0')
-                {
-                    has_nul = 1;
-                }
-
-            } else if (c == '\\') {
-                escaped = 1;
-
-            } else if (c == '"') {
-                in_string = 0;
-
-                if (!has_nul) {
-                    continue;
-                }
-
-                if (strict) {
-                    /* a C string would end early: refuse, never truncate */
-                    nx_json_error(errbuf, errlen, "string contains \\u0000");
-                    return -1;
-                }
-
-                /* a member name with NUL would shadow a shorter one */
-
-                for (j = i + 1; j < len; j++) {
-                    if (p[j] != ' ' && p[j] != '\t' && p[j] != '\n'
-                        && p[j] != '\r')
-                    {
-                        break;
-                    }
-                }
-
-                if (j < len && p[j] == ':') {
-                    nx_json_error(errbuf, errlen,
-                                  "member name contains \\u0000");
-                    return -1;
-                }
-            }
-
-            continue;
-        }
-
-        switch (c) {
-
-        case '"':
-            in_string = 1;
-            has_nul = 0;
-            break;
-
-        case '[':
-        case '{':
-            if (++depth > NX_JSON_MAX_DEPTH) {
-                nx_json_error(errbuf, errlen,
-                              "JSON nested deeper than 32 levels");
-                return -1;
-            }
-
-            break;
-
-        case ']':
-        case '}':
-            /* unbalanced input is yajl's to reject */
-            if (depth > 0) {
-                depth--;
-            }
-
-            break;
-
-        case '/':
-            nx_json_error(errbuf, errlen, "comments are not allowed in JSON");
-            return -1;
-
-        default:
-            break;
-        }
-    }
-
-    return 0;
-}
-
-
-static void
-nx_json_error(char *errbuf, size_t errlen, const char *msg)
-{
-    size_t  n;
-
-    if (errbuf == NULL || errlen == 0) {
-        return;
-    }
-
-    n = strlen(msg);
-    if (n >= errlen) {
-        n = errlen - 1;
-    }
-
-    memcpy(errbuf, msg, n);
-    errbuf[n] = '\0';
 }
 
 

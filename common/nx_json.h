@@ -24,8 +24,9 @@ size_t nx_json_escape_len(const char *src, size_t len);
 size_t nx_json_escape(char *dst, const char *src, size_t len);
 
 /*
- * Parses a JSON document of at most len bytes (need not be NUL-terminated).
- * Returns NULL and fills errbuf on error. The tree is yajl's (yajl_val,
+ * Parses a JSON document of at most len bytes (need not be NUL-terminated):
+ * RFC 8259 text, valid UTF-8, a value of any type at the top. Returns NULL
+ * and fills errbuf on error ("what at byte N"). The tree is yajl's (yajl_val,
  * read with YAJL_IS_* and the accessors below) but lives in one
  * allocation area: the caller frees it with nx_json_free(), never with
  * yajl_tree_free(), and must not add to it. Nesting deeper than 32
@@ -48,11 +49,11 @@ yajl_val nx_json_parse_strict(const char *buf, size_t len, char *errbuf,
 void nx_json_free(yajl_val v);
 
 /*
- * The tree builder behind nx_json_parse() (nx_json_tree.c), without its
- * checks: for nx_json.c only. errbuf gets yajl's verbose message.
+ * The parser behind nx_json_parse() and nx_json_parse_strict()
+ * (nx_json_tree.c): for nx_json.c only.
  */
-yajl_val nx_json_tree_parse(const char *buf, size_t len, char *errbuf,
-    size_t errlen);
+yajl_val nx_json_tree_parse(const char *buf, size_t len, int strict,
+    char *errbuf, size_t errlen);
 
 /*
  * Length of the well-formed UTF-8 sequence at p[0..left) (Unicode 15,

@@ -909,6 +909,94 @@ test_parse_tree_as_yajl(void **state)
 }
 
 
+/*
+ * What the parser adds to yajl's grammar: UTF-8 that is not well formed
+ * is refused, a surrogate without its pair becomes U+FFFD, and an error
+ * says where, never what.
+ */
+
+static void
+expect_parse_error(const char *s, const char *expect)
+{
+    char      err[128];
+    yajl_val  v;
+
+    v = nx_json_parse(s, strlen(s), err, sizeof(err));
+    assert_null(v);
+    assert_string_equal(err, expect);
+}
+
+
+static void
+test_parse_rfc8259(void **state)
+{
+    yajl_val     v;
+    const char  *s;
+
+    (void) state;
+
+    /* forms yajl let through */
+    BAD("[\"\xc0\x80\"]");
+    BAD("[\"\xed\xa0\x80\"]");
+    BAD("[\"\xf4\x90\x80\x80\"]");
+    BAD("[\"\xe0\x80\xaf\"]");
+
+    v = parse_ok("[\"\\udc00\",\"\\ud800\",\"\\ud800\\u0041\","
+                 "\"\\ud800\\ud800\\udc00\",\"\\ud83d\\ude00\"]");
+    assert_int_equal(v->u.array.len, 5);
+    assert_string_equal(v->u.array.values[0]->u.string, "\xef\xbf\xbd");
+    assert_string_equal(v->u.array.values[1]->u.string, "\xef\xbf\xbd");
+    assert_string_equal(v->u.array.values[2]->u.string, "\xef\xbf\xbd" "A");
+    assert_string_equal(v->u.array.values[3]->u.string,
+                        "\xef\xbf\xbd\xf0\x90\x80\x80");
+    assert_string_equal(v->u.array.values[4]->u.string, "\xf0\x9f\x98\x80");
+    nx_json_free(v);
+
+    /* -0 is an integer 0 and the double -0.0, as strtod() says */
+    v = parse_ok("[-0,0,-12,4503599627370497,1.5e3]");
+    assert_int_equal(v->u.array.values[0]->u.number.i, 0);
+    assert_true(1 / v->u.array.values[0]->u.number.d < 0);
+    assert_true(1 / v->u.array.values[1]->u.number.d > 0);
+    assert_true(v->u.array.values[2]->u.number.d == -12.0);
+    assert_true(v->u.array.values[3]->u.number.d == 4503599627370497.0);
+    assert_false(v->u.array.values[4]->u.number.flags
+                 & YAJL_NUMBER_INT_VALID);
+    assert_true(v->u.array.values[4]->u.number.d == 1500.0);
+    nx_json_free(v);
+
+    /* where it went wrong, never the text */
+    expect_parse_error("{\"a\":1,}", "trailing comma at byte 7");
+    expect_parse_error("[1 2]", "expected ',' or ']' at byte 3");
+    expect_parse_error("{\"secret-value\" 1}", "expected ':' at byte 16");
+    expect_parse_error("[\"secret\x01\"]",
+                       "control character in a string at byte 8");
+    expect_parse_error("[\"secret\\q\"]",
+                       "invalid escape in a string at byte 8");
+    expect_parse_error("[1] x", "text after the value at byte 4");
+    expect_parse_error("[01]", "invalid number (leading zero) at byte 2");
+    expect_parse_error("[\"abc",
+                       "unexpected end of text in a string at byte 5");
+    expect_parse_error("", "unexpected end of text at byte 0");
+
+    /* a document wider than the values waiting on the stack */
+    s = "[[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,"
+        "26,27,28,29,30,31,32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47,48,"
+        "49,50,51,52,53,54,55,56,57,58,59,60,61,62,63,64,65,66,67,68,69,70,71,"
+        "72,73,74,75,76,77,78,79,80,81,82,83,84,85,86,87,88,89,90,91,92,93,94,"
+        "95,96,97,98,99,100,101,102,103,104,105,106,107,108,109,110,111,112,"
+        "113,114,115,116,117,118,119,120,121,122,123,124,125,126,127,128,129,"
+        "{\"a\":[1,2],\"b\":3}],\"z\"]";
+    v = parse_ok(s);
+    assert_int_equal(v->u.array.len, 2);
+    assert_int_equal(v->u.array.values[0]->u.array.len, 130);
+    assert_int_equal(v->u.array.values[0]->u.array.values[128]->u.number.i,
+                     129);
+    assert_int_equal(v->u.array.values[0]->u.array.values[129]
+                     ->u.object.len, 2);
+    assert_string_equal(v->u.array.values[1]->u.string, "z");
+    nx_json_free(v);
+}
+
 int
 main(void)
 {
@@ -938,6 +1026,7 @@ main(void)
         cmocka_unit_test(test_strict_refuses_nul),
         cmocka_unit_test(test_error_buffer),
         cmocka_unit_test(test_scalars_and_whitespace),
+        cmocka_unit_test(test_parse_rfc8259),
     };
 
     return cmocka_run_group_tests_name("json", tests, NULL, NULL);

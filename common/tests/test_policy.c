@@ -1331,7 +1331,7 @@ test_set_errors(void **state)
     set_err("[", "rules: invalid JSON: *");
     set_err("[] x", "rules: invalid JSON: *");
     set_err("[\"a\\u0000b\"]", "rules: invalid JSON: string contains "
-            "\\u0000");
+            "\\u0000 at byte 3");
     set_err("{}", "rules: expected an array of rules");
     set_err("[1]", "rules[0]: expected a rule object");
     set_err("[{\"effect\": \"allow\", \"resource_type\": \"d\", "
@@ -1505,7 +1505,8 @@ test_condition_errors(void **state)
              "{\"not\": {\"not\": {\"not\": {\"not\": {\"not\": {\"not\": "
              "{\"not\": {\"not\": {\"not\": true}}}}}}}}}}}}}}}}}}}}}}}}}}}}"
              "}}}}}",
-             "condition: invalid JSON: JSON nested deeper than 32 levels");
+             "condition: invalid JSON: JSON nested deeper than 32 levels "
+             "at byte 256");
 }
 
 
