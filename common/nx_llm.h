@@ -87,6 +87,14 @@ int nx_llm_error_json(const nx_llm_err_t *err, const char *type,
     nx_buf_t *out);
 
 /*
+ * 1 when the body nx_llm_build_request() would build for this provider
+ * type and served model says exactly what the client's body says, so the
+ * client's bytes may be sent as they are; 0 when it must be built.
+ */
+int nx_llm_build_verbatim(const nx_llm_req_t *req, int type,
+    const char *served_model);
+
+/*
  * The upstream request body for one provider type, for the served model
  * name.  max_tokens_default is used where the provider needs a max and
  * the client gave none (Anthropic's max_tokens).  Ollama: OpenAI options

@@ -153,6 +153,70 @@ nx_llm_build_request(const nx_llm_req_t *req, int type,
 }
 
 
+/*
+ * The body nx_llm_build_request() would build says exactly what the
+ * client's says, so the client's bytes can go as they are: an OpenAI
+ * chat or embeddings call to an openai provider, for the model the client
+ * named, not a stream (a stream is asked for usage), with nothing forced,
+ * and with no member of those the build rewrites (model, stream,
+ * stream_options) given twice, where an upstream reading the first of
+ * two would see another request than the one Nexus checked.
+ */
+
+int
+nx_llm_build_verbatim(const nx_llm_req_t *req, int type,
+    const char *served_model)
+{
+    int          seen;
+    size_t       i;
+    const char  *key;
+
+    if (type != NX_LLM_OPENAI
+        || (req->kind != NX_LLM_CHAT && req->kind != NX_LLM_EMBEDDINGS)
+        || req->stream || req->max_tokens_forced
+        || req->tree == NULL || !YAJL_IS_OBJECT(req->tree)
+        || (served_model != NULL && served_model[0] != '\0'
+            && strcmp(served_model, req->model) != 0))
+    {
+        return 0;
+    }
+
+    seen = 0;
+
+    for (i = 0; i < req->tree->u.object.len; i++) {
+        key = req->tree->u.object.keys[i];
+
+        if (key[0] != 'm' && key[0] != 's') {
+            continue;
+        }
+
+        if (strcmp(key, "model") == 0) {
+            if (seen & 1) {
+                return 0;
+            }
+
+            seen |= 1;
+
+        } else if (strcmp(key, "stream") == 0) {
+            if (seen & 2) {
+                return 0;
+            }
+
+            seen |= 2;
+
+        } else if (strcmp(key, "stream_options") == 0) {
+            if (seen & 4) {
+                return 0;
+            }
+
+            seen |= 4;
+        }
+    }
+
+    return 1;
+}
+
+
 /* the client's body, model replaced; also native Ollama bodies */
 
 static int

@@ -564,6 +564,138 @@ build_bad(int kind, const char *body, int type, const char *param,
 #define USER_HI  "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]"
 
 
+/* the same JSON value, member for member */
+
+static int
+json_same(yajl_val a, yajl_val b)
+{
+    size_t  i;
+
+    if (a->type != b->type) {
+        return 0;
+    }
+
+    switch (a->type) {
+
+    case yajl_t_string:
+        return strcmp(a->u.string, b->u.string) == 0;
+
+    case yajl_t_number:
+        return strcmp(a->u.number.r, b->u.number.r) == 0;
+
+    case yajl_t_object:
+        if (a->u.object.len != b->u.object.len) {
+            return 0;
+        }
+
+        for (i = 0; i < a->u.object.len; i++) {
+            if (strcmp(a->u.object.keys[i], b->u.object.keys[i]) != 0
+                || !json_same(a->u.object.values[i], b->u.object.values[i]))
+            {
+                return 0;
+            }
+        }
+
+        return 1;
+
+    case yajl_t_array:
+        if (a->u.array.len != b->u.array.len) {
+            return 0;
+        }
+
+        for (i = 0; i < a->u.array.len; i++) {
+            if (!json_same(a->u.array.values[i], b->u.array.values[i])) {
+                return 0;
+            }
+        }
+
+        return 1;
+
+    default:
+        return 1;
+    }
+}
+
+
+/*
+ * Whether the client's bytes may go as they are; when they may, the body
+ * the build makes must be the client's, value for value.
+ */
+
+static void
+verbatim_is(int kind, const char *body, int type, const char *served,
+    int expect)
+{
+    nx_buf_t      b = NX_BUF_INIT;
+    yajl_val      built, sent;
+    nx_llm_req_t  req;
+    nx_llm_err_t  err;
+
+    parse_ok(kind, body, &req);
+
+    if (nx_llm_build_verbatim(&req, type, served) != expect) {
+        print_error("%s: verbatim should be %d\n", body, expect);
+        fail();
+    }
+
+    if (expect) {
+        assert_int_equal(nx_llm_build_request(&req, type, served, 0, &b,
+                                              &err), 0);
+        built = json_ok(b.data, b.len);
+        sent = json_ok(body, strlen(body));
+        assert_true(json_same(built, sent));
+        nx_json_free(built);
+        nx_json_free(sent);
+        nx_buf_free(&b);
+    }
+
+    nx_llm_req_free(&req);
+}
+
+
+static void
+test_build_verbatim(void **state)
+{
+    nx_llm_req_t  req;
+
+    (void) state;
+
+    verbatim_is(CHAT, "{\"model\":\"a\"," USER_HI "}", NX_LLM_OPENAI, "a", 1);
+    verbatim_is(CHAT, "{\"model\":\"a\"," USER_HI ",\"max_tokens\":9,"
+                "\"temperature\":0.5,\"x\":[1,{\"y\":null}],\"x\":2}",
+                NX_LLM_OPENAI, "a", 1);
+    verbatim_is(CHAT, "{\"model\":\"a\",\"stream\":false," USER_HI "}",
+                NX_LLM_OPENAI, NULL, 1);
+    verbatim_is(NX_LLM_EMBEDDINGS, "{\"model\":\"e\",\"input\":\"hi\"}",
+                NX_LLM_OPENAI, "e", 1);
+
+    /* the served name differs, or the provider speaks another language */
+    verbatim_is(CHAT, "{\"model\":\"a\"," USER_HI "}", NX_LLM_OPENAI, "b", 0);
+    verbatim_is(CHAT, "{\"model\":\"a\"," USER_HI "}", NX_LLM_OLLAMA, "a", 0);
+    verbatim_is(CHAT, "{\"model\":\"a\"," USER_HI "}", NX_LLM_ANTHROPIC, "a",
+                0);
+
+    /* a stream is asked for usage */
+    verbatim_is(CHAT, "{\"model\":\"a\",\"stream\":true," USER_HI "}",
+                NX_LLM_OPENAI, "a", 0);
+
+    /* a member the build keeps one of, given twice */
+    verbatim_is(CHAT, "{\"model\":\"b\",\"model\":\"a\"," USER_HI "}",
+                NX_LLM_OPENAI, "a", 0);
+    verbatim_is(CHAT, "{\"model\":\"a\",\"stream\":true,\"stream\":false,"
+                USER_HI "}", NX_LLM_OPENAI, "a", 0);
+    verbatim_is(CHAT, "{\"model\":\"a\",\"stream\":false,\"stream\":false,"
+                USER_HI "}", NX_LLM_OPENAI, "a", 0);
+
+    /* a capped request */
+    parse_ok(CHAT, "{\"model\":\"a\"," USER_HI "}", &req);
+    req.max_tokens = 5;
+    req.max_tokens_forced = 1;
+    assert_int_equal(nx_llm_build_verbatim(&req, NX_LLM_OPENAI, "a"), 0);
+    nx_llm_req_free(&req);
+}
+
+
 /* a request the caller capped: max_tokens replaced, or added */
 
 static void
@@ -1950,6 +2082,7 @@ main(void)
         cmocka_unit_test(test_estimate),
         cmocka_unit_test(test_build_openai),
         cmocka_unit_test(test_build_forced),
+        cmocka_unit_test(test_build_verbatim),
         cmocka_unit_test(test_build_ollama),
         cmocka_unit_test(test_build_anthropic),
         cmocka_unit_test(test_upstream_path),

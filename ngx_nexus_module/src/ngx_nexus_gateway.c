@@ -233,6 +233,7 @@ ngx_nexus_gateway_body(ngx_http_request_t *r)
     }
 
     px->parsed = 1;
+    px->client_body = body;
     px->model.data = (u_char *) px->req.model;
     px->model.len = ngx_strlen(px->req.model);
 
@@ -503,6 +504,15 @@ ngx_nexus_gateway_bodies(ngx_http_request_t *r, ngx_nexus_proxy_t *px,
         }
 
         ngx_cpystrn(served, c->served.data, c->served.len + 1);
+
+        /* nothing to change: the client's bytes go as they came */
+        if (nx_llm_build_verbatim(&px->req, c->provider->type,
+                                  (const char *) served))
+        {
+            c->body = px->client_body;
+            px->cands[n++] = *c;
+            continue;
+        }
 
         ngx_memzero(&e, sizeof(nx_llm_err_t));
         nx_buf_reset(&body);

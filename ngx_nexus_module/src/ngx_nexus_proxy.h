@@ -41,6 +41,8 @@ typedef struct {
     ngx_str_t                       endpoint;   /* for usage events */
     nx_llm_req_t                    req;
     unsigned                        parsed:1;
+    ngx_str_t                       client_body;    /* as parsed (after
+                                                   redaction) */
     ngx_str_t                       model;      /* as requested */
 
     ngx_nexus_candidate_t          *cands;
