@@ -34,6 +34,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,6 +108,7 @@ static int nx_json_push(nx_json_parser_t *ps, char *key, yajl_val v);
 static char *nx_json_parse_string(nx_json_parser_t *ps, int is_key);
 static void nx_json_decode(const unsigned char *p, const unsigned char *end,
     char *out, size_t *len);
+static int nx_json_special8(const unsigned char *p);
 static unsigned nx_json_hex4(const unsigned char *p);
 static yajl_val nx_json_parse_number(nx_json_parser_t *ps);
 static yajl_val nx_json_parse_literal(nx_json_parser_t *ps, const char *word,
@@ -543,7 +545,11 @@ nx_json_parse_string(nx_json_parser_t *ps, int is_key)
 
     for ( ;; ) {
 
-        /* the common case: printable ASCII */
+        /* the common case: printable ASCII, eight bytes at a time */
+        while (end - p >= 8 && !nx_json_special8(p)) {
+            p += 8;
+        }
+
         while (p < end && *p >= 0x20 && *p < 0x80 && *p != '"'
                && *p != '\\')
         {
@@ -722,6 +728,31 @@ nx_json_decode(const unsigned char *p, const unsigned char *end, char *out,
     }
 
     *len = (size_t) (o - out);
+}
+
+
+/*
+ * Whether one of the eight bytes at p ends the fast path: a quote, a
+ * backslash, a control character or a byte of a multibyte character.
+ * (x - 0x01..) & ~x & 0x80.. is not zero exactly when a byte of x is zero,
+ * and with 0x20.. in place of 0x01.. when a byte is below 0x20.
+ */
+
+static int
+nx_json_special8(const unsigned char *p)
+{
+    uint64_t  w, q, b;
+
+    memcpy(&w, p, 8);
+
+    q = w ^ 0x2222222222222222ULL;
+    b = w ^ 0x5c5c5c5c5c5c5c5cULL;
+
+    return ((((w - 0x2020202020202020ULL) & ~w)
+            | ((q - 0x0101010101010101ULL) & ~q)
+            | ((b - 0x0101010101010101ULL) & ~b)
+            | w)
+           & 0x8080808080808080ULL) != 0;
 }
 
 

@@ -116,6 +116,7 @@ parse_bad(const char *s, size_t len)
 
 
 #define BAD(s)  parse_bad(s, sizeof(s) - 1)
+#define BAD_STR(s)  parse_bad(s, strlen(s))
 
 
 static void
@@ -930,6 +931,7 @@ expect_parse_error(const char *s, const char *expect)
 static void
 test_parse_rfc8259(void **state)
 {
+    int          i;
     yajl_val     v;
     const char  *s;
 
@@ -977,6 +979,30 @@ test_parse_rfc8259(void **state)
     expect_parse_error("[\"abc",
                        "unexpected end of text in a string at byte 5");
     expect_parse_error("", "unexpected end of text at byte 0");
+
+    /* what ends the fast path, at every place in an eight-byte block */
+    for (i = 0; i < 20; i++) {
+        char  doc[128], want[24];
+
+        memset(want, 'a', i);
+        want[i] = '\0';
+
+        (void) snprintf(doc, sizeof(doc), "[\"%s\",\"bbbbbbbbbbbbbbbb\"]",
+                        want);
+        v = parse_ok(doc);
+        assert_string_equal(v->u.array.values[0]->u.string, want);
+        nx_json_free(v);
+
+        (void) snprintf(doc, sizeof(doc), "[\"%s\\\\x\xc3\xa9yyyyyyyyyy\"]",
+                        want);
+        v = parse_ok(doc);
+        assert_memory_equal(v->u.array.values[0]->u.string + i,
+                            "\\x\xc3\xa9yyyyyyyyyy", 14);
+        nx_json_free(v);
+
+        (void) snprintf(doc, sizeof(doc), "[\"%s\x1fzzzzzzzzzz\"]", want);
+        BAD_STR(doc);
+    }
 
     /* a document wider than the values waiting on the stack */
     s = "[[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,"
