@@ -56,7 +56,7 @@ sub wait_ready {
 
 wait_ready($_) for $n1, $n2;
 
-nexus_plan(79);
+nexus_plan(80);
 
 my $tenant = make_tenant('budget', models => '*');
 
@@ -319,6 +319,7 @@ is($r->{headers}{'x-ratelimit-remaining'}, '2', 'X-RateLimit-Remaining');
 is($r->{headers}{'x-quota-used'}, '1', 'X-Quota-Used');
 ok(defined $r->{headers}{'x-budget-tokens-remaining'}, 'and its budget');
 is($quota->(), 1, 'one quota unit taken');
+ok(redis_cli('PTTL', $bucket) > 0, 'the bucket expires when it would be full');
 ok(wait_settled($kq), 'settled');
 my $before = redis_cli('HGETALL', $bucket);
 $r = chat($n2, $kq, max_tokens => 500, prefix => '/lim');

@@ -56,6 +56,7 @@ static const char  ngx_nexus_admit_lua[] =
     NGX_NEXUS_LUA_CALENDAR
     NGX_NEXUS_LUA_CLOCK
     "clock()\n"
+    NGX_NEXUS_LUA_BUCKET
     NGX_NEXUS_LUA_BUDGET
     NGX_NEXUS_LUA_LIMITS
     NGX_NEXUS_LUA_BUDGET_RESERVE

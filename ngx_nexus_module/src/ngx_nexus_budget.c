@@ -230,6 +230,7 @@ static const char  ngx_nexus_budget_settle_lua[] =
     "local base, cbase = ARGV[5], ARGV[7]\n"
     NGX_NEXUS_LUA_CALENDAR
     NGX_NEXUS_LUA_CLOCK
+    NGX_NEXUS_LUA_BUCKET
     NGX_NEXUS_LUA_BUDGET
     "local id, used = ARGV[1], tonumber(ARGV[2])\n"
     "local ktpm, ttpm = tonumber(ARGV[3]), tonumber(ARGV[4])\n"
@@ -271,13 +272,13 @@ static const char  ngx_nexus_budget_settle_lua[] =
     "    redis.call('PEXPIRE', pk[2], mend - now + 86400000)\n"
     "  end\n"
     "end\n"
-    "if back ~= 0 and (ktpm > 0 or ttpm > 0) then clock() end\n"
-    "if back ~= 0 and ktpm > 0 then\n"
-    "  store(KEYS[3], math.min(ktpm, level(KEYS[3], ktpm) + back), ktpm)\n"
+    "local function give(key, tpm)\n"
+    "  clock()\n"
+    "  local tk, ex = level(key, tpm)\n"
+    "  store(key, math.min(tpm, tk + back), ex, tpm)\n"
     "end\n"
-    "if back ~= 0 and ttpm > 0 then\n"
-    "  store(KEYS[4], math.min(ttpm, level(KEYS[4], ttpm) + back), ttpm)\n"
-    "end\n"
+    "if back ~= 0 and ktpm > 0 then give(KEYS[3], ktpm) end\n"
+    "if back ~= 0 and ttpm > 0 then give(KEYS[4], ttpm) end\n"
     "return n and 1 or 0\n";
 
 

@@ -32,7 +32,8 @@
 
 /*
  * Lua shared by the budget's scripts, after the clock (clock() is called
- * before level() and store()); the script sets base and cbase first.
+ * before level() and store()) and NGX_NEXUS_LUA_BUCKET; the script sets
+ * base and cbase first.
  * Keys of a key's budget, under base ("nx:tb:<key id>"): base:d:<day
  * number> and base:m:<YYYY-MM> (hashes of "used" and "res", the tokens
  * settled and held, expiring a day after their period), base:t (the same
@@ -40,7 +41,7 @@
  * expiry, KEYS[2] the hash of reservation records
  * "tokens:day:month:counted", KEYS[3] and KEYS[4] the key's and the
  * tenant's TPM buckets (tokens "tk" at time "ts", refilled at the rate of
- * a minute, debt allowed).
+ * a minute, debt allowed; "ex" their expiry, see NGX_NEXUS_LUA_BUCKET).
  *
  * Costs, for a tenant with a cost budget or credits, under cbase
  * ("nx:cost:<tenant id>"; empty when costs do not concern the request):
@@ -94,18 +95,17 @@
     "  return c, mo, cr == '1'\n"                                             \
     "end\n"                                                                   \
     "local function level(key, tpm)\n"                                       \
-    "  local v = redis.call('HMGET', key, 'tk', 'ts')\n"                      \
+    "  local v = redis.call('HMGET', key, 'tk', 'ts', 'ex')\n"                \
     "  local tk, ts = tonumber(v[1]), tonumber(v[2])\n"                       \
-    "  if tk == nil or ts == nil then return tpm end\n"                       \
+    "  if tk == nil or ts == nil then return tpm, 0 end\n"                    \
     "  if now > ts then\n"                                                    \
     "    tk = math.min(tpm, tk + (now - ts) * tpm / 60000)\n"                 \
     "  end\n"                                                                 \
-    "  return tk\n"                                                           \
+    "  return tk, tonumber(v[3]) or 0\n"                                      \
     "end\n"                                                                   \
-    "local function store(key, tk, tpm)\n"                                    \
-    "  redis.call('HSET', key, 'tk', tostring(tk), 'ts', now)\n"              \
-    "  redis.call('PEXPIRE', key,"                                            \
-    " math.ceil((tpm - tk) * 60000 / tpm) + 1000)\n"                          \
+    "local function store(key, tk, ex, tpm)\n"                                \
+    "  bucket(key, tk, ex, math.ceil((tpm - tk) * 60000 / tpm) + 1000,"       \
+    " 61000)\n"                                                               \
     "end\n"
 
 
@@ -160,7 +160,7 @@
     "local cost, cst, mu, mr, cb, cr = 0, 0, 0, 0, 0, 0\n"                    \
     "local credits = ARGV[15] == '1'\n"                                       \
     "local tid, kid = ARGV[17], ARGV[18]\n"                                   \
-    "local kt, tt = 0, 0\n"                                                   \
+    "local kt, tt, kx, tx = 0, 0, 0, 0\n"                                     \
     "local mk, mnew = cbase .. ':m:' .. mon, false\n"                         \
     "local pk = {base .. ':d:' .. day, base .. ':m:' .. mon, base .. ':t'}\n" \
     "local pnew = {true, true, true}\n"                                       \
@@ -242,8 +242,8 @@
     " bt > 0 and bt + 60000 or 0)\n"                                          \
     "    return false, 1\n"                                                   \
     "  end\n"                                                                 \
-    "  if ktpm > 0 then kt = level(KEYS[3], ktpm) end\n"                      \
-    "  if ttpm > 0 then tt = level(KEYS[4], ttpm) end\n"                      \
+    "  if ktpm > 0 then kt, kx = level(KEYS[3], ktpm) end\n"                  \
+    "  if ttpm > 0 then tt, tx = level(KEYS[4], ttpm) end\n"                  \
     "  if ktpm > 0 and kt < math.min(want, ktpm) then\n"                      \
     "    ts, tl, tr = 1, ktpm, math.floor(kt)\n"                              \
     "    tw = math.ceil((math.min(want, ktpm) - kt) * 60000 / ktpm)\n"        \
@@ -286,12 +286,12 @@
     "  end\n"                                                                 \
     "  if ktpm > 0 then\n"                                                    \
     "    kt = kt - want\n"                                                    \
-    "    store(KEYS[3], kt, ktpm)\n"                                          \
+    "    store(KEYS[3], kt, kx, ktpm)\n"                                      \
     "    ts, tl, tr = 1, ktpm, kt\n"                                          \
     "  end\n"                                                                 \
     "  if ttpm > 0 then\n"                                                    \
     "    tt = tt - want\n"                                                    \
-    "    store(KEYS[4], tt, ttpm)\n"                                          \
+    "    store(KEYS[4], tt, tx, ttpm)\n"                                      \
     "    if ts == 0 or tt < tr then ts, tl, tr = 2, ttpm, tt end\n"           \
     "  end\n"                                                                 \
     "  tr = math.floor(math.max(tr, 0))\n"                                    \

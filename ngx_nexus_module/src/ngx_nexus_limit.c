@@ -91,6 +91,7 @@ static const char  ngx_nexus_limit_lua[] =
     NGX_NEXUS_LUA_CALENDAR
     NGX_NEXUS_LUA_CLOCK
     "clock()\n"
+    NGX_NEXUS_LUA_BUCKET
     NGX_NEXUS_LUA_LIMITS
     "if lcheck() then lcommit() end\n"
     "return lreply()\n";

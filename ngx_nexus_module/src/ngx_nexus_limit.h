@@ -66,6 +66,26 @@
 
 
 /*
+ * Lua: bucket() writes a token bucket back, tokens tk at now, into a hash
+ * that must live need ms more (until it would be full again) and never
+ * needs more than full: its expiry is moved only when the one it has
+ * (kept as "ex", ms of Redis's clock) is too early, and then as far as
+ * full, so that most writes need no PEXPIREAT.  ex is what the bucket's
+ * read found (0: none).  After the clock.
+ */
+#define NGX_NEXUS_LUA_BUCKET                                                  \
+    "local function bucket(key, tk, ex, need, full)\n"                        \
+    "  if ex >= now + need then\n"                                            \
+    "    redis.call('HSET', key, 'tk', tostring(tk), 'ts', now)\n"            \
+    "    return\n"                                                            \
+    "  end\n"                                                                 \
+    "  ex = now + math.max(need, full)\n"                                     \
+    "  redis.call('HSET', key, 'tk', tostring(tk), 'ts', now, 'ex', ex)\n"    \
+    "  redis.call('PEXPIREAT', key, ex)\n"                                    \
+    "end\n"
+
+
+/*
  * Lua: the request limits of one request - the key's and the tenant's
  * token buckets, their in-flight leases and the tenant's daily and
  * monthly quota (UTC periods) - as three closures, so that a script can
@@ -74,8 +94,8 @@
  * hard cap fires its event); lcommit() takes a token from both buckets, a
  * lease in both sets and the quota's units, and fires the quota's other
  * events; lreply() is the answer (below).  After the clock, once clock()
- * ran.  The script sets lk and la, where the limits' KEYS and ARGV
- * begin.
+ * ran, and after NGX_NEXUS_LUA_BUCKET.  The script sets lk and la, where
+ * the limits' KEYS and ARGV begin.
  *
  * KEYS: key bucket, tenant bucket, key leases, tenant leases.
  * ARGV: 1-4 key rps, key burst, tenant rps, tenant burst (rps 0: none);
@@ -102,24 +122,24 @@
     "local qd, qm = tonumber(ARGV[la + 10]), tonumber(ARGV[la + 11])\n"       \
     "local soft, observe = tonumber(ARGV[la + 12]), ARGV[la + 13] == '1'\n"   \
     "local units = tonumber(ARGV[la + 14])\n"                                 \
-    "local ktk, ttk = 0, 0\n"                                                 \
+    "local ktk, ttk, kex, tex = 0, 0, 0, 0\n"                                 \
     "local scope, kind, wait = '', '', 0\n"                                   \
     "local qp, ql, qu, qr, warn = '', 0, 0, 0, 0\n"                           \
     "local dk, mk, du, mu, dnew, mnew\n"                                      \
     "local over, olim, oused, oend, oid = '', 0, 0, 0, ''\n"                  \
     "local fired = {}\n"                                                      \
     "local function level(key, rate, burst)\n"                                \
-    "  local v = redis.call('HMGET', key, 'tk', 'ts')\n"                      \
+    "  local v = redis.call('HMGET', key, 'tk', 'ts', 'ex')\n"                \
     "  local tk, ts = tonumber(v[1]), tonumber(v[2])\n"                       \
-    "  if tk == nil or ts == nil then return burst end\n"                     \
+    "  if tk == nil or ts == nil then return burst, 0 end\n"                  \
     "  if now > ts then\n"                                                    \
     "    tk = math.min(burst, tk + (now - ts) * rate / 1000)\n"               \
     "  end\n"                                                                 \
-    "  return tk\n"                                                           \
+    "  return tk, tonumber(v[3]) or 0\n"                                      \
     "end\n"                                                                   \
-    "local function store(key, tk, rate, burst)\n"                            \
-    "  redis.call('HSET', key, 'tk', tostring(tk), 'ts', now)\n"              \
-    "  redis.call('PEXPIRE', key, math.ceil(burst * 1000 / rate) + 1000)\n"   \
+    "local function store(key, tk, ex, rate, burst)\n"                        \
+    "  bucket(key, tk, ex, math.ceil((burst - tk) * 1000 / rate) + 1000,"     \
+    " math.ceil(burst * 1000 / rate) + 1000)\n"                               \
     "end\n"                                                                   \
     "local function event(ty, p, pid, lim, used, ttl)\n"                      \
     "  local once = 'nx:q:' .. tid .. ':ev:' .. ty .. ':' .. pid\n"           \
@@ -132,8 +152,8 @@
     "end\n"                                                                   \
     "lcheck = function()\n"                                                   \
     "  if kr > 0 then\n"                                                      \
-    "    ktk = level(KEYS[lk + 1], kr, kb)\n"                                 \
-    "    ttk = level(KEYS[lk + 2], tr, tb)\n"                                 \
+    "    ktk, kex = level(KEYS[lk + 1], kr, kb)\n"                            \
+    "    ttk, tex = level(KEYS[lk + 2], tr, tb)\n"                            \
     "    if ktk < 1 then\n"                                                   \
     "      scope, kind = 'api_key', 'rate'\n"                                 \
     "      wait = math.ceil((1 - ktk) * 1000 / kr)\n"                         \
@@ -211,8 +231,8 @@
     "  end\n"                                                                 \
     "  if kr > 0 then\n"                                                      \
     "    ktk, ttk = ktk - 1, ttk - 1\n"                                       \
-    "    store(KEYS[lk + 1], ktk, kr, kb)\n"                                  \
-    "    store(KEYS[lk + 2], ttk, tr, tb)\n"                                  \
+    "    store(KEYS[lk + 1], ktk, kex, kr, kb)\n"                             \
+    "    store(KEYS[lk + 2], ttk, tex, tr, tb)\n"                             \
     "  end\n"                                                                 \
     "end\n"                                                                   \
     "lreply = function()\n"                                                   \
