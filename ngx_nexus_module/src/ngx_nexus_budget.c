@@ -7,7 +7,8 @@
  * A gateway call first reserves its worst case: the prompt estimate plus
  * max_tokens, or plus the model's ceiling (nexus_token_ceiling) when the
  * client set none; an embedding costs its prompt only.  One Lua script,
- * in one Redis round trip, checks the key's daily, monthly and total
+ * in one Redis round trip - the call's admission, with its request limits
+ * (ngx_nexus_admit.c) - checks the key's daily, monthly and total
  * budgets (settled tokens plus the reservations in flight) and the key's
  * and the tenant's tokens-per-minute buckets, and takes all of it or
  * nothing.  When the answer is over - complete, cut, or its client gone -

@@ -9,7 +9,8 @@
  * nodes with skewed clocks still share one timeline.
  *
  * Runs in the ACCESS phase right after authentication (the buckets are
- * the key's and its tenant's).  When Redis cannot answer within its
+ * the key's and its tenant's), except for a gateway call's, which run in
+ * its admission with its budget's reservation (ngx_nexus_admit.c).  When Redis cannot answer within its
  * timeout, nexus_fail_mode decides: closed (503) or open (allowed, with
  * X-RateLimit-Status: degraded).  Without nexus_redis, a single node keeps
  * the same buckets in its shared zone (ngx_nexus_limit_shm.c).
