@@ -33,7 +33,12 @@ my $conf = nexus_conf(
     nexus_budget_ttl 1500ms;
     nexus_usage_flush 100ms;
 EOF
-    locations => 'location /open/v1/ { nexus_api; nexus_fail_mode open; }',
+    locations => <<'EOF',
+        location /open/v1/ { nexus_api; nexus_fail_mode open; }
+        location /lim/v1/  { nexus_api; nexus_rate_limit on;
+                             nexus_rate_limits key=1:3 tenant=1000:1000;
+                             nexus_concurrency key=4; }
+EOF
 );
 my $n1 = nexus_nginx($conf, workers => 2);
 my $n2 = nexus_nginx($conf);
@@ -51,7 +56,7 @@ sub wait_ready {
 
 wait_ready($_) for $n1, $n2;
 
-nexus_plan(59);
+nexus_plan(80);
 
 my $tenant = make_tenant('budget', models => '*');
 
@@ -293,12 +298,60 @@ $r = chat($n1, $kd, max_tokens => 100);
 is($r->{status}, 200, 'once expired, it no longer does');
 ok(wait_settled($kd), 'and it was swept');
 
+# --- one round trip: the limits taken with the reservation, or nothing ------------
+# a gateway call's rate bucket, lease and quota are taken by the script that
+# reserves its budget: a refusal by the budget leaves them as they were
+my $tq = make_tenant('admit', models => '*');
+psql(qq{UPDATE tenants SET quota = '{"daily": 100}' WHERE name = '$tq'});
+my $tqid = psql("SELECT id FROM tenants WHERE name = '$tq'");
+my $kq = make_key($tq, name => 'admit');
+psql(q{UPDATE api_keys SET token_budget = '{"daily": 60}'}
+    . " WHERE prefix = '" . key_prefix($kq) . "'");
+my $bucket = 'nx:rl:k:' . key_id($kq) . ':mutation';
+my $quota = sub {
+    my ($sec) = split /\n/, redis_cli('TIME');
+    return redis_cli('GET', "nx:q:$tqid:d:" . int($sec / 86400)) || 0;
+};
+$r = chat($n1, $kq, max_tokens => 5, prefix => '/lim');
+is($r->{status}, 200, 'a limited call within its budget');
+is($r->{headers}{'x-ratelimit-limit'}, '3', 'X-RateLimit-Limit');
+is($r->{headers}{'x-ratelimit-remaining'}, '2', 'X-RateLimit-Remaining');
+is($r->{headers}{'x-quota-used'}, '1', 'X-Quota-Used');
+ok(defined $r->{headers}{'x-budget-tokens-remaining'}, 'and its budget');
+is($quota->(), 1, 'one quota unit taken');
+ok(redis_cli('PTTL', $bucket) > 0, 'the bucket expires when it would be full');
+ok(wait_settled($kq), 'settled');
+my $before = redis_cli('HGETALL', $bucket);
+$r = chat($n2, $kq, max_tokens => 500, prefix => '/lim');
+is($r->{status}, 429, 'refused by the budget');
+is(code($r), 'BUDGET_EXCEEDED', 'BUDGET_EXCEEDED');
+is(redis_cli('HGETALL', $bucket), $before, 'no rate token taken');
+is($quota->(), 1, 'no quota unit taken');
+is(redis_cli('ZCARD', 'nx:cc:k:' . key_id($kq)), '0', 'no lease held');
+$r = chat($n1, $kq, max_tokens => 5, prefix => '/lim');
+is($r->{headers}{'x-ratelimit-remaining'}, '1',
+    'the next call finds the bucket as the refused one left it');
+$r = chat($n2, $kq, max_tokens => 5, prefix => '/lim');
+$r = chat($n1, $kq, max_tokens => 5, prefix => '/lim');
+is($r->{status}, 429, 'the bucket empty: refused');
+is(code($r), 'RATE_LIMITED', 'RATE_LIMITED');
+is($r->{headers}{'x-ratelimit-scope'}, 'api_key', 'X-RateLimit-Scope');
+ok(wait_settled($kq), 'nothing reserved for it');
+is(period($kq, 'day')->{used} + 0, events_total($kq, 5),
+    'only the calls made are counted');
+is(psql("SELECT count(*) FROM usage_events WHERE key_id = " . key_id($kq)
+    . " AND status = 429 AND error_code = 'RATE_LIMITED'"), 1,
+    'the refused call\'s usage event says why');
+
 # --- Redis down: fail closed, fail open, recovery --------------------------------
 my $kr = budget_key('{"daily": 100000}');
 redis_stop();
 $r = chat($n1, $kr, max_tokens => 5);
 is($r->{status}, 503, 'Redis down, fail closed: 503');
 is(code($r), 'RATE_LIMIT_UNAVAILABLE', 'RATE_LIMIT_UNAVAILABLE');
+$r = chat($n1, $kr, max_tokens => 5, prefix => '/lim');
+like($r->{json}{error}{message}, qr/^rate limits cannot be checked/,
+    'with rate limits too, theirs first');
 $r = chat($n2, $kr, max_tokens => 5, prefix => '/open');
 is($r->{status}, 200, 'fail open: allowed');
 is($r->{headers}{'x-ratelimit-status'}, 'degraded', 'X-RateLimit-Status: degraded');

@@ -21,6 +21,8 @@
 
 static ngx_int_t ngx_nexus_api_me(ngx_http_request_t *r);
 static void ngx_nexus_ops_viewed(ngx_http_request_t *r);
+static ngx_int_t ngx_nexus_api_native(ngx_http_request_t *r,
+    ngx_str_t *rest);
 
 
 ngx_int_t
@@ -66,24 +68,75 @@ ngx_nexus_method_not_allowed(ngx_http_request_t *r, const char *allow)
 }
 
 
+/* Ollama's native API: /api/... (or /acme/api/...) */
+
+static ngx_int_t
+ngx_nexus_api_native(ngx_http_request_t *r, ngx_str_t *rest)
+{
+    u_char  *p;
+
+    p = ngx_strlcasestrn(r->uri.data, r->uri.data + r->uri.len,
+                         (u_char *) "/api/", 5 - 1);
+    if (p == NULL) {
+        return NGX_DECLINED;
+    }
+
+    rest->data = p + 5;
+    rest->len = r->uri.data + r->uri.len - rest->data;
+
+    return NGX_OK;
+}
+
+
+/*
+ * Whether the request is one of the gateway's calls, a POST to chat
+ * completions or embeddings, or to Ollama's chat or generate: its limits
+ * are taken with its budget's reservation once its body is read
+ * (ngx_nexus_admit.c).  A call this would miss is limited in the access
+ * phase, as any other request.
+ */
+
+ngx_uint_t
+ngx_nexus_api_gateway_call(ngx_http_request_t *r)
+{
+    ngx_str_t              rest;
+    ngx_nexus_loc_conf_t  *nlcf;
+
+    nlcf = ngx_http_get_module_loc_conf(r, ngx_nexus_module);
+
+    if (r->method != NGX_HTTP_POST || nlcf->handler != NGX_NEXUS_HANDLER_API)
+    {
+        return 0;
+    }
+
+    if (ngx_nexus_route(r, &rest) == NGX_OK) {
+        return (rest.len == sizeof("chat/completions") - 1
+                && ngx_strncmp(rest.data, "chat/completions", rest.len) == 0)
+               || (rest.len == sizeof("embeddings") - 1
+                   && ngx_strncmp(rest.data, "embeddings", rest.len) == 0);
+    }
+
+    if (ngx_nexus_api_native(r, &rest) == NGX_OK) {
+        return (rest.len == 4 && ngx_strncmp(rest.data, "chat", 4) == 0)
+               || (rest.len == 8
+                   && ngx_strncmp(rest.data, "generate", 8) == 0);
+    }
+
+    return 0;
+}
+
+
 ngx_int_t
 ngx_nexus_api_handler(ngx_http_request_t *r)
 {
-    u_char     *p;
     ngx_int_t   rc;
     ngx_str_t   rest;
 
     if (ngx_nexus_route(r, &rest) != NGX_OK) {
 
-        /* Ollama's native API: /api/... (or /acme/api/...) */
-        p = ngx_strlcasestrn(r->uri.data, r->uri.data + r->uri.len,
-                             (u_char *) "/api/", 5 - 1);
-        if (p == NULL) {
+        if (ngx_nexus_api_native(r, &rest) != NGX_OK) {
             return ngx_nexus_not_found(r);
         }
-
-        rest.data = p + 5;
-        rest.len = r->uri.data + r->uri.len - rest.data;
 
         return ngx_nexus_gateway_handler(r, &rest, 1);
     }

@@ -7,7 +7,8 @@
  * A gateway call first reserves its worst case: the prompt estimate plus
  * max_tokens, or plus the model's ceiling (nexus_token_ceiling) when the
  * client set none; an embedding costs its prompt only.  One Lua script,
- * in one Redis round trip, checks the key's daily, monthly and total
+ * in one Redis round trip - the call's admission, with its request limits
+ * (ngx_nexus_admit.c) - checks the key's daily, monthly and total
  * budgets (settled tokens plus the reservations in flight) and the key's
  * and the tenant's tokens-per-minute buckets, and takes all of it or
  * nothing.  When the answer is over - complete, cut, or its client gone -
@@ -68,11 +69,7 @@
 
 #define NGX_NEXUS_HTTP_PAYMENT_REQUIRED  402
 
-#define NGX_NEXUS_BUDGET_NKEYS      7
 #define NGX_NEXUS_BUDGET_REPLY      20
-
-/* a token budget warns at 80%: the keys have no setting of their own */
-#define NGX_NEXUS_BUDGET_WARN       "800"
 
 /* the stream of credit changes, drained into credit_transactions */
 #define NGX_NEXUS_CREDIT_LEDGER     "nx:cr:ledger"
@@ -121,7 +118,7 @@ typedef struct {
     int64_t                     tpm_remaining;
     int64_t                     tpm_wait_ms;
 
-    ngx_nexus_principal_t      *principal;  /* without Redis */
+    ngx_nexus_principal_t      *principal;  /* while the request lives */
 
     /* costs: the tenant's settings, the worst cases, and the prices */
     ngx_nexus_cost_t            cost;
@@ -162,14 +159,10 @@ static ngx_int_t ngx_nexus_budget_strings(ngx_http_request_t *r,
     ngx_nexus_budget_t *b, ngx_nexus_principal_t *pr);
 static u_char *ngx_nexus_budget_name(u_char *p, u_char *last,
     ngx_str_t *s, const char *fmt, ...);
-static void ngx_nexus_budget_reserved(ngx_nexus_redis_cmd_t *cmd,
-    redisReply *reply, ngx_int_t rc);
 static ngx_int_t ngx_nexus_budget_parse(ngx_nexus_budget_t *b,
     redisReply *reply);
 static void ngx_nexus_budget_audit(ngx_http_request_t *r,
     ngx_nexus_budget_t *b, redisReply *fired);
-static ngx_int_t ngx_nexus_budget_decide(ngx_http_request_t *r,
-    ngx_nexus_budget_t *b, ngx_int_t status);
 static ngx_int_t ngx_nexus_budget_local(ngx_http_request_t *r,
     ngx_nexus_budget_t *b);
 static ngx_int_t ngx_nexus_budget_exceeded(ngx_http_request_t *r,
@@ -217,268 +210,8 @@ static time_t  ngx_nexus_budget_warned;
 static time_t  ngx_nexus_budget_lost;
 
 
-/*
- * Lua shared by the scripts.  Keys of a key's budget, under base
- * ("nx:tb:<key id>"): base:d:<day number> and base:m:<YYYY-MM> (hashes
- * of "used" and "res", the tokens settled and held, expiring a day after
- * their period), base:t (the same for the key's life).  KEYS[1] is the
- * sorted set of reservations by expiry, KEYS[2] the hash of reservation
- * records "tokens:day:month:counted", KEYS[3] and KEYS[4] the key's and
- * the tenant's TPM buckets (tokens "tk" at time "ts", refilled at the
- * rate of a minute, debt allowed).
- *
- * Costs, for a tenant with a cost budget or credits, under cbase
- * ("nx:cost:<tenant id>"; empty when costs do not concern the request):
- * cbase:m:<YYYY-MM> (a hash of "used" and "res", the micro-dollars
- * settled and held this month), KEYS[5] and KEYS[6] the tenant's own
- * sorted set and hash of cost reservations, "micro-dollars:month:credits",
- * under the same ids as the token reservations, so that a stale one is
- * swept by any request of the tenant; KEYS[7] the tenant's credits (a
- * hash of "bal" and "res", micro-dollars; see ngx_nexus_credits.c).
- */
-
-#define NGX_NEXUS_BUDGET_LUA_COMMON                                           \
-    "local t = redis.call('TIME')\n"                                          \
-    "local now = tonumber(t[1]) * 1000"                                       \
-    " + math.floor(tonumber(t[2]) / 1000)\n"                                  \
-    NGX_NEXUS_LUA_CALENDAR                                                    \
-    "local day = math.floor(now / 86400000)\n"                                \
-    "local y, m = civil(day)\n"                                               \
-    "local mon = string.format('%04d-%02d', y, m)\n"                          \
-    "local ny, nm = y, m + 1\n"                                               \
-    "if nm > 12 then ny, nm = y + 1, 1 end\n"                                 \
-    "local dend = (day + 1) * 86400000\n"                                     \
-    "local mend = days(ny, nm) * 86400000\n"                                  \
-    "local function add(k, f, n)\n"                                           \
-    "  if n ~= 0 and redis.call('EXISTS', k) == 1 then\n"                     \
-    "    redis.call('HINCRBY', k, f, n)\n"                                    \
-    "  end\n"                                                                 \
-    "end\n"                                                                   \
-    "local function release(rid, used)\n"                                     \
-    "  local rec = redis.call('HGET', KEYS[2], rid)\n"                        \
-    "  redis.call('ZREM', KEYS[1], rid)\n"                                    \
-    "  if not rec then return nil end\n"                                      \
-    "  redis.call('HDEL', KEYS[2], rid)\n"                                    \
-    "  local n, d, mo, c = string.match(rec,"                                 \
-    " '^(%d+):(%d+):([%d-]+):(%d)$')\n"                                       \
-    "  if not n then return nil end\n"                                        \
-    "  n = tonumber(n)\n"                                                     \
-    "  if c == '1' then\n"                                                    \
-    "    for _, k in ipairs({base .. ':d:' .. d, base .. ':m:' .. mo,"        \
-    " base .. ':t'}) do\n"                                                    \
-    "      add(k, 'res', -n)\n"                                               \
-    "      add(k, 'used', used)\n"                                            \
-    "    end\n"                                                               \
-    "  end\n"                                                                 \
-    "  return n\n"                                                            \
-    "end\n"                                                                   \
-    "local function crelease(rid)\n"                                          \
-    "  local rec = redis.call('HGET', KEYS[6], rid)\n"                        \
-    "  redis.call('ZREM', KEYS[5], rid)\n"                                    \
-    "  if not rec then return nil end\n"                                      \
-    "  redis.call('HDEL', KEYS[6], rid)\n"                                    \
-    "  local c, mo, cr = string.match(rec, '^(%d+):([%d-]+):(%d)$')\n"        \
-    "  if not c then return nil end\n"                                        \
-    "  c = tonumber(c)\n"                                                     \
-    "  add(cbase .. ':m:' .. mo, 'res', -c)\n"                                \
-    "  if cr == '1' then add(KEYS[7], 'res', -c) end\n"                       \
-    "  return c, mo, cr == '1'\n"                                             \
-    "end\n"                                                                   \
-    "local function level(key, tpm)\n"                                        \
-    "  local v = redis.call('HMGET', key, 'tk', 'ts')\n"                      \
-    "  local tk, ts = tonumber(v[1]), tonumber(v[2])\n"                       \
-    "  if tk == nil or ts == nil then return tpm end\n"                       \
-    "  if now > ts then\n"                                                    \
-    "    tk = math.min(tpm, tk + (now - ts) * tpm / 60000)\n"                 \
-    "  end\n"                                                                 \
-    "  return tk\n"                                                           \
-    "end\n"                                                                   \
-    "local function store(key, tk, tpm)\n"                                    \
-    "  redis.call('HSET', key, 'tk', tostring(tk), 'ts', now)\n"              \
-    "  redis.call('PEXPIRE', key,"                                            \
-    " math.ceil((tpm - tk) * 60000 / tpm) + 1000)\n"                          \
-    "end\n"
-
-/* a month's spend is kept a month after it ends, for reports */
-#define NGX_NEXUS_BUDGET_LUA_MONTH_TTL  "(mend - now + 32 * 86400000)"
-
-
-static ngx_nexus_redis_script_t  ngx_nexus_budget_reserve_script;
 static ngx_nexus_redis_script_t  ngx_nexus_budget_settle_script;
 static ngx_nexus_redis_script_t  ngx_nexus_budget_renew_script;
-
-
-/*
- * ARGV: 1 reservation id, 2 tokens wanted, 3 ttl (ms), 4-6 the daily,
- * monthly and total budgets (0: none), 7-8 the key's and the tenant's
- * TPM (0: none), 9 base; 10 cbase (empty: no costs), 11 the worst case
- * in micro-dollars, 12-13 the tokens and micro-dollars of the degraded
- * request (0: none can be made), 14 the monthly budget in micro-dollars
- * (0: none), 15 "1" when the tenant runs on credits, 16 the cost
- * budget's warn ratio in permille, 17-18 the tenant's and the key's ids.
- *
- * The cost comes first: a budget that cannot cover the worst case in
- * flight and settled either degrades the request (the tokens checked
- * against the token budgets are then the degraded request's) or refuses
- * it; credits that cannot cover it refuse it.
- *
- * Returns 19 integers: allowed (1/0), refused by (0, 1 token budget,
- * 2 TPM, 3 cost budget, 4 credits, 5 no credit balance in Redis), the
- * binding period (0 none, 1 day, 2 month, 3 total), its limit, used,
- * reserved (this reservation included when allowed), ms until it resets
- * (0 for total), the binding TPM bucket (0 none, 1 key, 2 tenant), its
- * limit, its tokens left, the ms to wait for enough of them when
- * refused; then the cost: 0 none, 1 as asked, 3 degraded; the month's
- * spend settled and held (this reservation included when allowed), the
- * credit balance and what is held of it (the same), ms until the month
- * ends, the micro-dollars and the tokens reserved; and last, the budget
- * events this call fired, for the audit log, as the limits script does:
- * "<type> <tokens|cost> <period> <limit> <used>", joined with ",".
- *
- * budget.warn fires when the settled tokens of a period (or the month's
- * settled spend) reach the warn ratio, budget.exhausted when a token
- * budget refuses a reservation or a cost budget is at its cap (blocked or
- * degraded); each at most once per key (tokens) or tenant (cost) and
- * period across the fleet, a total budget's once.
- */
-
-static const char  ngx_nexus_budget_reserve_lua[] =
-    "local base, cbase = ARGV[9], ARGV[10]\n"
-    NGX_NEXUS_BUDGET_LUA_COMMON
-    "local id, want, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])\n"
-    "local lim = {tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])}\n"
-    "local ktpm, ttpm = tonumber(ARGV[7]), tonumber(ARGV[8])\n"
-    "local bp, bl, bu, br, brem, bt = 0, 0, 0, 0, 0, 0\n"
-    "local ts, tl, tr, tw = 0, 0, 0, 0\n"
-    "local cost, cst, mu, mr, cb, cr = 0, 0, 0, 0, 0, 0\n"
-    "local credits = ARGV[15] == '1'\n"
-    "local tid, kid = ARGV[17], ARGV[18]\n"
-    "local fired = {}\n"
-    "local function event(ty, what, p, pid, l, u, ttl)\n"
-    "  local once = (what == 'cost' and cbase or base) .. ':ev:' .. ty"
-    " .. ':' .. pid\n"
-    "  local new\n"
-    "  if ttl > 0 then\n"
-    "    new = redis.call('SET', once, '1', 'NX', 'PX', ttl)\n"
-    "  else\n"
-    "    new = redis.call('SET', once, '1', 'NX')\n"
-    "  end\n"
-    "  if new then\n"
-    "    local f = {'type', ty, 'tenant_id', tid, 'budget', what,"
-    " 'period', p, 'limit', l, 'used', u, 'ts', now}\n"
-    "    if what == 'tokens' then\n"
-    "      f[#f + 1], f[#f + 2] = 'key_id', kid\n"
-    "    end\n"
-    "    redis.call('XADD', 'nx:events', 'MAXLEN', '~', 100000, '*',"
-    " unpack(f))\n"
-    "    fired[#fired + 1] = string.format('%s %s %s %d %d', ty, what, p,"
-    " l, u)\n"
-    "  end\n"
-    "end\n"
-    "local function out(ok, by)\n"
-    "  return {ok, by, bp, bl, bu, br, bt, ts, tl, tr, tw, cst, mu, mr, cb,"
-    " cr, mend - now, cost, want, table.concat(fired, ',')}\n"
-    "end\n"
-    "for _, rid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now,"
-    " 'LIMIT', 0, 100)) do\n"
-    "  release(rid, 0)\n"
-    "end\n"
-    "local mk = cbase .. ':m:' .. mon\n"
-    "if cbase ~= '' then\n"
-    "  for _, rid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[5], '-inf',"
-    " now, 'LIMIT', 0, 100)) do\n"
-    "    crelease(rid)\n"
-    "  end\n"
-    "  local v = redis.call('HMGET', mk, 'used', 'res')\n"
-    "  mu, mr = tonumber(v[1]) or 0, tonumber(v[2]) or 0\n"
-    "  cost, cst = tonumber(ARGV[11]), 1\n"
-    "  local budget = tonumber(ARGV[14])\n"
-    "  if budget > 0 and mu * 1000 >= budget * tonumber(ARGV[16]) then\n"
-    "    event('budget.warn', 'cost', 'month', mon, budget, mu,"
-    " mend - now + 60000)\n"
-    "  end\n"
-    "  if budget > 0 and mu + mr + cost > budget then\n"
-    "    event('budget.exhausted', 'cost', 'month', mon, budget, mu,"
-    " mend - now + 60000)\n"
-    "    if tonumber(ARGV[12]) <= 0 then return out(0, 3) end\n"
-    "    want, cost, cst = tonumber(ARGV[12]), tonumber(ARGV[13]), 3\n"
-    "  end\n"
-    "  if credits then\n"
-    "    local c = redis.call('HMGET', KEYS[7], 'bal', 'res')\n"
-    "    if not c[1] then return out(0, 5) end\n"
-    "    cb, cr = tonumber(c[1]), tonumber(c[2]) or 0\n"
-    "    if cb - cr < cost then return out(0, 4) end\n"
-    "  end\n"
-    "end\n"
-    "local pk = {base .. ':d:' .. day, base .. ':m:' .. mon, base .. ':t'}\n"
-    "local reset = {dend - now, mend - now, 0}\n"
-    "local pn, pid = {'day', 'month', 'total'}, {day, mon, 't'}\n"
-    "local counted = lim[1] > 0 or lim[2] > 0 or lim[3] > 0\n"
-    "for i = 1, 3 do\n"
-    "  if lim[i] > 0 then\n"
-    "    local v = redis.call('HMGET', pk[i], 'used', 'res')\n"
-    "    local u, r = tonumber(v[1]) or 0, tonumber(v[2]) or 0\n"
-    "    if u * 1000 >= lim[i] * " NGX_NEXUS_BUDGET_WARN " then\n"
-    "      event('budget.warn', 'tokens', pn[i], pid[i], lim[i], u,"
-    " reset[i] > 0 and reset[i] + 60000 or 0)\n"
-    "    end\n"
-    "    if bp == 0 or lim[i] - u - r < brem then\n"
-    "      bp, bl, bu, br, brem, bt = i, lim[i], u, r, lim[i] - u - r,"
-    " reset[i]\n"
-    "    end\n"
-    "  end\n"
-    "end\n"
-    "if bp > 0 and brem < want then\n"
-    "  event('budget.exhausted', 'tokens', pn[bp], pid[bp], bl, bu,"
-    " bt > 0 and bt + 60000 or 0)\n"
-    "  return out(0, 1)\n"
-    "end\n"
-    "local kt, tt = 0, 0\n"
-    "if ktpm > 0 then kt = level(KEYS[3], ktpm) end\n"
-    "if ttpm > 0 then tt = level(KEYS[4], ttpm) end\n"
-    "if ktpm > 0 and kt < math.min(want, ktpm) then\n"
-    "  ts, tl, tr = 1, ktpm, math.floor(kt)\n"
-    "  tw = math.ceil((math.min(want, ktpm) - kt) * 60000 / ktpm)\n"
-    "  return out(0, 2)\n"
-    "end\n"
-    "if ttpm > 0 and tt < math.min(want, ttpm) then\n"
-    "  ts, tl, tr = 2, ttpm, math.floor(tt)\n"
-    "  tw = math.ceil((math.min(want, ttpm) - tt) * 60000 / ttpm)\n"
-    "  return out(0, 2)\n"
-    "end\n"
-    "if counted then\n"
-    "  for i = 1, 3 do redis.call('HINCRBY', pk[i], 'res', want) end\n"
-    "  redis.call('PEXPIRE', pk[1], dend - now + 86400000)\n"
-    "  redis.call('PEXPIRE', pk[2], mend - now + 86400000)\n"
-    "end\n"
-    "redis.call('ZADD', KEYS[1], now + ttl, id)\n"
-    "redis.call('HSET', KEYS[2], id, string.format('%d:%d:%s:%d', want,"
-    " day, mon, counted and 1 or 0))\n"
-    "if cbase ~= '' then\n"
-    "  redis.call('HINCRBY', mk, 'res', cost)\n"
-    "  redis.call('PEXPIRE', mk, " NGX_NEXUS_BUDGET_LUA_MONTH_TTL ")\n"
-    "  mr = mr + cost\n"
-    "  if credits then\n"
-    "    redis.call('HINCRBY', KEYS[7], 'res', cost)\n"
-    "    cr = cr + cost\n"
-    "  end\n"
-    "  redis.call('ZADD', KEYS[5], now + ttl, id)\n"
-    "  redis.call('HSET', KEYS[6], id, string.format('%d:%s:%d', cost, mon,"
-    " credits and 1 or 0))\n"
-    "end\n"
-    "if ktpm > 0 then\n"
-    "  kt = kt - want\n"
-    "  store(KEYS[3], kt, ktpm)\n"
-    "  ts, tl, tr = 1, ktpm, kt\n"
-    "end\n"
-    "if ttpm > 0 then\n"
-    "  tt = tt - want\n"
-    "  store(KEYS[4], tt, ttpm)\n"
-    "  if ts == 0 or tt < tr then ts, tl, tr = 2, ttpm, tt end\n"
-    "end\n"
-    "tr = math.floor(math.max(tr, 0))\n"
-    "if bp > 0 then br = br + want end\n"
-    "return out(1, 0)\n";
 
 
 /*
@@ -496,17 +229,25 @@ static const char  ngx_nexus_budget_reserve_lua[] =
 
 static const char  ngx_nexus_budget_settle_lua[] =
     "local base, cbase = ARGV[5], ARGV[7]\n"
-    NGX_NEXUS_BUDGET_LUA_COMMON
+    NGX_NEXUS_LUA_CALENDAR
+    NGX_NEXUS_LUA_CLOCK
+    NGX_NEXUS_LUA_BUCKET
+    NGX_NEXUS_LUA_BUDGET
     "local id, used = ARGV[1], tonumber(ARGV[2])\n"
     "local ktpm, ttpm = tonumber(ARGV[3]), tonumber(ARGV[4])\n"
     "if cbase ~= '' then\n"
     "  local c, mo, credits = crelease(id)\n"
-    "  if not c then mo, credits = mon, ARGV[9] == '1' end\n"
+    "  if not c then\n"
+    "    clock()\n"
+    "    mo, credits = mon, ARGV[9] == '1'\n"
+    "  end\n"
     "  local cost = tonumber(ARGV[8])\n"
     "  if cost > 0 then\n"
     "    local mk = cbase .. ':m:' .. mo\n"
-    "    redis.call('HINCRBY', mk, 'used', cost)\n"
-    "    redis.call('PEXPIRE', mk, " NGX_NEXUS_BUDGET_LUA_MONTH_TTL ")\n"
+    "    if redis.call('HINCRBY', mk, 'used', cost) == cost or not c then\n"
+    "      clock()\n"
+    "      redis.call('PEXPIRE', mk, " NGX_NEXUS_LUA_BUDGET_MONTH_TTL ")\n"
+    "    end\n"
     "    local b = credits and redis.call('HGET', KEYS[7], 'bal')\n"
     "    if b then\n"
     "      local a = redis.call('HINCRBY', KEYS[7], 'bal', -cost)\n"
@@ -524,6 +265,7 @@ static const char  ngx_nexus_budget_settle_lua[] =
     "  if used <= 0 then return 0 end\n"
     "  back = -used\n"
     "  if ARGV[6] == '1' then\n"
+    "    clock()\n"
     "    local pk = {base .. ':d:' .. day, base .. ':m:' .. mon,"
     " base .. ':t'}\n"
     "    for i = 1, 3 do redis.call('HINCRBY', pk[i], 'used', used) end\n"
@@ -531,12 +273,13 @@ static const char  ngx_nexus_budget_settle_lua[] =
     "    redis.call('PEXPIRE', pk[2], mend - now + 86400000)\n"
     "  end\n"
     "end\n"
-    "if back ~= 0 and ktpm > 0 then\n"
-    "  store(KEYS[3], math.min(ktpm, level(KEYS[3], ktpm) + back), ktpm)\n"
+    "local function give(key, tpm)\n"
+    "  clock()\n"
+    "  local tk, ex = level(key, tpm)\n"
+    "  store(key, math.min(tpm, tk + back), ex, tpm)\n"
     "end\n"
-    "if back ~= 0 and ttpm > 0 then\n"
-    "  store(KEYS[4], math.min(ttpm, level(KEYS[4], ttpm) + back), ttpm)\n"
-    "end\n"
+    "if back ~= 0 and ktpm > 0 then give(KEYS[3], ktpm) end\n"
+    "if back ~= 0 and ttpm > 0 then give(KEYS[4], ttpm) end\n"
     "return n and 1 or 0\n";
 
 
@@ -553,12 +296,9 @@ static const char  ngx_nexus_budget_renew_lua[] =
 ngx_int_t
 ngx_nexus_budget_init(ngx_conf_t *cf)
 {
-    if (ngx_nexus_redis_script(cf, &ngx_nexus_budget_reserve_script,
-                               ngx_nexus_budget_reserve_lua)
-        != NGX_OK
-        || ngx_nexus_redis_script(cf, &ngx_nexus_budget_settle_script,
-                                  ngx_nexus_budget_settle_lua)
-           != NGX_OK)
+    if (ngx_nexus_redis_script(cf, &ngx_nexus_budget_settle_script,
+                               ngx_nexus_budget_settle_lua)
+        != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -715,22 +455,17 @@ invalid:
 
 
 ngx_int_t
-ngx_nexus_budget_reserve(ngx_http_request_t *r, ngx_nexus_proxy_t *px)
+ngx_nexus_budget_prepare(ngx_http_request_t *r, ngx_nexus_proxy_t *px)
 {
-    u_char                  *p;
     int64_t                  tpm[2];
     ngx_int_t                rc;
     ngx_uint_t               i;
-    const char              *argv[25];
-    size_t                   argvlen[25];
     ngx_nexus_ctx_t         *ctx;
     ngx_nexus_cost_t         cost;
     ngx_nexus_budget_t      *b;
     ngx_nexus_loc_conf_t    *nlcf;
     ngx_nexus_main_conf_t   *nmcf;
     ngx_nexus_principal_t   *pr;
-    ngx_nexus_redis_cmd_t   *cmd;
-    u_char                   args[16][NGX_INT64_LEN];
 
     ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
     nlcf = ngx_http_get_module_loc_conf(r, ngx_nexus_module);
@@ -787,16 +522,63 @@ ngx_nexus_budget_reserve(ngx_http_request_t *r, ngx_nexus_proxy_t *px)
         goto failed;
     }
 
+    b->principal = pr;
     px->budget = b;
+
+    return NGX_OK;
+
+failed:
+
+    ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+
+    return NGX_DONE;
+}
+
+
+ngx_int_t
+ngx_nexus_budget_alone(ngx_http_request_t *r, ngx_nexus_proxy_t *px)
+{
+    ngx_nexus_budget_t  *b;
+
+    b = px->budget;
+
+    if (b == NULL) {
+        return NGX_OK;
+    }
 
     if (b->unknown) {
         /* whether this request costs anything cannot be told yet */
-        return ngx_nexus_budget_decide(r, b, NGX_DECLINED);
+        return ngx_nexus_budget_decide(r, px, NGX_DECLINED);
     }
 
-    if (!ngx_nexus_redis_configured()) {
-        b->principal = pr;
-        return ngx_nexus_budget_local(r, b);
+    return ngx_nexus_budget_local(r, b);
+}
+
+
+ngx_int_t
+ngx_nexus_budget_call(ngx_nexus_proxy_t *px, ngx_nexus_budget_call_t *bc)
+{
+    u_char               *p;
+    ngx_uint_t            i;
+    const char          **argv;
+    size_t               *argvlen;
+    ngx_nexus_budget_t   *b;
+
+    b = px->budget;
+    argv = bc->argv;
+    argvlen = bc->argvlen;
+
+    if (b == NULL || b->unknown) {
+        /* an empty reservation id: none to make */
+        for (i = 0; i < NGX_NEXUS_BUDGET_NARGV; i++) {
+            argv[i] = (i < NGX_NEXUS_BUDGET_NKEYS + 1
+                       || i == NGX_NEXUS_BUDGET_NKEYS + 8
+                       || i == NGX_NEXUS_BUDGET_NKEYS + 9)
+                      ? "" : "0";
+            argvlen[i] = ngx_strlen(argv[i]);
+        }
+
+        return NGX_DECLINED;
     }
 
     for (i = 0; i < NGX_NEXUS_BUDGET_NKEYS; i++) {
@@ -807,24 +589,24 @@ ngx_nexus_budget_reserve(ngx_http_request_t *r, ngx_nexus_proxy_t *px)
     argv[7] = (const char *) b->id.data;
     argvlen[7] = b->id.len;
 
-    p = ngx_sprintf(args[0], "%L", b->want);
-    argv[8] = (const char *) args[0];
-    argvlen[8] = p - args[0];
+    p = ngx_sprintf(bc->args[0], "%L", b->want);
+    argv[8] = (const char *) bc->args[0];
+    argvlen[8] = p - bc->args[0];
 
-    p = ngx_sprintf(args[1], "%M", b->ttl);
-    argv[9] = (const char *) args[1];
-    argvlen[9] = p - args[1];
+    p = ngx_sprintf(bc->args[1], "%M", b->ttl);
+    argv[9] = (const char *) bc->args[1];
+    argvlen[9] = p - bc->args[1];
 
     for (i = 0; i < 3; i++) {
-        p = ngx_sprintf(args[2 + i], "%L", b->limits[i]);
-        argv[10 + i] = (const char *) args[2 + i];
-        argvlen[10 + i] = p - args[2 + i];
+        p = ngx_sprintf(bc->args[2 + i], "%L", b->limits[i]);
+        argv[10 + i] = (const char *) bc->args[2 + i];
+        argvlen[10 + i] = p - bc->args[2 + i];
     }
 
     for (i = 0; i < 2; i++) {
-        p = ngx_sprintf(args[5 + i], "%L", b->tpm[i]);
-        argv[13 + i] = (const char *) args[5 + i];
-        argvlen[13 + i] = p - args[5 + i];
+        p = ngx_sprintf(bc->args[5 + i], "%L", b->tpm[i]);
+        argv[13 + i] = (const char *) bc->args[5 + i];
+        argvlen[13 + i] = p - bc->args[5 + i];
     }
 
     argv[15] = (const char *) b->base.data;
@@ -833,63 +615,51 @@ ngx_nexus_budget_reserve(ngx_http_request_t *r, ngx_nexus_proxy_t *px)
     argv[16] = (const char *) b->cbase.data;
     argvlen[16] = b->cbase.len;
 
-    p = ngx_sprintf(args[7], "%L", b->cost_want);
-    argv[17] = (const char *) args[7];
-    argvlen[17] = p - args[7];
+    p = ngx_sprintf(bc->args[7], "%L", b->cost_want);
+    argv[17] = (const char *) bc->args[7];
+    argvlen[17] = p - bc->args[7];
 
-    p = ngx_sprintf(args[8], "%L", b->alt_want);
-    argv[18] = (const char *) args[8];
-    argvlen[18] = p - args[8];
+    p = ngx_sprintf(bc->args[8], "%L", b->alt_want);
+    argv[18] = (const char *) bc->args[8];
+    argvlen[18] = p - bc->args[8];
 
-    p = ngx_sprintf(args[9], "%L", b->alt_cost);
-    argv[19] = (const char *) args[9];
-    argvlen[19] = p - args[9];
+    p = ngx_sprintf(bc->args[9], "%L", b->alt_cost);
+    argv[19] = (const char *) bc->args[9];
+    argvlen[19] = p - bc->args[9];
 
-    p = ngx_sprintf(args[10], "%L", b->cost.budget);
-    argv[20] = (const char *) args[10];
-    argvlen[20] = p - args[10];
+    p = ngx_sprintf(bc->args[10], "%L", b->cost.budget);
+    argv[20] = (const char *) bc->args[10];
+    argvlen[20] = p - bc->args[10];
 
     argv[21] = b->cost.credits ? "1" : "0";
     argvlen[21] = 1;
 
-    p = ngx_sprintf(args[11], "%ui", b->cost.warn);
-    argv[22] = (const char *) args[11];
-    argvlen[22] = p - args[11];
+    p = ngx_sprintf(bc->args[11], "%ui", b->cost.warn);
+    argv[22] = (const char *) bc->args[11];
+    argvlen[22] = p - bc->args[11];
 
-    p = ngx_sprintf(args[12], "%L", pr->tenant_id);
-    argv[23] = (const char *) args[12];
-    argvlen[23] = p - args[12];
+    p = ngx_sprintf(bc->args[12], "%L", b->principal->tenant_id);
+    argv[23] = (const char *) bc->args[12];
+    argvlen[23] = p - bc->args[12];
 
-    p = ngx_sprintf(args[13], "%L", pr->key_id);
-    argv[24] = (const char *) args[13];
-    argvlen[24] = p - args[13];
+    p = ngx_sprintf(bc->args[13], "%L", b->principal->key_id);
+    argv[24] = (const char *) bc->args[13];
+    argvlen[24] = p - bc->args[13];
 
-    cmd = ngx_nexus_redis_eval(&ngx_nexus_budget_reserve_script,
-                               NGX_NEXUS_BUDGET_NKEYS, 25, argv, argvlen);
-    if (cmd == NULL) {
-        goto failed;
-    }
+    return NGX_OK;
+}
 
-    cmd->handler = ngx_nexus_budget_reserved;
-    cmd->data = b;
 
-    if (ngx_nexus_redis_send(&cmd, 1) != NGX_OK) {
-        return ngx_nexus_budget_decide(r, b, NGX_DECLINED);
-    }
+void
+ngx_nexus_budget_sent(ngx_nexus_proxy_t *px, ngx_nexus_redis_cmd_t *cmd)
+{
+    ngx_nexus_budget_t  *b;
+
+    b = px->budget;
 
     /* from here the reservation may exist, whatever becomes of us */
     b->cmd = cmd;
     b->sent = 1;
-
-    ngx_nexus_wait(r);
-
-    return NGX_AGAIN;
-
-failed:
-
-    ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-
-    return NGX_DONE;
 }
 
 
@@ -1096,52 +866,67 @@ ngx_nexus_budget_name(u_char *p, u_char *last, ngx_str_t *s,
 }
 
 
-static void
-ngx_nexus_budget_reserved(ngx_nexus_redis_cmd_t *cmd, redisReply *reply,
-    ngx_int_t rc)
+ngx_uint_t
+ngx_nexus_budget_waiting(ngx_nexus_proxy_t *px)
+{
+    ngx_nexus_budget_t  *b;
+
+    b = px->budget;
+
+    return b != NULL && b->cmd != NULL;
+}
+
+
+ngx_int_t
+ngx_nexus_budget_answer(ngx_nexus_proxy_t *px, redisReply *reply)
 {
     ngx_int_t            status;
-    ngx_connection_t    *c;
     ngx_http_request_t  *r;
     ngx_nexus_budget_t  *b;
 
-    b = cmd->data;
+    b = px->budget;
     r = b->request;
-    c = r->connection;
 
     b->cmd = NULL;
 
-    status = NGX_DECLINED;
+    if (reply == NULL) {
+        return NGX_DECLINED;
+    }
 
-    if (rc == NGX_OK) {
-        status = ngx_nexus_budget_parse(b, reply);
+    status = ngx_nexus_budget_parse(b, reply);
 
-        if (status != NGX_DECLINED && reply->element[19]->len) {
+    switch (status) {
+
+    case NGX_DONE:
+        /* the limits refused first: nothing was written */
+        b->sent = 0;
+        break;
+
+    case NGX_DECLINED:
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "nexus token budget script failed: %*s",
+                      reply->type == REDIS_REPLY_ERROR ? reply->len : 0,
+                      reply->type == REDIS_REPLY_ERROR ? reply->str : "");
+        break;
+
+    default:
+        /* the reservation's part, checked by the parse */
+        reply = reply->element[1];
+
+        if (reply->element[19]->len) {
             ngx_nexus_budget_audit(r, b, reply->element[19]);
         }
-
-        if (status == NGX_DECLINED) {
-            ngx_log_error(NGX_LOG_ERR, c->log, 0,
-                          "nexus token budget script failed: %*s",
-                          reply->type == REDIS_REPLY_ERROR ? reply->len : 0,
-                          reply->type == REDIS_REPLY_ERROR ? reply->str : "");
-        }
     }
 
-    r->read_event_handler = ngx_http_block_reading;
-
-    if (ngx_nexus_budget_decide(r, b, status) == NGX_OK) {
-        ngx_nexus_proxy_start(r, b->proxy);
-    }
-
-    ngx_http_run_posted_requests(c);
+    return status;
 }
 
 
 /*
- * NGX_OK: reserved; NGX_HTTP_TOO_MANY_REQUESTS: refused (by a budget, a
- * rate, or credits); NGX_BUSY: the tenant's credit balance is not in
- * Redis; else NGX_DECLINED
+ * The admission script's answer, {limits, reservation}.  NGX_OK: reserved;
+ * NGX_HTTP_TOO_MANY_REQUESTS: refused (by a budget, a rate, or credits);
+ * NGX_BUSY: the tenant's credit balance is not in Redis; NGX_DONE: not
+ * tried, the limits refused; else NGX_DECLINED
  */
 
 static ngx_int_t
@@ -1149,6 +934,16 @@ ngx_nexus_budget_parse(ngx_nexus_budget_t *b, redisReply *reply)
 {
     size_t        i;
     redisReply  **e;
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) {
+        return NGX_DECLINED;
+    }
+
+    reply = reply->element[1];
+
+    if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 0) {
+        return NGX_DONE;
+    }
 
     if (reply->type != REDIS_REPLY_ARRAY
         || reply->elements != NGX_NEXUS_BUDGET_REPLY)
@@ -1275,11 +1070,14 @@ ngx_nexus_budget_audit(ngx_http_request_t *r, ngx_nexus_budget_t *b,
 
 /* NGX_OK to call the provider, or NGX_DONE when answered here */
 
-static ngx_int_t
-ngx_nexus_budget_decide(ngx_http_request_t *r, ngx_nexus_budget_t *b,
+ngx_int_t
+ngx_nexus_budget_decide(ngx_http_request_t *r, ngx_nexus_proxy_t *px,
     ngx_int_t status)
 {
-    ngx_int_t  rc;
+    ngx_int_t            rc;
+    ngx_nexus_budget_t  *b;
+
+    b = px->budget;
 
     switch (status) {
 
@@ -2041,6 +1839,7 @@ ngx_nexus_budget_settle(ngx_nexus_proxy_t *px, int64_t prompt,
         o->strs = p;
         o->request = NULL;
         o->proxy = NULL;
+        o->principal = NULL;
         o->cmd = NULL;
         o->id.data = p + (b->id.data - b->strs);
         o->base.data = p + (b->base.data - b->strs);
@@ -2078,14 +1877,15 @@ static void
 ngx_nexus_budget_orphan(ngx_nexus_redis_cmd_t *cmd, redisReply *reply,
     ngx_int_t rc)
 {
+    ngx_int_t            status;
     ngx_nexus_budget_t  *o;
 
     o = cmd->data;
 
     /* unless cleanly refused, it may hold a reservation: give it back */
-    if (rc != NGX_OK
-        || ngx_nexus_budget_parse(o, reply) != NGX_HTTP_TOO_MANY_REQUESTS)
-    {
+    status = (rc == NGX_OK) ? ngx_nexus_budget_parse(o, reply) : NGX_DECLINED;
+
+    if (status != NGX_HTTP_TOO_MANY_REQUESTS && status != NGX_DONE) {
         ngx_nexus_budget_send_settle(o, 0, 0);
     }
 

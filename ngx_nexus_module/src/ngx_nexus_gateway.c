@@ -25,7 +25,7 @@
 #include "ngx_nexus_body.h"
 #include "ngx_nexus_proxy.h"
 #include "ngx_nexus_discovery.h"
-#include "ngx_nexus_budget.h"
+#include "ngx_nexus_admit.h"
 #include "ngx_nexus_abac.h"
 
 
@@ -300,7 +300,7 @@ ngx_nexus_gateway_start(ngx_http_request_t *r, ngx_nexus_proxy_t *px)
 
     if (rc == NGX_OK) {
         /* NGX_AGAIN: Redis's answer starts the proxy, or refuses */
-        if (ngx_nexus_budget_reserve(r, px) == NGX_OK) {
+        if (ngx_nexus_admit(r, px) == NGX_OK) {
             ngx_nexus_proxy_start(r, px);
         }
 

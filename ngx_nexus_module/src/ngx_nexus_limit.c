@@ -9,7 +9,8 @@
  * nodes with skewed clocks still share one timeline.
  *
  * Runs in the ACCESS phase right after authentication (the buckets are
- * the key's and its tenant's).  When Redis cannot answer within its
+ * the key's and its tenant's), except for a gateway call's, which run in
+ * its admission with its budget's reservation (ngx_nexus_admit.c).  When Redis cannot answer within its
  * timeout, nexus_fail_mode decides: closed (503) or open (allowed, with
  * X-RateLimit-Status: degraded).  Without nexus_redis, a single node keeps
  * the same buckets in its shared zone (ngx_nexus_limit_shm.c).
@@ -27,8 +28,9 @@ static void ngx_nexus_limit_handler(ngx_nexus_redis_cmd_t *cmd,
     redisReply *reply, ngx_int_t rc);
 static ngx_int_t ngx_nexus_limit_finish(ngx_http_request_t *r,
     ngx_nexus_ctx_t *ctx);
-static ngx_int_t ngx_nexus_limit_done(ngx_http_request_t *r,
-    ngx_nexus_ctx_t *ctx);
+static ngx_uint_t ngx_nexus_limit_on(ngx_nexus_ctx_t *ctx,
+    ngx_nexus_loc_conf_t *nlcf);
+static ngx_uint_t ngx_nexus_limit_leases(ngx_nexus_loc_conf_t *nlcf);
 static ngx_int_t ngx_nexus_limit_header(ngx_http_request_t *r,
     const char *name, int64_t value);
 static ngx_int_t ngx_nexus_limit_busy(ngx_http_request_t *r,
@@ -80,142 +82,20 @@ static time_t                    ngx_nexus_limit_warned;
 
 /*
  * Everything a request may consume, checked first and taken only if all
- * of it allows: the key and tenant rate buckets, the key and tenant lease
- * sets, and the tenant's daily and monthly quota counters (UTC periods,
- * from Redis's clock).
- *
- * KEYS: key bucket, tenant bucket, key leases, tenant leases.
- * ARGV: 1-4 key rps, key burst, tenant rps, tenant burst (rps 0: none);
- * 5-6 key and tenant in-flight caps (0: none); 7 lease id; 8 lease ttl;
- * 9 tenant id; 10-11 daily and monthly quota (0: none); 12 soft cap in
- * permille; 13 "1" to observe rather than enforce; 14 units.
- * The last element of the reply lists the quota events this call fired
- * (each at most once per period and tenant), for the audit log:
- * "<type> <period> <limit> <used>", joined with ",".
+ * of it allows (NGX_NEXUS_LUA_LIMITS), for the requests that are not the
+ * gateway's calls: those take theirs with their budget's reservation
+ * (ngx_nexus_admit.c).
  */
 
 static const char  ngx_nexus_limit_lua[] =
-    "local t = redis.call('TIME')\n"
-    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
-    "local function level(key, rate, burst)\n"
-    "  local v = redis.call('HMGET', key, 'tk', 'ts')\n"
-    "  local tk, ts = tonumber(v[1]), tonumber(v[2])\n"
-    "  if tk == nil or ts == nil then return burst end\n"
-    "  if now > ts then\n"
-    "    tk = math.min(burst, tk + (now - ts) * rate / 1000)\n"
-    "  end\n"
-    "  return tk\n"
-    "end\n"
-    "local function store(key, tk, rate, burst)\n"
-    "  redis.call('HSET', key, 'tk', tostring(tk), 'ts', now)\n"
-    "  redis.call('PEXPIRE', key, math.ceil(burst * 1000 / rate) + 1000)\n"
-    "end\n"
+    "local lk, la = 0, 0\n"
     NGX_NEXUS_LUA_CALENDAR
-    "local fired = {}\n"
-    "local function event(tid, ty, p, pid, lim, used, ttl)\n"
-    "  local once = 'nx:q:' .. tid .. ':ev:' .. ty .. ':' .. pid\n"
-    "  if redis.call('SET', once, '1', 'NX', 'PX', ttl) then\n"
-    "    redis.call('XADD', 'nx:events', 'MAXLEN', '~', 100000, '*',"
-    " 'type', ty, 'tenant_id', tid, 'period', p, 'limit', lim,"
-    " 'used', used, 'ts', now)\n"
-    "    fired[#fired + 1] = string.format('%s %s %d %d', ty, p, lim, used)\n"
-    "  end\n"
-    "end\n"
-    "local kr, kb = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
-    "local tr, tb = tonumber(ARGV[3]), tonumber(ARGV[4])\n"
-    "local km, tm = tonumber(ARGV[5]), tonumber(ARGV[6])\n"
-    "local lease, ttl = ARGV[7], tonumber(ARGV[8])\n"
-    "local tid, qd, qm = ARGV[9], tonumber(ARGV[10]), tonumber(ARGV[11])\n"
-    "local soft, observe = tonumber(ARGV[12]), ARGV[13] == '1'\n"
-    "local units = tonumber(ARGV[14])\n"
-    "local ktk, ttk = 0, 0\n"
-    "local scope, kind, wait = '', '', 0\n"
-    "if kr > 0 then\n"
-    "  ktk = level(KEYS[1], kr, kb)\n"
-    "  ttk = level(KEYS[2], tr, tb)\n"
-    "  if ktk < 1 then\n"
-    "    scope, kind = 'api_key', 'rate'\n"
-    "    wait = math.ceil((1 - ktk) * 1000 / kr)\n"
-    "  elseif ttk < 1 then\n"
-    "    scope, kind = 'tenant', 'rate'\n"
-    "    wait = math.ceil((1 - ttk) * 1000 / tr)\n"
-    "  end\n"
-    "end\n"
-    "if scope == '' and (km > 0 or tm > 0) then\n"
-    "  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)\n"
-    "  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)\n"
-    "  if km > 0 and redis.call('ZCARD', KEYS[3]) >= km then\n"
-    "    scope, kind, wait = 'api_key', 'concurrency', 1000\n"
-    "  elseif tm > 0 and redis.call('ZCARD', KEYS[4]) >= tm then\n"
-    "    scope, kind, wait = 'tenant', 'concurrency', 1000\n"
-    "  end\n"
-    "end\n"
-    "local qp, ql, qu, qr, warn = '', 0, 0, 0, 0\n"
-    "if qd > 0 or qm > 0 then\n"
-    "  local day = math.floor(now / 86400000)\n"
-    "  local y, m = civil(day)\n"
-    "  local mon = string.format('%04d-%02d', y, m)\n"
-    "  local ny, nm = y, m + 1\n"
-    "  if nm > 12 then ny, nm = y + 1, 1 end\n"
-    "  local dend = (day + 1) * 86400000\n"
-    "  local mend = days(ny, nm) * 86400000\n"
-    "  local dk = 'nx:q:' .. tid .. ':d:' .. day\n"
-    "  local mk = 'nx:q:' .. tid .. ':m:' .. mon\n"
-    "  local du = tonumber(redis.call('GET', dk) or '0')\n"
-    "  local mu = tonumber(redis.call('GET', mk) or '0')\n"
-    "  local over, olim, oused, oend, oid = '', 0, 0, 0, ''\n"
-    "  if qd > 0 and du + units > qd then\n"
-    "    over, olim, oused, oend, oid = 'day', qd, du, dend, day\n"
-    "  elseif qm > 0 and mu + units > qm then\n"
-    "    over, olim, oused, oend, oid = 'month', qm, mu, mend, mon\n"
-    "  end\n"
-    "  if scope == '' and over ~= '' and not observe then\n"
-    "    scope, kind, wait = 'tenant', 'quota', oend - now\n"
-    "    qp, ql, qu, qr = over, olim, oused, math.max(0, olim - oused)\n"
-    "    event(tid, 'quota.hard_cap_blocked', over, oid, olim, oused,"
-    " oend - now + 60000)\n"
-    "  elseif scope == '' then\n"
-    "    du = redis.call('INCRBY', dk, units)\n"
-    "    redis.call('PEXPIRE', dk, dend - now + 86400000)\n"
-    "    mu = redis.call('INCRBY', mk, units)\n"
-    "    redis.call('PEXPIRE', mk, mend - now + 86400000)\n"
-    "    if over ~= '' then\n"
-    "      event(tid, 'quota.overage', over, oid, olim, oused + units,"
-    " oend - now + 60000)\n"
-    "    end\n"
-    "    local dr = qd > 0 and qd - du or nil\n"
-    "    local mr = qm > 0 and qm - mu or nil\n"
-    "    if dr and (not mr or dr <= mr) then\n"
-    "      qp, ql, qu, qr = 'day', qd, du, math.max(0, dr)\n"
-    "    else\n"
-    "      qp, ql, qu, qr = 'month', qm, mu, math.max(0, mr)\n"
-    "    end\n"
-    "    if qd > 0 and du * 1000 >= qd * soft then\n"
-    "      warn = 1\n"
-    "      event(tid, 'quota.soft_cap_reached', 'day', day, qd, du,"
-    " dend - now + 60000)\n"
-    "    end\n"
-    "    if qm > 0 and mu * 1000 >= qm * soft then\n"
-    "      warn = 1\n"
-    "      event(tid, 'quota.soft_cap_reached', 'month', mon, qm, mu,"
-    " mend - now + 60000)\n"
-    "    end\n"
-    "  end\n"
-    "end\n"
-    "if scope == '' and (km > 0 or tm > 0) then\n"
-    "  redis.call('ZADD', KEYS[3], now + ttl, lease)\n"
-    "  redis.call('PEXPIRE', KEYS[3], ttl + 1000)\n"
-    "  redis.call('ZADD', KEYS[4], now + ttl, lease)\n"
-    "  redis.call('PEXPIRE', KEYS[4], ttl + 1000)\n"
-    "end\n"
-    "if kr > 0 then\n"
-    "  if scope == '' then ktk, ttk = ktk - 1, ttk - 1 end\n"
-    "  store(KEYS[1], ktk, kr, kb)\n"
-    "  store(KEYS[2], ttk, tr, tb)\n"
-    "end\n"
-    "return {scope == '' and 1 or 0, scope, wait,"
-    " math.floor(math.min(ktk, ttk)), kind, qp, ql, qu, qr, warn,"
-    " table.concat(fired, ',')}\n";
+    NGX_NEXUS_LUA_CLOCK
+    "clock()\n"
+    NGX_NEXUS_LUA_BUCKET
+    NGX_NEXUS_LUA_LIMITS
+    "if lcheck() then lcommit() end\n"
+    "return lreply()\n";
 
 
 ngx_int_t
@@ -400,56 +280,43 @@ ngx_nexus_limit_rates(ngx_nexus_loc_conf_t *nlcf, ngx_uint_t cls,
 ngx_int_t
 ngx_nexus_limit(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
 {
-    u_char                    *p;
-    ngx_uint_t                 i, cls, leases, quota, rates[4];
-    const char                *argv[18];
-    size_t                     argvlen[18];
-    ngx_nexus_lease_t         *lease;
+    ngx_uint_t                 cls, rates[4];
     ngx_nexus_redis_cmd_t     *cmd;
     ngx_nexus_loc_conf_t      *nlcf;
     ngx_nexus_main_conf_t     *nmcf;
+    ngx_nexus_limit_call_t     lc;
     ngx_nexus_limit_result_t   res;
-    u_char                     keys[4][64], args[13][NGX_INT64_LEN];
 
     nlcf = ngx_http_get_module_loc_conf(r, ngx_nexus_module);
     nmcf = ngx_http_get_module_main_conf(r, ngx_nexus_module);
 
-    leases = (nlcf->concurrency[0] && nlcf->concurrency[0]
-                                      != NGX_CONF_UNSET_UINT)
-             || (nlcf->concurrency[1] && nlcf->concurrency[1]
-                                         != NGX_CONF_UNSET_UINT);
-
-    /* quotas are counted in Redis: without it they are not enforced */
-    quota = (ctx->principal.quota[0] || ctx->principal.quota[1])
-            && ngx_nexus_redis_configured();
-
-    if (nlcf->rate_limit != 1 && !leases && !quota) {
+    if (!ngx_nexus_limit_on(ctx, nlcf)) {
         return NGX_OK;
     }
 
     switch (ctx->limit_state) {
 
     case NGX_NEXUS_LIMIT_PASSED:
-        /* decided (and its headers added) on an earlier pass */
+    case NGX_NEXUS_LIMIT_DEFERRED:
+        /* decided (and its headers added) on an earlier pass, or later */
         return NGX_OK;
 
     case NGX_NEXUS_AUTH_WAITING:
         return NGX_AGAIN;
 
     case NGX_NEXUS_AUTH_DONE:
-        return ngx_nexus_limit_done(r, ctx);
+        return ngx_nexus_limit_decide(r, ctx);
 
     default:
         break;
     }
 
-    cls = ngx_nexus_route_class(r, nlcf);
-
-    ngx_nexus_limit_rates(nlcf, cls, &ctx->principal, rates);
-
     if (!ngx_nexus_redis_configured()) {
         /* rate limits only: in-flight caps require nexus_redis */
         ctx->limit_state = NGX_NEXUS_AUTH_DONE;
+
+        cls = ngx_nexus_route_class(r, nlcf);
+        ngx_nexus_limit_rates(nlcf, cls, &ctx->principal, rates);
 
         if (ngx_nexus_limit_local(nmcf->shm_zone, &ctx->principal,
                                   ngx_nexus_limit_classes[cls],
@@ -459,7 +326,7 @@ ngx_nexus_limit(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
             ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                           "nexus rate limits: no room in the zone");
             ctx->limit_status = NGX_DECLINED;
-            return ngx_nexus_limit_done(r, ctx);
+            return ngx_nexus_limit_decide(r, ctx);
         }
 
         ctx->limit_status = res.allowed ? NGX_OK : NGX_HTTP_TOO_MANY_REQUESTS;
@@ -467,79 +334,25 @@ ngx_nexus_limit(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
         ctx->limit_retry_ms = res.retry_ms;
         ctx->limit_remaining = res.remaining;
 
-        return ngx_nexus_limit_done(r, ctx);
+        return ngx_nexus_limit_decide(r, ctx);
     }
 
-    p = ngx_sprintf(keys[0], "nx:rl:k:%L:%s", ctx->principal.key_id,
-                    ngx_nexus_limit_classes[cls]);
-    argv[0] = (const char *) keys[0];
-    argvlen[0] = p - keys[0];
-
-    p = ngx_sprintf(keys[1], "nx:rl:t:%L:%s", ctx->principal.tenant_id,
-                    ngx_nexus_limit_classes[cls]);
-    argv[1] = (const char *) keys[1];
-    argvlen[1] = p - keys[1];
-
-    p = ngx_sprintf(keys[2], "nx:cc:k:%L", ctx->principal.key_id);
-    argv[2] = (const char *) keys[2];
-    argvlen[2] = p - keys[2];
-
-    p = ngx_sprintf(keys[3], "nx:cc:t:%L", ctx->principal.tenant_id);
-    argv[3] = (const char *) keys[3];
-    argvlen[3] = p - keys[3];
-
-    for (i = 0; i < 4; i++) {
-        p = ngx_sprintf(args[i], "%ui",
-                        nlcf->rate_limit == 1 ? rates[i] : 0);
-        argv[4 + i] = (const char *) args[i];
-        argvlen[4 + i] = p - args[i];
+    if (ngx_nexus_api_gateway_call(r)) {
+        /*
+         * a call of the gateway's takes all of it in one round trip with
+         * its budget's reservation, once its body is read
+         */
+        ctx->limit_state = NGX_NEXUS_LIMIT_DEFERRED;
+        return NGX_OK;
     }
 
-    for (i = 0; i < 2; i++) {
-        p = ngx_sprintf(args[4 + i], "%ui",
-                        leases && nlcf->concurrency[i] != NGX_CONF_UNSET_UINT
-                        ? nlcf->concurrency[i] : 0);
-        argv[8 + i] = (const char *) args[4 + i];
-        argvlen[8 + i] = p - args[4 + i];
+    if (ngx_nexus_limit_prepare(r, ctx, &lc) == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    lease = NULL;
-
-    if (leases) {
-        lease = ngx_nexus_lease_create(r, keys[2], argvlen[2], keys[3],
-                                       argvlen[3]);
-        if (lease == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-    }
-
-    argv[10] = lease ? (const char *) lease->id.data : "-";
-    argvlen[10] = lease ? lease->id.len : 1;
-
-    p = ngx_sprintf(args[6], "%M", nmcf->lease_ttl);
-    argv[11] = (const char *) args[6];
-    argvlen[11] = p - args[6];
-
-    /* a run costs 3 units of quota, anything else 1 */
-    p = ngx_sprintf(args[7], "%L", ctx->principal.tenant_id);
-    argv[12] = (const char *) args[7];
-    argvlen[12] = p - args[7];
-    p = ngx_sprintf(args[8], "%L", quota ? ctx->principal.quota[0] : 0);
-    argv[13] = (const char *) args[8];
-    argvlen[13] = p - args[8];
-    p = ngx_sprintf(args[9], "%L", quota ? ctx->principal.quota[1] : 0);
-    argv[14] = (const char *) args[9];
-    argvlen[14] = p - args[9];
-    p = ngx_sprintf(args[10], "%ui", ctx->principal.quota_soft);
-    argv[15] = (const char *) args[10];
-    argvlen[15] = p - args[10];
-    argv[16] = ctx->principal.quota_observe ? "1" : "0";
-    argvlen[16] = 1;
-    argv[17] = (cls == NGX_NEXUS_CLASS_RUN) ? "3" : "1";
-    argvlen[17] = 1;
-
-    cmd = ngx_nexus_redis_eval(&ngx_nexus_limit_script, 4, 18, argv,
-                               argvlen);
+    cmd = ngx_nexus_redis_eval(&ngx_nexus_limit_script,
+                               NGX_NEXUS_LIMIT_NKEYS, NGX_NEXUS_LIMIT_NARGV,
+                               lc.argv, lc.argvlen);
     if (cmd == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -548,23 +361,16 @@ ngx_nexus_limit(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
     cmd->data = r;
 
     ctx->limit_state = NGX_NEXUS_AUTH_DONE;
-    ctx->lease = lease;
 
     if (ngx_nexus_redis_send(&cmd, 1) != NGX_OK) {
         ctx->limit_status = NGX_DECLINED;
-        return ngx_nexus_limit_done(r, ctx);
+        return ngx_nexus_limit_decide(r, ctx);
     }
 
     ctx->rcmd[0] = cmd;
     ctx->limit_state = NGX_NEXUS_AUTH_WAITING;
 
-    if (lease) {
-        /*
-         * from here the lease may exist in Redis, even if this request
-         * goes away before the answer: the cleanup removes it then too
-         */
-        lease->held = 1;
-    }
+    ngx_nexus_limit_sent(ctx);
 
     ngx_nexus_wait(r);
 
@@ -572,11 +378,144 @@ ngx_nexus_limit(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
 }
 
 
+/* whether any limit concerns the request: a rate, an in-flight cap, a quota */
+
+static ngx_uint_t
+ngx_nexus_limit_on(ngx_nexus_ctx_t *ctx, ngx_nexus_loc_conf_t *nlcf)
+{
+    /* quotas are counted in Redis: without it they are not enforced */
+    return nlcf->rate_limit == 1
+           || ngx_nexus_limit_leases(nlcf)
+           || ((ctx->principal.quota[0] || ctx->principal.quota[1])
+               && ngx_nexus_redis_configured());
+}
+
+
+static ngx_uint_t
+ngx_nexus_limit_leases(ngx_nexus_loc_conf_t *nlcf)
+{
+    return (nlcf->concurrency[0] && nlcf->concurrency[0]
+                                    != NGX_CONF_UNSET_UINT)
+           || (nlcf->concurrency[1] && nlcf->concurrency[1]
+                                       != NGX_CONF_UNSET_UINT);
+}
+
+
+ngx_int_t
+ngx_nexus_limit_prepare(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx,
+    ngx_nexus_limit_call_t *lc)
+{
+    u_char                 *p;
+    ngx_uint_t              i, cls, leases, quota, rates[4];
+    const char            **argv;
+    size_t                 *argvlen;
+    ngx_nexus_lease_t      *lease;
+    ngx_nexus_loc_conf_t   *nlcf;
+    ngx_nexus_main_conf_t  *nmcf;
+
+    nlcf = ngx_http_get_module_loc_conf(r, ngx_nexus_module);
+    nmcf = ngx_http_get_module_main_conf(r, ngx_nexus_module);
+
+    argv = lc->argv;
+    argvlen = lc->argvlen;
+
+    leases = ngx_nexus_limit_leases(nlcf);
+    quota = ctx->principal.quota[0] || ctx->principal.quota[1];
+
+    cls = ngx_nexus_route_class(r, nlcf);
+
+    ngx_nexus_limit_rates(nlcf, cls, &ctx->principal, rates);
+
+    p = ngx_sprintf(lc->keys[0], "nx:rl:k:%L:%s", ctx->principal.key_id,
+                    ngx_nexus_limit_classes[cls]);
+    argv[0] = (const char *) lc->keys[0];
+    argvlen[0] = p - lc->keys[0];
+
+    p = ngx_sprintf(lc->keys[1], "nx:rl:t:%L:%s", ctx->principal.tenant_id,
+                    ngx_nexus_limit_classes[cls]);
+    argv[1] = (const char *) lc->keys[1];
+    argvlen[1] = p - lc->keys[1];
+
+    p = ngx_sprintf(lc->keys[2], "nx:cc:k:%L", ctx->principal.key_id);
+    argv[2] = (const char *) lc->keys[2];
+    argvlen[2] = p - lc->keys[2];
+
+    p = ngx_sprintf(lc->keys[3], "nx:cc:t:%L", ctx->principal.tenant_id);
+    argv[3] = (const char *) lc->keys[3];
+    argvlen[3] = p - lc->keys[3];
+
+    for (i = 0; i < 4; i++) {
+        p = ngx_sprintf(lc->args[i], "%ui",
+                        nlcf->rate_limit == 1 ? rates[i] : 0);
+        argv[4 + i] = (const char *) lc->args[i];
+        argvlen[4 + i] = p - lc->args[i];
+    }
+
+    for (i = 0; i < 2; i++) {
+        p = ngx_sprintf(lc->args[4 + i], "%ui",
+                        leases && nlcf->concurrency[i] != NGX_CONF_UNSET_UINT
+                        ? nlcf->concurrency[i] : 0);
+        argv[8 + i] = (const char *) lc->args[4 + i];
+        argvlen[8 + i] = p - lc->args[4 + i];
+    }
+
+    lease = NULL;
+
+    if (leases) {
+        lease = ngx_nexus_lease_create(r, lc->keys[2], argvlen[2],
+                                       lc->keys[3], argvlen[3]);
+        if (lease == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    ctx->lease = lease;
+
+    argv[10] = lease ? (const char *) lease->id.data : "-";
+    argvlen[10] = lease ? lease->id.len : 1;
+
+    p = ngx_sprintf(lc->args[6], "%M", nmcf->lease_ttl);
+    argv[11] = (const char *) lc->args[6];
+    argvlen[11] = p - lc->args[6];
+
+    /* a run costs 3 units of quota, anything else 1 */
+    p = ngx_sprintf(lc->args[7], "%L", ctx->principal.tenant_id);
+    argv[12] = (const char *) lc->args[7];
+    argvlen[12] = p - lc->args[7];
+    p = ngx_sprintf(lc->args[8], "%L", quota ? ctx->principal.quota[0] : 0);
+    argv[13] = (const char *) lc->args[8];
+    argvlen[13] = p - lc->args[8];
+    p = ngx_sprintf(lc->args[9], "%L", quota ? ctx->principal.quota[1] : 0);
+    argv[14] = (const char *) lc->args[9];
+    argvlen[14] = p - lc->args[9];
+    p = ngx_sprintf(lc->args[10], "%ui", ctx->principal.quota_soft);
+    argv[15] = (const char *) lc->args[10];
+    argvlen[15] = p - lc->args[10];
+    argv[16] = ctx->principal.quota_observe ? "1" : "0";
+    argvlen[16] = 1;
+    argv[17] = (cls == NGX_NEXUS_CLASS_RUN) ? "3" : "1";
+    argvlen[17] = 1;
+
+    return ngx_nexus_limit_on(ctx, nlcf) ? NGX_OK : NGX_DECLINED;
+}
+
+
+/* from here the lease may exist in Redis, even if the request goes away
+ * before the answer: the cleanup removes it then too */
+
+void
+ngx_nexus_limit_sent(ngx_nexus_ctx_t *ctx)
+{
+    if (ctx->lease) {
+        ctx->lease->held = 1;
+    }
+}
+
+
 static void
 ngx_nexus_limit_handler(ngx_nexus_redis_cmd_t *cmd, redisReply *reply,
     ngx_int_t rc)
 {
-    size_t               len;
     ngx_http_request_t  *r;
     ngx_nexus_ctx_t     *ctx;
 
@@ -584,10 +523,29 @@ ngx_nexus_limit_handler(ngx_nexus_redis_cmd_t *cmd, redisReply *reply,
     ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
 
     ctx->rcmd[0] = NULL;
+
+    ngx_nexus_limit_answer(r, ctx, rc == NGX_OK ? reply : NULL, 1);
+
+    ngx_nexus_resume(r);
+}
+
+
+/*
+ * The limits' answer (NULL: none came): ctx->limit_* for the decision.
+ * taken: whether the script took what the limits allowed; it did not when
+ * something checked after them refused.
+ */
+
+void
+ngx_nexus_limit_answer(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx,
+    redisReply *reply, ngx_uint_t taken)
+{
+    size_t  len;
+
     ctx->limit_state = NGX_NEXUS_AUTH_DONE;
     ctx->limit_status = NGX_DECLINED;
 
-    if (rc == NGX_OK
+    if (reply != NULL
         && reply->type == REDIS_REPLY_ARRAY && reply->elements == 11
         && reply->element[0]->type == REDIS_REPLY_INTEGER
         && reply->element[1]->type == REDIS_REPLY_STRING
@@ -626,7 +584,7 @@ ngx_nexus_limit_handler(ngx_nexus_redis_cmd_t *cmd, redisReply *reply,
         }
 
         if (ctx->lease) {
-            if (ctx->limit_status == NGX_OK) {
+            if (ctx->limit_status == NGX_OK && taken) {
                 /* ours now: keep it alive, give it back at the end */
                 ngx_nexus_lease_hold(ctx->lease);
 
@@ -636,21 +594,45 @@ ngx_nexus_limit_handler(ngx_nexus_redis_cmd_t *cmd, redisReply *reply,
             }
         }
 
-    } else if (rc == NGX_OK) {
+    } else if (reply != NULL) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "nexus rate limit script failed: %*s",
                       reply->type == REDIS_REPLY_ERROR ? reply->len : 0,
                       reply->type == REDIS_REPLY_ERROR ? reply->str : "");
     }
+}
 
-    ngx_nexus_resume(r);
+
+/*
+ * The error code the decision answers with, before it does (NULL: it lets
+ * the request go on), for the gateway's usage event.
+ */
+
+const char *
+ngx_nexus_limit_refusal(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
+{
+    ngx_nexus_loc_conf_t  *nlcf;
+
+    nlcf = ngx_http_get_module_loc_conf(r, ngx_nexus_module);
+
+    if (ctx->limit_status == NGX_DECLINED) {
+        return nlcf->fail_mode == NGX_NEXUS_FAIL_OPEN
+               ? NULL : "RATE_LIMIT_UNAVAILABLE";
+    }
+
+    if (ctx->limit_status == NGX_OK) {
+        return NULL;
+    }
+
+    return ctx->limit_concurrency ? "CONCURRENCY_LIMITED"
+           : ctx->limit_quota ? "QUOTA_EXCEEDED" : "RATE_LIMITED";
 }
 
 
 /* the access phase may pass here again (a body read later): decide once */
 
-static ngx_int_t
-ngx_nexus_limit_done(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
+ngx_int_t
+ngx_nexus_limit_decide(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
 {
     ngx_int_t  rc;
 

@@ -21,6 +21,7 @@
 #include "ngx_nexus_usage.h"
 #include "ngx_nexus_audit.h"
 #include "ngx_nexus_budget.h"
+#include "ngx_nexus_admit.h"
 #include "ngx_nexus_cost.h"
 #include "ngx_nexus_credits.h"
 #include "ngx_nexus_abac.h"
@@ -832,6 +833,7 @@ ngx_nexus_postconfiguration(ngx_conf_t *cf)
         || ngx_nexus_health_init(cf) != NGX_OK
         || ngx_nexus_limit_init(cf) != NGX_OK
         || ngx_nexus_budget_init(cf) != NGX_OK
+        || ngx_nexus_admit_init(cf) != NGX_OK
         || ngx_nexus_cost_init(cf) != NGX_OK
         || ngx_nexus_credits_init(cf) != NGX_OK
         || ngx_nexus_kill_init(cf) != NGX_OK

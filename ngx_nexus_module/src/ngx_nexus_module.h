@@ -213,6 +213,7 @@ typedef struct {
 #define NGX_NEXUS_AUTH_WAITING      1
 #define NGX_NEXUS_AUTH_DONE         2
 #define NGX_NEXUS_LIMIT_PASSED      3
+#define NGX_NEXUS_LIMIT_DEFERRED    4   /* to the gateway call's admission */
 
 
 typedef struct {
@@ -275,6 +276,7 @@ ngx_int_t ngx_nexus_health_ready(ngx_http_request_t *r);
 ngx_int_t ngx_nexus_error_handler(ngx_http_request_t *r);
 
 ngx_int_t ngx_nexus_route(ngx_http_request_t *r, ngx_str_t *rest);
+ngx_uint_t ngx_nexus_api_gateway_call(ngx_http_request_t *r);
 ngx_int_t ngx_nexus_gateway_handler(ngx_http_request_t *r, ngx_str_t *rest,
     ngx_uint_t native);
 ngx_int_t ngx_nexus_not_found(ngx_http_request_t *r);

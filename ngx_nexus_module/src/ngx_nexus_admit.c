@@ -1,0 +1,277 @@
+
+/*
+ * Copyright (C) Nexus authors
+ *
+ * The admission of a gateway call, in one Redis round trip before the
+ * provider is called.
+ *
+ * A call of the gateway's is not limited in the access phase (see
+ * ngx_nexus_limit()): once its body is read and its model known, one Lua
+ * script checks everything it may consume - the key's and the tenant's
+ * request buckets, their in-flight leases and the tenant's quota
+ * (NGX_NEXUS_LUA_LIMITS), then the key's token budgets, the TPM buckets,
+ * the tenant's cost budget and credits (NGX_NEXUS_LUA_BUDGET_RESERVE) -
+ * and takes all of it, or nothing: a call that a budget refuses has
+ * spent no request token, no quota unit and no lease.  The limits decide
+ * first, as if they had run in the access phase (their headers, codes
+ * and audit events are theirs), then the reservation.
+ *
+ * When Redis cannot answer, each decides by nexus_fail_mode as alone.
+ * Without nexus_redis the limits ran in the access phase (the shared
+ * zone) and the reservation is the budget's own (ngx_nexus_budget.c).
+ */
+
+
+#include "ngx_nexus_module.h"
+#include "ngx_nexus_redis.h"
+#include "ngx_nexus_limit.h"
+#include "ngx_nexus_budget.h"
+#include "ngx_nexus_admit.h"
+
+
+#define NGX_NEXUS_ADMIT_NKEYS                                                 \
+    (NGX_NEXUS_BUDGET_NKEYS + NGX_NEXUS_LIMIT_NKEYS)
+#define NGX_NEXUS_ADMIT_NARGV                                                 \
+    (NGX_NEXUS_BUDGET_NARGV + NGX_NEXUS_LIMIT_NARGV)
+
+
+static void ngx_nexus_admit_handler(ngx_nexus_redis_cmd_t *cmd,
+    redisReply *reply, ngx_int_t rc);
+static ngx_int_t ngx_nexus_admit_decide(ngx_http_request_t *r,
+    ngx_nexus_proxy_t *px, redisReply *reply, ngx_uint_t limits,
+    ngx_uint_t reserve);
+
+
+static ngx_nexus_redis_script_t  ngx_nexus_admit_script;
+
+/*
+ * KEYS: the reservation's 7, then the limits' 4; ARGV: the reservation's
+ * 18, then the limits' 14.  The answer: {the limits' answer, the
+ * reservation's}, the latter 0 when the limits refused.
+ */
+
+static const char  ngx_nexus_admit_lua[] =
+    "local lk, la = 7, 18\n"
+    "local base, cbase = ARGV[9], ARGV[10]\n"
+    NGX_NEXUS_LUA_CALENDAR
+    NGX_NEXUS_LUA_CLOCK
+    "clock()\n"
+    NGX_NEXUS_LUA_BUCKET
+    NGX_NEXUS_LUA_BUDGET
+    NGX_NEXUS_LUA_LIMITS
+    NGX_NEXUS_LUA_BUDGET_RESERVE
+    "if not lcheck() then return {lreply(), 0} end\n"
+    "local ok, by = bcheck()\n"
+    "if not ok then return {lreply(), breply(0, by)} end\n"
+    "lcommit()\n"
+    "bcommit()\n"
+    "return {lreply(), breply(1, 0)}\n";
+
+
+ngx_int_t
+ngx_nexus_admit_init(ngx_conf_t *cf)
+{
+    return ngx_nexus_redis_script(cf, &ngx_nexus_admit_script,
+                                  ngx_nexus_admit_lua);
+}
+
+
+ngx_int_t
+ngx_nexus_admit(ngx_http_request_t *r, ngx_nexus_proxy_t *px)
+{
+    ngx_int_t                 rc, limits, reserve;
+    ngx_uint_t                i, k, a;
+    const char               *argv[NGX_NEXUS_ADMIT_NARGV];
+    size_t                    argvlen[NGX_NEXUS_ADMIT_NARGV];
+    ngx_nexus_ctx_t          *ctx;
+    ngx_nexus_redis_cmd_t    *cmd;
+    ngx_nexus_limit_call_t    lc;
+    ngx_nexus_budget_call_t   bc;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
+
+    rc = ngx_nexus_budget_prepare(r, px);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (!ngx_nexus_redis_configured()) {
+        /* the limits were the shared zone's, in the access phase */
+        return ngx_nexus_budget_alone(r, px);
+    }
+
+    limits = NGX_DECLINED;
+
+    if (ctx->limit_state == NGX_NEXUS_LIMIT_DEFERRED) {
+        limits = ngx_nexus_limit_prepare(r, ctx, &lc);
+
+        if (limits == NGX_ERROR) {
+            ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            return NGX_DONE;
+        }
+    }
+
+    reserve = ngx_nexus_budget_call(px, &bc);
+
+    if (limits == NGX_DECLINED && reserve == NGX_DECLINED) {
+        return ngx_nexus_budget_alone(r, px);
+    }
+
+    if (limits == NGX_DECLINED) {
+        /* no limit concerns the request: its arguments check nothing */
+        ctx->limit_state = NGX_NEXUS_LIMIT_PASSED;
+    }
+
+    /* KEYS: the reservation's, the limits'; then ARGV in the same order */
+    k = 0;
+    a = NGX_NEXUS_ADMIT_NKEYS;
+
+    for (i = 0; i < NGX_NEXUS_BUDGET_NARGV; i++) {
+        if (i < NGX_NEXUS_BUDGET_NKEYS) {
+            argv[k] = bc.argv[i];
+            argvlen[k++] = bc.argvlen[i];
+
+        } else {
+            argv[a] = bc.argv[i];
+            argvlen[a++] = bc.argvlen[i];
+        }
+    }
+
+    for (i = 0; i < NGX_NEXUS_LIMIT_NARGV; i++) {
+        if (i < NGX_NEXUS_LIMIT_NKEYS) {
+            argv[k] = limits == NGX_OK ? lc.argv[i] : "";
+            argvlen[k++] = limits == NGX_OK ? lc.argvlen[i] : 0;
+
+        } else {
+            argv[a] = limits == NGX_OK ? lc.argv[i] : "0";
+            argvlen[a++] = limits == NGX_OK ? lc.argvlen[i] : 1;
+        }
+    }
+
+    cmd = ngx_nexus_redis_eval(&ngx_nexus_admit_script, NGX_NEXUS_ADMIT_NKEYS,
+                               NGX_NEXUS_ADMIT_NARGV, argv, argvlen);
+    if (cmd == NULL) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return NGX_DONE;
+    }
+
+    cmd->handler = ngx_nexus_admit_handler;
+    cmd->data = r;
+
+    if (ngx_nexus_redis_send(&cmd, 1) != NGX_OK) {
+        return ngx_nexus_admit_decide(r, px, NULL, limits == NGX_OK,
+                                      reserve == NGX_OK);
+    }
+
+    if (limits == NGX_OK) {
+        ngx_nexus_limit_sent(ctx);
+    }
+
+    if (reserve == NGX_OK) {
+        /*
+         * the reservation's to settle, even if the request goes away
+         * before the answer (its cleanup then hands the answer over)
+         */
+        ngx_nexus_budget_sent(px, cmd);
+
+    } else {
+        ctx->rcmd[0] = cmd;
+    }
+
+    if (limits == NGX_OK) {
+        ctx->limit_state = NGX_NEXUS_AUTH_WAITING;
+    }
+
+    ngx_nexus_wait(r);
+
+    return NGX_AGAIN;
+}
+
+
+static void
+ngx_nexus_admit_handler(ngx_nexus_redis_cmd_t *cmd, redisReply *reply,
+    ngx_int_t rc)
+{
+    ngx_connection_t    *c;
+    ngx_nexus_ctx_t     *ctx;
+    ngx_nexus_proxy_t   *px;
+    ngx_http_request_t  *r;
+
+    r = cmd->data;
+    c = r->connection;
+    ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
+    px = ngx_nexus_proxy_get(r);
+
+    ctx->rcmd[0] = NULL;
+    r->read_event_handler = ngx_http_block_reading;
+
+    if (ngx_nexus_admit_decide(r, px, rc == NGX_OK ? reply : NULL,
+                               ctx->limit_state == NGX_NEXUS_AUTH_WAITING,
+                               ngx_nexus_budget_waiting(px))
+        == NGX_OK)
+    {
+        ngx_nexus_proxy_start(r, px);
+    }
+
+    ngx_http_run_posted_requests(c);
+}
+
+
+/*
+ * The limits first, as in the access phase, then the reservation (when it
+ * was not in the script: the budget's own decision).  NGX_OK to call the
+ * provider, or NGX_DONE when the request was answered.
+ */
+
+static ngx_int_t
+ngx_nexus_admit_decide(ngx_http_request_t *r, ngx_nexus_proxy_t *px,
+    redisReply *reply, ngx_uint_t limits, ngx_uint_t reserve)
+{
+    ngx_int_t         rc, status;
+    const char       *code;
+    redisReply       *part;
+    ngx_nexus_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
+
+    status = reserve ? ngx_nexus_budget_answer(px, reply) : NGX_DECLINED;
+
+    if (limits) {
+        part = reply;
+
+        if (reply && reply->type == REDIS_REPLY_ARRAY
+            && reply->elements == 2)
+        {
+            part = reply->element[0];
+        }
+
+        /* what the limits allowed is taken unless the reservation refused */
+        ngx_nexus_limit_answer(r, ctx, part,
+                               !reserve || status == NGX_OK
+                               || status == NGX_DECLINED);
+
+        /* a refusal is the call's own answer, and its usage event's code */
+        code = ngx_nexus_limit_refusal(r, ctx);
+
+        if (code) {
+            px->sent_own = 1;
+            px->error_code = code;
+        }
+
+        rc = ngx_nexus_limit_decide(r, ctx);
+
+        if (rc != NGX_OK) {
+            if (rc != NGX_DONE) {
+                ngx_http_finalize_request(r, rc);
+            }
+
+            return NGX_DONE;
+        }
+    }
+
+    if (!reserve) {
+        return ngx_nexus_budget_alone(r, px);
+    }
+
+    return ngx_nexus_budget_decide(r, px, status);
+}
