@@ -56,7 +56,7 @@ sub wait_ready {
 
 wait_ready($_) for $n1, $n2;
 
-nexus_plan(80);
+nexus_plan(85);
 
 my $tenant = make_tenant('budget', models => '*');
 
@@ -342,6 +342,28 @@ is(period($kq, 'day')->{used} + 0, events_total($kq, 5),
 is(psql("SELECT count(*) FROM usage_events WHERE key_id = " . key_id($kq)
     . " AND status = 429 AND error_code = 'RATE_LIMITED'"), 1,
     'the refused call\'s usage event says why');
+
+# --- refused before admission: the rate tokens are still taken -------------------
+# a call refused before its admission (here: not JSON) still counts against
+# the rate limits, from the log phase, without waiting; no quota unit, no lease
+my $ki = make_key($tq, name => 'invalid');
+my $ibucket = 'nx:rl:k:' . key_id($ki) . ':mutation';
+my $qbefore = $quota->();
+for my $node ($n1, $n2) {
+    $r = http_req($node->port, 'POST', '/lim/v1/chat/completions',
+        bearer => $ki, body => '{"model": "m", ', json => 1);
+    is($r->{status}, 400, 'invalid JSON: 400, not a limit\'s refusal');
+}
+my $tk;
+my $charged_by = time + 5;
+while (time < $charged_by) {
+    $tk = redis_cli('HGET', $ibucket, 'tk');
+    last if length $tk && $tk < 1.5;
+    sleep 0.05;
+}
+ok(length $tk && $tk < 1.5, "both refused calls took a rate token ($tk left)");
+is($quota->(), $qbefore, 'but no quota unit');
+is(redis_cli('ZCARD', 'nx:cc:k:' . key_id($ki)), '0', 'and no lease');
 
 # --- Redis down: fail closed, fail open, recovery --------------------------------
 my $kr = budget_key('{"daily": 100000}');

@@ -103,7 +103,7 @@ ngx_nexus_admit(ngx_http_request_t *r, ngx_nexus_proxy_t *px)
     limits = NGX_DECLINED;
 
     if (ctx->limit_state == NGX_NEXUS_LIMIT_DEFERRED) {
-        limits = ngx_nexus_limit_prepare(r, ctx, &lc);
+        limits = ngx_nexus_limit_prepare(r, ctx, &lc, 0);
 
         if (limits == NGX_ERROR) {
             ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);

@@ -346,7 +346,7 @@ ngx_nexus_limit(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
         return NGX_OK;
     }
 
-    if (ngx_nexus_limit_prepare(r, ctx, &lc) == NGX_ERROR) {
+    if (ngx_nexus_limit_prepare(r, ctx, &lc, 0) == NGX_ERROR) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -378,6 +378,46 @@ ngx_nexus_limit(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
 }
 
 
+/*
+ * A gateway call refused before its admission (its body too large or not
+ * valid, its model forbidden, a guardrail or a policy said no) still
+ * counts against its rate limits, as every other request does: from the
+ * log phase, its tokens are taken without waiting for the answer, so a
+ * key that floods invalid calls is limited on its next ones. It takes no
+ * quota unit and holds no lease: it was never served.
+ */
+
+void
+ngx_nexus_limit_charge(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
+{
+    ngx_nexus_redis_cmd_t   *cmd;
+    ngx_nexus_loc_conf_t    *nlcf;
+    ngx_nexus_limit_call_t   lc;
+
+    if (ctx->limit_state != NGX_NEXUS_LIMIT_DEFERRED) {
+        return;
+    }
+
+    ctx->limit_state = NGX_NEXUS_LIMIT_PASSED;
+
+    nlcf = ngx_http_get_module_loc_conf(r, ngx_nexus_module);
+
+    if (nlcf->rate_limit != 1
+        || ngx_nexus_limit_prepare(r, ctx, &lc, 1) == NGX_ERROR)
+    {
+        return;
+    }
+
+    /* fire and forget: a lost charge only leaves a token unspent */
+    cmd = ngx_nexus_redis_eval(&ngx_nexus_limit_script,
+                               NGX_NEXUS_LIMIT_NKEYS, NGX_NEXUS_LIMIT_NARGV,
+                               lc.argv, lc.argvlen);
+    if (cmd) {
+        (void) ngx_nexus_redis_send(&cmd, 1);
+    }
+}
+
+
 /* whether any limit concerns the request: a rate, an in-flight cap, a quota */
 
 static ngx_uint_t
@@ -403,7 +443,7 @@ ngx_nexus_limit_leases(ngx_nexus_loc_conf_t *nlcf)
 
 ngx_int_t
 ngx_nexus_limit_prepare(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx,
-    ngx_nexus_limit_call_t *lc)
+    ngx_nexus_limit_call_t *lc, ngx_uint_t rates_only)
 {
     u_char                 *p;
     ngx_uint_t              i, cls, leases, quota, rates[4];
@@ -419,8 +459,9 @@ ngx_nexus_limit_prepare(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx,
     argv = lc->argv;
     argvlen = lc->argvlen;
 
-    leases = ngx_nexus_limit_leases(nlcf);
-    quota = ctx->principal.quota[0] || ctx->principal.quota[1];
+    leases = !rates_only && ngx_nexus_limit_leases(nlcf);
+    quota = !rates_only
+            && (ctx->principal.quota[0] || ctx->principal.quota[1]);
 
     cls = ngx_nexus_route_class(r, nlcf);
 

@@ -291,11 +291,15 @@ void ngx_nexus_limit_local_tokens_settle(ngx_shm_zone_t *zone,
 /*
  * The request's limits in Redis, for a script that runs
  * NGX_NEXUS_LUA_LIMITS: lc gets its KEYS and ARGV (the lease, if any, is
- * made).  NGX_OK, or NGX_DECLINED when no limit concerns the request (the
+ * made).  rates_only: the rate buckets only, no lease and no quota.
+ * NGX_OK, or NGX_DECLINED when no limit concerns the request (the
  * arguments then check nothing), or NGX_ERROR.
  */
 ngx_int_t ngx_nexus_limit_prepare(ngx_http_request_t *r,
-    ngx_nexus_ctx_t *ctx, ngx_nexus_limit_call_t *lc);
+    ngx_nexus_ctx_t *ctx, ngx_nexus_limit_call_t *lc, ngx_uint_t rates_only);
+
+/* a gateway call refused before its admission: its rate tokens, taken */
+void ngx_nexus_limit_charge(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx);
 
 /* once the script is sent: its lease may exist from now on */
 void ngx_nexus_limit_sent(ngx_nexus_ctx_t *ctx);

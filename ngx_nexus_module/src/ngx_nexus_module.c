@@ -22,6 +22,7 @@
 #include "ngx_nexus_audit.h"
 #include "ngx_nexus_budget.h"
 #include "ngx_nexus_admit.h"
+#include "ngx_nexus_limit.h"
 #include "ngx_nexus_cost.h"
 #include "ngx_nexus_credits.h"
 #include "ngx_nexus_abac.h"
@@ -41,6 +42,7 @@ static char *ngx_nexus_merge_loc_conf(ngx_conf_t *cf, void *parent,
 static ngx_int_t ngx_nexus_preconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_nexus_postconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_nexus_init_process(ngx_cycle_t *cycle);
+static ngx_int_t ngx_nexus_log_handler(ngx_http_request_t *r);
 static void ngx_nexus_exit_process(ngx_cycle_t *cycle);
 
 static char *ngx_nexus_postgres(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -863,6 +865,30 @@ ngx_nexus_postconfiguration(ngx_conf_t *cf)
     }
 
     *h = ngx_nexus_access_handler;
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_nexus_log_handler;
+
+    return NGX_OK;
+}
+
+
+/* what a request owes once it is answered, whatever the answer */
+
+static ngx_int_t
+ngx_nexus_log_handler(ngx_http_request_t *r)
+{
+    ngx_nexus_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
+
+    if (ctx != NULL && ctx->limit_state == NGX_NEXUS_LIMIT_DEFERRED) {
+        ngx_nexus_limit_charge(r, ctx);
+    }
 
     return NGX_OK;
 }
