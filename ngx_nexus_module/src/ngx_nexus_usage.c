@@ -6,7 +6,13 @@
  * events of its requests in memory, each already rendered as a row of
  * COPY's text format, and sends them in one COPY every nexus_usage_flush,
  * or as soon as nexus_usage_batch of them are waiting.  One batch is in
- * flight at a time.  COPY is the cheapest way in for PostgreSQL (a 500-row
+ * flight at a time, and carries every event waiting when it goes (at most
+ * NGX_NEXUS_USAGE_SEND_MAX): so batches stay small while the worker is
+ * quiet, and grow with its load by themselves.  Small batches matter on a
+ * host PostgreSQL shares: a large one keeps a core busy long enough to
+ * delay the requests scheduled behind it (at one connection, 500-event
+ * batches made the added p99 1.3 ms, 20-event ones 0.15 ms, for the same
+ * throughput).  COPY is the cheapest way in for PostgreSQL (a 500-row
  * batch took it 2.9 ms against 7 ms for an INSERT from JSON), but it has
  * no ON CONFLICT: so a batch is sent that way only while nothing says it
  * may have landed already.  A failed batch goes back to the head of the
@@ -51,6 +57,7 @@
     (512 + 8 * (NX_COPY_ESCAPED_MAX(NGX_NEXUS_USAGE_STR_MAX) + 1))
 
 #define NGX_NEXUS_USAGE_BATCH_MAX       10000
+#define NGX_NEXUS_USAGE_SEND_MAX        10000
 #define NGX_NEXUS_USAGE_QUEUE_MAX       1000000
 
 /* an exiting worker cannot reconnect: it tries a batch this many times */
@@ -165,7 +172,7 @@ char *
 ngx_nexus_usage_init_main_conf(ngx_conf_t *cf, ngx_nexus_main_conf_t *nmcf)
 {
     ngx_conf_init_msec_value(nmcf->usage_flush, 1000);
-    ngx_conf_init_value(nmcf->usage_batch, 500);
+    ngx_conf_init_value(nmcf->usage_batch, 32);
     ngx_conf_init_value(nmcf->usage_queue, 10000);
 
     if (nmcf->usage_flush == 0) {
@@ -502,7 +509,8 @@ ngx_nexus_usage_flush(void)
         return;
     }
 
-    n = ngx_min(ngx_nexus_usage_nwaiting, ngx_nexus_usage_batch);
+    /* all that waits: under load, the batch grows with it */
+    n = ngx_min(ngx_nexus_usage_nwaiting, NGX_NEXUS_USAGE_SEND_MAX);
 
     size = 0;
     q = ngx_queue_head(&ngx_nexus_usage_waiting);
