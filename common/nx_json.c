@@ -77,8 +77,10 @@ nx_json_get(yajl_val v, const char *name)
         return NULL;
     }
 
+    /* most names differ in their first byte: no call for those */
     for (i = v->u.object.len; i > 0; i--) {
         if (v->u.object.keys[i - 1] != NULL
+            && v->u.object.keys[i - 1][0] == name[0]
             && strcmp(v->u.object.keys[i - 1], name) == 0)
         {
             return v->u.object.values[i - 1];
