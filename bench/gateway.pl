@@ -203,7 +203,7 @@ printf "bench: %ds per run; chat completions (non-stream) through a canned"
     . " upstream\n", $secs;
 
 my %res;
-for my $round (1, 2) {
+for my $round (1 .. 3) {
     for my $case (['plain', '/plain/v1/chat/completions'],
                   ['nexus', '/v1/chat/completions'],
                   ['policy', '/pol/v1/chat/completions', $pkey])

@@ -19,6 +19,7 @@
  */
 
 #include <stdint.h>
+#include <string.h>
 
 #include "nx_pii.h"
 
@@ -69,7 +70,8 @@ nx_pii_scan(const char *buf, size_t len, unsigned mask, nx_pii_match_t *out,
     size_t max)
 {
     int                   json, instr, esc, brk, word, num;
-    size_t                i, n, e, end;
+    size_t                i, n, e, end, at;
+    const unsigned char  *q;
     unsigned              kind;
     unsigned char         c;
     const unsigned char  *p;
@@ -93,6 +95,7 @@ nx_pii_scan(const char *buf, size_t len, unsigned mask, nx_pii_match_t *out,
 
     n = 0;
     i = 0;
+    at = SIZE_MAX;      /* not looked for yet */
 
     while (i < len) {
         c = p[i];
@@ -159,7 +162,13 @@ nx_pii_scan(const char *buf, size_t len, unsigned mask, nx_pii_match_t *out,
         }
 
         if (!word && c != '.' && nx_pii_local(c) && (mask & NX_PII_EMAIL)) {
-            e = nx_pii_email(p, len, i);
+            /* no address without an '@' ahead: find the next one once */
+            if (at == SIZE_MAX || at < i) {
+                q = memchr(p + i, '@', len - i);
+                at = q ? (size_t) (q - p) : len;
+            }
+
+            e = at < len ? nx_pii_email(p, len, i) : 0;
             if (e > end) {
                 end = e;
                 kind = NX_PII_EMAIL;
@@ -220,6 +229,17 @@ nx_pii_scan(const char *buf, size_t len, unsigned mask, nx_pii_match_t *out,
         }
 
         i++;
+
+        /*
+         * the rest of a run of letters and digits starts nothing: every
+         * detector starts after a break, or (e-mail) outside a word
+         */
+        if (!brk) {
+            while (i < len && nx_pii_alnum(p[i])) {
+                i++;
+            }
+        }
+
         continue;
 
     separate:
