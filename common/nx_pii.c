@@ -56,6 +56,8 @@
 static size_t nx_pii_card(const unsigned char *p, size_t len, size_t i);
 static size_t nx_pii_ssn(const unsigned char *p, size_t len, size_t i);
 static size_t nx_pii_email(const unsigned char *p, size_t len, size_t i);
+static size_t nx_pii_plain_string(const unsigned char *p, size_t len,
+    size_t i);
 static size_t nx_pii_e164(const unsigned char *p, size_t len, size_t i);
 static size_t nx_pii_nanp(const unsigned char *p, size_t len, size_t i);
 static size_t nx_pii_iban(const unsigned char *p, size_t len, size_t i);
@@ -104,6 +106,17 @@ nx_pii_scan(const char *buf, size_t len, unsigned mask, nx_pii_match_t *out,
             /* between JSON strings: structure, numbers and literals */
             if (c == '"') {
                 instr = 1;
+
+                /* a string without a digit or an '@' holds no match */
+                e = nx_pii_plain_string(p, len, i + 1);
+
+                if (e != 0) {
+                    /* as its closing quote would leave the scan */
+                    instr = 0;
+                    brk = 1;
+                    word = 0;
+                    i = e;
+                }
             }
 
             i++;
@@ -250,6 +263,44 @@ nx_pii_scan(const char *buf, size_t len, unsigned mask, nx_pii_match_t *out,
     }
 
     return n;
+}
+
+
+/*
+ * The index of the quote that closes the JSON string whose text starts at
+ * p[i], when nothing in it can start or hold a match: every kind needs a
+ * digit (a card, an SSN, a phone number, an IBAN's check digits) or an
+ * '@' (an e-mail address). 0 when one is there, or the string does not
+ * end. An escape is its backslash and the byte after it, as the scan
+ * reads it: "\"" does not end the string, and the digits of "\u0041"
+ * count.
+ */
+
+static size_t
+nx_pii_plain_string(const unsigned char *p, size_t len, size_t i)
+{
+    unsigned char  c;
+
+    while (i < len) {
+        c = p[i];
+
+        if (c == '"') {
+            return i;
+        }
+
+        if (c == '\\') {
+            i += 2;
+            continue;
+        }
+
+        if (nx_pii_digit(c) || c == '@') {
+            return 0;
+        }
+
+        i++;
+    }
+
+    return 0;
 }
 
 
