@@ -45,6 +45,8 @@
 #define NX_JSON_ALIGN       16
 #define NX_JSON_CHUNK_MIN   1024
 #define NX_JSON_MAX_DEPTH   32
+/* a document this long or shorter gets a first chunk of four times it */
+#define NX_JSON_SMALL       4096
 /* values waiting in open containers, before the stack goes to the heap */
 #define NX_JSON_PENDING     128
 
@@ -139,8 +141,14 @@ nx_json_tree_parse(const char *buf, size_t len, int strict, char *errbuf,
         return NULL;
     }
 
-    /* values, strings and member arrays fit in about twice the text */
-    ps.area = nx_json_area_new(NX_JSON_CHUNK_MIN / 2 + 2 * len);
+    /*
+     * A small document is mostly structure: a 32-byte value for every few
+     * bytes of text, so its first chunk is made four times the text, and
+     * one malloc() is enough. A large one is mostly strings, twice is
+     * ample; beyond the first chunk the area grows by doubling.
+     */
+    ps.area = nx_json_area_new(NX_JSON_CHUNK_MIN
+                               + (len <= NX_JSON_SMALL ? 4 * len : 2 * len));
     if (ps.area == NULL) {
         nx_json_parse_error(errbuf, errlen, "out of memory", (size_t) -1);
         return NULL;

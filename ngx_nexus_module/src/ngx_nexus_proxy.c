@@ -462,17 +462,31 @@ ngx_nexus_proxy_build(ngx_http_request_t *r, ngx_nexus_proxy_t *px,
                               &c->served, path + sizeof("/v1") - 1,
                               &p->azure_version);
     } else {
-        b->last = ngx_sprintf(b->last, "POST %s HTTP/1.1\r\n", path);
+        b->last = ngx_cpymem(b->last, "POST ", sizeof("POST ") - 1);
+        b->last = ngx_cpymem(b->last, path, ngx_strlen(path));
+        b->last = ngx_cpymem(b->last, " HTTP/1.1\r\n",
+                             sizeof(" HTTP/1.1\r\n") - 1);
     }
 
-    b->last = ngx_sprintf(b->last, "Host: %V\r\n"
-                          "Content-Type: application/json\r\n"
-                          "Content-Length: %uz\r\nAccept: %s\r\n"
-                          "User-Agent: nexus\r\n",
-                          &p->host, c->body.len, accept);
+    /* copied rather than formatted: this runs on every attempt */
+    b->last = ngx_cpymem(b->last, "Host: ", sizeof("Host: ") - 1);
+    b->last = ngx_cpymem(b->last, p->host.data, p->host.len);
+    b->last = ngx_cpymem(b->last, "\r\nContent-Type: application/json\r\n"
+                         "Content-Length: ",
+                         sizeof("\r\nContent-Type: application/json\r\n"
+                                "Content-Length: ") - 1);
+    b->last = ngx_sprintf(b->last, "%uz", c->body.len);
+    b->last = ngx_cpymem(b->last, "\r\nAccept: ", sizeof("\r\nAccept: ") - 1);
+    b->last = ngx_cpymem(b->last, accept, ngx_strlen(accept));
+    b->last = ngx_cpymem(b->last, "\r\nUser-Agent: nexus\r\n",
+                         sizeof("\r\nUser-Agent: nexus\r\n") - 1);
 
     if (rid.len) {
-        b->last = ngx_sprintf(b->last, "X-Request-Id: %V\r\n", &rid);
+        b->last = ngx_cpymem(b->last, "X-Request-Id: ",
+                             sizeof("X-Request-Id: ") - 1);
+        b->last = ngx_cpymem(b->last, rid.data, rid.len);
+        *b->last++ = '\r';
+        *b->last++ = '\n';
     }
 
     if (p->type == NX_LLM_ANTHROPIC) {

@@ -69,11 +69,28 @@
 #define NGX_NEXUS_USAGE_PARTS_AHEAD     "7"
 
 
+/*
+ * Rows are cut from chunks, one after the other, rather than malloc()ed
+ * one by one (a malloc() and a free() per request were 1.3% of a call's
+ * CPU): rows go in the order they came, so a chunk is freed soon after
+ * its last row is written, and the one being cut is reused once empty.
+ */
+typedef struct {
+    ngx_uint_t                  live;       /* rows in it not yet freed */
+    u_char                     *pos;
+    u_char                     *end;
+} ngx_nexus_usage_chunk_t;
+
+
 typedef struct {
     ngx_queue_t                 queue;
+    ngx_nexus_usage_chunk_t    *chunk;
     size_t                      len;
     u_char                      data[1];    /* a COPY row, with "\n" */
 } ngx_nexus_usage_row_t;
+
+
+#define NGX_NEXUS_USAGE_CHUNK           (64 * 1024)
 
 
 static void ngx_nexus_usage_watch(ngx_cycle_t *cycle);
@@ -81,6 +98,8 @@ static void ngx_nexus_usage_shutdown(ngx_event_t *ev);
 static void ngx_nexus_usage_timer(ngx_event_t *ev);
 static void ngx_nexus_usage_arm(void);
 static void ngx_nexus_usage_flush(void);
+static ngx_nexus_usage_row_t *ngx_nexus_usage_row_alloc(size_t len);
+static void ngx_nexus_usage_row_free(ngx_nexus_usage_row_t *row);
 static void ngx_nexus_usage_done(ngx_nexus_pg_query_t *q, PGresult *res,
     ngx_int_t rc);
 static void ngx_nexus_usage_retry(void);
@@ -102,6 +121,10 @@ static ngx_uint_t    ngx_nexus_usage_parts_stmt;
 static ngx_uint_t    ngx_nexus_usage_on;
 static ngx_msec_t    ngx_nexus_usage_interval;
 static ngx_uint_t    ngx_nexus_usage_batch;
+static ngx_nexus_usage_chunk_t  *ngx_nexus_usage_chunk;
+/* "YYYY-MM-DD HH:MM:SS" of the second events were last stamped in */
+static int64_t       ngx_nexus_usage_ts_sec = -1;
+static u_char        ngx_nexus_usage_ts[sizeof("YYYY-MM-DD HH:MM:SS")];
 static ngx_uint_t    ngx_nexus_usage_cap;
 
 static ngx_queue_t   ngx_nexus_usage_waiting;
@@ -410,18 +433,26 @@ ngx_nexus_usage_emit(const ngx_nexus_usage_t *ev)
         p = ngx_cpymem(p, "\\N\t", 3);
     }
 
-    ngx_gmtime((time_t) (ms / 1000), &tm);
+    /* the second's text is made once a second, not once an event */
+    if (ms / 1000 != ngx_nexus_usage_ts_sec) {
+        ngx_nexus_usage_ts_sec = ms / 1000;
+        ngx_gmtime((time_t) ngx_nexus_usage_ts_sec, &tm);
+        (void) ngx_sprintf(ngx_nexus_usage_ts, "%4d-%02d-%02d %02d:%02d:%02d",
+                           tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
+                           tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec);
+    }
 
-    p = ngx_sprintf(p, "%O\t%O\t%4d-%02d-%02d %02d:%02d:%02d.%03d+00\n",
-                    ev->bytes_in, ev->bytes_out,
-                    tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
-                    tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec,
-                    (int) (ms % 1000));
+    p = ngx_sprintf(p, "%O\t%O\t", ev->bytes_in, ev->bytes_out);
+    p = ngx_cpymem(p, ngx_nexus_usage_ts, sizeof(ngx_nexus_usage_ts) - 1);
+    *p++ = '.';
+    *p++ = (u_char) ('0' + ms % 1000 / 100);
+    *p++ = (u_char) ('0' + ms % 100 / 10);
+    *p++ = (u_char) ('0' + ms % 10);
+    p = ngx_cpymem(p, "+00\n", sizeof("+00\n") - 1);
 
     len = p - buf;
 
-    row = ngx_alloc(offsetof(ngx_nexus_usage_row_t, data) + len,
-                    ngx_cycle->log);
+    row = ngx_nexus_usage_row_alloc(len);
     if (row == NULL) {
         ngx_nexus_usage_ndropped++;
         ngx_nexus_usage_unlogged++;
@@ -439,7 +470,8 @@ ngx_nexus_usage_emit(const ngx_nexus_usage_t *ev)
         q = ngx_queue_head(&ngx_nexus_usage_waiting);
         ngx_queue_remove(q);
         ngx_nexus_usage_nwaiting--;
-        ngx_free(ngx_queue_data(q, ngx_nexus_usage_row_t, queue));
+        ngx_nexus_usage_row_free(ngx_queue_data(q, ngx_nexus_usage_row_t,
+                                                queue));
 
         ngx_nexus_usage_ndropped++;
         ngx_nexus_usage_unlogged++;
@@ -459,6 +491,82 @@ ngx_nexus_usage_emit(const ngx_nexus_usage_t *ev)
     {
         ngx_nexus_usage_flush();
     }
+}
+
+
+static ngx_nexus_usage_row_t *
+ngx_nexus_usage_row_alloc(size_t len)
+{
+    size_t                    size, csize;
+    ngx_nexus_usage_row_t    *row;
+    ngx_nexus_usage_chunk_t  *c;
+
+    size = ngx_align(offsetof(ngx_nexus_usage_row_t, data) + len,
+                     sizeof(void *));
+
+    c = ngx_nexus_usage_chunk;
+
+    if (c == NULL || (size_t) (c->end - c->pos) < size) {
+
+        if (c != NULL && c->live == 0) {
+            /* an empty chunk: cut from its start again, or let it go */
+            c->pos = (u_char *) (c + 1);
+
+            if ((size_t) (c->end - c->pos) < size) {
+                ngx_free(c);
+                c = NULL;
+            }
+
+        } else {
+            /* its rows free it with the last of them */
+            c = NULL;
+        }
+
+        if (c == NULL) {
+            csize = ngx_max(NGX_NEXUS_USAGE_CHUNK, size);
+
+            c = ngx_alloc(sizeof(ngx_nexus_usage_chunk_t) + csize,
+                          ngx_cycle->log);
+            if (c == NULL) {
+                ngx_nexus_usage_chunk = NULL;
+                return NULL;
+            }
+
+            c->live = 0;
+            c->pos = (u_char *) (c + 1);
+            c->end = c->pos + csize;
+        }
+
+        ngx_nexus_usage_chunk = c;
+    }
+
+    row = (ngx_nexus_usage_row_t *) c->pos;
+    c->pos += size;
+    c->live++;
+
+    row->chunk = c;
+
+    return row;
+}
+
+
+static void
+ngx_nexus_usage_row_free(ngx_nexus_usage_row_t *row)
+{
+    ngx_nexus_usage_chunk_t  *c;
+
+    c = row->chunk;
+
+    if (--c->live > 0) {
+        return;
+    }
+
+    if (c == ngx_nexus_usage_chunk) {
+        c->pos = (u_char *) (c + 1);
+        return;
+    }
+
+    ngx_free(c);
 }
 
 
@@ -699,7 +807,8 @@ ngx_nexus_usage_give_up(ngx_queue_t *queue, ngx_uint_t *n, const char *why)
     while (!ngx_queue_empty(queue)) {
         q = ngx_queue_head(queue);
         ngx_queue_remove(q);
-        ngx_free(ngx_queue_data(q, ngx_nexus_usage_row_t, queue));
+        ngx_nexus_usage_row_free(ngx_queue_data(q, ngx_nexus_usage_row_t,
+                                                queue));
     }
 
     *n = 0;
