@@ -113,6 +113,8 @@ static void nx_json_decode(const unsigned char *p, const unsigned char *end,
 static int nx_json_special8(const unsigned char *p);
 static unsigned nx_json_hex4(const unsigned char *p);
 static yajl_val nx_json_parse_number(nx_json_parser_t *ps);
+static const unsigned char *nx_json_digits(const unsigned char *p,
+    const unsigned char *end);
 static yajl_val nx_json_parse_literal(nx_json_parser_t *ps, const char *word,
     size_t n, yajl_type type);
 static long long nx_json_yajl_integer(const char *s, size_t len);
@@ -799,7 +801,7 @@ nx_json_parse_number(nx_json_parser_t *ps)
     char                 *r, *e;
     size_t                n;
     yajl_val              v;
-    const unsigned char  *p, *end, *from;
+    const unsigned char  *p, *q, *end, *from;
 
     p = ps->p;
     end = ps->end;
@@ -831,14 +833,13 @@ nx_json_parse_number(nx_json_parser_t *ps)
     if (p < end && *p == '.') {
         p++;
 
-        if (p == end || *p < '0' || *p > '9') {
+        q = nx_json_digits(p, end);
+        if (q == NULL) {
             ps->p = p;
             return nx_json_fail(ps, "invalid number");
         }
 
-        while (p < end && *p >= '0' && *p <= '9') {
-            p++;
-        }
+        p = q;
     }
 
     if (p < end && (*p == 'e' || *p == 'E')) {
@@ -848,14 +849,13 @@ nx_json_parse_number(nx_json_parser_t *ps)
             p++;
         }
 
-        if (p == end || *p < '0' || *p > '9') {
+        q = nx_json_digits(p, end);
+        if (q == NULL) {
             ps->p = p;
             return nx_json_fail(ps, "invalid number");
         }
 
-        while (p < end && *p >= '0' && *p <= '9') {
-            p++;
-        }
+        p = q;
     }
 
     n = (size_t) (p - from);
@@ -896,6 +896,23 @@ nx_json_parse_number(nx_json_parser_t *ps)
     }
 
     return v;
+}
+
+
+/* past one digit or more at p, or NULL when there is none */
+
+static const unsigned char *
+nx_json_digits(const unsigned char *p, const unsigned char *end)
+{
+    if (p == end || *p < '0' || *p > '9') {
+        return NULL;
+    }
+
+    do {
+        p++;
+    } while (p < end && *p >= '0' && *p <= '9');
+
+    return p;
 }
 
 
