@@ -279,9 +279,40 @@ nx_pii_scan(const char *buf, size_t len, unsigned mask, nx_pii_match_t *out,
 static size_t
 nx_pii_plain_string(const unsigned char *p, size_t len, size_t i)
 {
+    uint64_t       w, q, b, a, d;
     unsigned char  c;
 
     while (i < len) {
+
+        /*
+         * eight bytes at a time while none is a quote, a backslash, an '@'
+         * or a digit: (x - 0x01..) & ~x & 0x80.. is not zero exactly when
+         * a byte of x is zero, and with 0x0a.. when one is below 10
+         */
+        while (len - i >= 8) {
+            memcpy(&w, p + i, 8);
+
+            q = w ^ 0x2222222222222222ULL;
+            b = w ^ 0x5c5c5c5c5c5c5c5cULL;
+            a = w ^ 0x4040404040404040ULL;
+            d = w ^ 0x3030303030303030ULL;
+
+            if ((((q - 0x0101010101010101ULL) & ~q)
+                 | ((b - 0x0101010101010101ULL) & ~b)
+                 | ((a - 0x0101010101010101ULL) & ~a)
+                 | ((d - 0x0a0a0a0a0a0a0a0aULL) & ~d))
+                & 0x8080808080808080ULL)
+            {
+                break;
+            }
+
+            i += 8;
+        }
+
+        if (i == len) {
+            break;
+        }
+
         c = p[i];
 
         if (c == '"') {

@@ -844,11 +844,62 @@ test_kind_name(void **state)
 }
 
 
+/*
+ * In a JSON body the scan passes over strings with no digit and no '@'
+ * eight bytes at a time: what ends that, at every place in a block, is
+ * found, and an escaped quote does not end the string.
+ */
+
+static void
+test_json_plain_strings(void **state)
+{
+    int             k;
+    char            body[128], pad[24];
+    size_t          n;
+    nx_pii_match_t  m[4];
+
+    (void) state;
+
+    for (k = 0; k < 20; k++) {
+        memset(pad, 'x', k);
+        pad[k] = '\0';
+
+        (void) snprintf(body, sizeof(body),
+                        "{\"a\":\"%s 4111 1111 1111 1111 yyyyyyyyyy\"}", pad);
+        n = nx_pii_scan(body, strlen(body), NX_PII_ALL | NX_PII_JSON, m, 4);
+        assert_int_equal(n, 1);
+        assert_int_equal(m[0].kind, NX_PII_CARD);
+        assert_int_equal(m[0].start, 7 + k);
+
+        (void) snprintf(body, sizeof(body),
+                        "{\"a\":\"%s me@example.com yyyyyyyyyy\"}", pad);
+        n = nx_pii_scan(body, strlen(body), NX_PII_ALL | NX_PII_JSON, m, 4);
+        assert_int_equal(n, 1);
+        assert_int_equal(m[0].kind, NX_PII_EMAIL);
+        assert_int_equal(m[0].start, 7 + k);
+
+        /* the quote is escaped: the card is still in the string */
+        (void) snprintf(body, sizeof(body),
+                        "{\"a\":\"%s\\\"zzzzzzzzz 4111 1111 1111 1111\"}",
+                        pad);
+        n = nx_pii_scan(body, strlen(body), NX_PII_ALL | NX_PII_JSON, m, 4);
+        assert_int_equal(n, 1);
+        assert_int_equal(m[0].kind, NX_PII_CARD);
+
+        /* and outside strings nothing is looked at */
+        (void) snprintf(body, sizeof(body),
+                        "{\"%s\":4111111111111111,\"b\":\"zzzzzzzzzz\"}", pad);
+        assert_int_equal(nx_pii_scan(body, strlen(body),
+                                     NX_PII_ALL | NX_PII_JSON, m, 4), 0);
+    }
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_card),
+        cmocka_unit_test(test_json_plain_strings),
         cmocka_unit_test(test_card_negative),
         cmocka_unit_test(test_ssn),
         cmocka_unit_test(test_email),
