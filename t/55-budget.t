@@ -211,6 +211,9 @@ for (1 .. 8) {
     $r = chat($_ % 2 ? $n1 : $n2, $kx, max_tokens => 5);
     push @st, $r->{status};
     last if $r->{status} == 429;
+    # the settlement lands after the answer: wait for it, or the next call
+    # may find the budget held by this one's reservation (Retry-After: 1)
+    wait_settled($kx);
 }
 is($st[-1], 429, 'the budget runs out (' . join(',', @st) . ')');
 is($r->{json}{error}{details}{period}, 'total', 'the total period');
