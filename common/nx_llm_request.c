@@ -169,14 +169,25 @@ nx_llm_build_verbatim(const nx_llm_req_t *req, int type,
 {
     int          seen;
     size_t       i;
-    const char  *key;
+    const char  *key, *model, *sent;
 
     if (type != NX_LLM_OPENAI
         || (req->kind != NX_LLM_CHAT && req->kind != NX_LLM_EMBEDDINGS)
         || req->stream || req->max_tokens_forced
-        || req->tree == NULL || !YAJL_IS_OBJECT(req->tree)
-        || (served_model != NULL && served_model[0] != '\0'
-            && strcmp(served_model, req->model) != 0))
+        || req->tree == NULL || !YAJL_IS_OBJECT(req->tree))
+    {
+        return 0;
+    }
+
+    /*
+     * the model the build would write, against the one in the body: not
+     * req->model, which a caller may have changed (a degraded request)
+     */
+    model = served_model != NULL && served_model[0] != '\0' ? served_model
+                                                            : req->model;
+
+    if (nx_json_string(nx_json_get(req->tree, "model"), &sent) != 0
+        || strcmp(model, sent) != 0)
     {
         return 0;
     }

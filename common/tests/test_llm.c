@@ -693,6 +693,14 @@ test_build_verbatim(void **state)
     req.max_tokens_forced = 1;
     assert_int_equal(nx_llm_build_verbatim(&req, NX_LLM_OPENAI, "a"), 0);
     nx_llm_req_free(&req);
+
+    /* a request sent to another model (degraded): the body's is not it */
+    parse_ok(CHAT, "{\"model\":\"a\"," USER_HI "}", &req);
+    memcpy(req.model, "cheap", sizeof("cheap"));
+    assert_int_equal(nx_llm_build_verbatim(&req, NX_LLM_OPENAI, NULL), 0);
+    assert_int_equal(nx_llm_build_verbatim(&req, NX_LLM_OPENAI, "cheap"), 0);
+    assert_int_equal(nx_llm_build_verbatim(&req, NX_LLM_OPENAI, "a"), 1);
+    nx_llm_req_free(&req);
 }
 
 
