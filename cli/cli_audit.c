@@ -463,19 +463,7 @@ cli_audit_rows(PGconn *conn, nx_audit_verify_t *v, const char *tenant_id,
         n = PQntuples(res);
 
         for (i = 0; i < n; i++) {
-            row.seq = atoll(PQgetvalue(res, i, 0));
-            row.ts = atoll(PQgetvalue(res, i, 1));
-            row.request_id.data = PQgetvalue(res, i, 2);
-            row.request_id.len = PQgetlength(res, i, 2);
-            row.tenant_id = atoll(PQgetvalue(res, i, 3));
-            row.actor.data = PQgetvalue(res, i, 4);
-            row.actor.len = PQgetlength(res, i, 4);
-            row.event_type.data = PQgetvalue(res, i, 5);
-            row.event_type.len = PQgetlength(res, i, 5);
-            row.outcome.data = PQgetvalue(res, i, 6);
-            row.outcome.len = PQgetlength(res, i, 6);
-            row.metadata.data = PQgetvalue(res, i, 7);
-            row.metadata.len = PQgetlength(res, i, 7);
+            cli_audit_row_read(res, i, &row);
 
             if (nx_audit_hash_unhex(stored, PQgetvalue(res, i, 8)) != 0) {
                 /* not even a hash: it cannot match */
@@ -580,4 +568,29 @@ cli_audit_report(PGconn *conn, nx_audit_verify_t *v, const char *tenant_id,
     printf("%s: %s at row %lld%s: %s; %lld problem%s in all\n", who,
            nx_audit_status_name(v->status), (long long) v->seq, ids, v->msg,
            (long long) v->problems, v->problems == 1 ? "" : "s");
+}
+
+
+/*
+ * Row i of a result whose columns are an audit row's, in the chain's
+ * order: seq, ts (ms), request_id, tenant_id, actor, event_type, outcome,
+ * metadata; the strings point into res.
+ */
+
+void
+cli_audit_row_read(PGresult *res, int i, nx_audit_row_t *row)
+{
+    row->seq = atoll(PQgetvalue(res, i, 0));
+    row->ts = atoll(PQgetvalue(res, i, 1));
+    row->request_id.data = PQgetvalue(res, i, 2);
+    row->request_id.len = PQgetlength(res, i, 2);
+    row->tenant_id = atoll(PQgetvalue(res, i, 3));
+    row->actor.data = PQgetvalue(res, i, 4);
+    row->actor.len = PQgetlength(res, i, 4);
+    row->event_type.data = PQgetvalue(res, i, 5);
+    row->event_type.len = PQgetlength(res, i, 5);
+    row->outcome.data = PQgetvalue(res, i, 6);
+    row->outcome.len = PQgetlength(res, i, 6);
+    row->metadata.data = PQgetvalue(res, i, 7);
+    row->metadata.len = PQgetlength(res, i, 7);
 }

@@ -74,6 +74,9 @@ int cli_audit_keys(uint8_t chain_key[NX_AUDIT_HASH_LEN],
 int cli_audit_write(PGconn *conn, const cli_audit_event_t *ev, int n,
     const char *const *values);
 
+/* row i of a result with an audit row's columns, seq to metadata */
+void cli_audit_row_read(PGresult *res, int i, nx_audit_row_t *row);
+
 /* cli_audit_write(), then COMMIT. Returns an exit code. */
 int cli_audit_commit(PGconn *conn, const cli_audit_event_t *ev, int n,
     const char *const *values);

@@ -485,19 +485,8 @@ cli_audit_key_matches(PGconn *conn, const char *tid,
             continue;
         }
 
-        row.seq = head->seq;
-        row.ts = atoll(PQgetvalue(res, i, 1));
-        row.request_id.data = PQgetvalue(res, i, 2);
-        row.request_id.len = PQgetlength(res, i, 2);
-        row.tenant_id = atoll(PQgetvalue(res, i, 3));
-        row.actor.data = PQgetvalue(res, i, 4);
-        row.actor.len = PQgetlength(res, i, 4);
-        row.event_type.data = PQgetvalue(res, i, 5);
-        row.event_type.len = PQgetlength(res, i, 5);
-        row.outcome.data = PQgetvalue(res, i, 6);
-        row.outcome.len = PQgetlength(res, i, 6);
-        row.metadata.data = PQgetvalue(res, i, 7);
-        row.metadata.len = PQgetlength(res, i, 7);
+        /* its seq is the head's: column 0 said so just above */
+        cli_audit_row_read(res, i, &row);
 
         found = nx_audit_chain_next(cli_audit_st.chain_key,
                                     NX_AUDIT_HASH_LEN, prev, &row, hash)
