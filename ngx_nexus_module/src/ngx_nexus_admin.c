@@ -383,19 +383,15 @@ ngx_nexus_admin_scope(ngx_http_request_t *r)
 static ngx_nexus_pg_query_t *
 ngx_nexus_admin_prepare(ngx_http_request_t *r, ngx_uint_t op, size_t size)
 {
-    ngx_nexus_ctx_t        *ctx;
     ngx_nexus_pg_query_t   *q;
     ngx_nexus_admin_ctx_t  *actx;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
-
-    actx = ngx_pcalloc(r->pool, sizeof(ngx_nexus_admin_ctx_t));
+    actx = ngx_nexus_handler_ctx(r, sizeof(ngx_nexus_admin_ctx_t));
     if (actx == NULL) {
         return NULL;
     }
 
     actx->op = op;
-    ctx->handler_ctx = actx;
 
     q = ngx_nexus_pg_query(ngx_nexus_admin_stmts[op], size);
     if (q == NULL) {
@@ -1108,13 +1104,12 @@ ngx_nexus_admin_quota(ngx_http_request_t *r, ngx_str_t *tenant)
                                         "{\"required\":\"platform_admin\"}");
         }
 
-        actx = ngx_pcalloc(r->pool, sizeof(ngx_nexus_admin_ctx_t));
+        actx = ngx_nexus_handler_ctx(r, sizeof(ngx_nexus_admin_ctx_t));
         if (actx == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
         actx->tenant = *tenant;
-        ctx->handler_ctx = actx;
 
         return ngx_nexus_read_json(r, ngx_nexus_admin_set_quota);
     }

@@ -895,18 +895,14 @@ ngx_nexus_authz_scope(ngx_http_request_t *r)
 static ngx_nexus_authz_ctx_t *
 ngx_nexus_authz_ctx(ngx_http_request_t *r, ngx_uint_t op)
 {
-    ngx_nexus_ctx_t        *ctx;
     ngx_nexus_authz_ctx_t  *actx;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
-
-    actx = ngx_pcalloc(r->pool, sizeof(ngx_nexus_authz_ctx_t));
+    actx = ngx_nexus_handler_ctx(r, sizeof(ngx_nexus_authz_ctx_t));
     if (actx == NULL) {
         return NULL;
     }
 
     actx->op = op;
-    ctx->handler_ctx = actx;
 
     return actx;
 }

@@ -338,19 +338,15 @@ static ngx_nexus_budget_admin_ctx_t *
 ngx_nexus_budget_admin_ctx(ngx_http_request_t *r, ngx_uint_t op,
     ngx_str_t *target)
 {
-    ngx_nexus_ctx_t               *ctx;
     ngx_nexus_budget_admin_ctx_t  *bctx;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
-
-    bctx = ngx_pcalloc(r->pool, sizeof(ngx_nexus_budget_admin_ctx_t));
+    bctx = ngx_nexus_handler_ctx(r, sizeof(ngx_nexus_budget_admin_ctx_t));
     if (bctx == NULL) {
         return NULL;
     }
 
     bctx->op = op;
     bctx->target = *target;
-    ctx->handler_ctx = bctx;
 
     return bctx;
 }

@@ -753,14 +753,13 @@ ngx_nexus_credits_admin(ngx_http_request_t *r, ngx_str_t *rest)
                                     "credits need nexus_redis", NULL);
     }
 
-    cctx = ngx_pcalloc(r->pool, sizeof(ngx_nexus_credits_ctx_t));
+    cctx = ngx_nexus_handler_ctx(r, sizeof(ngx_nexus_credits_ctx_t));
     if (cctx == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     cctx->op = NGX_NEXUS_CREDITS_GRANT;
     cctx->tenant = tenant;
-    ctx->handler_ctx = cctx;
 
     return ngx_nexus_read_json(r, ngx_nexus_credits_grant_body);
 }
@@ -793,14 +792,13 @@ ngx_nexus_credits_get(ngx_http_request_t *r, ngx_str_t *tenant)
 
     ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
 
-    cctx = ngx_pcalloc(r->pool, sizeof(ngx_nexus_credits_ctx_t));
+    cctx = ngx_nexus_handler_ctx(r, sizeof(ngx_nexus_credits_ctx_t));
     if (cctx == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     cctx->op = NGX_NEXUS_CREDITS_GET;
     cctx->tenant = *tenant;
-    ctx->handler_ctx = cctx;
 
     q = ngx_nexus_pg_query(ngx_nexus_credits_get_stmt,
                            tenant->len + 2 * NGX_INT64_LEN + 3);

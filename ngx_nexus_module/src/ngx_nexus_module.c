@@ -1313,6 +1313,33 @@ ngx_nexus_get_ctx(ngx_http_request_t *r)
 }
 
 
+/*
+ * A handler file's own state of the request, zeroed, in place of any
+ * earlier handler's; NULL when memory ran out.
+ */
+
+void *
+ngx_nexus_handler_ctx(ngx_http_request_t *r, size_t size)
+{
+    void             *p;
+    ngx_nexus_ctx_t  *ctx;
+
+    ctx = ngx_nexus_get_ctx(r);
+    if (ctx == NULL) {
+        return NULL;
+    }
+
+    p = ngx_pcalloc(r->pool, size);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    ctx->handler_ctx = p;
+
+    return p;
+}
+
+
 static void
 ngx_nexus_cleanup(void *data)
 {

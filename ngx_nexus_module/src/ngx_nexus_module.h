@@ -264,6 +264,7 @@ typedef struct {
 
 
 ngx_nexus_ctx_t *ngx_nexus_get_ctx(ngx_http_request_t *r);
+void *ngx_nexus_handler_ctx(ngx_http_request_t *r, size_t size);
 void ngx_nexus_resume(ngx_http_request_t *r);
 void ngx_nexus_wait(ngx_http_request_t *r);
 

@@ -299,19 +299,8 @@ ngx_nexus_plan_tenant(ngx_http_request_t *r, ngx_str_t *tenant,
 static ngx_int_t
 ngx_nexus_plan_ctx(ngx_http_request_t *r)
 {
-    ngx_nexus_ctx_t       *ctx;
-    ngx_nexus_plan_ctx_t  *pctx;
-
-    ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
-
-    pctx = ngx_pcalloc(r->pool, sizeof(ngx_nexus_plan_ctx_t));
-    if (pctx == NULL) {
-        return NGX_ERROR;
-    }
-
-    ctx->handler_ctx = pctx;
-
-    return NGX_OK;
+    return ngx_nexus_handler_ctx(r, sizeof(ngx_nexus_plan_ctx_t)) != NULL
+           ? NGX_OK : NGX_ERROR;
 }
 
 
