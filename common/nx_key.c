@@ -21,10 +21,18 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/*
+ * The hasher keeps the pepper's two HMAC states as SHA256_CTX values, to be
+ * copied as structures: OpenSSL 3 marks that API deprecated, and its EVP
+ * replacement allocates a context on every copy (nx_key_hasher_run()).
+ */
+#define OPENSSL_SUPPRESS_DEPRECATED
+
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
+#include <openssl/sha.h>
 
 #include "nx_key.h"
 
@@ -169,9 +177,8 @@ nx_key_hash(const uint8_t *pepper, size_t pepper_len, const char *buf,
 #define NX_KEY_BLOCK  64
 
 struct nx_key_hasher_s {
-    EVP_MD_CTX  *inner;     /* after the block K ^ ipad */
-    EVP_MD_CTX  *outer;     /* after the block K ^ opad */
-    EVP_MD_CTX  *work;
+    SHA256_CTX  inner;      /* after the block K ^ ipad */
+    SHA256_CTX  outer;      /* after the block K ^ opad */
 };
 
 
@@ -180,8 +187,6 @@ nx_key_hasher_new(const uint8_t *pepper, size_t pepper_len)
 {
     int               ok;
     size_t            i;
-    EVP_MD           *md;
-    unsigned int      n;
     unsigned char     block[NX_KEY_BLOCK];
     nx_key_hasher_t  *h;
 
@@ -192,46 +197,36 @@ nx_key_hasher_new(const uint8_t *pepper, size_t pepper_len)
     }
 
     h = calloc(1, sizeof(nx_key_hasher_t));
-    md = EVP_MD_fetch(NULL, "SHA256", NULL);
 
-    if (h == NULL || md == NULL) {
-        free(h);
-        EVP_MD_free(md);
+    if (h == NULL) {
         return NULL;
     }
 
     memset(block, 0, sizeof(block));
 
     if (pepper_len > NX_KEY_BLOCK) {
-        ok = EVP_Digest(pepper, pepper_len, block, &n, md, NULL);
+        ok = SHA256(pepper, pepper_len, block) != NULL;
 
     } else {
         memcpy(block, pepper, pepper_len);
         ok = 1;
     }
 
-    h->inner = EVP_MD_CTX_new();
-    h->outer = EVP_MD_CTX_new();
-    h->work = EVP_MD_CTX_new();
-
-    ok = ok && h->inner && h->outer && h->work;
-
     for (i = 0; i < NX_KEY_BLOCK; i++) {
         block[i] ^= 0x36;
     }
 
-    ok = ok && EVP_DigestInit_ex(h->inner, md, NULL)
-            && EVP_DigestUpdate(h->inner, block, NX_KEY_BLOCK);
+    ok = ok && SHA256_Init(&h->inner)
+            && SHA256_Update(&h->inner, block, NX_KEY_BLOCK);
 
     for (i = 0; i < NX_KEY_BLOCK; i++) {
         block[i] ^= 0x36 ^ 0x5c;
     }
 
-    ok = ok && EVP_DigestInit_ex(h->outer, md, NULL)
-            && EVP_DigestUpdate(h->outer, block, NX_KEY_BLOCK);
+    ok = ok && SHA256_Init(&h->outer)
+            && SHA256_Update(&h->outer, block, NX_KEY_BLOCK);
 
     OPENSSL_cleanse(block, sizeof(block));
-    EVP_MD_free(md);
 
     if (!ok) {
         nx_key_hasher_free(h);
@@ -246,30 +241,27 @@ int
 nx_key_hasher_run(nx_key_hasher_t *h, const char *buf, size_t len,
     uint8_t out[NX_HASH_LEN])
 {
-    unsigned int   n, m;
+    int            ok;
+    SHA256_CTX     work;
     unsigned char  ih[NX_HASH_LEN];
 
     if (h == NULL || out == NULL || (buf == NULL && len != 0)) {
         return -1;
     }
 
-    n = 0;
-    m = 0;
+    work = h->inner;
+    ok = SHA256_Update(&work, buf, len) && SHA256_Final(ih, &work);
 
-    if (!EVP_MD_CTX_copy_ex(h->work, h->inner)
-        || !EVP_DigestUpdate(h->work, buf, len)
-        || !EVP_DigestFinal_ex(h->work, ih, &n)
-        || !EVP_MD_CTX_copy_ex(h->work, h->outer)
-        || !EVP_DigestUpdate(h->work, ih, sizeof(ih))
-        || !EVP_DigestFinal_ex(h->work, out, &m)
-        || n != NX_HASH_LEN || m != NX_HASH_LEN)
-    {
-        OPENSSL_cleanse(ih, sizeof(ih));
+    work = h->outer;
+    ok = ok && SHA256_Update(&work, ih, sizeof(ih)) && SHA256_Final(out, &work);
+
+    OPENSSL_cleanse(&work, sizeof(work));
+    OPENSSL_cleanse(ih, sizeof(ih));
+
+    if (!ok) {
         OPENSSL_cleanse(out, NX_HASH_LEN);
         return -1;
     }
-
-    OPENSSL_cleanse(ih, sizeof(ih));
 
     return 0;
 }
@@ -282,10 +274,7 @@ nx_key_hasher_free(nx_key_hasher_t *h)
         return;
     }
 
-    /* EVP_MD_CTX_free cleanses the digest state before freeing it */
-    EVP_MD_CTX_free(h->inner);
-    EVP_MD_CTX_free(h->outer);
-    EVP_MD_CTX_free(h->work);
+    OPENSSL_cleanse(h, sizeof(nx_key_hasher_t));
     free(h);
 }
 
