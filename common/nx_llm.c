@@ -334,6 +334,16 @@ nx_llm_parse_chat(yajl_val root, nx_llm_req_t *req, nx_llm_err_t *err,
 }
 
 
+/* "messages[i]" and what follows, for an error's param */
+
+static const char *
+nx_llm_msg_path(char *path, size_t i, const char *what)
+{
+    snprintf(path, NX_LLM_PATH_MAX, "messages[%zu]%s", i, what);
+    return path;
+}
+
+
 static int
 nx_llm_check_message(yajl_val m, size_t i, nx_llm_err_t *err, size_t *bytes)
 {
@@ -343,22 +353,19 @@ nx_llm_check_message(yajl_val m, size_t i, nx_llm_err_t *err, size_t *bytes)
     const char   *role, *s;
 
     if (!YAJL_IS_OBJECT(m)) {
-        snprintf(path, sizeof(path), "messages[%zu]", i);
-        nx_llm_err_type(err, path, "an object");
+        nx_llm_err_type(err, nx_llm_msg_path(path, i, ""), "an object");
         return -1;
     }
-
-    snprintf(path, sizeof(path), "messages[%zu].role", i);
 
     v = nx_llm_member(m, "role");
 
     if (v == NULL) {
-        nx_llm_err_missing(err, path);
+        nx_llm_err_missing(err, nx_llm_msg_path(path, i, ".role"));
         return -1;
     }
 
     if (nx_json_string(v, &role) != 0) {
-        nx_llm_err_type(err, path, "a string");
+        nx_llm_err_type(err, nx_llm_msg_path(path, i, ".role"), "a string");
         return -1;
     }
 
@@ -369,6 +376,7 @@ nx_llm_check_message(yajl_val m, size_t i, nx_llm_err_t *err, size_t *bytes)
     }
 
     if (nx_llm_roles[k] == NULL) {
+        nx_llm_msg_path(path, i, ".role");
         nx_llm_err_set(err, path, "invalid_value",
                        "Invalid value for '%s': expected one of system, "
                        "developer, user, assistant, tool, function.", path);
@@ -382,8 +390,7 @@ nx_llm_check_message(yajl_val m, size_t i, nx_llm_err_t *err, size_t *bytes)
     v = nx_llm_member(m, "name");
 
     if (v != NULL && nx_json_string(v, &s) != 0) {
-        snprintf(path, sizeof(path), "messages[%zu].name", i);
-        nx_llm_err_type(err, path, "a string");
+        nx_llm_err_type(err, nx_llm_msg_path(path, i, ".name"), "a string");
         return -1;
     }
 
@@ -422,9 +429,15 @@ nx_llm_check_content(yajl_val m, const char *role, size_t i,
     yajl_val      c, part, v;
     const char   *s;
 
-    snprintf(path, sizeof(path), "messages[%zu].content", i);
-
     c = nx_json_get(m, "content");
+
+    if (c != NULL && nx_json_string(c, &s) == 0) {
+        *bytes += strlen(s);
+        return 0;
+    }
+
+    /* the path is only for an error, or for parts (less common) */
+    nx_llm_msg_path(path, i, ".content");
 
     if (c == NULL) {
         if (strcmp(role, "assistant") == 0) {
@@ -443,11 +456,6 @@ nx_llm_check_content(yajl_val m, const char *role, size_t i,
 
         nx_llm_err_type(err, path, "a string or an array of parts");
         return -1;
-    }
-
-    if (nx_json_string(c, &s) == 0) {
-        *bytes += strlen(s);
-        return 0;
     }
 
     if (!YAJL_IS_ARRAY(c)) {
