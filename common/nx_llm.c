@@ -395,17 +395,16 @@ nx_llm_check_message(yajl_val m, size_t i, nx_llm_err_t *err, size_t *bytes)
     }
 
     if (strcmp(role, "tool") == 0) {
-        snprintf(path, sizeof(path), "messages[%zu].tool_call_id", i);
-
         v = nx_llm_member(m, "tool_call_id");
 
         if (v == NULL) {
-            nx_llm_err_missing(err, path);
+            nx_llm_err_missing(err, nx_llm_msg_path(path, i, ".tool_call_id"));
             return -1;
         }
 
         if (nx_json_string(v, &s) != 0) {
-            nx_llm_err_type(err, path, "a string");
+            nx_llm_err_type(err, nx_llm_msg_path(path, i, ".tool_call_id"),
+                            "a string");
             return -1;
         }
     }
@@ -713,22 +712,20 @@ nx_llm_parse_native(yajl_val root, nx_llm_req_t *req, nx_llm_err_t *err,
         m = msgs->u.array.values[i];
 
         if (!YAJL_IS_OBJECT(m)) {
-            snprintf(path, sizeof(path), "messages[%zu]", i);
-            nx_llm_err_type(err, path, "an object");
+            nx_llm_err_type(err, nx_llm_msg_path(path, i, ""), "an object");
             return -1;
         }
-
-        snprintf(path, sizeof(path), "messages[%zu].role", i);
 
         v = nx_llm_member(m, "role");
 
         if (v == NULL) {
-            nx_llm_err_missing(err, path);
+            nx_llm_err_missing(err, nx_llm_msg_path(path, i, ".role"));
             return -1;
         }
 
         if (nx_json_string(v, &s) != 0) {
-            nx_llm_err_type(err, path, "a string");
+            nx_llm_err_type(err, nx_llm_msg_path(path, i, ".role"),
+                            "a string");
             return -1;
         }
 
@@ -736,8 +733,8 @@ nx_llm_parse_native(yajl_val root, nx_llm_req_t *req, nx_llm_err_t *err,
 
         if (v != NULL) {
             if (nx_json_string(v, &s) != 0) {
-                snprintf(path, sizeof(path), "messages[%zu].content", i);
-                nx_llm_err_type(err, path, "a string");
+                nx_llm_err_type(err, nx_llm_msg_path(path, i, ".content"),
+                                "a string");
                 return -1;
             }
 
