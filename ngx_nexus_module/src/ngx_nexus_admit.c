@@ -27,12 +27,7 @@
 #include "ngx_nexus_limit.h"
 #include "ngx_nexus_budget.h"
 #include "ngx_nexus_admit.h"
-
-
-#define NGX_NEXUS_ADMIT_NKEYS                                                 \
-    (NGX_NEXUS_BUDGET_NKEYS + NGX_NEXUS_LIMIT_NKEYS)
-#define NGX_NEXUS_ADMIT_NARGV                                                 \
-    (NGX_NEXUS_BUDGET_NARGV + NGX_NEXUS_LIMIT_NARGV)
+#include "ngx_nexus_block.h"
 
 
 static void ngx_nexus_admit_handler(ngx_nexus_redis_cmd_t *cmd,
@@ -42,17 +37,24 @@ static ngx_int_t ngx_nexus_admit_decide(ngx_http_request_t *r,
     ngx_uint_t reserve);
 
 
-static ngx_nexus_redis_script_t  ngx_nexus_admit_script;
+ngx_nexus_redis_script_t  ngx_nexus_admit_script;
 
 /*
  * KEYS: the reservation's 7, then the limits' 4; ARGV: the reservation's
- * 18, then the limits' 14.  The answer: {the limits' answer, the
- * reservation's}, the latter 0 when the limits refused.
+ * 18, then the limits' 14, then nb and nf.  The answer: {the limits'
+ * answer, the reservation's}, the latter 0 when the limits refused.
+ *
+ * A block (ngx_nexus_block.c) takes nb requests' worth of everything at
+ * once, if nf requests' worth would fit; it fires no refusal's event, and
+ * is refused rather than cross a quota's soft cap.  Its answer, when
+ * taken, has two more parts: the day number and the month ("YYYY-MM")
+ * its quota units were counted in, for giving back the unused ones.
  */
 
 static const char  ngx_nexus_admit_lua[] =
     "local lk, la = 7, 18\n"
     "local base, cbase = ARGV[9], ARGV[10]\n"
+    "local nb, nf = tonumber(ARGV[33]), tonumber(ARGV[34])\n"
     NGX_NEXUS_LUA_CALENDAR
     NGX_NEXUS_LUA_CLOCK
     "clock()\n"
@@ -65,6 +67,7 @@ static const char  ngx_nexus_admit_lua[] =
     "if not ok then return {lreply(), breply(0, by)} end\n"
     "lcommit()\n"
     "bcommit()\n"
+    "if nb > 1 then return {lreply(), breply(1, 0), day, mon} end\n"
     "return {lreply(), breply(1, 0)}\n";
 
 
@@ -80,11 +83,12 @@ ngx_int_t
 ngx_nexus_admit(ngx_http_request_t *r, ngx_nexus_proxy_t *px)
 {
     ngx_int_t                 rc, limits, reserve;
-    ngx_uint_t                i, k, a;
+    ngx_uint_t                i, k, a, n;
     const char               *argv[NGX_NEXUS_ADMIT_NARGV];
     size_t                    argvlen[NGX_NEXUS_ADMIT_NARGV];
     ngx_nexus_ctx_t          *ctx;
-    ngx_nexus_redis_cmd_t    *cmd;
+    ngx_nexus_block_t        *blk;
+    ngx_nexus_redis_cmd_t    *cmd, *cmds[2];
     ngx_nexus_limit_call_t    lc;
     ngx_nexus_budget_call_t   bc;
 
@@ -148,9 +152,27 @@ ngx_nexus_admit(ngx_http_request_t *r, ngx_nexus_proxy_t *px)
         }
     }
 
+    /* one request: nb and nf */
+    for (i = NGX_NEXUS_ADMIT_NB; i < NGX_NEXUS_ADMIT_NARGV; i++) {
+        argv[i] = "1";
+        argvlen[i] = 1;
+    }
+
+    rc = ngx_nexus_block_admit(r, px, limits == NGX_OK, reserve == NGX_OK,
+                               argv, argvlen, &cmds[1]);
+    if (rc != NGX_DECLINED) {
+        return rc;
+    }
+
     cmd = ngx_nexus_redis_eval(&ngx_nexus_admit_script, NGX_NEXUS_ADMIT_NKEYS,
                                NGX_NEXUS_ADMIT_NARGV, argv, argvlen);
     if (cmd == NULL) {
+        if (cmds[1]) {
+            blk = cmds[1]->data;
+            ngx_nexus_redis_free(cmds[1]);
+            ngx_nexus_block_unsent(blk);
+        }
+
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return NGX_DONE;
     }
@@ -158,7 +180,21 @@ ngx_nexus_admit(ngx_http_request_t *r, ngx_nexus_proxy_t *px)
     cmd->handler = ngx_nexus_admit_handler;
     cmd->data = r;
 
-    if (ngx_nexus_redis_send(&cmd, 1) != NGX_OK) {
+    /* a block asked for goes right after the request's own admission */
+    cmds[0] = cmd;
+    n = 1;
+    blk = NULL;
+
+    if (cmds[1]) {
+        blk = cmds[1]->data;
+        n = 2;
+    }
+
+    if (ngx_nexus_redis_send(cmds, n) != NGX_OK) {
+        if (blk) {
+            ngx_nexus_block_unsent(blk);
+        }
+
         return ngx_nexus_admit_decide(r, px, NULL, limits == NGX_OK,
                                       reserve == NGX_OK);
     }

@@ -13,6 +13,28 @@
 
 #include "ngx_nexus_module.h"
 #include "ngx_nexus_proxy.h"
+#include "ngx_nexus_redis.h"
+#include "ngx_nexus_limit.h"
+#include "ngx_nexus_budget.h"
+
+
+/*
+ * The admission script's KEYS (the reservation's, then the limits') and
+ * ARGV (the same, then the block's size nb and the size it must fit nf,
+ * 1 and 1 for one request): where each part sits in its argv[].
+ */
+#define NGX_NEXUS_ADMIT_NKEYS                                                 \
+    (NGX_NEXUS_BUDGET_NKEYS + NGX_NEXUS_LIMIT_NKEYS)
+#define NGX_NEXUS_ADMIT_NARGV                                                 \
+    (NGX_NEXUS_BUDGET_NARGV + NGX_NEXUS_LIMIT_NARGV + 2)
+
+/* the limits' KEYS[i], the reservation's ARGV[i], the limits' ARGV[i] */
+#define NGX_NEXUS_ADMIT_LKEY(i)     (NGX_NEXUS_BUDGET_NKEYS + (i) - 1)
+#define NGX_NEXUS_ADMIT_BARG(i)     (NGX_NEXUS_ADMIT_NKEYS + (i) - 1)
+#define NGX_NEXUS_ADMIT_LARG(i)                                               \
+    (NGX_NEXUS_ADMIT_NKEYS + NGX_NEXUS_BUDGET_NARGV                           \
+     - NGX_NEXUS_BUDGET_NKEYS + (i) - 1)
+#define NGX_NEXUS_ADMIT_NB          (NGX_NEXUS_ADMIT_NARGV - 2)
 
 
 /*
@@ -24,6 +46,10 @@
 ngx_int_t ngx_nexus_admit(ngx_http_request_t *r, ngx_nexus_proxy_t *px);
 
 ngx_int_t ngx_nexus_admit_init(ngx_conf_t *cf);
+
+
+/* the script, for the blocks that are taken with it (ngx_nexus_block.c) */
+extern ngx_nexus_redis_script_t  ngx_nexus_admit_script;
 
 
 #endif /* _NGX_NEXUS_ADMIT_H_INCLUDED_ */

@@ -53,6 +53,7 @@
 #include "ngx_nexus_cost.h"
 #include "ngx_nexus_credits.h"
 #include "ngx_nexus_audit.h"
+#include "ngx_nexus_block.h"
 
 
 #define NGX_NEXUS_BUDGET_OK         0
@@ -84,7 +85,7 @@ typedef struct {
 } ngx_nexus_ceiling_t;
 
 
-typedef struct {
+struct ngx_nexus_budget_s {
     ngx_http_request_t         *request;    /* NULL once orphaned */
     ngx_nexus_proxy_t          *proxy;
     ngx_nexus_redis_cmd_t      *cmd;        /* the reservation in flight */
@@ -145,7 +146,9 @@ typedef struct {
     unsigned                    local:1;    /* TPM in the shared zone */
     unsigned                    degraded:1;
     unsigned                    settled:1;
-} ngx_nexus_budget_t;
+
+    ngx_nexus_block_t          *block;      /* a share of a block's */
+};
 
 
 static int64_t ngx_nexus_budget_out(ngx_nexus_proxy_t *px,
@@ -189,6 +192,8 @@ static ngx_int_t ngx_nexus_budget_header(ngx_http_request_t *r,
     const char *name, int64_t value);
 static ngx_int_t ngx_nexus_budget_set_header(ngx_http_request_t *r,
     const char *name, const char *value);
+static ngx_nexus_budget_t *ngx_nexus_budget_copy(ngx_nexus_budget_t *b,
+    size_t extra);
 static void ngx_nexus_budget_renew(ngx_event_t *ev);
 static void ngx_nexus_budget_orphan(ngx_nexus_redis_cmd_t *cmd,
     redisReply *reply, ngx_int_t rc);
@@ -1791,9 +1796,7 @@ void
 ngx_nexus_budget_settle(ngx_nexus_proxy_t *px, int64_t prompt,
     int64_t completion)
 {
-    u_char                 *p;
     int64_t                 tokens;
-    ngx_uint_t              i;
     ngx_nexus_budget_t     *b, *o;
     ngx_nexus_main_conf_t  *nmcf;
 
@@ -1810,6 +1813,11 @@ ngx_nexus_budget_settle(ngx_nexus_proxy_t *px, int64_t prompt,
         ngx_del_timer(&b->renew);
     }
 
+    if (b->block) {
+        ngx_nexus_block_settle(b->block, tokens);
+        return;
+    }
+
     if (b->local) {
         nmcf = ngx_http_get_module_main_conf(b->request, ngx_nexus_module);
         ngx_nexus_limit_local_tokens_settle(nmcf->shm_zone, b->principal,
@@ -1824,34 +1832,10 @@ ngx_nexus_budget_settle(ngx_nexus_proxy_t *px, int64_t prompt,
          * live in the request's pool
          */
 
-        o = ngx_alloc(sizeof(ngx_nexus_budget_t) + b->strs_len,
-                      ngx_cycle->log);
+        o = ngx_nexus_budget_copy(b, 0);
         if (o == NULL) {
             ngx_nexus_redis_cancel(b->cmd);
             return;
-        }
-
-        ngx_memcpy(o, b, sizeof(ngx_nexus_budget_t));
-
-        p = (u_char *) (o + 1);
-        ngx_memcpy(p, b->strs, b->strs_len);
-
-        o->strs = p;
-        o->request = NULL;
-        o->proxy = NULL;
-        o->principal = NULL;
-        o->cmd = NULL;
-        o->id.data = p + (b->id.data - b->strs);
-        o->base.data = p + (b->base.data - b->strs);
-        o->cbase.data = p + (b->cbase.data - b->strs);
-        o->rid.data = p + (b->rid.data - b->strs);
-        o->model.data = p + (b->model.data - b->strs);
-
-        /* the settings' strings stay behind: a settlement needs none */
-        ngx_str_null(&o->cost.degrade_model);
-
-        for (i = 0; i < NGX_NEXUS_BUDGET_NKEYS; i++) {
-            o->keys[i].data = p + (b->keys[i].data - b->strs);
         }
 
         b->cmd->handler = ngx_nexus_budget_orphan;
@@ -1870,6 +1854,54 @@ ngx_nexus_budget_settle(ngx_nexus_proxy_t *px, int64_t prompt,
                                  ? nx_money_cost(prompt, completion,
                                                  b->price[0], b->price[1])
                                  : 0);
+}
+
+
+/*
+ * A copy of a reservation that outlives its request, in one allocation
+ * with its strings: for a settlement once the request is gone, or for a
+ * block's reservation (ngx_nexus_block.c).
+ */
+
+static ngx_nexus_budget_t *
+ngx_nexus_budget_copy(ngx_nexus_budget_t *b, size_t extra)
+{
+    u_char              *p;
+    ngx_uint_t           i;
+    ngx_nexus_budget_t  *o;
+
+    o = ngx_alloc(sizeof(ngx_nexus_budget_t) + b->strs_len + extra,
+                  ngx_cycle->log);
+    if (o == NULL) {
+        return NULL;
+    }
+
+    ngx_memcpy(o, b, sizeof(ngx_nexus_budget_t));
+
+    p = (u_char *) (o + 1);
+    ngx_memcpy(p, b->strs, b->strs_len);
+
+    o->strs = p;
+    o->request = NULL;
+    o->proxy = NULL;
+    o->principal = NULL;
+    o->cmd = NULL;
+    o->block = NULL;
+    ngx_memzero(&o->renew, sizeof(ngx_event_t));
+    o->id.data = p + (b->id.data - b->strs);
+    o->base.data = p + (b->base.data - b->strs);
+    o->cbase.data = p + (b->cbase.data - b->strs);
+    o->rid.data = p + (b->rid.data - b->strs);
+    o->model.data = p + (b->model.data - b->strs);
+
+    /* the settings' strings stay behind: a settlement needs none */
+    ngx_str_null(&o->cost.degrade_model);
+
+    for (i = 0; i < NGX_NEXUS_BUDGET_NKEYS; i++) {
+        o->keys[i].data = p + (b->keys[i].data - b->strs);
+    }
+
+    return o;
 }
 
 
@@ -1993,5 +2025,175 @@ ngx_nexus_budget_settled(ngx_nexus_redis_cmd_t *cmd, redisReply *reply,
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                       "nexus token budget settlement failed: %*s",
                       reply->len, reply->str);
+    }
+}
+
+
+/*
+ * A block's reservation (ngx_nexus_block.c): the tokens of many requests
+ * of one key, held under an id of its own, shared by the requests the
+ * block admits and settled once, with the tokens they used, after the
+ * last of them.  Only tokens: a reservation with costs or TPM is each
+ * request's own.
+ */
+
+ngx_uint_t
+ngx_nexus_budget_blockable(ngx_nexus_proxy_t *px)
+{
+    ngx_nexus_budget_t  *b;
+
+    b = px->budget;
+
+    return b == NULL
+           || (!b->governed && !b->unknown && b->tpm[0] == 0
+               && b->tpm[1] == 0);
+}
+
+
+int64_t
+ngx_nexus_budget_want(ngx_nexus_proxy_t *px)
+{
+    ngx_nexus_budget_t  *b;
+
+    b = px->budget;
+
+    return b ? b->want : 0;
+}
+
+
+/* a copy of the request's reservation under a new id, for a block */
+
+ngx_nexus_budget_t *
+ngx_nexus_budget_detach(ngx_nexus_proxy_t *px, ngx_str_t *id)
+{
+    u_char              *p;
+    ngx_nexus_budget_t  *b, *o;
+
+    static ngx_atomic_uint_t  seq;
+
+    b = px->budget;
+
+    o = ngx_nexus_budget_copy(b, NGX_NEXUS_BUDGET_BLOCK_ID);
+    if (o == NULL) {
+        return NULL;
+    }
+
+    p = (u_char *) (o + 1) + b->strs_len;
+
+    o->id.data = p;
+    o->id.len = ngx_snprintf(p, NGX_NEXUS_BUDGET_BLOCK_ID,
+                             "blk:%P:%uA:%08xD", ngx_pid, ++seq,
+                             (uint32_t) ngx_random())
+                - p;
+    o->rid.len = 0;
+    o->settled = 0;
+    o->held = 0;
+    o->sent = 1;
+
+    *id = o->id;
+
+    return o;
+}
+
+
+/* the block's reservation was made: renewed while the block lives */
+
+void
+ngx_nexus_budget_hold(ngx_nexus_budget_t *o)
+{
+    o->held = 1;
+    o->renew.handler = ngx_nexus_budget_renew;
+    o->renew.data = o;
+    o->renew.log = ngx_cycle->log;
+    o->renew.cancelable = 1;
+
+    ngx_add_timer(&o->renew, ngx_max(o->ttl / 3, 1));
+}
+
+
+/*
+ * The block is over: its reservation is released, and the tokens its
+ * requests used are counted (settle), or it is only forgotten (it was
+ * never made).
+ */
+
+void
+ngx_nexus_budget_end(ngx_nexus_budget_t *o, int64_t tokens,
+    ngx_uint_t settle)
+{
+    if (o->renew.timer_set) {
+        ngx_del_timer(&o->renew);
+    }
+
+    if (settle) {
+        ngx_nexus_budget_send_settle(o, tokens, 0);
+    }
+
+    ngx_free(o);
+}
+
+
+/*
+ * The take's answer, {limits, reservation, ...}: NGX_OK when the block's
+ * reservation was made (share gets its binding period, with the block's
+ * tokens in what is reserved, and fired the events it fired), else
+ * NGX_DECLINED.
+ */
+
+ngx_int_t
+ngx_nexus_budget_block_answer(ngx_nexus_budget_t *o, redisReply *reply,
+    ngx_nexus_budget_share_t *share, ngx_str_t *fired)
+{
+    redisReply  two;
+
+    /* the parse reads the admission's shape: the first two parts */
+    two = *reply;
+    two.elements = 2;
+
+    if (ngx_nexus_budget_parse(o, &two) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    share->period = o->period;
+    share->limit = o->limit;
+    share->used = o->used;
+    share->reserved = o->reserved;
+    share->reset_ms = o->reset_ms;
+    share->want = o->want;
+
+    reply = reply->element[1]->element[19];
+    fired->data = (u_char *) reply->str;
+    fired->len = reply->len;
+
+    return NGX_OK;
+}
+
+
+/* a request the block admits: its reservation is a share of the block's */
+
+void
+ngx_nexus_budget_member(ngx_nexus_proxy_t *px, ngx_nexus_block_t *block,
+    ngx_nexus_budget_share_t *share, ngx_str_t *fired)
+{
+    redisReply           e;
+    ngx_nexus_budget_t  *b;
+
+    b = px->budget;
+
+    b->block = block;
+    b->held = 1;
+    b->period = share->period;
+    b->limit = share->limit;
+    b->used = share->used;
+    b->reserved = share->reserved;
+    b->reset_ms = share->reset_ms;
+
+    if (fired && fired->len) {
+        ngx_memzero(&e, sizeof(redisReply));
+        e.type = REDIS_REPLY_STRING;
+        e.str = (char *) fired->data;
+        e.len = fired->len;
+
+        ngx_nexus_budget_audit(b->request, b, &e);
     }
 }

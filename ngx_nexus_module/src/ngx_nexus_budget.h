@@ -94,7 +94,7 @@
     " or {cbase .. ':m:' .. mo}, 'res', -c)\n"                                \
     "  return c, mo, cr == '1'\n"                                             \
     "end\n"                                                                   \
-    "local function level(key, tpm)\n"                                       \
+    "local function level(key, tpm)\n"                                        \
     "  local v = redis.call('HMGET', key, 'tk', 'ts', 'ex')\n"                \
     "  local tk, ts = tonumber(v[1]), tonumber(v[2])\n"                       \
     "  if tk == nil or ts == nil then return tpm, 0 end\n"                    \
@@ -189,6 +189,9 @@
     "end\n"                                                                   \
     "bcheck = function()\n"                                                   \
     "  if id == '' then return true end\n"                                    \
+    "  if nb > 1 and (cbase ~= '' or ktpm > 0 or ttpm > 0) then\n"            \
+    "    return false, 0\n"                                                   \
+    "  end\n"                                                                 \
     "  for _, rid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf',"     \
     " now, 'LIMIT', 0, 100)) do\n"                                            \
     "    release(rid, 0)\n"                                                   \
@@ -237,7 +240,8 @@
     "      end\n"                                                             \
     "    end\n"                                                               \
     "  end\n"                                                                 \
-    "  if bp > 0 and brem < want then\n"                                      \
+    "  if bp > 0 and brem < want * nf then\n"                                 \
+    "    if nf > 1 then return false, 1 end\n"                                \
     "    event('budget.exhausted', 'tokens', pn[bp], pid[bp], bl, bu,"        \
     " bt > 0 and bt + 60000 or 0)\n"                                          \
     "    return false, 1\n"                                                   \
@@ -259,7 +263,9 @@
     "bcommit = function()\n"                                                  \
     "  if id == '' then return end\n"                                         \
     "  if counted then\n"                                                     \
-    "    for i = 1, 3 do redis.call('HINCRBY', pk[i], 'res', want) end\n"     \
+    "    for i = 1, 3 do\n"                                                   \
+    "      redis.call('HINCRBY', pk[i], 'res', want * nb)\n"                  \
+    "    end\n"                                                               \
     "    if pnew[1] then\n"                                                   \
     "      redis.call('PEXPIRE', pk[1], dend - now + 86400000)\n"             \
     "    end\n"                                                               \
@@ -268,7 +274,8 @@
     "    end\n"                                                               \
     "  end\n"                                                                 \
     "  redis.call('ZADD', KEYS[1], now + ttl, id)\n"                          \
-    "  redis.call('HSET', KEYS[2], id, string.format('%d:%d:%s:%d', want,"    \
+    "  redis.call('HSET', KEYS[2], id, string.format('%d:%d:%s:%d',"          \
+    " want * nb,"                                                             \
     " day, mon, counted and 1 or 0))\n"                                       \
     "  if cbase ~= '' then\n"                                                 \
     "    redis.call('HINCRBY', mk, 'res', cost)\n"                            \
@@ -295,13 +302,33 @@
     "    if ts == 0 or tt < tr then ts, tl, tr = 2, ttpm, tt end\n"           \
     "  end\n"                                                                 \
     "  tr = math.floor(math.max(tr, 0))\n"                                    \
-    "  if bp > 0 then br = br + want end\n"                                   \
+    "  if bp > 0 then br = br + want * nb end\n"                              \
     "end\n"                                                                   \
     "breply = function(ok, by)\n"                                             \
     "  return {ok, by, bp, bl, bu, br, bt, ts, tl, tr, tw, cst, mu, mr, cb,"  \
     " cr, mend - now, cost, want, table.concat(fired, ',')}\n"                \
     "end\n"                                                                   \
     "end\n"
+
+
+typedef struct ngx_nexus_budget_s  ngx_nexus_budget_t;
+typedef struct ngx_nexus_block_s   ngx_nexus_block_t;
+
+
+/* a request's share of a block's reservation (ngx_nexus_block.c) */
+typedef struct {
+    ngx_uint_t                  period;     /* 0 none, 1 day, 2 month,
+                                               3 total */
+    int64_t                     limit;
+    int64_t                     used;
+    int64_t                     reserved;
+    int64_t                     reset_ms;
+    int64_t                     want;       /* a request's worst case */
+} ngx_nexus_budget_share_t;
+
+
+/* room for a block's reservation id */
+#define NGX_NEXUS_BUDGET_BLOCK_ID   64
 
 
 /* the reservation's KEYS, and its KEYS and ARGV together */
@@ -371,6 +398,28 @@ ngx_int_t ngx_nexus_budget_headers(ngx_http_request_t *r,
 /* once, when the request ends: the tokens it actually used */
 void ngx_nexus_budget_settle(ngx_nexus_proxy_t *px, int64_t prompt,
     int64_t completion);
+
+
+/*
+ * Blocks (ngx_nexus_block.c).  Whether the request's reservation can be a
+ * share of a block's (tokens only: no costs, no TPM), and its worst case.
+ */
+ngx_uint_t ngx_nexus_budget_blockable(ngx_nexus_proxy_t *px);
+int64_t ngx_nexus_budget_want(ngx_nexus_proxy_t *px);
+
+/* a block's own reservation, a copy of the request's under a new id */
+ngx_nexus_budget_t *ngx_nexus_budget_detach(ngx_nexus_proxy_t *px,
+    ngx_str_t *id);
+ngx_int_t ngx_nexus_budget_block_answer(ngx_nexus_budget_t *o,
+    struct redisReply *reply, ngx_nexus_budget_share_t *share,
+    ngx_str_t *fired);
+void ngx_nexus_budget_hold(ngx_nexus_budget_t *o);
+void ngx_nexus_budget_end(ngx_nexus_budget_t *o, int64_t tokens,
+    ngx_uint_t settle);
+
+/* a request the block admits; fired: the take's events, audited here */
+void ngx_nexus_budget_member(ngx_nexus_proxy_t *px, ngx_nexus_block_t *block,
+    ngx_nexus_budget_share_t *share, ngx_str_t *fired);
 
 
 #endif /* _NGX_NEXUS_BUDGET_H_INCLUDED_ */

@@ -45,8 +45,10 @@ static void ngx_nexus_lease_hold(ngx_nexus_lease_t *lease);
 static void ngx_nexus_lease_renew(ngx_event_t *ev);
 static void ngx_nexus_limit_rates(ngx_nexus_loc_conf_t *nlcf,
     ngx_uint_t cls, ngx_nexus_principal_t *pr, ngx_uint_t *rates);
+static void ngx_nexus_limit_apply(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx,
+    ngx_nexus_limit_reply_t *lr);
 static void ngx_nexus_limit_audit(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx,
-    redisReply *fired);
+    ngx_str_t *fired);
 
 
 /* the defaults of reference file 000, by route class */
@@ -88,7 +90,7 @@ static time_t                    ngx_nexus_limit_warned;
  */
 
 static const char  ngx_nexus_limit_lua[] =
-    "local lk, la = 0, 0\n"
+    "local lk, la, nb, nf = 0, 0, 1, 1\n"
     NGX_NEXUS_LUA_CALENDAR
     NGX_NEXUS_LUA_CLOCK
     "clock()\n"
@@ -581,48 +583,13 @@ void
 ngx_nexus_limit_answer(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx,
     redisReply *reply, ngx_uint_t taken)
 {
-    size_t  len;
+    ngx_nexus_limit_reply_t  lr;
 
     ctx->limit_state = NGX_NEXUS_AUTH_DONE;
     ctx->limit_status = NGX_DECLINED;
 
-    if (reply != NULL
-        && reply->type == REDIS_REPLY_ARRAY && reply->elements == 11
-        && reply->element[0]->type == REDIS_REPLY_INTEGER
-        && reply->element[1]->type == REDIS_REPLY_STRING
-        && reply->element[2]->type == REDIS_REPLY_INTEGER
-        && reply->element[3]->type == REDIS_REPLY_INTEGER
-        && reply->element[4]->type == REDIS_REPLY_STRING
-        && reply->element[5]->type == REDIS_REPLY_STRING
-        && reply->element[6]->type == REDIS_REPLY_INTEGER
-        && reply->element[7]->type == REDIS_REPLY_INTEGER
-        && reply->element[8]->type == REDIS_REPLY_INTEGER
-        && reply->element[9]->type == REDIS_REPLY_INTEGER
-        && reply->element[10]->type == REDIS_REPLY_STRING)
-    {
-        ctx->limit_status = reply->element[0]->integer
-                            ? NGX_OK : NGX_HTTP_TOO_MANY_REQUESTS;
-        ctx->limit_retry_ms = reply->element[2]->integer;
-        ctx->limit_remaining = reply->element[3]->integer;
-
-        len = reply->element[1]->len;
-        ctx->limit_tenant_scope = (len == 6
-                                   && ngx_strncmp(reply->element[1]->str,
-                                                  "tenant", 6) == 0);
-        ctx->limit_concurrency = (reply->element[4]->len == 11);
-        ctx->limit_quota = (reply->element[4]->len == 5);
-
-        /* quota: the binding period ("day", "month"), limit, used, left */
-        ctx->quota_period = reply->element[5]->len == 3 ? 1
-                            : reply->element[5]->len == 5 ? 2 : 0;
-        ctx->quota_limit = reply->element[6]->integer;
-        ctx->quota_used = reply->element[7]->integer;
-        ctx->quota_remaining = reply->element[8]->integer;
-        ctx->quota_warn = (reply->element[9]->integer != 0);
-
-        if (reply->element[10]->len) {
-            ngx_nexus_limit_audit(r, ctx, reply->element[10]);
-        }
+    if (reply != NULL && ngx_nexus_limit_parse(reply, &lr) == NGX_OK) {
+        ngx_nexus_limit_apply(r, ctx, &lr);
 
         if (ctx->lease) {
             if (ctx->limit_status == NGX_OK && taken) {
@@ -641,6 +608,93 @@ ngx_nexus_limit_answer(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx,
                       reply->type == REDIS_REPLY_ERROR ? reply->len : 0,
                       reply->type == REDIS_REPLY_ERROR ? reply->str : "");
     }
+}
+
+
+/* the limits' part of a script's answer (NGX_NEXUS_LUA_LIMITS' lreply) */
+
+ngx_int_t
+ngx_nexus_limit_parse(redisReply *reply, ngx_nexus_limit_reply_t *lr)
+{
+    size_t       i;
+    redisReply **e;
+
+    /* integers and strings, in lreply()'s order */
+    static const char  shape[] = "isiissiiiis";
+
+    if (reply->type != REDIS_REPLY_ARRAY
+        || reply->elements != sizeof(shape) - 1)
+    {
+        return NGX_DECLINED;
+    }
+
+    e = reply->element;
+
+    for (i = 0; i < sizeof(shape) - 1; i++) {
+        if (e[i]->type != (shape[i] == 'i' ? REDIS_REPLY_INTEGER
+                                           : REDIS_REPLY_STRING))
+        {
+            return NGX_DECLINED;
+        }
+    }
+
+    lr->allowed = (e[0]->integer != 0);
+    lr->tenant_scope = (e[1]->len == 6
+                        && ngx_strncmp(e[1]->str, "tenant", 6) == 0);
+    lr->retry_ms = e[2]->integer;
+    lr->remaining = e[3]->integer;
+    lr->concurrency = (e[4]->len == 11);
+    lr->quota = (e[4]->len == 5);
+
+    /* quota: the binding period ("day", "month"), limit, used, left */
+    lr->quota_period = e[5]->len == 3 ? 1 : e[5]->len == 5 ? 2 : 0;
+    lr->quota_limit = e[6]->integer;
+    lr->quota_used = e[7]->integer;
+    lr->quota_remaining = e[8]->integer;
+    lr->quota_warn = (e[9]->integer != 0);
+    lr->fired.data = (u_char *) e[10]->str;
+    lr->fired.len = e[10]->len;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_nexus_limit_apply(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx,
+    ngx_nexus_limit_reply_t *lr)
+{
+    ctx->limit_status = lr->allowed ? NGX_OK : NGX_HTTP_TOO_MANY_REQUESTS;
+    ctx->limit_retry_ms = lr->retry_ms;
+    ctx->limit_remaining = lr->remaining;
+    ctx->limit_tenant_scope = lr->tenant_scope;
+    ctx->limit_concurrency = lr->concurrency;
+    ctx->limit_quota = lr->quota;
+    ctx->quota_period = lr->quota_period;
+    ctx->quota_limit = lr->quota_limit;
+    ctx->quota_used = lr->quota_used;
+    ctx->quota_remaining = lr->quota_remaining;
+    ctx->quota_warn = lr->quota_warn;
+
+    if (lr->fired.len) {
+        ngx_nexus_limit_audit(r, ctx, &lr->fired);
+    }
+}
+
+
+/*
+ * A request a block admits (ngx_nexus_block.c): what the limits would
+ * have answered it, decided as theirs.  As ngx_nexus_limit_decide().
+ */
+
+ngx_int_t
+ngx_nexus_limit_member(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx,
+    ngx_nexus_limit_reply_t *lr)
+{
+    ctx->limit_state = NGX_NEXUS_AUTH_DONE;
+
+    ngx_nexus_limit_apply(r, ctx, lr);
+
+    return ngx_nexus_limit_decide(r, ctx);
 }
 
 
@@ -1079,14 +1133,14 @@ ngx_nexus_limit_quota(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx)
 
 static void
 ngx_nexus_limit_audit(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx,
-    redisReply *fired)
+    ngx_str_t *fired)
 {
     u_char      *p, *last;
     ngx_str_t    w[4];
     const char  *type, *outcome;
     u_char       members[160];
 
-    p = (u_char *) fired->str;
+    p = fired->data;
     last = p + fired->len;
 
     /* "<type> <period> <limit> <used>": four words, written above */

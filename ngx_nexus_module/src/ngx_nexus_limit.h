@@ -150,14 +150,18 @@
     "    fired[#fired + 1] = string.format('%s %s %d %d', ty, p, lim, used)\n"\
     "  end\n"                                                                 \
     "end\n"                                                                   \
+    "local function crosses(q, u)\n"                                          \
+    "  return q > 0 and u * 1000 < q * soft"                                  \
+    " and (u + units * nf) * 1000 >= q * soft\n"                              \
+    "end\n"                                                                   \
     "lcheck = function()\n"                                                   \
     "  if kr > 0 then\n"                                                      \
     "    ktk, kex = level(KEYS[lk + 1], kr, kb)\n"                            \
     "    ttk, tex = level(KEYS[lk + 2], tr, tb)\n"                            \
-    "    if ktk < 1 then\n"                                                   \
+    "    if ktk < nf then\n"                                                  \
     "      scope, kind = 'api_key', 'rate'\n"                                 \
     "      wait = math.ceil((1 - ktk) * 1000 / kr)\n"                         \
-    "    elseif ttk < 1 then\n"                                               \
+    "    elseif ttk < nf then\n"                                              \
     "      scope, kind = 'tenant', 'rate'\n"                                  \
     "      wait = math.ceil((1 - ttk) * 1000 / tr)\n"                         \
     "    end\n"                                                               \
@@ -177,10 +181,14 @@
     "    local v = redis.call('MGET', dk, mk)\n"                              \
     "    dnew, mnew = not v[1], not v[2]\n"                                   \
     "    du, mu = tonumber(v[1] or '0'), tonumber(v[2] or '0')\n"             \
-    "    if qd > 0 and du + units > qd then\n"                                \
+    "    if qd > 0 and du + units * nf > qd then\n"                           \
     "      over, olim, oused, oend, oid = 'day', qd, du, dend, day\n"         \
-    "    elseif qm > 0 and mu + units > qm then\n"                            \
+    "    elseif qm > 0 and mu + units * nf > qm then\n"                       \
     "      over, olim, oused, oend, oid = 'month', qm, mu, mend, mon\n"       \
+    "    end\n"                                                               \
+    "    if nb > 1 and (over ~= '' or crosses(qd, du) or crosses(qm, mu))"    \
+    " then\n"                                                                 \
+    "      return false\n"                                                    \
     "    end\n"                                                               \
     "    if over ~= '' and not observe then\n"                                \
     "      scope, kind, wait = 'tenant', 'quota', oend - now\n"               \
@@ -193,11 +201,11 @@
     "end\n"                                                                   \
     "lcommit = function()\n"                                                  \
     "  if qd > 0 or qm > 0 then\n"                                            \
-    "    du = redis.call('INCRBY', dk, units)\n"                              \
+    "    du = redis.call('INCRBY', dk, units * nb)\n"                         \
     "    if dnew then\n"                                                      \
     "      redis.call('PEXPIRE', dk, dend - now + 86400000)\n"                \
     "    end\n"                                                               \
-    "    mu = redis.call('INCRBY', mk, units)\n"                              \
+    "    mu = redis.call('INCRBY', mk, units * nb)\n"                         \
     "    if mnew then\n"                                                      \
     "      redis.call('PEXPIRE', mk, mend - now + 86400000)\n"                \
     "    end\n"                                                               \
@@ -230,7 +238,7 @@
     "    end\n"                                                               \
     "  end\n"                                                                 \
     "  if kr > 0 then\n"                                                      \
-    "    ktk, ttk = ktk - 1, ttk - 1\n"                                       \
+    "    ktk, ttk = ktk - nb, ttk - nb\n"                                     \
     "    store(KEYS[lk + 1], ktk, kex, kr, kb)\n"                             \
     "    store(KEYS[lk + 2], ttk, tex, tr, tb)\n"                             \
     "  end\n"                                                                 \
@@ -263,6 +271,23 @@ typedef struct {
     int64_t                     retry_ms;
     int64_t                     remaining;
 } ngx_nexus_limit_result_t;
+
+
+/* the limits' part of a script's answer */
+typedef struct {
+    unsigned                    allowed:1;
+    unsigned                    tenant_scope:1;
+    unsigned                    concurrency:1;
+    unsigned                    quota:1;
+    unsigned                    quota_warn:1;
+    int64_t                     retry_ms;
+    int64_t                     remaining;
+    ngx_uint_t                  quota_period;   /* 0 none, 1 day, 2 month */
+    int64_t                     quota_limit;
+    int64_t                     quota_used;
+    int64_t                     quota_remaining;
+    ngx_str_t                   fired;          /* the events, or empty */
+} ngx_nexus_limit_reply_t;
 
 
 /*
@@ -311,6 +336,14 @@ void ngx_nexus_limit_sent(ngx_nexus_ctx_t *ctx);
  */
 void ngx_nexus_limit_answer(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx,
     struct redisReply *reply, ngx_uint_t taken);
+
+/* NGX_OK, or NGX_DECLINED when the reply is not lreply()'s */
+ngx_int_t ngx_nexus_limit_parse(struct redisReply *reply,
+    ngx_nexus_limit_reply_t *lr);
+
+/* a request admitted from a block: as ngx_nexus_limit_decide() */
+ngx_int_t ngx_nexus_limit_member(ngx_http_request_t *r,
+    ngx_nexus_ctx_t *ctx, ngx_nexus_limit_reply_t *lr);
 
 /* the error code ngx_nexus_limit_decide() is about to answer, or NULL */
 const char *ngx_nexus_limit_refusal(ngx_http_request_t *r,

@@ -22,6 +22,7 @@
 #include "ngx_nexus_audit.h"
 #include "ngx_nexus_budget.h"
 #include "ngx_nexus_admit.h"
+#include "ngx_nexus_block.h"
 #include "ngx_nexus_limit.h"
 #include "ngx_nexus_cost.h"
 #include "ngx_nexus_credits.h"
@@ -381,6 +382,13 @@ static ngx_command_t  ngx_nexus_commands[] = {
       offsetof(ngx_nexus_main_conf_t, budget_ttl),
       NULL },
 
+    { ngx_string("nexus_admit_block"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
+      ngx_nexus_block_conf,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("nexus_cost_degrade_max_tokens"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_num_slot,
@@ -536,6 +544,8 @@ ngx_nexus_create_main_conf(ngx_conf_t *cf)
     nmcf->audit_checkpoint = NGX_CONF_UNSET_MSEC;
     nmcf->token_ceiling = NGX_CONF_UNSET;
     nmcf->budget_ttl = NGX_CONF_UNSET_MSEC;
+    nmcf->block_max = NGX_CONF_UNSET_UINT;
+    nmcf->block_window = NGX_CONF_UNSET_MSEC;
     nmcf->cost_degrade_tokens = NGX_CONF_UNSET;
     nmcf->credit_grant_max = NGX_CONF_UNSET;
     nmcf->credit_grant_daily = NGX_CONF_UNSET;
@@ -596,6 +606,9 @@ ngx_nexus_init_main_conf(ngx_conf_t *cf, void *conf)
                            "and at most \"nexus_idempotency_ttl\"");
         return NGX_CONF_ERROR;
     }
+
+    ngx_conf_init_uint_value(nmcf->block_max, 0);
+    ngx_conf_init_msec_value(nmcf->block_window, 1000);
 
     if (nmcf->lease_ttl < 300) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -836,6 +849,7 @@ ngx_nexus_postconfiguration(ngx_conf_t *cf)
         || ngx_nexus_limit_init(cf) != NGX_OK
         || ngx_nexus_budget_init(cf) != NGX_OK
         || ngx_nexus_admit_init(cf) != NGX_OK
+        || ngx_nexus_block_init(cf) != NGX_OK
         || ngx_nexus_cost_init(cf) != NGX_OK
         || ngx_nexus_credits_init(cf) != NGX_OK
         || ngx_nexus_kill_init(cf) != NGX_OK

@@ -142,6 +142,8 @@ typedef struct {
     ngx_int_t                   token_ceiling;  /* nexus_token_ceiling */
     ngx_array_t                *token_ceilings; /* ... model=NAME */
     ngx_msec_t                  budget_ttl;     /* nexus_budget_ttl */
+    ngx_uint_t                  block_max;      /* nexus_admit_block */
+    ngx_msec_t                  block_window;   /* ... window= */
 
     ngx_int_t                   cost_degrade_tokens;
                                         /* nexus_cost_degrade_max_tokens */
