@@ -128,20 +128,6 @@ sub wait_settled {
     return 0;
 }
 
-sub usage_total {
-    my ($key, $n) = @_;
-    my $kid = key_id($key);
-    my $deadline = time + 5;
-    my ($count, $sum);
-    do {
-        ($count, $sum) = split /\|/, psql('SELECT count(*),'
-            . ' coalesce(sum(total_tokens), 0) FROM usage_events'
-            . " WHERE key_id = $kid");
-        sleep 0.05 if $count < $n;
-    } while ($count < $n && time < $deadline);
-    return $sum;
-}
-
 # --- one node: headers one request at a time, fewer round trips ---------------
 my $ta = tenant_with_quota('blocks-a', 100000);
 my $ka = key_with_budget($ta, '{"daily": 1000000}');
@@ -168,7 +154,7 @@ ok($calls < 20, "$calls Redis scripts for 30 calls and their settlements"
 ok(wait_settled($ka), 'the blocks are settled: nothing held');
 is(quota_used($ta), 30, 'the quota counts the 30 calls: the rest was given back');
 my $bt = budget_total($ka);
-is($bt->{used}, usage_total($ka, 30),
+is($bt->{used}, usage_tokens($ka, 30),
     'the budget counts the tokens the usage events record');
 my %bucket = split /\n/, redis_cli('HGETALL',
     'nx:rl:k:' . key_id($ka) . ':mutation');
@@ -221,7 +207,7 @@ is(scalar(grep { code($_) eq 'BUDGET_EXCEEDED' } @no), 64 - $ok,
 ok(wait_settled($kc, 10), 'no reservation left open afterwards');
 my $used = budget_total($kc)->{used};
 ok($used <= $budget, "settled $used <= budget $budget");
-is($used, usage_total($kc, $ok + 1),
+is($used, usage_tokens($kc, $ok + 1),
     'the settled tokens are the usage events\'');
 
 # --- near a cap: exact, one request at a time ------------------------------------

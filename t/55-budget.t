@@ -126,21 +126,6 @@ sub wait_settled {
     return 0;
 }
 
-# the usage events of a key, once written (nexus_usage_flush 100ms)
-sub events_total {
-    my ($key, $n) = @_;
-    my $kid = key_id($key);
-    my $deadline = time + 5;
-    my ($count, $sum);
-    do {
-        ($count, $sum) = split /\|/, psql('SELECT count(*),'
-            . ' coalesce(sum(total_tokens), 0) FROM usage_events'
-            . " WHERE key_id = $kid");
-        sleep 0.05 if $count < $n;
-    } while ($count < $n && time < $deadline);
-    return $sum;
-}
-
 sub frames {
     my ($r) = @_;
     return map { $_ eq '[DONE]' ? $_ : (eval { json_decode($_) } // {}) }
@@ -236,7 +221,7 @@ my $kcut = budget_key('{"daily": 100000}');
 $r = chat($n2, $kcut, model => 'cut', stream => 1, max_tokens => 20);
 like($r->{body}, qr/upstream_truncated/, 'a stream cut by the provider');
 ok(wait_settled($kcut), 'the cut stream released its reservation');
-is(period($kcut, 'day')->{used}, events_total($kcut, 1),
+is(period($kcut, 'day')->{used}, usage_tokens($kcut, 1),
     'and was counted once, as its usage event (an estimate)');
 
 my $kab = budget_key('{"daily": 100000}');
@@ -246,10 +231,10 @@ http_read_until($h, qr/data: /, 5);
 is(held($kab), '1', 'a stalled stream holds its reservation');
 http_abort($h);
 ok(wait_settled($kab), 'its client left: released');
-is(period($kab, 'day')->{used}, events_total($kab, 1),
+is(period($kab, 'day')->{used}, usage_tokens($kab, 1),
     'and counted once, as its usage event');
 sleep 0.3;
-is(period($kab, 'day')->{used}, events_total($kab, 1), 'still once');
+is(period($kab, 'day')->{used}, usage_tokens($kab, 1), 'still once');
 
 # --- a client that leaves while Redis answers the reservation ------------------------
 my $slow = nexus_nginx(nexus_conf(redis_timeout => '3s',
@@ -340,7 +325,7 @@ is($r->{status}, 429, 'the bucket empty: refused');
 is(code($r), 'RATE_LIMITED', 'RATE_LIMITED');
 is($r->{headers}{'x-ratelimit-scope'}, 'api_key', 'X-RateLimit-Scope');
 ok(wait_settled($kq), 'nothing reserved for it');
-is(period($kq, 'day')->{used} + 0, events_total($kq, 5),
+is(period($kq, 'day')->{used} + 0, usage_tokens($kq, 5),
     'only the calls made are counted');
 is(psql("SELECT count(*) FROM usage_events WHERE key_id = " . key_id($kq)
     . " AND status = 429 AND error_code = 'RATE_LIMITED'"), 1,
@@ -414,4 +399,4 @@ is(scalar(grep { code({ json => eval { json_decode($_->{body}) } })
 ok(wait_settled($kf, 10), 'no reservation left open afterwards');
 my $used = period($kf, 'total')->{used};
 ok($used <= $budget, "settled $used <= budget $budget");
-is($used, events_total($kf, 65), 'the settled tokens are the usage events\'');
+is($used, usage_tokens($kf, 65), 'the settled tokens are the usage events\'');

@@ -12,7 +12,7 @@ use Time::HiRes qw(time sleep);
 use Nexus::Test;
 
 our @EXPORT = qw(nexus_conf make_tenant make_key key_prefix outcome
-    audited);
+    audited usage_tokens);
 
 # nexus_conf(%opt): the http{} body used by most tests.
 #   redis_timeout => '100ms', pg => 'pool=2 ...', extra => "http-level text",
@@ -138,6 +138,23 @@ sub audited {
         ($last, $n) = ($n, psql($sql));
     }
     return $n;
+}
+
+# usage_tokens($key, $n): the total tokens of a key's usage events, once
+# $n of them are written (within 5 s; the gateway writes them in batches)
+sub usage_tokens {
+    my ($key, $n) = @_;
+    my $kid = psql("SELECT id FROM api_keys WHERE prefix = '"
+        . key_prefix($key) . "'");
+    my $deadline = time + 5;
+    my ($count, $sum);
+    do {
+        ($count, $sum) = split /\|/, psql('SELECT count(*),'
+            . ' coalesce(sum(total_tokens), 0) FROM usage_events'
+            . " WHERE key_id = $kid");
+        sleep 0.05 if $count < $n;
+    } while ($count < $n && time < $deadline);
+    return $sum;
 }
 
 1;
