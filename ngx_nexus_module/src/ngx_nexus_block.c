@@ -391,7 +391,7 @@ ngx_nexus_block_shape(ngx_nexus_main_conf_t *nmcf, ngx_uint_t reserve,
     *p++ = reserve ? 'r' : '-';
     len = p - id;
 
-    hash = ngx_crc32_short(id, len);
+    hash = ngx_murmur_hash2(id, len);
 
     if (!ngx_nexus_block_ready) {
         ngx_nexus_block_ready = 1;
