@@ -12,7 +12,10 @@
 #             budget (reserved before the call, settled after it), and
 #             usage metering
 # wrk drives each in turn, at 1 and 64 connections, twice; the best of
-# the two is kept.  Redis's INFO commandstats is read before and after
+# the two is kept.  The governed path runs twice: exact (one admission
+# round trip per request) and with admission blocks (nexus_admit_block 256:
+# most requests admitted locally from a block taken in Redis), each in an
+# nginx of its own.  Redis's INFO commandstats is read before and after
 # each governed run: its calls over the requests served are the Redis
 # work per request.  Commands a script runs count in commandstats too, so
 # the round trips (what the gateway sends: EVALSHA or EVAL) are printed
@@ -36,7 +39,7 @@ my $completion = '{"id":"chatcmpl-1","object":"chat.completion","created":1,'
     . '3,"completion_tokens":1,"total_tokens":4}}';
 my $models = '{"object":"list","data":[{"id":"canned","object":"model"}]}';
 
-my $t = nexus_nginx(<<"EOF", workers => 1, log_level => 'error');
+my $conf = <<"EOF";
     access_log off;
     nexus_postgres "%%PG%%" pool=2;
     nexus_redis %%REDIS%% pool=2 timeout=100ms;
@@ -81,6 +84,10 @@ my $t = nexus_nginx(<<"EOF", workers => 1, log_level => 'error');
     }
 EOF
 
+my $t = nexus_nginx($conf, workers => 1, log_level => 'error');
+my $tb = nexus_nginx("    nexus_admit_block 256;\n$conf", workers => 1,
+    log_level => 'error');
+
 my $tenant = make_tenant('govbench');
 psql("UPDATE tenants SET allow_all_models = true, quota ="
     . q{ '{"daily": 1000000000, "monthly": 1000000000}'}
@@ -88,16 +95,18 @@ psql("UPDATE tenants SET allow_all_models = true, quota ="
 my $key = make_key($tenant, name => 'bench');
 psql(q{UPDATE api_keys SET token_budget = '{"daily": 100000000000}'}
     . " WHERE prefix = '" . key_prefix($key) . "'");
-my $port = $t->port;
 my $body = '{"model":"canned","max_tokens":16,'
     . '"messages":[{"role":"user","content":"hi"}]}';
 
-my $r = http_req($port, 'POST', '/v1/chat/completions', bearer => $key,
-    body => $body);
-die "nexus path answered $r->{status}: $r->{body}\n" unless $r->{status} == 200;
-for my $h (qw(x-ratelimit-limit x-quota-limit x-budget-tokens-remaining)) {
-    die "the governance chain is not on: no $h\n"
-        unless defined $r->{headers}{$h};
+for my $n ($t, $tb) {
+    my $r = http_req($n->port, 'POST', '/v1/chat/completions',
+        bearer => $key, body => $body);
+    die "nexus path answered $r->{status}: $r->{body}\n"
+        unless $r->{status} == 200;
+    for my $h (qw(x-ratelimit-limit x-quota-limit x-budget-tokens-remaining)) {
+        die "the governance chain is not on: no $h\n"
+            unless defined $r->{headers}{$h};
+    }
 }
 
 my $lua = "$ENV{NEXUS_TEST_TMP}/bench-gov-post.lua";
@@ -107,7 +116,7 @@ print $fh "wrk.method = 'POST'\nwrk.body = '$body'\n"
 close $fh;
 
 sub wrk {
-    my ($path, $c) = @_;
+    my ($port, $path, $c) = @_;
     my @cmd = ('wrk', '-t1', "-c$c", "-d${secs}s", '--latency', '-s', $lua,
         '-H', "Authorization: Bearer $key",
         "http://127.0.0.1:$port$path");
@@ -142,21 +151,21 @@ printf "bench: %ds per run; chat completions (non-stream) through a canned"
     . " upstream; auth, Redis rate limits, quota, token budget, metering\n",
     $secs;
 
-my (%res, %calls);
-my $served = 0;
+my @cases = (['plain', $t, '/plain/v1/chat/completions'],
+             ['exact', $t, '/v1/chat/completions'],
+             ['blocks', $tb, '/v1/chat/completions']);
+my (%res, %calls, %served);
 for my $round (1, 2) {
-    for my $case (['plain', '/plain/v1/chat/completions'],
-                  ['nexus', '/v1/chat/completions'])
-    {
-        my ($name, $path) = @$case;
+    for my $case (@cases) {
+        my ($name, $n, $path) = @$case;
         for my $c (1, 64) {
             my $before = commandstats();
-            my $w = wrk($path, $c);
+            my $w = wrk($n->port, $path, $c);
             my $after = commandstats();
             push @{ $res{$name}{$c}{$_} }, $w->{$_} for qw(rps p50 p99);
-            next unless $name eq 'nexus';
-            $served += $w->{n};
-            $calls{$_} += $after->{$_} - ($before->{$_} // 0)
+            next if $name eq 'plain';
+            $served{$name} += $w->{n};
+            $calls{$name}{$_} += $after->{$_} - ($before->{$_} // 0)
                 for keys %$after;
         }
     }
@@ -164,34 +173,38 @@ for my $round (1, 2) {
 
 sub best { my @v = sort { $a <=> $b } @{ $_[0] }; return $_[1] ? $v[-1] : $v[0] }
 
-printf "%-30s %12s %12s %10s\n", '', 'plain nginx', 'governed',
-    'ratio/added';
+printf "%-30s %12s %12s %8s %12s %8s\n", '', 'plain nginx', 'exact',
+    'ratio', 'blocks', 'ratio';
 for my $c (1, 64) {
     my $p = best($res{plain}{$c}{rps}, 1);
-    my $n = best($res{nexus}{$c}{rps}, 1);
-    printf "%-30s %12.0f %12.0f %10.2f\n", "requests/s, $c conn", $p, $n,
-        $n / $p;
+    my ($e, $b) = map { best($res{$_}{$c}{rps}, 1) } qw(exact blocks);
+    printf "%-30s %12.0f %12.0f %8.2f %12.0f %8.2f\n", "requests/s, $c conn",
+        $p, $e, $e / $p, $b, $b / $p;
     for my $q (qw(p50 p99)) {
         my $pv = best($res{plain}{$c}{$q});
-        my $nv = best($res{nexus}{$c}{$q});
-        printf "%-30s %12.3f %12.3f %+10.3f\n", "$q latency, $c conn (ms)",
-            $pv, $nv, $nv - $pv;
+        my ($ev, $bv) = map { best($res{$_}{$c}{$q}) } qw(exact blocks);
+        printf "%-30s %12.3f %12.3f %+8.3f %12.3f %+8.3f\n",
+            "$q latency, $c conn (ms)", $pv, $ev, $ev - $pv, $bv, $bv - $pv;
     }
 }
 
-# INFO is the benchmark's own, not the gateway's
-delete @calls{'info', 'info usec'};
-my $usec = ($calls{'evalsha usec'} // 0) + ($calls{'eval usec'} // 0);
-delete @calls{grep { / usec$/ } keys %calls};
-my $total = 0;
-$total += $_ for values %calls;
-my $sent = ($calls{evalsha} // 0) + ($calls{eval} // 0);
-printf "redis: %d governed requests; %.2f calls per request in"
-    . " commandstats, of which %.2f EVALSHA/EVAL (round trips)\n",
-    $served, $total / $served, $sent / $served;
-printf "redis: %.1f us of Redis time per request in EVALSHA/EVAL\n",
-    $usec / $served;
-printf "redis: per request by command: %s\n", join(', ', map {
-    sprintf '%s %.2f', $_, $calls{$_} / $served }
-    sort { $calls{$b} <=> $calls{$a} } grep { $calls{$_} } keys %calls);
+for my $mode (qw(exact blocks)) {
+    my $k = $calls{$mode};
+    my $served = $served{$mode};
+    # INFO is the benchmark's own, not the gateway's
+    delete @$k{'info', 'info usec'};
+    my $usec = ($k->{'evalsha usec'} // 0) + ($k->{'eval usec'} // 0);
+    delete @$k{grep { / usec$/ } keys %$k};
+    my $total = 0;
+    $total += $_ for values %$k;
+    my $sent = ($k->{evalsha} // 0) + ($k->{eval} // 0);
+    printf "redis, %s: %d governed requests; %.2f calls per request in"
+        . " commandstats, of which %.3f EVALSHA/EVAL (round trips)\n",
+        $mode, $served, $total / $served, $sent / $served;
+    printf "redis, %s: %.1f us of Redis time per request in EVALSHA/EVAL\n",
+        $mode, $usec / $served;
+    printf "redis, %s: per request by command: %s\n", $mode, join(', ', map {
+        sprintf '%s %.3f', $_, $k->{$_} / $served }
+        sort { $k->{$b} <=> $k->{$a} } grep { $k->{$_} } keys %$k);
+}
 print "bench: targets: ratio >= 0.75 and added p99 <= 0.6 ms at 1 conn\n";
