@@ -30,6 +30,11 @@
 #include "ngx_nexus_block.h"
 
 
+/* the script, its sha1, its key count and its arguments must fit a command */
+typedef char  ngx_nexus_admit_fits[
+    NGX_NEXUS_ADMIT_NARGV + 3 <= NGX_NEXUS_REDIS_MAX_ARGS ? 1 : -1];
+
+
 static void ngx_nexus_admit_handler(ngx_nexus_redis_cmd_t *cmd,
     redisReply *reply, ngx_int_t rc);
 static ngx_int_t ngx_nexus_admit_decide(ngx_http_request_t *r,
@@ -41,12 +46,17 @@ ngx_nexus_redis_script_t  ngx_nexus_admit_script;
 
 /*
  * KEYS: the reservation's 7, then the limits' 4; ARGV: the reservation's
- * 18, then the limits' 14, then nb and nf.  The answer: {the limits'
- * answer, the reservation's}, the latter 0 when the limits refused.
+ * 18, then the limits' 14, then nb, nf and nhold.  The answer: {the
+ * limits' answer, the reservation's}, the latter 0 when the limits
+ * refused.
  *
  * A block (ngx_nexus_block.c) takes nb requests' worth of everything at
  * once, if nf requests' worth would fit; it fires no refusal's event, and
- * is refused rather than cross a quota's soft cap.  Its answer, when
+ * is refused rather than cross a quota's soft cap.  The bucket tokens it
+ * takes stay counted in their buckets as held ("hd") for nhold ms at
+ * most, so that a bucket does not refill them while the block spends
+ * them: a key is never let through more than its bucket allows, blocks
+ * or not.  Its answer, when
  * taken, has two more parts: the day number and the month ("YYYY-MM")
  * its quota units were counted in, for giving back the unused ones.
  */
@@ -55,6 +65,7 @@ static const char  ngx_nexus_admit_lua[] =
     "local lk, la = 7, 18\n"
     "local base, cbase = ARGV[9], ARGV[10]\n"
     "local nb, nf = tonumber(ARGV[33]), tonumber(ARGV[34])\n"
+    "local nhold = tonumber(ARGV[35])\n"
     NGX_NEXUS_LUA_CALENDAR
     NGX_NEXUS_LUA_CLOCK
     "clock()\n"
@@ -152,9 +163,9 @@ ngx_nexus_admit(ngx_http_request_t *r, ngx_nexus_proxy_t *px)
         }
     }
 
-    /* one request: nb and nf */
+    /* one request: nb and nf 1, nhold 0 */
     for (i = NGX_NEXUS_ADMIT_NB; i < NGX_NEXUS_ADMIT_NARGV; i++) {
-        argv[i] = "1";
+        argv[i] = (i < NGX_NEXUS_ADMIT_NB + 2) ? "1" : "0";
         argvlen[i] = 1;
     }
 

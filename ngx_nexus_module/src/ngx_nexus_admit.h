@@ -20,13 +20,14 @@
 
 /*
  * The admission script's KEYS (the reservation's, then the limits') and
- * ARGV (the same, then the block's size nb and the size it must fit nf,
- * 1 and 1 for one request): where each part sits in its argv[].
+ * ARGV (the same, then the block's size nb, the size it must fit nf and
+ * how long it may hold bucket tokens nhold: 1, 1 and 0 for one request):
+ * where each part sits in its argv[].
  */
 #define NGX_NEXUS_ADMIT_NKEYS                                                 \
     (NGX_NEXUS_BUDGET_NKEYS + NGX_NEXUS_LIMIT_NKEYS)
 #define NGX_NEXUS_ADMIT_NARGV                                                 \
-    (NGX_NEXUS_BUDGET_NARGV + NGX_NEXUS_LIMIT_NARGV + 2)
+    (NGX_NEXUS_BUDGET_NARGV + NGX_NEXUS_LIMIT_NARGV + 3)
 
 /* the limits' KEYS[i], the reservation's ARGV[i], the limits' ARGV[i] */
 #define NGX_NEXUS_ADMIT_LKEY(i)     (NGX_NEXUS_BUDGET_NKEYS + (i) - 1)
@@ -34,7 +35,7 @@
 #define NGX_NEXUS_ADMIT_LARG(i)                                               \
     (NGX_NEXUS_ADMIT_NKEYS + NGX_NEXUS_BUDGET_NARGV                           \
      - NGX_NEXUS_BUDGET_NKEYS + (i) - 1)
-#define NGX_NEXUS_ADMIT_NB          (NGX_NEXUS_ADMIT_NARGV - 2)
+#define NGX_NEXUS_ADMIT_NB          (NGX_NEXUS_ADMIT_NARGV - 3)
 
 
 /*

@@ -24,21 +24,22 @@
  * next one is asked for ahead, off the request's path.
  *
  * A block admits for nexus_admit_block's window at most.  Then, or once
- * it is used up, and once the requests it admitted have ended, what it
- * did not use is given back - the requests' tokens to the buckets (never
- * above their burst), the quota units - and its reservation is settled
- * once with the tokens its requests actually used.  A node that dies
- * leaves its block's reservation to expire (nexus_budget_ttl), as a
- * request's would; its unused requests and quota units stay counted.
+ * it is used up, what it did not use is given back - the requests'
+ * tokens to the buckets, the quota units - and once the requests it
+ * admitted have ended its reservation is settled once with the tokens
+ * they actually used.  A node that dies leaves its block's reservation
+ * to expire (nexus_budget_ttl), as a request's would, and its unused
+ * quota units counted.
  *
- * What this trades: across a fleet, a key's settled tokens and quota
- * units still never exceed their caps, since everything admitted was
- * taken first; but what a block holds is not available to other nodes
- * until it is given back, and a request admitted late in a window used a
- * bucket token taken at its start, so over a short interval a key may be
- * let through up to one block's requests more than its bucket alone
- * would (the bucket refilled meanwhile).  Headers count this node's
- * requests exactly and other nodes' as of the block's take.
+ * A bucket keeps a block's tokens counted as held until they are given
+ * back (or the window and a grace are over): it does not refill them
+ * while the block spends them, so a key is let through no more than its
+ * bucket allows over any interval, blocks or not.  Across a fleet, a
+ * key's settled tokens and quota units never exceed their caps either,
+ * since everything admitted was taken first.  What this trades: what a
+ * block holds is not available to other nodes until it is given back,
+ * and headers count this node's requests exactly and other nodes' as of
+ * the block's take.
  */
 
 
@@ -52,6 +53,8 @@
 
 /* a block takes at most 1/SPREAD of what is left */
 #define NGX_NEXUS_BLOCK_SPREAD      4
+/* how long after its window a block's bucket tokens may still be held */
+#define NGX_NEXUS_BLOCK_GRACE       1000
 #define NGX_NEXUS_BLOCK_FIRST       4
 #define NGX_NEXUS_BLOCK_HASH        256
 /* a shape unused this long is forgotten */
@@ -109,7 +112,7 @@ static ngx_nexus_block_shape_t *ngx_nexus_block_shape(
     ngx_nexus_main_conf_t *nmcf, ngx_uint_t reserve, const char **argv,
     size_t *argvlen);
 static ngx_nexus_block_t *ngx_nexus_block_pick(ngx_nexus_block_shape_t *shape,
-    int64_t want);
+    int64_t want, ngx_msec_t window);
 static ngx_int_t ngx_nexus_block_member(ngx_http_request_t *r,
     ngx_nexus_proxy_t *px, ngx_nexus_block_t *blk, ngx_uint_t limits);
 static ngx_nexus_redis_cmd_t *ngx_nexus_block_ask(
@@ -123,6 +126,7 @@ static void ngx_nexus_block_expire(ngx_event_t *ev);
 static void ngx_nexus_block_close(ngx_nexus_block_t *blk,
     ngx_uint_t used_up);
 static void ngx_nexus_block_give_back(ngx_nexus_block_t *blk);
+static void ngx_nexus_block_finish(ngx_nexus_block_t *blk);
 static void ngx_nexus_block_given(ngx_nexus_redis_cmd_t *cmd,
     redisReply *reply, ngx_int_t rc);
 static void ngx_nexus_block_free(ngx_nexus_block_t *blk);
@@ -154,23 +158,28 @@ static const ngx_uint_t  ngx_nexus_block_identity[] = {
  * KEYS: the key's and the tenant's request buckets, the tenant's daily
  * and monthly quota counters.  ARGV: 1 the requests a block did not use,
  * 2-5 key rps, key burst, tenant rps, tenant burst (0: none), 6 the quota
- * units it did not use.  A bucket gets its tokens back up to its burst; a
- * counter that is gone (its period long over) is left alone.
+ * units it did not use, 7 the block's size.  A bucket no longer holds the
+ * block's tokens ("hd", see ngx_nexus_admit.c) and gets the unused ones
+ * back; a counter that is gone (its period long over) is left alone.
  */
 
 static const char  ngx_nexus_block_back_lua[] =
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
-    "local back = tonumber(ARGV[1])\n"
+    "local back, n = tonumber(ARGV[1]), tonumber(ARGV[7])\n"
     "local function give(key, rate, burst)\n"
-    "  local v = redis.call('HMGET', key, 'tk', 'ts')\n"
+    "  local v = redis.call('HMGET', key, 'tk', 'ts', 'hd', 'hx')\n"
     "  local tk, ts = tonumber(v[1]), tonumber(v[2])\n"
     "  if tk == nil or ts == nil then return end\n"
+    "  local hd = tonumber(v[3]) or 0\n"
+    "  if now > (tonumber(v[4]) or 0) then hd = 0 end\n"
+    "  hd = math.max(0, hd - n)\n"
     "  if now > ts then tk = tk + (now - ts) * rate / 1000 end\n"
-    "  redis.call('HSET', key, 'tk', tostring(math.min(burst, tk + back)),"
-    " 'ts', math.max(now, ts))\n"
+    "  tk = math.min(burst - hd, tk + back)\n"
+    "  redis.call('HSET', key, 'tk', tostring(tk), 'ts', math.max(now, ts),"
+    " 'hd', hd)\n"
     "end\n"
-    "if back > 0 and tonumber(ARGV[2]) > 0 then\n"
+    "if tonumber(ARGV[2]) > 0 then\n"
     "  give(KEYS[1], tonumber(ARGV[2]), tonumber(ARGV[3]))\n"
     "  give(KEYS[2], tonumber(ARGV[4]), tonumber(ARGV[5]))\n"
     "end\n"
@@ -305,7 +314,8 @@ ngx_nexus_block_admit(ngx_http_request_t *r, ngx_nexus_proxy_t *px,
         return NGX_DECLINED;
     }
 
-    blk = ngx_nexus_block_pick(shape, ngx_nexus_budget_want(px));
+    blk = ngx_nexus_block_pick(shape, ngx_nexus_budget_want(px),
+                               nmcf->block_window);
 
     if (blk) {
         rc = ngx_nexus_block_member(r, px, blk, limits);
@@ -489,11 +499,19 @@ ngx_nexus_block_shape(ngx_nexus_main_conf_t *nmcf, ngx_uint_t reserve,
 /* an open block with room for the request, or NULL */
 
 static ngx_nexus_block_t *
-ngx_nexus_block_pick(ngx_nexus_block_shape_t *shape, int64_t want)
+ngx_nexus_block_pick(ngx_nexus_block_shape_t *shape, int64_t want,
+    ngx_msec_t window)
 {
     ngx_nexus_block_t  *blk;
 
-    /* a block is closed once its last request is drawn */
+    /*
+     * a block is closed once its last request is drawn, or by its timer;
+     * and never admits past its window, however late the timer
+     */
+    while (shape->cur && ngx_current_msec - shape->cur->taken >= window) {
+        ngx_nexus_block_close(shape->cur, 0);
+    }
+
     blk = shape->cur;
 
     if (blk && blk->pool - blk->drawn >= want) {
@@ -503,7 +521,9 @@ ngx_nexus_block_pick(ngx_nexus_block_shape_t *shape, int64_t want)
     /* a larger request than the block's: the next one, or exactly */
     blk = shape->next;
 
-    if (blk && blk->pool - blk->drawn >= want) {
+    if (blk && blk->pool - blk->drawn >= want
+        && ngx_current_msec - blk->taken < window)
+    {
         return blk;
     }
 
@@ -598,9 +618,12 @@ ngx_nexus_block_ask(ngx_nexus_block_shape_t *shape, ngx_nexus_proxy_t *px,
     ngx_str_t               id;
     ngx_nexus_block_t      *blk;
     ngx_nexus_redis_cmd_t  *cmd;
+    ngx_nexus_main_conf_t  *nmcf;
     const char             *a[NGX_NEXUS_ADMIT_NARGV];
     size_t                  alen[NGX_NEXUS_ADMIT_NARGV];
-    u_char                  nums[2][NGX_INT_T_LEN];
+    u_char                  nums[3][NGX_INT_T_LEN];
+
+    nmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle, ngx_nexus_module);
 
     blk = ngx_calloc(sizeof(ngx_nexus_block_t), ngx_cycle->log);
     if (blk == NULL) {
@@ -631,6 +654,10 @@ ngx_nexus_block_ask(ngx_nexus_block_shape_t *shape, ngx_nexus_proxy_t *px,
     p = ngx_sprintf(nums[1], "%ui", blk->n * NGX_NEXUS_BLOCK_SPREAD);
     a[NGX_NEXUS_ADMIT_NB + 1] = (const char *) nums[1];
     alen[NGX_NEXUS_ADMIT_NB + 1] = p - nums[1];
+
+    p = ngx_sprintf(nums[2], "%M", nmcf->block_window + NGX_NEXUS_BLOCK_GRACE);
+    a[NGX_NEXUS_ADMIT_NB + 2] = (const char *) nums[2];
+    alen[NGX_NEXUS_ADMIT_NB + 2] = p - nums[2];
 
     cmd = ngx_nexus_redis_eval(&ngx_nexus_admit_script, NGX_NEXUS_ADMIT_NKEYS,
                                NGX_NEXUS_ADMIT_NARGV, a, alen);
@@ -875,8 +902,11 @@ ngx_nexus_block_close(ngx_nexus_block_t *blk, ngx_uint_t used_up)
         shape->n = ngx_max(ngx_min(blk->admitted * 2, nmcf->block_max), 2);
     }
 
+    /* the bucket tokens and quota units it did not use: back at once */
+    ngx_nexus_block_give_back(blk);
+
     if (blk->inflight == 0) {
-        ngx_nexus_block_give_back(blk);
+        ngx_nexus_block_finish(blk);
     }
 }
 
@@ -888,12 +918,15 @@ ngx_nexus_block_settle(ngx_nexus_block_t *blk, int64_t tokens)
     blk->inflight--;
 
     if (!blk->open && blk->inflight == 0) {
-        ngx_nexus_block_give_back(blk);
+        ngx_nexus_block_finish(blk);
     }
 }
 
 
-/* the requests and quota units not used back, the reservation settled */
+/*
+ * Once it admits no more: the bucket tokens it held (the unused ones back
+ * to the buckets) and the quota units it did not use.
+ */
 
 static void
 ngx_nexus_block_give_back(ngx_nexus_block_t *blk)
@@ -901,17 +934,17 @@ ngx_nexus_block_give_back(ngx_nexus_block_t *blk)
     u_char                   *p;
     int64_t                   unused;
     ngx_uint_t                i;
-    const char               *argv[10];
-    size_t                    argvlen[10];
+    const char               *argv[11];
+    size_t                    argvlen[11];
     ngx_nexus_redis_cmd_t    *cmd;
     ngx_nexus_block_shape_t  *shape;
     u_char                    day[64], mon[64];
-    u_char                    nums[6][NGX_INT64_LEN];
+    u_char                    nums[7][NGX_INT64_LEN];
 
     shape = blk->shape;
     unused = blk->n - blk->admitted;
 
-    if (unused > 0 && (shape->rates[0] > 0 || shape->units > 0)) {
+    if (shape->rates[0] > 0 || (unused > 0 && shape->units > 0)) {
 
         argv[0] = (const char *) shape->kbucket.data;
         argvlen[0] = shape->kbucket.len;
@@ -942,17 +975,31 @@ ngx_nexus_block_give_back(ngx_nexus_block_t *blk)
         argv[9] = (const char *) nums[5];
         argvlen[9] = p - nums[5];
 
-        cmd = ngx_nexus_redis_eval(&ngx_nexus_block_back_script, 4, 10, argv,
+        p = ngx_sprintf(nums[6], "%ui", blk->n);
+        argv[10] = (const char *) nums[6];
+        argvlen[10] = p - nums[6];
+
+        cmd = ngx_nexus_redis_eval(&ngx_nexus_block_back_script, 4, 11, argv,
                                    argvlen);
         if (cmd) {
             cmd->handler = ngx_nexus_block_given;
             cmd->data = NULL;
 
-            /* if Redis cannot take it, the block's rest stays counted */
+            /*
+             * if Redis cannot take it, the quota units stay counted and
+             * the buckets hold the tokens until the hold ends
+             */
             (void) ngx_nexus_redis_send(&cmd, 1);
         }
     }
+}
 
+
+/* its requests have ended: the reservation settled, the block freed */
+
+static void
+ngx_nexus_block_finish(ngx_nexus_block_t *blk)
+{
     if (blk->budget) {
         ngx_nexus_budget_end(blk->budget, blk->used, 1);
         blk->budget = NULL;

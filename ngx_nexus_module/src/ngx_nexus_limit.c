@@ -90,7 +90,7 @@ static time_t                    ngx_nexus_limit_warned;
  */
 
 static const char  ngx_nexus_limit_lua[] =
-    "local lk, la, nb, nf = 0, 0, 1, 1\n"
+    "local lk, la, nb, nf, nhold = 0, 0, 1, 1, 0\n"
     NGX_NEXUS_LUA_CALENDAR
     NGX_NEXUS_LUA_CLOCK
     "clock()\n"

@@ -123,23 +123,34 @@
     "local soft, observe = tonumber(ARGV[la + 12]), ARGV[la + 13] == '1'\n"   \
     "local units = tonumber(ARGV[la + 14])\n"                                 \
     "local ktk, ttk, kex, tex = 0, 0, 0, 0\n"                                 \
+    "local khd, khx, thd, thx = 0, 0, 0, 0\n"                                 \
     "local scope, kind, wait = '', '', 0\n"                                   \
     "local qp, ql, qu, qr, warn = '', 0, 0, 0, 0\n"                           \
     "local dk, mk, du, mu, dnew, mnew\n"                                      \
     "local over, olim, oused, oend, oid = '', 0, 0, 0, ''\n"                  \
     "local fired = {}\n"                                                      \
     "local function level(key, rate, burst)\n"                                \
-    "  local v = redis.call('HMGET', key, 'tk', 'ts', 'ex')\n"                \
+    "  local v = redis.call('HMGET', key, 'tk', 'ts', 'ex', 'hd', 'hx')\n"    \
     "  local tk, ts = tonumber(v[1]), tonumber(v[2])\n"                       \
-    "  if tk == nil or ts == nil then return burst, 0 end\n"                  \
+    "  if tk == nil or ts == nil then return burst, 0, 0, 0 end\n"            \
+    "  local hd, hx = tonumber(v[4]) or 0, tonumber(v[5]) or 0\n"             \
+    "  if now > hx then hd = 0 end\n"                                         \
     "  if now > ts then\n"                                                    \
-    "    tk = math.min(burst, tk + (now - ts) * rate / 1000)\n"               \
+    "    tk = math.min(burst - hd, tk + (now - ts) * rate / 1000)\n"          \
     "  end\n"                                                                 \
-    "  return tk, tonumber(v[3]) or 0\n"                                      \
+    "  return tk, tonumber(v[3]) or 0, hd, hx\n"                              \
     "end\n"                                                                   \
     "local function store(key, tk, ex, rate, burst)\n"                        \
     "  bucket(key, tk, ex, math.ceil((burst - tk) * 1000 / rate) + 1000,"     \
     " math.ceil(burst * 1000 / rate) + 1000)\n"                               \
+    "end\n"                                                                   \
+    "local function keep(key, tk, ex, hd, hx, rate, burst)\n"                 \
+    "  local u = now + nhold\n"                                               \
+    "  local e = math.max(ex, u,"                                             \
+    " now + math.ceil((burst - tk) * 1000 / rate) + 1000)\n"                  \
+    "  redis.call('HSET', key, 'tk', tostring(tk), 'ts', now, 'hd', hd + nb," \
+    " 'hx', math.max(hx, u), 'ex', e)\n"                                      \
+    "  if e ~= ex then redis.call('PEXPIREAT', key, e) end\n"                 \
     "end\n"                                                                   \
     "local function event(ty, p, pid, lim, used, ttl)\n"                      \
     "  local once = 'nx:q:' .. tid .. ':ev:' .. ty .. ':' .. pid\n"           \
@@ -156,8 +167,8 @@
     "end\n"                                                                   \
     "lcheck = function()\n"                                                   \
     "  if kr > 0 then\n"                                                      \
-    "    ktk, kex = level(KEYS[lk + 1], kr, kb)\n"                            \
-    "    ttk, tex = level(KEYS[lk + 2], tr, tb)\n"                            \
+    "    ktk, kex, khd, khx = level(KEYS[lk + 1], kr, kb)\n"                  \
+    "    ttk, tex, thd, thx = level(KEYS[lk + 2], tr, tb)\n"                  \
     "    if ktk < nf then\n"                                                  \
     "      scope, kind = 'api_key', 'rate'\n"                                 \
     "      wait = math.ceil((1 - ktk) * 1000 / kr)\n"                         \
@@ -239,8 +250,13 @@
     "  end\n"                                                                 \
     "  if kr > 0 then\n"                                                      \
     "    ktk, ttk = ktk - nb, ttk - nb\n"                                     \
-    "    store(KEYS[lk + 1], ktk, kex, kr, kb)\n"                             \
-    "    store(KEYS[lk + 2], ttk, tex, tr, tb)\n"                             \
+    "    if nb > 1 then\n"                                                    \
+    "      keep(KEYS[lk + 1], ktk, kex, khd, khx, kr, kb)\n"                  \
+    "      keep(KEYS[lk + 2], ttk, tex, thd, thx, tr, tb)\n"                  \
+    "    else\n"                                                              \
+    "      store(KEYS[lk + 1], ktk, kex, kr, kb)\n"                           \
+    "      store(KEYS[lk + 2], ttk, tex, tr, tb)\n"                           \
+    "    end\n"                                                               \
     "  end\n"                                                                 \
     "end\n"                                                                   \
     "lreply = function()\n"                                                   \

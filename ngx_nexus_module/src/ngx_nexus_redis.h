@@ -18,7 +18,7 @@
 #include <hiredis/hiredis.h>
 
 
-#define NGX_NEXUS_REDIS_MAX_ARGS    48
+#define NGX_NEXUS_REDIS_MAX_ARGS    64
 
 
 /*
