@@ -93,15 +93,15 @@ ngx_nexus_admit_init(ngx_conf_t *cf)
 ngx_int_t
 ngx_nexus_admit(ngx_http_request_t *r, ngx_nexus_proxy_t *px)
 {
-    ngx_int_t                 rc, limits, reserve;
-    ngx_uint_t                i, k, a, n;
-    const char               *argv[NGX_NEXUS_ADMIT_NARGV];
-    size_t                    argvlen[NGX_NEXUS_ADMIT_NARGV];
-    ngx_nexus_ctx_t          *ctx;
-    ngx_nexus_block_t        *blk;
-    ngx_nexus_redis_cmd_t    *cmd, *cmds[2];
-    ngx_nexus_limit_call_t    lc;
-    ngx_nexus_budget_call_t   bc;
+    ngx_int_t                  rc;
+    ngx_uint_t                 n, deferred;
+    const char               **argv;
+    size_t                    *argvlen;
+    ngx_nexus_ctx_t           *ctx;
+    ngx_nexus_block_t         *blk;
+    ngx_nexus_redis_cmd_t     *cmd, *cmds[2];
+    ngx_nexus_admit_args_t     aa;
+    ngx_nexus_block_shape_t   *shape;
 
     ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
 
@@ -115,65 +115,33 @@ ngx_nexus_admit(ngx_http_request_t *r, ngx_nexus_proxy_t *px)
         return ngx_nexus_budget_alone(r, px);
     }
 
-    limits = NGX_DECLINED;
+    deferred = (ctx->limit_state == NGX_NEXUS_LIMIT_DEFERRED);
 
-    if (ctx->limit_state == NGX_NEXUS_LIMIT_DEFERRED) {
-        limits = ngx_nexus_limit_prepare(r, ctx, &lc, 0);
-
-        if (limits == NGX_ERROR) {
-            ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-            return NGX_DONE;
-        }
+    /* from a block taken earlier, without a round trip, if it can be */
+    rc = ngx_nexus_block_admit(r, px, deferred, &shape);
+    if (rc != NGX_DECLINED) {
+        return rc;
     }
 
-    reserve = ngx_nexus_budget_call(px, &bc);
+    if (ngx_nexus_admit_args(r, px, deferred, &aa) != NGX_OK) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return NGX_DONE;
+    }
 
-    if (limits == NGX_DECLINED && reserve == NGX_DECLINED) {
+    if (aa.limits == NGX_DECLINED && aa.reserve == NGX_DECLINED) {
         return ngx_nexus_budget_alone(r, px);
     }
 
-    if (limits == NGX_DECLINED) {
+    if (aa.limits == NGX_DECLINED) {
         /* no limit concerns the request: its arguments check nothing */
         ctx->limit_state = NGX_NEXUS_LIMIT_PASSED;
     }
 
-    /* KEYS: the reservation's, the limits'; then ARGV in the same order */
-    k = 0;
-    a = NGX_NEXUS_ADMIT_NKEYS;
+    argv = aa.argv;
+    argvlen = aa.argvlen;
 
-    for (i = 0; i < NGX_NEXUS_BUDGET_NARGV; i++) {
-        if (i < NGX_NEXUS_BUDGET_NKEYS) {
-            argv[k] = bc.argv[i];
-            argvlen[k++] = bc.argvlen[i];
-
-        } else {
-            argv[a] = bc.argv[i];
-            argvlen[a++] = bc.argvlen[i];
-        }
-    }
-
-    for (i = 0; i < NGX_NEXUS_LIMIT_NARGV; i++) {
-        if (i < NGX_NEXUS_LIMIT_NKEYS) {
-            argv[k] = limits == NGX_OK ? lc.argv[i] : "";
-            argvlen[k++] = limits == NGX_OK ? lc.argvlen[i] : 0;
-
-        } else {
-            argv[a] = limits == NGX_OK ? lc.argv[i] : "0";
-            argvlen[a++] = limits == NGX_OK ? lc.argvlen[i] : 1;
-        }
-    }
-
-    /* one request: nb and nf 1, nhold 0 */
-    for (i = NGX_NEXUS_ADMIT_NB; i < NGX_NEXUS_ADMIT_NARGV; i++) {
-        argv[i] = (i < NGX_NEXUS_ADMIT_NB + 2) ? "1" : "0";
-        argvlen[i] = 1;
-    }
-
-    rc = ngx_nexus_block_admit(r, px, limits == NGX_OK, reserve == NGX_OK,
-                               argv, argvlen, &cmds[1]);
-    if (rc != NGX_DECLINED) {
-        return rc;
-    }
+    /* a block asked for goes right after the request's own admission */
+    cmds[1] = shape ? ngx_nexus_block_ask(shape, px, argv, argvlen) : NULL;
 
     cmd = ngx_nexus_redis_eval(&ngx_nexus_admit_script, NGX_NEXUS_ADMIT_NKEYS,
                                NGX_NEXUS_ADMIT_NARGV, argv, argvlen);
@@ -191,7 +159,6 @@ ngx_nexus_admit(ngx_http_request_t *r, ngx_nexus_proxy_t *px)
     cmd->handler = ngx_nexus_admit_handler;
     cmd->data = r;
 
-    /* a block asked for goes right after the request's own admission */
     cmds[0] = cmd;
     n = 1;
     blk = NULL;
@@ -206,15 +173,15 @@ ngx_nexus_admit(ngx_http_request_t *r, ngx_nexus_proxy_t *px)
             ngx_nexus_block_unsent(blk);
         }
 
-        return ngx_nexus_admit_decide(r, px, NULL, limits == NGX_OK,
-                                      reserve == NGX_OK);
+        return ngx_nexus_admit_decide(r, px, NULL, aa.limits == NGX_OK,
+                                      aa.reserve == NGX_OK);
     }
 
-    if (limits == NGX_OK) {
+    if (aa.limits == NGX_OK) {
         ngx_nexus_limit_sent(ctx);
     }
 
-    if (reserve == NGX_OK) {
+    if (aa.reserve == NGX_OK) {
         /*
          * the reservation's to settle, even if the request goes away
          * before the answer (its cleanup then hands the answer over)
@@ -225,13 +192,79 @@ ngx_nexus_admit(ngx_http_request_t *r, ngx_nexus_proxy_t *px)
         ctx->rcmd[0] = cmd;
     }
 
-    if (limits == NGX_OK) {
+    if (aa.limits == NGX_OK) {
         ctx->limit_state = NGX_NEXUS_AUTH_WAITING;
     }
 
     ngx_nexus_wait(r);
 
     return NGX_AGAIN;
+}
+
+
+/*
+ * The admission script's KEYS and ARGV for the request, for one request
+ * (nb, nf and nhold 1, 1 and 0); limits: whether its limits are in them
+ * (else they are sent empty, and check nothing).  NGX_OK or NGX_ERROR.
+ */
+
+ngx_int_t
+ngx_nexus_admit_args(ngx_http_request_t *r, ngx_nexus_proxy_t *px,
+    ngx_uint_t limits, ngx_nexus_admit_args_t *aa)
+{
+    ngx_uint_t        i, k, a;
+    ngx_nexus_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
+
+    aa->limits = NGX_DECLINED;
+
+    if (limits) {
+        aa->limits = ngx_nexus_limit_prepare(r, ctx, &aa->lc, 0);
+
+        if (aa->limits == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+    }
+
+    aa->reserve = ngx_nexus_budget_call(px, &aa->bc);
+
+    if (aa->reserve == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    /* KEYS: the reservation's, the limits'; then ARGV in the same order */
+    k = 0;
+    a = NGX_NEXUS_ADMIT_NKEYS;
+
+    for (i = 0; i < NGX_NEXUS_BUDGET_NARGV; i++) {
+        if (i < NGX_NEXUS_BUDGET_NKEYS) {
+            aa->argv[k] = aa->bc.argv[i];
+            aa->argvlen[k++] = aa->bc.argvlen[i];
+
+        } else {
+            aa->argv[a] = aa->bc.argv[i];
+            aa->argvlen[a++] = aa->bc.argvlen[i];
+        }
+    }
+
+    for (i = 0; i < NGX_NEXUS_LIMIT_NARGV; i++) {
+        if (i < NGX_NEXUS_LIMIT_NKEYS) {
+            aa->argv[k] = aa->limits == NGX_OK ? aa->lc.argv[i] : "";
+            aa->argvlen[k++] = aa->limits == NGX_OK ? aa->lc.argvlen[i] : 0;
+
+        } else {
+            aa->argv[a] = aa->limits == NGX_OK ? aa->lc.argv[i] : "0";
+            aa->argvlen[a++] = aa->limits == NGX_OK ? aa->lc.argvlen[i] : 1;
+        }
+    }
+
+    for (i = NGX_NEXUS_ADMIT_NB; i < NGX_NEXUS_ADMIT_NARGV; i++) {
+        aa->argv[i] = (i < NGX_NEXUS_ADMIT_NB + 2) ? "1" : "0";
+        aa->argvlen[i] = 1;
+    }
+
+    return NGX_OK;
 }
 
 

@@ -38,6 +38,17 @@
 #define NGX_NEXUS_ADMIT_NB          (NGX_NEXUS_ADMIT_NARGV - 3)
 
 
+/* the admission's KEYS and ARGV, and the strings they point to */
+typedef struct {
+    const char                 *argv[NGX_NEXUS_ADMIT_NARGV];
+    size_t                      argvlen[NGX_NEXUS_ADMIT_NARGV];
+    ngx_nexus_limit_call_t      lc;
+    ngx_nexus_budget_call_t     bc;
+    ngx_int_t                   limits;     /* NGX_OK: in them */
+    ngx_int_t                   reserve;    /* NGX_OK: in them */
+} ngx_nexus_admit_args_t;
+
+
 /*
  * After the body is parsed and the candidates are known: NGX_OK to call
  * the provider now; NGX_AGAIN while Redis answers (the answer then starts
@@ -47,6 +58,10 @@
 ngx_int_t ngx_nexus_admit(ngx_http_request_t *r, ngx_nexus_proxy_t *px);
 
 ngx_int_t ngx_nexus_admit_init(ngx_conf_t *cf);
+
+/* the script's KEYS and ARGV for one request; limits: with its limits */
+ngx_int_t ngx_nexus_admit_args(ngx_http_request_t *r, ngx_nexus_proxy_t *px,
+    ngx_uint_t limits, ngx_nexus_admit_args_t *aa);
 
 
 /* the script, for the blocks that are taken with it (ngx_nexus_block.c) */

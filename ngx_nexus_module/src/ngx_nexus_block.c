@@ -59,16 +59,25 @@
 #define NGX_NEXUS_BLOCK_HASH        256
 /* a shape unused this long is forgotten */
 #define NGX_NEXUS_BLOCK_IDLE        30000
-#define NGX_NEXUS_BLOCK_ID_MAX      512
 
 
+/* what makes two requests' admissions alike; compared whole */
 typedef struct {
+    int64_t                     limits[NGX_NEXUS_LIMIT_IDENTITY];
+    int64_t                     budget[3];  /* daily, monthly, total */
+    int64_t                     key_id;
+    int64_t                     parts;      /* 1 limits, 2 a budget */
+} ngx_nexus_block_id_t;
+
+
+struct ngx_nexus_block_shape_s {
     ngx_queue_t                 queue;      /* in its hash bucket */
     uint32_t                    hash;
-    ngx_str_t                   id;         /* the admission's values */
-    ngx_str_t                   kbucket;    /* in id: the bucket keys */
-    ngx_str_t                   tbucket;
-    ngx_str_t                   tenant;     /* the tenant's id */
+    ngx_nexus_block_id_t        id;
+    u_char                      kbucket[64];    /* the buckets' keys */
+    size_t                      kbucket_len;
+    u_char                      tbucket[64];
+    size_t                      tbucket_len;
     int64_t                     rates[4];   /* key rps, burst, tenant's */
     int64_t                     units;      /* quota units of a request,
                                                0: no quota */
@@ -82,7 +91,7 @@ typedef struct {
     unsigned                    pending:1;  /* a take in flight */
     unsigned                    quiet:1;    /* its last block went unused */
     unsigned                    reserve:1;  /* a token budget counts */
-} ngx_nexus_block_shape_t;
+};
 
 
 struct ngx_nexus_block_s {
@@ -109,15 +118,11 @@ struct ngx_nexus_block_s {
 
 
 static ngx_nexus_block_shape_t *ngx_nexus_block_shape(
-    ngx_nexus_main_conf_t *nmcf, ngx_uint_t reserve, const char **argv,
-    size_t *argvlen);
+    ngx_nexus_main_conf_t *nmcf, ngx_nexus_block_id_t *id);
 static ngx_nexus_block_t *ngx_nexus_block_pick(ngx_nexus_block_shape_t *shape,
     int64_t want, ngx_msec_t window);
 static ngx_int_t ngx_nexus_block_member(ngx_http_request_t *r,
     ngx_nexus_proxy_t *px, ngx_nexus_block_t *blk, ngx_uint_t limits);
-static ngx_nexus_redis_cmd_t *ngx_nexus_block_ask(
-    ngx_nexus_block_shape_t *shape, ngx_nexus_proxy_t *px,
-    const char **argv, size_t *argvlen);
 static void ngx_nexus_block_taken(ngx_nexus_redis_cmd_t *cmd,
     redisReply *reply, ngx_int_t rc);
 static ngx_int_t ngx_nexus_block_parse(ngx_nexus_block_t *blk,
@@ -131,27 +136,6 @@ static void ngx_nexus_block_given(ngx_nexus_redis_cmd_t *cmd,
     redisReply *reply, ngx_int_t rc);
 static void ngx_nexus_block_free(ngx_nexus_block_t *blk);
 static void ngx_nexus_block_sweep(ngx_event_t *ev);
-
-
-/* the admission's argv[] that make a shape: a block serves only its own */
-static const ngx_uint_t  ngx_nexus_block_identity[] = {
-    NGX_NEXUS_ADMIT_LKEY(1),        /* the key's bucket (key, class) */
-    NGX_NEXUS_ADMIT_LKEY(2),        /* the tenant's */
-    NGX_NEXUS_ADMIT_LARG(9),        /* the tenant's id */
-    NGX_NEXUS_ADMIT_LARG(1),        /* rates and bursts */
-    NGX_NEXUS_ADMIT_LARG(2),
-    NGX_NEXUS_ADMIT_LARG(3),
-    NGX_NEXUS_ADMIT_LARG(4),
-    NGX_NEXUS_ADMIT_LARG(10),       /* quotas, soft cap, observe, units */
-    NGX_NEXUS_ADMIT_LARG(11),
-    NGX_NEXUS_ADMIT_LARG(12),
-    NGX_NEXUS_ADMIT_LARG(13),
-    NGX_NEXUS_ADMIT_LARG(14),
-    NGX_NEXUS_ADMIT_BARG(4),        /* token budgets */
-    NGX_NEXUS_ADMIT_BARG(5),
-    NGX_NEXUS_ADMIT_BARG(6),
-    NGX_NEXUS_ADMIT_BARG(9)         /* the key's budget keys */
-};
 
 
 /*
@@ -276,17 +260,18 @@ invalid:
 
 ngx_int_t
 ngx_nexus_block_admit(ngx_http_request_t *r, ngx_nexus_proxy_t *px,
-    ngx_uint_t limits, ngx_uint_t reserve, const char **argv,
-    size_t *argvlen, ngx_nexus_redis_cmd_t **take)
+    ngx_uint_t deferred, ngx_nexus_block_shape_t **ask)
 {
-    ngx_int_t                 rc;
-    ngx_uint_t                i, k;
-    ngx_nexus_block_t        *blk;
-    ngx_nexus_main_conf_t    *nmcf;
-    ngx_nexus_redis_cmd_t    *cmd;
-    ngx_nexus_block_shape_t  *shape;
+    ngx_int_t                  rc, lrc, brc;
+    ngx_nexus_ctx_t           *ctx;
+    ngx_nexus_block_t         *blk;
+    ngx_nexus_main_conf_t     *nmcf;
+    ngx_nexus_redis_cmd_t     *cmd;
+    ngx_nexus_admit_args_t     aa;
+    ngx_nexus_block_id_t       id;
+    ngx_nexus_block_shape_t   *shape;
 
-    *take = NULL;
+    *ask = NULL;
 
     nmcf = ngx_http_get_module_main_conf(r, ngx_nexus_module);
 
@@ -294,22 +279,26 @@ ngx_nexus_block_admit(ngx_http_request_t *r, ngx_nexus_proxy_t *px,
         return NGX_DECLINED;
     }
 
-    /* tokens only (no costs, no TPM), and no in-flight caps */
-    if (!ngx_nexus_budget_blockable(px) || (px->budget && !reserve)) {
+    ctx = ngx_http_get_module_ctx(r, ngx_nexus_module);
+
+    /* what makes two requests alike: all their admission would check */
+    ngx_memzero(&id, sizeof(ngx_nexus_block_id_t));
+
+    lrc = deferred ? ngx_nexus_limit_identity(r, ctx, id.limits)
+                   : NGX_DECLINED;
+    brc = ngx_nexus_budget_identity(px, id.budget);
+
+    /* in-flight caps, costs, TPM: never in a block; nothing: no need */
+    if (lrc == NGX_BUSY || brc == NGX_BUSY
+        || (lrc == NGX_DECLINED && brc == NGX_DECLINED))
+    {
         return NGX_DECLINED;
     }
 
-    if (limits) {
-        for (k = 5; k <= 6; k++) {
-            i = NGX_NEXUS_ADMIT_LARG(k);
+    id.key_id = ctx->principal.key_id;
+    id.parts = (lrc == NGX_OK ? 1 : 0) | (brc == NGX_OK ? 2 : 0);
 
-            if (argvlen[i] != 1 || argv[i][0] != '0') {
-                return NGX_DECLINED;
-            }
-        }
-    }
-
-    shape = ngx_nexus_block_shape(nmcf, reserve, argv, argvlen);
+    shape = ngx_nexus_block_shape(nmcf, &id);
     if (shape == NULL) {
         return NGX_DECLINED;
     }
@@ -317,91 +306,78 @@ ngx_nexus_block_admit(ngx_http_request_t *r, ngx_nexus_proxy_t *px,
     blk = ngx_nexus_block_pick(shape, ngx_nexus_budget_want(px),
                                nmcf->block_window);
 
-    if (blk) {
-        rc = ngx_nexus_block_member(r, px, blk, limits);
-
-        if (rc != NGX_OK) {
-            /* answered: the request may be gone */
-            return rc;
-        }
-
-        /* the next block, ahead, when this one runs low */
-        blk = shape->cur;
-
-        if (!shape->pending && shape->next == NULL
-            && (blk == NULL
-                || (blk->n - blk->admitted) * 4 <= blk->n
-                || (blk->pool - blk->drawn) * 4 <= blk->pool))
+    if (blk == NULL) {
+        /*
+         * admitted exactly; a block is asked for with it, unless one is
+         * on its way, or Redis refused or failed one lately, or the last
+         * one went unused and this request is the first in a window
+         */
+        if (!shape->pending
+            && (ngx_msec_int_t) (ngx_current_msec - shape->retry) >= 0
+            && (!shape->quiet
+                || ngx_current_msec - shape->exact < nmcf->block_window))
         {
-            cmd = ngx_nexus_block_ask(shape, px, argv, argvlen);
-
-            if (cmd) {
-                blk = cmd->data;
-
-                if (ngx_nexus_redis_send(&cmd, 1) != NGX_OK) {
-                    ngx_nexus_block_unsent(blk);
-                }
-            }
+            shape->quiet = 0;
+            *ask = shape;
         }
 
+        shape->exact = ngx_current_msec;
+
+        return NGX_DECLINED;
+    }
+
+    if (lrc != NGX_OK && deferred) {
+        /* no limit concerns the request */
+        ctx->limit_state = NGX_NEXUS_LIMIT_PASSED;
+    }
+
+    rc = ngx_nexus_block_member(r, px, blk, lrc == NGX_OK);
+
+    if (rc != NGX_OK) {
+        /* answered: the request may be gone */
         return rc;
     }
 
-    /*
-     * a block is asked for with an exact admission, unless one is on its
-     * way, or Redis refused or failed one lately, or the last one went
-     * unused and this request is the first in a window
-     */
-    if (!shape->pending
-        && (ngx_msec_int_t) (ngx_current_msec - shape->retry) >= 0
-        && (!shape->quiet
-            || ngx_current_msec - shape->exact < nmcf->block_window))
+    /* the next block, ahead, when this one runs low */
+    blk = shape->cur;
+
+    if (shape->pending || shape->next
+        || (blk && (blk->n - blk->admitted) * 4 > blk->n
+            && (blk->pool - blk->drawn) * 4 > blk->pool))
     {
-        shape->quiet = 0;
-        *take = ngx_nexus_block_ask(shape, px, argv, argvlen);
+        return NGX_OK;
     }
 
-    shape->exact = ngx_current_msec;
+    if (ngx_nexus_admit_args(r, px, lrc == NGX_OK, &aa) != NGX_OK) {
+        return NGX_OK;
+    }
 
-    return NGX_DECLINED;
+    cmd = ngx_nexus_block_ask(shape, px, aa.argv, aa.argvlen);
+
+    if (cmd) {
+        blk = cmd->data;
+
+        if (ngx_nexus_redis_send(&cmd, 1) != NGX_OK) {
+            ngx_nexus_block_unsent(blk);
+        }
+    }
+
+    return NGX_OK;
 }
 
 
-/* the request's shape, found or made (NULL: it cannot have one) */
+/* the request's shape, found or made (NULL: no memory) */
 
 static ngx_nexus_block_shape_t *
-ngx_nexus_block_shape(ngx_nexus_main_conf_t *nmcf, ngx_uint_t reserve,
-    const char **argv, size_t *argvlen)
+ngx_nexus_block_shape(ngx_nexus_main_conf_t *nmcf, ngx_nexus_block_id_t *id)
 {
-    u_char                   *p, *last;
-    size_t                    len;
+    u_char                   *p;
     uint32_t                  hash;
-    ngx_uint_t                i, j;
+    ngx_uint_t                i;
     ngx_queue_t              *q, *head;
-    ngx_str_t                 v[4];
     ngx_nexus_block_shape_t  *shape;
-    u_char                    id[NGX_NEXUS_BLOCK_ID_MAX];
 
-    p = id;
-    last = id + sizeof(id);
-
-    for (i = 0; i < sizeof(ngx_nexus_block_identity) / sizeof(ngx_uint_t);
-         i++)
-    {
-        j = ngx_nexus_block_identity[i];
-
-        if ((size_t) (last - p) < argvlen[j] + 2) {
-            return NULL;
-        }
-
-        p = ngx_cpymem(p, argv[j], argvlen[j]);
-        *p++ = '\n';
-    }
-
-    *p++ = reserve ? 'r' : '-';
-    len = p - id;
-
-    hash = ngx_murmur_hash2(id, len);
+    hash = ngx_murmur_hash2((u_char *) id, sizeof(ngx_nexus_block_id_t));
 
     if (!ngx_nexus_block_ready) {
         ngx_nexus_block_ready = 1;
@@ -423,64 +399,42 @@ ngx_nexus_block_shape(ngx_nexus_main_conf_t *nmcf, ngx_uint_t reserve,
     {
         shape = ngx_queue_data(q, ngx_nexus_block_shape_t, queue);
 
-        if (shape->hash == hash && shape->id.len == len
-            && ngx_memcmp(shape->id.data, id, len) == 0)
+        if (shape->hash == hash
+            && ngx_memcmp(&shape->id, id, sizeof(ngx_nexus_block_id_t)) == 0)
         {
             shape->seen = ngx_current_msec;
             return shape;
         }
     }
 
-    shape = ngx_calloc(sizeof(ngx_nexus_block_shape_t) + len,
-                       ngx_cycle->log);
+    shape = ngx_calloc(sizeof(ngx_nexus_block_shape_t), ngx_cycle->log);
     if (shape == NULL) {
         return NULL;
     }
 
     shape->hash = hash;
-    shape->id.data = (u_char *) (shape + 1);
-    shape->id.len = len;
-    ngx_memcpy(shape->id.data, id, len);
+    shape->id = *id;
 
-    /* the first three values: the bucket keys and the tenant's id */
-    p = shape->id.data;
+    /* the names of its buckets, for giving back */
+    if (id->parts & 1) {
+        p = ngx_nexus_limit_bucket(shape->kbucket, 0, id->limits[0],
+                                   (ngx_uint_t) id->limits[2]);
+        shape->kbucket_len = p - shape->kbucket;
 
-    for (i = 0; i < 3; i++) {
-        v[i].data = p;
-        p = ngx_strlchr(p, shape->id.data + len, '\n');
-        v[i].len = p - v[i].data;
-        p++;
-    }
+        p = ngx_nexus_limit_bucket(shape->tbucket, 1, id->limits[1],
+                                   (ngx_uint_t) id->limits[2]);
+        shape->tbucket_len = p - shape->tbucket;
 
-    shape->kbucket = v[0];
-    shape->tbucket = v[1];
-    shape->tenant = v[2];
+        for (i = 0; i < 4; i++) {
+            shape->rates[i] = id->limits[3 + i];
+        }
 
-    for (i = 0; i < 4; i++) {
-        j = NGX_NEXUS_ADMIT_LARG(1 + i);
-        shape->rates[i] = ngx_atoof((u_char *) argv[j], argvlen[j]);
-
-        if (shape->rates[i] < 0) {
-            shape->rates[i] = 0;
+        if (id->limits[7] || id->limits[8]) {
+            shape->units = id->limits[11];
         }
     }
 
-    /* quota units, when a daily or monthly quota counts */
-    i = NGX_NEXUS_ADMIT_LARG(10);
-    j = NGX_NEXUS_ADMIT_LARG(11);
-
-    if ((argvlen[i] != 1 || argv[i][0] != '0')
-        || (argvlen[j] != 1 || argv[j][0] != '0'))
-    {
-        j = NGX_NEXUS_ADMIT_LARG(14);
-        shape->units = ngx_atoof((u_char *) argv[j], argvlen[j]);
-
-        if (shape->units < 0) {
-            shape->units = 0;
-        }
-    }
-
-    shape->reserve = reserve;
+    shape->reserve = (id->parts & 2) ? 1 : 0;
     shape->n = ngx_min(NGX_NEXUS_BLOCK_FIRST, nmcf->block_max);
     shape->retry = ngx_current_msec;
     shape->seen = ngx_current_msec;
@@ -610,7 +564,7 @@ ngx_nexus_block_member(ngx_http_request_t *r, ngx_nexus_proxy_t *px,
 
 /* the admission script for a block like the request's, not sent yet */
 
-static ngx_nexus_redis_cmd_t *
+ngx_nexus_redis_cmd_t *
 ngx_nexus_block_ask(ngx_nexus_block_shape_t *shape, ngx_nexus_proxy_t *px,
     const char **argv, size_t *argvlen)
 {
@@ -946,19 +900,19 @@ ngx_nexus_block_give_back(ngx_nexus_block_t *blk)
 
     if (shape->rates[0] > 0 || (unused > 0 && shape->units > 0)) {
 
-        argv[0] = (const char *) shape->kbucket.data;
-        argvlen[0] = shape->kbucket.len;
-        argv[1] = (const char *) shape->tbucket.data;
-        argvlen[1] = shape->tbucket.len;
+        argv[0] = (const char *) shape->kbucket;
+        argvlen[0] = shape->kbucket_len;
+        argv[1] = (const char *) shape->tbucket;
+        argvlen[1] = shape->tbucket_len;
 
         /* the quota's keys, as NGX_NEXUS_LUA_LIMITS names them */
         argv[2] = (const char *) day;
-        argvlen[2] = ngx_snprintf(day, sizeof(day), "nx:q:%V:d:%L",
-                                  &shape->tenant, blk->day)
+        argvlen[2] = ngx_snprintf(day, sizeof(day), "nx:q:%L:d:%L",
+                                  shape->id.limits[1], blk->day)
                      - day;
         argv[3] = (const char *) mon;
-        argvlen[3] = ngx_snprintf(mon, sizeof(mon), "nx:q:%V:m:%*s",
-                                  &shape->tenant, blk->mon_len, blk->mon)
+        argvlen[3] = ngx_snprintf(mon, sizeof(mon), "nx:q:%L:m:%*s",
+                                  shape->id.limits[1], blk->mon_len, blk->mon)
                      - mon;
 
         p = ngx_sprintf(nums[0], "%L", unused);

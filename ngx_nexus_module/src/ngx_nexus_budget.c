@@ -523,10 +523,7 @@ ngx_nexus_budget_prepare(ngx_http_request_t *r, ngx_nexus_proxy_t *px)
         b->unknown = 1;
     }
 
-    if (ngx_nexus_budget_strings(r, b, pr) != NGX_OK) {
-        goto failed;
-    }
-
+    /* its strings are written when Redis is sent them, if ever */
     b->principal = pr;
     px->budget = b;
 
@@ -572,6 +569,12 @@ ngx_nexus_budget_call(ngx_nexus_proxy_t *px, ngx_nexus_budget_call_t *bc)
     b = px->budget;
     argv = bc->argv;
     argvlen = bc->argvlen;
+
+    if (b && b->strs == NULL
+        && ngx_nexus_budget_strings(b->request, b, b->principal) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
 
     if (b == NULL || b->unknown) {
         /* an empty reservation id: none to make */
@@ -1845,7 +1848,10 @@ ngx_nexus_budget_settle(ngx_nexus_proxy_t *px, int64_t prompt,
         return;
     }
 
-    if ((!b->sent && tokens <= 0) || !ngx_nexus_redis_configured()) {
+    if ((!b->sent && tokens <= 0) || !ngx_nexus_redis_configured()
+        || b->strs == NULL)
+    {
+        /* nothing was held; or Redis was never asked, nor will be */
         return;
     }
 
@@ -2037,16 +2043,26 @@ ngx_nexus_budget_settled(ngx_nexus_redis_cmd_t *cmd, redisReply *reply,
  * request's own.
  */
 
-ngx_uint_t
-ngx_nexus_budget_blockable(ngx_nexus_proxy_t *px)
+ngx_int_t
+ngx_nexus_budget_identity(ngx_nexus_proxy_t *px, int64_t *v)
 {
     ngx_nexus_budget_t  *b;
 
     b = px->budget;
 
-    return b == NULL
-           || (!b->governed && !b->unknown && b->tpm[0] == 0
-               && b->tpm[1] == 0);
+    if (b == NULL) {
+        return NGX_DECLINED;
+    }
+
+    if (b->governed || b->unknown || b->tpm[0] || b->tpm[1]) {
+        return NGX_BUSY;
+    }
+
+    v[0] = b->limits[0];
+    v[1] = b->limits[1];
+    v[2] = b->limits[2];
+
+    return NGX_OK;
 }
 
 

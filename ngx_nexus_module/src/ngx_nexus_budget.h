@@ -402,9 +402,11 @@ void ngx_nexus_budget_settle(ngx_nexus_proxy_t *px, int64_t prompt,
 
 /*
  * Blocks (ngx_nexus_block.c).  Whether the request's reservation can be a
- * share of a block's (tokens only: no costs, no TPM), and its worst case.
+ * share of a block's: NGX_OK, with its daily, monthly and total budgets
+ * in v[0-2]; NGX_DECLINED, it has none; NGX_BUSY, it counts costs or
+ * TPM, which a block does not hold.  And its worst case.
  */
-ngx_uint_t ngx_nexus_budget_blockable(ngx_nexus_proxy_t *px);
+ngx_int_t ngx_nexus_budget_identity(ngx_nexus_proxy_t *px, int64_t *v);
 int64_t ngx_nexus_budget_want(ngx_nexus_proxy_t *px);
 
 /* a block's own reservation, a copy of the request's under a new id */

@@ -469,13 +469,11 @@ ngx_nexus_limit_prepare(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx,
 
     ngx_nexus_limit_rates(nlcf, cls, &ctx->principal, rates);
 
-    p = ngx_sprintf(lc->keys[0], "nx:rl:k:%L:%s", ctx->principal.key_id,
-                    ngx_nexus_limit_classes[cls]);
+    p = ngx_nexus_limit_bucket(lc->keys[0], 0, ctx->principal.key_id, cls);
     argv[0] = (const char *) lc->keys[0];
     argvlen[0] = p - lc->keys[0];
 
-    p = ngx_sprintf(lc->keys[1], "nx:rl:t:%L:%s", ctx->principal.tenant_id,
-                    ngx_nexus_limit_classes[cls]);
+    p = ngx_nexus_limit_bucket(lc->keys[1], 1, ctx->principal.tenant_id, cls);
     argv[1] = (const char *) lc->keys[1];
     argvlen[1] = p - lc->keys[1];
 
@@ -540,6 +538,63 @@ ngx_nexus_limit_prepare(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx,
     argvlen[17] = 1;
 
     return ngx_nexus_limit_on(ctx, nlcf) ? NGX_OK : NGX_DECLINED;
+}
+
+
+/* a request bucket's key in Redis: the key's (tenant 0) or the tenant's */
+
+u_char *
+ngx_nexus_limit_bucket(u_char *buf, ngx_uint_t tenant, int64_t id,
+    ngx_uint_t cls)
+{
+    return ngx_sprintf(buf, "nx:rl:%c:%L:%s", tenant ? 't' : 'k', id,
+                       ngx_nexus_limit_classes[cls]);
+}
+
+
+/*
+ * What the limits script would be sent for the request, as numbers, for
+ * a block's shape (ngx_nexus_block.c); the same choices as
+ * ngx_nexus_limit_prepare()'s.
+ */
+
+ngx_int_t
+ngx_nexus_limit_identity(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx,
+    int64_t *v)
+{
+    ngx_uint_t              i, cls, quota, rates[4];
+    ngx_nexus_loc_conf_t   *nlcf;
+
+    nlcf = ngx_http_get_module_loc_conf(r, ngx_nexus_module);
+
+    if (!ngx_nexus_limit_on(ctx, nlcf)) {
+        return NGX_DECLINED;
+    }
+
+    if (ngx_nexus_limit_leases(nlcf)) {
+        return NGX_BUSY;
+    }
+
+    cls = ngx_nexus_route_class(r, nlcf);
+    ngx_nexus_limit_rates(nlcf, cls, &ctx->principal, rates);
+
+    quota = (ctx->principal.quota[0] || ctx->principal.quota[1]);
+
+    v[0] = ctx->principal.key_id;
+    v[1] = ctx->principal.tenant_id;
+    v[2] = cls;
+
+    for (i = 0; i < 4; i++) {
+        v[3 + i] = (nlcf->rate_limit == 1) ? (int64_t) rates[i] : 0;
+    }
+
+    v[7] = quota ? ctx->principal.quota[0] : 0;
+    v[8] = quota ? ctx->principal.quota[1] : 0;
+    v[9] = ctx->principal.quota_soft;
+    v[10] = ctx->principal.quota_observe;
+    v[11] = (cls == NGX_NEXUS_CLASS_RUN) ? 3 : 1;
+
+    return NGX_OK;
 }
 
 

@@ -353,6 +353,23 @@ void ngx_nexus_limit_sent(ngx_nexus_ctx_t *ctx);
 void ngx_nexus_limit_answer(ngx_http_request_t *r, ngx_nexus_ctx_t *ctx,
     struct redisReply *reply, ngx_uint_t taken);
 
+/* a request bucket's key: the key's (tenant 0) or the tenant's */
+u_char *ngx_nexus_limit_bucket(u_char *buf, ngx_uint_t tenant, int64_t id,
+    ngx_uint_t cls);
+
+/*
+ * The request's limits as numbers, for a block's shape: v[0-11] are the
+ * key's and the tenant's ids, the route class, the key's rps and burst
+ * and the tenant's (0: rate limits off), the daily and monthly quota (0:
+ * none), its soft cap (permille), observe, and a request's quota units.
+ * NGX_DECLINED: no limit concerns the request; NGX_BUSY: it has in-flight
+ * caps, which a block cannot hold.
+ */
+#define NGX_NEXUS_LIMIT_IDENTITY    12
+
+ngx_int_t ngx_nexus_limit_identity(ngx_http_request_t *r,
+    ngx_nexus_ctx_t *ctx, int64_t *v);
+
 /* NGX_OK, or NGX_DECLINED when the reply is not lreply()'s */
 ngx_int_t ngx_nexus_limit_parse(struct redisReply *reply,
     ngx_nexus_limit_reply_t *lr);
