@@ -43,12 +43,6 @@ sub code {
         ? $r->{json}{error}{code} : '';
 }
 
-sub key_id {
-    my ($k) = @_;
-    return psql("SELECT id FROM api_keys WHERE prefix = '" . key_prefix($k)
-        . "'");
-}
-
 sub parallel {
     my ($path, @keys) = @_;
     my $i = 0;

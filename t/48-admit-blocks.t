@@ -73,11 +73,6 @@ sub key_with_budget {
     return $key;
 }
 
-sub key_id {
-    return psql("SELECT id FROM api_keys WHERE prefix = '"
-        . key_prefix($_[0]) . "'");
-}
-
 sub tenant_id {
     return psql("SELECT id FROM tenants WHERE name = '$_[0]'");
 }

@@ -69,11 +69,6 @@ sub ctl {
     return $out;
 }
 
-sub key_id {
-    return psql("SELECT id FROM api_keys WHERE prefix = '"
-        . key_prefix($_[0]) . "'");
-}
-
 sub chat {
     my ($node, $key, %o) = @_;
     return http_req($node->port, 'POST', '/v1/chat/completions',

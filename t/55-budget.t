@@ -74,11 +74,6 @@ sub budget_key {
     return $key;
 }
 
-sub key_id {
-    return psql("SELECT id FROM api_keys WHERE prefix = '"
-        . key_prefix($_[0]) . "'");
-}
-
 # chat($node, $key, %o): one chat completion; model, max_tokens, stream
 sub chat {
     my ($node, $key, %o) = @_;

@@ -12,7 +12,7 @@ use Time::HiRes qw(time sleep);
 use Nexus::Test;
 
 our @EXPORT = qw(nexus_conf make_tenant make_key key_prefix outcome
-    audited usage_tokens);
+    audited key_id usage_tokens);
 
 # nexus_conf(%opt): the http{} body used by most tests.
 #   redis_timeout => '100ms', pg => 'pool=2 ...', extra => "http-level text",
@@ -140,12 +140,18 @@ sub audited {
     return $n;
 }
 
+# key_id($key): the id of a key in api_keys
+sub key_id {
+    my ($key) = @_;
+    return psql("SELECT id FROM api_keys WHERE prefix = '"
+        . key_prefix($key) . "'");
+}
+
 # usage_tokens($key, $n): the total tokens of a key's usage events, once
 # $n of them are written (within 5 s; the gateway writes them in batches)
 sub usage_tokens {
     my ($key, $n) = @_;
-    my $kid = psql("SELECT id FROM api_keys WHERE prefix = '"
-        . key_prefix($key) . "'");
+    my $kid = key_id($key);
     my $deadline = time + 5;
     my ($count, $sum);
     do {
