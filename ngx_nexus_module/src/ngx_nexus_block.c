@@ -312,7 +312,7 @@ ngx_nexus_block_admit(ngx_http_request_t *r, ngx_nexus_proxy_t *px,
          * on its way, or Redis refused or failed one lately, or the last
          * one went unused and this request is the first in a window
          */
-        if (!shape->pending
+        if (!shape->pending && shape->next == NULL
             && (ngx_msec_int_t) (ngx_current_msec - shape->retry) >= 0
             && (!shape->quiet
                 || ngx_current_msec - shape->exact < nmcf->block_window))
@@ -342,6 +342,7 @@ ngx_nexus_block_admit(ngx_http_request_t *r, ngx_nexus_proxy_t *px,
     blk = shape->cur;
 
     if (shape->pending || shape->next
+        || (ngx_msec_int_t) (ngx_current_msec - shape->retry) < 0
         || (blk && (blk->n - blk->admitted) * 4 > blk->n
             && (blk->pool - blk->drawn) * 4 > blk->pool))
     {
