@@ -48,7 +48,7 @@ for my $t ($n1, $n2) {
     }
 }
 
-nexus_plan(36);
+nexus_plan(39);
 
 sub code {
     my ($r) = @_;
@@ -259,6 +259,33 @@ is($q, 6, 'and gave back its unused quota units');
 $r = chat($n1, $kf);
 is($r->{status}, 200, 'the new worker admits');
 is($r->{headers}{'x-quota-used'}, 7, 'counting on from the given back');
+
+# --- a dead node's block: its bucket tokens held for a while only ---------------------
+my $tg = tenant_with_quota('blocks-g', 100000);
+my $kg = key_with_budget($tg, '{"daily": 1000000}');
+my $n3 = nexus_nginx($conf);
+for (1 .. 100) {
+    last if (http_req($n3->port, 'GET', '/readyz')->{status} // 0) == 200;
+    sleep 0.05;
+}
+$r = chat($n3, $kg, prefix => '/lim');
+my $gb = 'nx:rl:k:' . key_id($kg) . ':mutation';
+my $held = 0;
+for (1 .. 40) {
+    $held = redis_cli('HGET', $gb, 'hd') || 0;
+    last if $held > 0;
+    sleep 0.02;
+}
+is($held, 4, 'a first block of 4: its tokens held in the bucket');
+my ($sec, $usec) = split /\n/, redis_cli('TIME');
+my $for = redis_cli('HGET', $gb, 'hx') - ($sec * 1000 + int($usec / 1000));
+ok($for > 0 && $for <= 1400, "for its window and a second at most ($for ms)");
+kill 'KILL', $n3->master_pid, $n3->worker_pids;
+sleep 5.5;
+$r = chat($n1, $kg, prefix => '/lim');
+ok(($r->{headers}{'x-ratelimit-remaining'} // 0) >= 58,
+    'the dead node\'s held tokens count no more: the bucket refilled them ('
+    . ($r->{headers}{'x-ratelimit-remaining'} // '-') . ' left)');
 
 # --- the directive -------------------------------------------------------------------
 my ($code, $out) = nexus_nginx_t(nexus_conf(extra =>
