@@ -48,7 +48,7 @@ for my $t ($n1, $n2) {
     }
 }
 
-nexus_plan(39);
+nexus_plan(41);
 
 sub code {
     my ($r) = @_;
@@ -227,6 +227,25 @@ is(quota_used($td), 10, 'the counter holds the ten');
 is(soft_events() - $soft0, 1, 'the soft cap event: in the stream once');
 my $soft = audited('quota.soft_cap_reached', $td);
 is($soft, 1, 'and audited once');
+
+# --- an event a block's take fires: audited by its first call --------------------
+my $tw = tenant_with_quota('blocks-w', 100000);
+my $kw = key_with_budget($tw, '{"daily": 100000}');
+$r = chat($n1, $kw);
+my $wday = 'nx:tb:' . key_id($kw) . ':d:' . today();
+for (1 .. 40) {
+    last if redis_cli('EXISTS', $wday) eq '1';
+    sleep 0.02;
+}
+# settled elsewhere: 80% of the day's budget used
+redis_cli('HINCRBY', $wday, 'used', 80000);
+my $wok = 0;
+for (1 .. 8) {
+    $wok++ if chat($n1, $kw)->{status} == 200;
+}
+is($wok, 8, 'calls from blocks past the warn ratio');
+is(audited('budget.warn', $tw), 1,
+    'budget.warn, fired by the next take, audited once');
 
 # --- in-flight caps stay exact -----------------------------------------------------
 my $te = tenant_with_quota('blocks-e', 100000);

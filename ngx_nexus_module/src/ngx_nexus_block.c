@@ -525,8 +525,8 @@ ngx_nexus_block_member(ngx_http_request_t *r, ngx_nexus_proxy_t *px,
                                                   - blk->taken), 1);
         }
 
-        fired.data = blk->fired + blk->lfired;
         fired.len = first ? blk->bfired : 0;
+        fired.data = fired.len ? blk->fired + blk->lfired : NULL;
 
         /* from here the request's end settles it into the block */
         ngx_nexus_budget_member(px, blk, &share, &fired);
@@ -793,8 +793,14 @@ ngx_nexus_block_parse(ngx_nexus_block_t *blk, redisReply *reply)
             blk->bfired = 0;
 
         } else {
-            ngx_memcpy(blk->fired, blk->limits.fired.data, blk->lfired);
-            ngx_memcpy(blk->fired + blk->lfired, fired.data, fired.len);
+            /* either may be empty, and then point nowhere */
+            if (blk->lfired) {
+                ngx_memcpy(blk->fired, blk->limits.fired.data, blk->lfired);
+            }
+
+            if (blk->bfired) {
+                ngx_memcpy(blk->fired + blk->lfired, fired.data, fired.len);
+            }
         }
     }
 
