@@ -131,10 +131,10 @@ static void ngx_nexus_block_expire(ngx_event_t *ev);
 static void ngx_nexus_block_close(ngx_nexus_block_t *blk,
     ngx_uint_t used_up);
 static void ngx_nexus_block_give_back(ngx_nexus_block_t *blk);
-static void ngx_nexus_block_finish(ngx_nexus_block_t *blk);
 static void ngx_nexus_block_given(ngx_nexus_redis_cmd_t *cmd,
     redisReply *reply, ngx_int_t rc);
-static void ngx_nexus_block_free(ngx_nexus_block_t *blk);
+static void ngx_nexus_block_free(ngx_nexus_block_t *blk, ngx_uint_t settle);
+static ngx_uint_t ngx_nexus_block_may_ask(ngx_nexus_block_shape_t *shape);
 static void ngx_nexus_block_sweep(ngx_event_t *ev);
 
 
@@ -312,8 +312,7 @@ ngx_nexus_block_admit(ngx_http_request_t *r, ngx_nexus_proxy_t *px,
          * on its way, or Redis refused or failed one lately, or the last
          * one went unused and this request is the first in a window
          */
-        if (!shape->pending && shape->next == NULL
-            && (ngx_msec_int_t) (ngx_current_msec - shape->retry) >= 0
+        if (ngx_nexus_block_may_ask(shape)
             && (!shape->quiet
                 || ngx_current_msec - shape->exact < nmcf->block_window))
         {
@@ -341,8 +340,7 @@ ngx_nexus_block_admit(ngx_http_request_t *r, ngx_nexus_proxy_t *px,
     /* the next block, ahead, when this one runs low */
     blk = shape->cur;
 
-    if (shape->pending || shape->next
-        || (ngx_msec_int_t) (ngx_current_msec - shape->retry) < 0
+    if (!ngx_nexus_block_may_ask(shape)
         || (blk && (blk->n - blk->admitted) * 4 > blk->n
             && (blk->pool - blk->drawn) * 4 > blk->pool))
     {
@@ -364,6 +362,19 @@ ngx_nexus_block_admit(ngx_http_request_t *r, ngx_nexus_proxy_t *px,
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * Whether a block may be asked for: none is on its way or waiting to
+ * admit, and Redis did not refuse or fail one lately.
+ */
+
+static ngx_uint_t
+ngx_nexus_block_may_ask(ngx_nexus_block_shape_t *shape)
+{
+    return !shape->pending && shape->next == NULL
+           && (ngx_msec_int_t) (ngx_current_msec - shape->retry) >= 0;
 }
 
 
@@ -587,6 +598,7 @@ ngx_nexus_block_ask(ngx_nexus_block_shape_t *shape, ngx_nexus_proxy_t *px,
 
     blk->shape = shape;
     blk->n = shape->n;
+    shape->nblocks++;
 
     ngx_memcpy(a, argv, sizeof(a));
     ngx_memcpy(alen, argvlen, sizeof(alen));
@@ -594,7 +606,7 @@ ngx_nexus_block_ask(ngx_nexus_block_shape_t *shape, ngx_nexus_proxy_t *px,
     if (shape->reserve) {
         blk->budget = ngx_nexus_budget_detach(px, &id);
         if (blk->budget == NULL) {
-            ngx_free(blk);
+            ngx_nexus_block_free(blk, 0);
             return NULL;
         }
 
@@ -617,11 +629,7 @@ ngx_nexus_block_ask(ngx_nexus_block_shape_t *shape, ngx_nexus_proxy_t *px,
     cmd = ngx_nexus_redis_eval(&ngx_nexus_admit_script, NGX_NEXUS_ADMIT_NKEYS,
                                NGX_NEXUS_ADMIT_NARGV, a, alen);
     if (cmd == NULL) {
-        if (blk->budget) {
-            ngx_nexus_budget_end(blk->budget, 0, 0);
-        }
-
-        ngx_free(blk);
+        ngx_nexus_block_free(blk, 0);
         return NULL;
     }
 
@@ -629,7 +637,6 @@ ngx_nexus_block_ask(ngx_nexus_block_shape_t *shape, ngx_nexus_proxy_t *px,
     cmd->data = blk;
 
     shape->pending = 1;
-    shape->nblocks++;
 
     return cmd;
 }
@@ -649,12 +656,7 @@ ngx_nexus_block_unsent(ngx_nexus_block_t *blk)
     shape->pending = 0;
     shape->retry = ngx_current_msec + nmcf->block_window;
 
-    if (blk->budget) {
-        ngx_nexus_budget_end(blk->budget, 0, 0);
-        blk->budget = NULL;
-    }
-
-    ngx_nexus_block_free(blk);
+    ngx_nexus_block_free(blk, 0);
 }
 
 
@@ -682,12 +684,8 @@ ngx_nexus_block_taken(ngx_nexus_redis_cmd_t *cmd, redisReply *reply,
 
         shape->n = ngx_max(shape->n / 2, 2);
 
-        if (blk->budget) {
-            ngx_nexus_budget_end(blk->budget, 0, 0);
-            blk->budget = NULL;
-        }
-
-        ngx_nexus_block_free(blk);
+        /* nothing was written */
+        ngx_nexus_block_free(blk, 0);
         return;
     }
 
@@ -704,12 +702,7 @@ ngx_nexus_block_taken(ngx_nexus_redis_cmd_t *cmd, redisReply *reply,
         /* it may have been made: its reservation is released if it was */
         shape->retry = ngx_current_msec + nmcf->block_window;
 
-        if (blk->budget) {
-            ngx_nexus_budget_end(blk->budget, 0, 1);
-            blk->budget = NULL;
-        }
-
-        ngx_nexus_block_free(blk);
+        ngx_nexus_block_free(blk, 1);
         return;
     }
 
@@ -867,7 +860,8 @@ ngx_nexus_block_close(ngx_nexus_block_t *blk, ngx_uint_t used_up)
     ngx_nexus_block_give_back(blk);
 
     if (blk->inflight == 0) {
-        ngx_nexus_block_finish(blk);
+        /* its requests have ended: the reservation settled */
+        ngx_nexus_block_free(blk, 1);
     }
 }
 
@@ -879,7 +873,8 @@ ngx_nexus_block_settle(ngx_nexus_block_t *blk, int64_t tokens)
     blk->inflight--;
 
     if (!blk->open && blk->inflight == 0) {
-        ngx_nexus_block_finish(blk);
+        /* its requests have ended: the reservation settled */
+        ngx_nexus_block_free(blk, 1);
     }
 }
 
@@ -956,20 +951,6 @@ ngx_nexus_block_give_back(ngx_nexus_block_t *blk)
 }
 
 
-/* its requests have ended: the reservation settled, the block freed */
-
-static void
-ngx_nexus_block_finish(ngx_nexus_block_t *blk)
-{
-    if (blk->budget) {
-        ngx_nexus_budget_end(blk->budget, blk->used, 1);
-        blk->budget = NULL;
-    }
-
-    ngx_nexus_block_free(blk);
-}
-
-
 static void
 ngx_nexus_block_given(ngx_nexus_redis_cmd_t *cmd, redisReply *reply,
     ngx_int_t rc)
@@ -982,9 +963,19 @@ ngx_nexus_block_given(ngx_nexus_redis_cmd_t *cmd, redisReply *reply,
 }
 
 
+/*
+ * The block is over.  settle: its reservation may exist in Redis, and is
+ * released with the tokens its requests used (none when it was never
+ * answered); else none was made.
+ */
+
 static void
-ngx_nexus_block_free(ngx_nexus_block_t *blk)
+ngx_nexus_block_free(ngx_nexus_block_t *blk, ngx_uint_t settle)
 {
+    if (blk->budget) {
+        ngx_nexus_budget_end(blk->budget, blk->used, settle);
+    }
+
     blk->shape->nblocks--;
 
     if (blk->fired) {
