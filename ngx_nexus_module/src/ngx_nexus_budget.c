@@ -165,7 +165,7 @@ static u_char *ngx_nexus_budget_name(u_char *p, u_char *last,
 static ngx_int_t ngx_nexus_budget_parse(ngx_nexus_budget_t *b,
     redisReply *reply);
 static void ngx_nexus_budget_audit(ngx_http_request_t *r,
-    ngx_nexus_budget_t *b, redisReply *fired);
+    ngx_nexus_budget_t *b, ngx_str_t *fired);
 static ngx_int_t ngx_nexus_budget_local(ngx_http_request_t *r,
     ngx_nexus_budget_t *b);
 static ngx_int_t ngx_nexus_budget_exceeded(ngx_http_request_t *r,
@@ -889,6 +889,7 @@ ngx_int_t
 ngx_nexus_budget_answer(ngx_nexus_proxy_t *px, redisReply *reply)
 {
     ngx_int_t            status;
+    ngx_str_t            fired;
     ngx_http_request_t  *r;
     ngx_nexus_budget_t  *b;
 
@@ -919,10 +920,13 @@ ngx_nexus_budget_answer(ngx_nexus_proxy_t *px, redisReply *reply)
 
     default:
         /* the reservation's part, checked by the parse */
-        reply = reply->element[1];
+        reply = reply->element[1]->element[19];
 
-        if (reply->element[19]->len) {
-            ngx_nexus_budget_audit(r, b, reply->element[19]);
+        if (reply->len) {
+            fired.data = (u_char *) reply->str;
+            fired.len = reply->len;
+
+            ngx_nexus_budget_audit(r, b, &fired);
         }
     }
 
@@ -943,7 +947,8 @@ ngx_nexus_budget_parse(ngx_nexus_budget_t *b, redisReply *reply)
     size_t        i;
     redisReply  **e;
 
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) {
+    /* a block's answer has two more parts (ngx_nexus_block.c) */
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 2) {
         return NGX_DECLINED;
     }
 
@@ -1028,14 +1033,14 @@ ngx_nexus_budget_parse(ngx_nexus_budget_t *b, redisReply *reply)
 
 static void
 ngx_nexus_budget_audit(ngx_http_request_t *r, ngx_nexus_budget_t *b,
-    redisReply *fired)
+    ngx_str_t *fired)
 {
     u_char      *p, *last;
     ngx_str_t    w[5];
     const char  *type, *outcome;
     u_char       members[192];
 
-    p = (u_char *) fired->str;
+    p = fired->data;
     last = p + fired->len;
 
     /* "<type> <tokens|cost> <period> <limit> <used>", written above */
@@ -2085,7 +2090,7 @@ ngx_nexus_budget_detach(ngx_nexus_proxy_t *px, ngx_str_t *id)
     u_char              *p;
     ngx_nexus_budget_t  *b, *o;
 
-    static ngx_atomic_uint_t  seq;
+    static ngx_uint_t  seq;
 
     b = px->budget;
 
@@ -2102,9 +2107,6 @@ ngx_nexus_budget_detach(ngx_nexus_proxy_t *px, ngx_str_t *id)
                              (uint32_t) ngx_random())
                 - p;
     o->rid.len = 0;
-    o->settled = 0;
-    o->held = 0;
-    o->sent = 1;
 
     *id = o->id;
 
@@ -2117,7 +2119,6 @@ ngx_nexus_budget_detach(ngx_nexus_proxy_t *px, ngx_str_t *id)
 void
 ngx_nexus_budget_hold(ngx_nexus_budget_t *o)
 {
-    o->held = 1;
     o->renew.handler = ngx_nexus_budget_renew;
     o->renew.data = o;
     o->renew.log = ngx_cycle->log;
@@ -2160,13 +2161,7 @@ ngx_int_t
 ngx_nexus_budget_block_answer(ngx_nexus_budget_t *o, redisReply *reply,
     ngx_nexus_budget_share_t *share, ngx_str_t *fired)
 {
-    redisReply  two;
-
-    /* the parse reads the admission's shape: the first two parts */
-    two = *reply;
-    two.elements = 2;
-
-    if (ngx_nexus_budget_parse(o, &two) != NGX_OK) {
+    if (ngx_nexus_budget_parse(o, reply) != NGX_OK) {
         return NGX_DECLINED;
     }
 
@@ -2191,7 +2186,6 @@ void
 ngx_nexus_budget_member(ngx_nexus_proxy_t *px, ngx_nexus_block_t *block,
     ngx_nexus_budget_share_t *share, ngx_str_t *fired)
 {
-    redisReply           e;
     ngx_nexus_budget_t  *b;
 
     b = px->budget;
@@ -2205,11 +2199,6 @@ ngx_nexus_budget_member(ngx_nexus_proxy_t *px, ngx_nexus_block_t *block,
     b->reset_ms = share->reset_ms;
 
     if (fired && fired->len) {
-        ngx_memzero(&e, sizeof(redisReply));
-        e.type = REDIS_REPLY_STRING;
-        e.str = (char *) fired->data;
-        e.len = fired->len;
-
-        ngx_nexus_budget_audit(b->request, b, &e);
+        ngx_nexus_budget_audit(b->request, b, fired);
     }
 }
