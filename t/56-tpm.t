@@ -42,12 +42,6 @@ sub chat {
                 // 'one two three four five six seven eight nine ten' } ] });
 }
 
-sub id_of {
-    my ($key) = @_;
-    return psql("SELECT id FROM api_keys WHERE prefix = '"
-        . key_prefix($key) . "'");
-}
-
 # the tokens in a bucket now, as the gateway would see them
 sub bucket {
     my ($name, $tpm) = @_;
@@ -62,7 +56,7 @@ sub bucket {
 sub wait_settled {
     my ($key) = @_;
     my $deadline = time + 5;
-    sleep 0.05 while redis_cli('ZCARD', 'nx:tb:' . id_of($key) . ':r') ne '0'
+    sleep 0.05 while redis_cli('ZCARD', 'nx:tb:' . key_id($key) . ':r') ne '0'
         && time < $deadline;
 }
 
@@ -79,7 +73,7 @@ my $pe = 200 - 50 - $left;
 ok($pe > 0 && $pe < 30, "X-RateLimit-Remaining-Tokens: the worst case taken"
     . " (prompt estimate $pe + 50)");
 wait_settled($k);
-my $tk = bucket('nx:tpm:k:' . id_of($k), 200);
+my $tk = bucket('nx:tpm:k:' . key_id($k), 200);
 ok($tk >= 200 - $total && $tk < 200 - $total + 5,
     "settled: the unused part given back ($tk ~ 200 - $total)");
 
@@ -110,7 +104,7 @@ $total = $r->{json}{usage}{total_tokens};
 my $want = 200 - $r->{headers}{'x-ratelimit-remaining-tokens'};
 ok($total > $want, "the answer used more than reserved ($total > $want)");
 wait_settled($kx);
-$tk = bucket('nx:tpm:k:' . id_of($kx), 200);
+$tk = bucket('nx:tpm:k:' . key_id($kx), 200);
 ok($tk >= 200 - $total && $tk < 200 - $total + 5,
     "settled: the excess charged ($tk ~ 200 - $total)");
 
@@ -129,11 +123,11 @@ is($r->{json}{error}{details}{scope}, 'tenant', 'scope tenant');
 is($r->{headers}{'x-ratelimit-limit'}, '150', 'its limit');
 
 my $kown = make_key($tenant, name => 'own');
-psql("UPDATE api_keys SET tpm = 5000 WHERE id = " . id_of($kown));
+psql("UPDATE api_keys SET tpm = 5000 WHERE id = " . key_id($kown));
 $r = chat($kown, max => 500);
 is($r->{status}, 200, 'a key with its own TPM');
 wait_settled($kown);
-ok(bucket('nx:tpm:k:' . id_of($kown), 5000) > 4000,
+ok(bucket('nx:tpm:k:' . key_id($kown), 5000) > 4000,
     'its bucket holds 5000 a minute, not the location\'s 200');
 is($r->{headers}{'x-ratelimit-limit-tokens'}, '1000',
     'the tenant\'s (1000, nexus_tpm) binds now');
@@ -146,7 +140,7 @@ is($r->{headers}{'x-ratelimit-limit-tokens'}, undef,
 # --- a budget and TPM: one round trip to reserve, one to settle -------------------
 my $kbt = make_key($tenant, name => 'both');
 psql(q{UPDATE api_keys SET token_budget = '{"daily": 10000}'}
-    . ' WHERE id = ' . id_of($kbt));
+    . ' WHERE id = ' . key_id($kbt));
 sleep 0.3;
 
 sub scripts {
@@ -198,7 +192,7 @@ ok($rem >= 79 && $rem <= 81,
     "the unused part was given back ($rem ~ 100 - 21)");
 my $klb = make_key($tenant, name => 'local-budget');
 psql(q{UPDATE api_keys SET token_budget = '{"daily": 1000}'}
-    . ' WHERE id = ' . id_of($klb));
+    . ' WHERE id = ' . key_id($klb));
 $r = local_chat($klb, 5, 'hi');
 is(code($r), 'RATE_LIMIT_UNAVAILABLE',
     'a budget cannot be counted without Redis: fail closed');
